@@ -1,0 +1,37 @@
+"""Shared fixtures: the FFmpeg binary and leak checks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from trio_core.ffmpeg_binary import find_ffmpeg
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """Absolute path of the FFmpeg binary used by the integration tests."""
+    return find_ffmpeg(os.environ.get("CORE_FFMPEG_BINARY", ""))
+
+
+def open_fds() -> set[int]:
+    """The file descriptors this process has open right now."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def child_pids() -> set[int]:
+    """PIDs of this process's live (non-zombie) children."""
+    me = os.getpid()
+    pids: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            pids.add(int(entry))
+    return pids
