@@ -1,0 +1,223 @@
+"""trio-core under test.
+
+Two ways to run it (``TrioCoreServer`` picks the first that exists, ``BENCH_TRIO_CORE_MODE``
+forces one):
+
+* ``api`` — the real server: ``python -m trio_core.cli`` on loopback, one process created over
+  the HTTP API whose input is the tee's RTP (an SDP file, ``-c copy``), viewers via
+  ``POST /api/v3/process/{id}/whep``. This is the product path (its FFmpeg re-sends the
+  same packets to the Source, so the latency figure includes that hop).
+* ``forwarder`` — a thin harness (``python -m bench.trio_core_server``) around
+  ``rtp.forwarder.Forwarder``: the tee feeds the Source ports directly, and a minimal WHEP
+  endpoint (``POST /whep`` -> ``Forwarder.add_peer``) answers. This measures exactly
+  "RTP into the Source -> SRTP out", like the Janus and aiortc columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import secrets
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def pick_mode() -> str | None:
+    forced = os.environ.get("BENCH_TRIO_CORE_MODE")
+    if forced:
+        return forced
+    if _has("rtp.forwarder"):
+        return "forwarder"
+    return None
+
+
+class TrioCoreServer:
+    name = "trio-core"
+
+    def __init__(self, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None,
+                 cmd: list[str] | None = None) -> None:  # fmt: skip
+        from bench.servers import WhepClientMixin
+
+        self.workdir = workdir
+        self.http = http
+        self.pin = pin
+        self.cmd = cmd
+        self.pid = 0
+        self.mode = pick_mode()
+        self.version = f"trio-core ({self.mode or 'not available'} mode)"
+        self.url = ""
+        self._whep = WhepClientMixin()
+        self._whep.http = http
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if self.mode is None:
+            raise RuntimeError(
+                "trio-core's forwarder (rtp/forwarder.py) is not in this tree yet"
+            )
+        from bench.servers import ServerError
+
+        port = _free_tcp()
+        info = self.workdir / "trio-core-ports.json"
+        log = open(self.workdir / "trio-core.log", "wb")  # noqa: SIM115
+        # --trio-core-cmd replaces the interpreter + module; the harness arguments are appended
+        argv = [*(self.cmd or [sys.executable, "-m", "bench.trio_core_server"]),
+                "--port", str(port), "--info", str(info),
+                "--sdp", str(self.workdir / "source.sdp")]  # fmt: skip
+        if self.pin:
+            argv = ["taskset", "-c", ",".join(map(str, sorted(self.pin))), *argv]
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(
+                partial(trio.run_process, argv, stdout=log, stderr=log, check=False, cwd=ROOT)
+            )
+            self.pid = proc.pid
+            self.url = f"http://127.0.0.1:{port}/whep"
+            with trio.fail_after(30):
+                while not info.exists():
+                    if proc.returncode is not None:
+                        raise ServerError(f"trio-core harness exited; see {self.workdir}/trio-core.log")
+                    await trio.sleep(0.05)
+                await trio.sleep(0.05)
+            ports = json.loads(info.read_text())
+            task_status.started((ports["video"], ports["audio"]))
+            try:
+                await trio.sleep_forever()
+            finally:
+                nursery.cancel_scope.cancel()
+                log.close()
+
+    async def ready(self) -> None:
+        with trio.fail_after(60):
+            while True:
+                try:
+                    r = await self.http.get(self.url.rsplit("/", 1)[0] + "/ready", timeout=2)
+                    if r.status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(0.1)
+
+    async def connect(self, v: Any) -> None:
+        await self._whep.whep_connect(self.url, v)
+
+    async def disconnect(self, v: Any) -> None:
+        await self._whep.whep_disconnect(v)
+
+
+def _free_tcp() -> int:
+    from bench.common import free_tcp_port
+
+    return free_tcp_port()
+
+
+# --- the forwarder harness (runs in its own process) -----------------------------------------
+
+
+async def _read_request(stream: trio.SocketStream, buf: bytearray) -> tuple[str, str, bytes] | None:
+    while b"\r\n\r\n" not in buf:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    length = 0
+    for line in lines[1:]:
+        k, _, val = line.partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(val.strip())
+    body = bytearray(rest)
+    while len(body) < length:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        body += chunk
+    buf[:] = body[length:]
+    return method, path, bytes(body[:length])
+
+
+async def harness(port: int, info: Path, sdp_path: Path) -> None:
+    from rtp.forwarder import Forwarder  # type: ignore[import-not-found]
+
+    forwarder = Forwarder(host="127.0.0.1", port=0, advertise=["127.0.0.1"])
+    ready = False
+    sessions: dict[str, str] = {}
+
+    async def handle(stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                req = await _read_request(stream, buf)
+                if req is None:
+                    return
+                method, path, body = req
+                status, headers, payload = 404, {}, b""
+                if method == "GET" and path == "/ready":
+                    status = 200 if ready else 503
+                elif method == "POST" and path == "/whep":
+                    try:
+                        peer, answer = await forwarder.add_peer("bench", body.decode())
+                        sid = secrets.token_urlsafe(12)
+                        sessions[sid] = str(getattr(peer, "id", getattr(peer, "peer_id", sid)))
+                        status, payload = 201, answer.encode()
+                        headers = {"Content-Type": "application/sdp", "Location": f"/whep/{sid}"}
+                    except Exception as exc:
+                        status, payload = 400, f"{type(exc).__name__}: {exc}".encode()
+                elif method == "DELETE" and path.startswith("/whep/"):
+                    peer_id = sessions.pop(path.rsplit("/", 1)[1], None)
+                    status = 200 if peer_id and forwarder.close_peer(peer_id) is not False else 404
+                reason = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found",
+                          503: "Service Unavailable"}[status]  # fmt: skip
+                hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                await stream.send_all(
+                    f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(payload)}\r\n{hdrs}\r\n"
+                    .encode() + payload
+                )  # fmt: skip
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
+            return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(forwarder.run)
+        await nursery.start(partial(forwarder.open_source, "bench", ("video", "audio")))
+        source = forwarder.source("bench")
+        ports = dict(source.ports)
+        info.write_text(json.dumps({"video": ports["video"], "audio": ports["audio"]}))
+        await nursery.start(partial(trio.serve_tcp, handle, port, host="127.0.0.1"))
+        while not sdp_path.exists() or not sdp_path.read_text().strip():
+            await trio.sleep(0.05)
+        await trio.sleep(0.1)
+        source.set_sdp(sdp_path.read_text())
+        ready = True
+        await trio.sleep_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--info", required=True)
+    ap.add_argument("--sdp", required=True)
+    args = ap.parse_args()
+    try:
+        trio.run(harness, args.port, Path(args.info), Path(args.sdp))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Typed errors of the ``rtp`` package.
+
+Every parser in ``rtp`` raises one of these for malformed input; no other exception
+(IndexError, struct.error, UnicodeDecodeError, ...) may escape on bad wire data.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DtlsError", "NoCommonCodec", "ParseError", "SdpError"]
+
+
+class ParseError(ValueError):
+    """Malformed wire input.
+
+    ``reason`` is a short, stable key suitable for a drop counter (e.g. ``"stun-short"``,
+    ``"srtp-auth"``); ``detail`` is free text for logs.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class SdpError(ValueError):
+    """A bad SDP offer/description; the message says what was wrong (e.g. "missing a=ice-ufrag")."""
+
+
+class NoCommonCodec(SdpError):
+    """Nothing offered matches the source's codecs (maps to HTTP 406)."""
+
+
+class DtlsError(Exception):
+    """Fatal DTLS failure (alert, fingerprint mismatch, handshake error); the endpoint is dead."""

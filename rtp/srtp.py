@@ -1,0 +1,94 @@
+"""SRTP/SRTCP protection for one DTLS-SRTP association, over pylibsrtp.
+
+Sans-IO and synchronous. One :class:`SrtpSession` per peer: an outbound libsrtp session
+(``SSRC_ANY_OUTBOUND``, ``allow_repeat_tx`` so NACKed packets can be resent) keyed with the
+endpoint's tx key, and an inbound one (``SSRC_ANY_INBOUND``) keyed with its rx key.
+Both DTLS-SRTP profiles we offer are supported: AEAD_AES_128_GCM and AES128_CM_SHA1_80.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pylibsrtp
+from pylibsrtp import Policy, Session
+
+from .dtls import SrtpKeys
+from .errors import ParseError
+
+__all__ = ["MAX_PROTECT_SIZE", "SrtpSession"]
+
+#: Largest plaintext packet pylibsrtp can protect (its 1500-byte buffer minus trailers).
+MAX_PROTECT_SIZE = 1356
+
+
+def _reason(exc: pylibsrtp.Error, default: str) -> str:
+    text = str(exc)
+    if "authentication" in text:
+        return "srtp-auth"
+    if "replay" in text or "index" in text:
+        return "srtp-replay"
+    return default
+
+
+class SrtpSession:
+    """Protect outgoing and unprotect incoming SRTP/SRTCP with the keys from DTLS.
+
+    All methods take and return whole packets as ``bytes``. ``unprotect*`` raise
+    ParseError("srtp-auth" | "srtp-replay" | "srtp-short" | "srtp-error") on failure;
+    ``protect*`` raise ParseError("srtp-protect", ...) (e.g. packet too long or a sequence
+    number that libsrtp rejects).
+    """
+
+    def __init__(self, keys: SrtpKeys) -> None:
+        self.keys = keys
+        tx = Policy(
+            key=keys.tx_key + keys.tx_salt,
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=keys.profile,
+        )
+        tx.allow_repeat_tx = True
+        rx = Policy(
+            key=keys.rx_key + keys.rx_salt,
+            ssrc_type=Policy.SSRC_ANY_INBOUND,
+            srtp_profile=keys.profile,
+        )
+        self._tx = Session(tx)
+        self._rx = Session(rx)
+        self._tx_protect = self._tx.protect
+        self._tx_protect_rtcp = self._tx.protect_rtcp
+
+    def protect(self, rtp: bytes) -> bytes:
+        """Encrypt and authenticate one RTP packet (at most ``MAX_PROTECT_SIZE`` bytes)."""
+        try:
+            return self._tx_protect(rtp if type(rtp) is bytes else bytes(rtp))
+        except (pylibsrtp.Error, ValueError) as exc:  # ValueError: packet too long
+            raise ParseError("srtp-protect", str(exc)) from exc
+
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
+        """Encrypt and authenticate one (compound) RTCP packet."""
+        try:
+            return self._tx_protect_rtcp(rtcp if type(rtcp) is bytes else bytes(rtcp))
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise ParseError("srtp-protect", str(exc)) from exc
+
+    def unprotect(self, srtp: bytes) -> bytes:
+        """Authenticate and decrypt one SRTP packet."""
+        if len(srtp) < 12:
+            raise ParseError("srtp-short", f"{len(srtp)} bytes")
+        return self._unprotect(self._rx.unprotect, srtp)
+
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
+        """Authenticate and decrypt one SRTCP packet."""
+        if len(srtcp) < 8:
+            raise ParseError("srtp-short", f"{len(srtcp)} bytes")
+        return self._unprotect(self._rx.unprotect_rtcp, srtcp)
+
+    @staticmethod
+    def _unprotect(func: Callable[[bytes], bytes], data: bytes) -> bytes:
+        try:
+            return func(data if type(data) is bytes else bytes(data))
+        except pylibsrtp.Error as exc:
+            raise ParseError(_reason(exc, "srtp-error"), str(exc)) from exc
+        except ValueError as exc:
+            raise ParseError("srtp-error", str(exc)) from exc

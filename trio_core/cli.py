@@ -1,0 +1,117 @@
+"""The ``trio-core`` console script (also ``python -m trio_core``).
+
+``trio-core [--config PATH] [--help-config]``: loads the settings (file + ``CORE_*`` env),
+starts the server, prints ``trio-core listening on http://HOST:PORT`` and runs until SIGINT or
+SIGTERM, then stops every FFmpeg process and exits 0.
+
+Exit codes: 0 clean shutdown, 2 configuration/startup refused (bad setting, public bind
+without auth, no FFmpeg, unusable db), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from . import __version__
+from .config import SettingError, help_config, load_config
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-core",
+        description="A datarhei-Core-style live-video restreaming server on trio.",
+    )
+    parser.add_argument("--config", metavar="PATH", default=None,
+                        help="JSON config file (default: $CORE_CONFIGFILE, else none)")
+    parser.add_argument("--help-config", action="store_true",
+                        help="list every setting (name, env var, default, description) and exit")
+    parser.add_argument("--version", action="version", version=f"trio-core {__version__}")
+    return parser
+
+
+async def _run(config: object, status: dict[str, bool]) -> None:
+    from .server import Running, serve
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def until_signal() -> None:
+            async for signum in signals:
+                logging.getLogger("trio_core").info(
+                    "%s received, shutting down", signal.Signals(signum).name
+                )
+                return
+
+        async with trio.open_nursery() as nursery:
+            running: Running = await nursery.start(
+                lambda task_status: serve(
+                    config, shutdown_trigger=until_signal, task_status=task_status  # type: ignore[arg-type]
+                )
+            )
+            status["started"] = True
+            print(f"trio-core listening on {running.url}", flush=True)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _is_startup_error(exc: BaseException) -> bool:
+    """Errors that mean "refused to start" (exit 2) rather than a crash."""
+    from .server import StartupError
+
+    if isinstance(exc, StartupError | SettingError | OSError):
+        return True
+    try:
+        from .store import StoreError
+    except ImportError:  # pragma: no cover - store module missing
+        return False
+    return isinstance(exc, StoreError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (see module docstring)."""
+    args = build_parser().parse_args(argv)
+    if args.help_config:
+        print(help_config())
+        return EXIT_OK
+    try:
+        config = load_config(args.config)
+    except SettingError as exc:
+        print(f"trio-core: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=config["log.level"].upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .server import StartupError
+
+    status = {"started": False}
+    try:
+        trio.run(_run, config, status)
+    except (StartupError, OSError, BaseExceptionGroup) as exc:
+        leaves = list(_leaves(exc))
+        if status["started"] or not all(_is_startup_error(leaf) for leaf in leaves):
+            raise
+        for leaf in leaves:
+            if isinstance(leaf, OSError) and not isinstance(leaf, StartupError):
+                print(f"trio-core: cannot listen on {config['api.address']}: {leaf}", file=sys.stderr)
+            else:
+                print(f"trio-core: {leaf}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""Server settings: every setting declared once, loaded from a JSON file and ``CORE_*`` env vars.
+
+Each :class:`Setting` has a dotted name (``api.auth.enable``), the environment variable that
+overrides it (``CORE_API_AUTH_ENABLE``: ``CORE_`` + upper-cased name with ``.`` -> ``_``), a
+type, a default and a description. Precedence: default < JSON config file < environment.
+
+The JSON file nests the dotted names: ``{"api": {"address": "127.0.0.1:8080",
+"auth": {"enable": true}}}``. Its path comes from ``--config PATH`` or ``CORE_CONFIGFILE``.
+Unknown keys, values of the wrong type, bad ports and unparsable IPs raise
+:class:`SettingError`, which names the key (and the env var when the value came from there).
+
+``demo.enable`` has no fixed default: it is on when no config file is used (a fresh
+``trio-core`` shows something at once) and off when a config file is loaded; set it explicitly
+to override. ``api.auth.jwt.secret`` is replaced by a random secret when empty.
+
+Everything here is synchronous and pure (apart from reading the config file).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIGFILE_ENV = "CORE_CONFIGFILE"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingError(ValueError):
+    """A setting has an invalid value (or the config file is unusable).
+
+    ``key`` is the dotted setting name (or ``"<config file>"``), ``env`` the environment variable
+    the bad value came from (``None`` when it came from the file or a default).
+    """
+
+    def __init__(
+        self, key: str, message: str, env: str | None = None, file: str | None = None
+    ) -> None:
+        self.key = key
+        self.message = message
+        self.env = env
+        self.file = file
+        where = f" (from environment variable {env})" if env else ""
+        where = where or (f" (in config file {file})" if file else "")
+        super().__init__(f"invalid setting {key}{where}: {message}")
+
+
+# --------------------------------------------------------------------------------------------
+# value types: parse(text-or-json-value) -> python value, raising ValueError with a reason
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {json.dumps(value)}")
+    return value
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ValueError(f"expected a boolean (true/false), got {json.dumps(value)}")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {json.dumps(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            pass
+    raise ValueError(f"expected an integer, got {json.dumps(value)}")
+
+
+def _parse_nonneg_int(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 0:
+        raise ValueError(f"must be >= 0, got {number}")
+    return number
+
+
+def _parse_port(value: Any) -> int:
+    number = _parse_int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {number}")
+    return number
+
+
+def _parse_ip(value: Any) -> str:
+    text = _parse_str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"not an IP address: {text!r}") from None
+
+
+def _parse_optional_ip(value: Any) -> str:
+    text = _parse_str(value).strip()
+    return _parse_ip(text) if text else ""
+
+
+def _parse_ip_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        items: list[Any] = value.split()
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ValueError(f"expected a list of IP addresses, got {json.dumps(value)}")
+    return [_parse_ip(item) for item in items]
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def parse_address(value: Any) -> tuple[str, int]:
+    """Parse ``host:port`` (``[v6]:port``; empty host = all interfaces) into ``(host, port)``.
+
+    ``host`` is an IP literal (normalised), a host name, or ``""``. Raises ValueError.
+    """
+    text = _parse_str(value).strip()
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [IPv6]:port, got {text!r}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address: {host!r}") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected host:port, got {text!r}")
+        if ":" in host:
+            raise ValueError(f"IPv6 addresses need brackets ([::1]:8080), got {text!r}")
+    if not port_text.isdigit():
+        raise ValueError(f"bad port {port_text!r} in {text!r}")
+    port = _parse_port(port_text)
+    if host:
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
+                raise ValueError(f"bad host {host!r} in {text!r}") from None
+    return host, port
+
+
+def _parse_address(value: Any) -> str:
+    host, port = parse_address(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _parse_level(value: Any) -> str:
+    text = _parse_str(value).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# declarations
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting."""
+
+    name: str
+    type: str  # short type name shown by --help-config
+    default: Any
+    description: str
+    parse: Callable[[Any], Any]
+    alt_env: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``CORE_`` + upper-cased name, ``.`` -> ``_``."""
+        return "CORE_" + self.name.upper().replace(".", "_")
+
+    @property
+    def attr(self) -> str:
+        """The attribute name on :class:`Config` (``api.auth.enable`` -> ``api_auth_enable``)."""
+        return self.name.replace(".", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("api.address", "address", "127.0.0.1:8080",
+            "HTTP listen address host:port (empty host = all interfaces, port 0 = ephemeral).",
+            _parse_address, alt_env=("CORE_ADDRESS",)),
+    Setting("api.allow_public_bind", "bool", False,
+            "Allow listening on a non-loopback address with auth disabled (explicit opt-in).",
+            _parse_bool),
+    Setting("api.auth.enable", "bool", False,
+            "Require a JWT (POST /api/login) for /api/v3/*.", _parse_bool),
+    Setting("api.auth.username", "string", "", "Login user name (required with auth).",
+            _parse_str),
+    Setting("api.auth.password", "string", "", "Login password (required with auth).",
+            _parse_str, secret=True),
+    Setting("api.auth.jwt.secret", "string", "",
+            "HS256 signing secret for JWTs; empty = random per start (tokens die on restart).",
+            _parse_str, secret=True),
+    Setting("db.dir", "path", "./config", "Directory of db.json (the process database).",
+            _parse_str),
+    Setting("storage.disk.dir", "path", "./data",
+            "Directory FFmpeg may write files to; the {diskfs} placeholder.", _parse_str),
+    Setting("ffmpeg.binary", "string", "",
+            "FFmpeg binary (path or name on PATH); empty = ffmpeg on PATH, else imageio-ffmpeg's.",
+            _parse_str),
+    Setting("ffmpeg.max_processes", "int", 0,
+            "Maximum number of running FFmpeg processes (0 = unlimited).", _parse_nonneg_int,
+            alt_env=("CORE_FFMPEG_MAXPROCESSES",)),
+    Setting("ffmpeg.log.max_lines", "int", 50, "Log lines kept per process run.",
+            _parse_nonneg_int),
+    Setting("ffmpeg.log.max_history", "int", 3, "Previous runs' logs kept per process.",
+            _parse_nonneg_int),
+    Setting("webrtc.enable", "bool", True, "Enable WebRTC (WHEP) playback of processes.",
+            _parse_bool),
+    Setting("webrtc.public_ip", "ip", "",
+            "IP address advertised in ICE candidates (empty = the bind address).",
+            _parse_optional_ip),
+    Setting("webrtc.nat_1_to_1_ips", "ip list", [],
+            "Extra IPs advertised as host candidates (1:1 NAT); env: space-separated.",
+            _parse_ip_list),
+    Setting("webrtc.udp_mux_port", "port", 0,
+            "UDP port of the single WebRTC media socket (0 = ephemeral).", _parse_port),
+    Setting("webrtc.bind_address", "ip", "127.0.0.1",
+            "IP address the WebRTC UDP socket binds to.", _parse_ip),
+    Setting("demo.enable", "bool", None,
+            "Create a demo test-pattern process 'demo' at start if missing "
+            "(default: on without a config file, off with one).", _parse_bool),
+    Setting("log.level", "level", "info", "Log level: debug, info, warning, error.",
+            _parse_level),
+)
+
+_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+_BY_ATTR: dict[str, Setting] = {s.attr: s for s in SETTINGS}
+assert len(_BY_ATTR) == len(SETTINGS), "setting attribute names must be unique"
+
+
+# --------------------------------------------------------------------------------------------
+# the loaded configuration
+
+
+@dataclass
+class Config:
+    """Effective settings: ``cfg["api.address"]`` or ``cfg.api_address``.
+
+    ``sources`` maps each name to ``"default"``, ``"file"`` or ``"env:<VAR>"``;
+    ``config_file`` is the path loaded (or None).
+    """
+
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+    config_file: str | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __getattr__(self, attr: str) -> Any:
+        setting = _BY_ATTR.get(attr)
+        if setting is None:
+            raise AttributeError(attr)
+        return self.values[setting.name]
+
+    @property
+    def api_host(self) -> str:
+        """Host part of ``api.address`` (``""`` = all interfaces)."""
+        return parse_address(self.values["api.address"])[0]
+
+    @property
+    def api_port(self) -> int:
+        """Port of ``api.address``."""
+        return parse_address(self.values["api.address"])[1]
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with some settings replaced (dotted names given with ``_``, or a dict via
+        ``replace(**{"api.address": ...})``); values are parsed and validated like env values."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for key, raw in overrides.items():
+            setting = _BY_NAME.get(key) or _BY_ATTR.get(key)
+            if setting is None:
+                raise SettingError(key, "unknown setting")
+            values[setting.name] = _parse_one(setting, raw, None)
+            sources[setting.name] = "override"
+        cfg = Config(values, sources, self.config_file)
+        _validate(cfg)
+        return cfg
+
+
+def _parse_one(setting: Setting, raw: Any, env: str | None, file: str | None = None) -> Any:
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise SettingError(setting.name, str(exc), env, file) from None
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in _BY_NAME:
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a JSON config file into ``{dotted name: raw value}``; SettingError when unusable.
+
+    A top-level ``"version"`` key is ignored (datarhei files carry one).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise SettingError("<config file>", f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SettingError(
+            "<config file>", f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise SettingError("<config file>", f"{path}: expected a JSON object")
+    data.pop("version", None)
+    flat: dict[str, Any] = {}
+    for name, value in _flatten(data):
+        if name not in _BY_NAME:
+            raise SettingError(name, "unknown setting", file=path)
+        flat[name] = value
+    return flat
+
+
+def load_config(
+    config_file: str | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Build the effective configuration: defaults < ``config_file`` < environment.
+
+    ``config_file`` defaults to ``$CORE_CONFIGFILE`` (none when unset/empty); ``env`` defaults to
+    ``os.environ``. Raises SettingError naming the first bad key.
+    """
+    environ = os.environ if env is None else env
+    if config_file is None:
+        config_file = environ.get(CONFIGFILE_ENV) or None
+    file_values = read_config_file(config_file) if config_file else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        value, source = setting.default, "default"
+        if setting.name in file_values:
+            value, source = _parse_one(setting, file_values[setting.name], None, config_file), "file"
+        for var in (setting.env, *setting.alt_env):
+            if var in environ:
+                value, source = _parse_one(setting, environ[var], var), f"env:{var}"
+                break
+        values[setting.name] = value
+        sources[setting.name] = source
+    if values["demo.enable"] is None:
+        values["demo.enable"] = config_file is None
+    if not values["api.auth.jwt.secret"]:
+        values["api.auth.jwt.secret"] = secrets.token_urlsafe(32)
+    cfg = Config(values, sources, config_file)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    """Cross-field checks."""
+    if cfg["api.auth.enable"]:
+        for name in ("api.auth.username", "api.auth.password"):
+            if not cfg[name]:
+                source = cfg.sources.get("api.auth.enable", "")
+                env = source[4:] if source.startswith("env:") else None
+                raise SettingError(name, "must be set when api.auth.enable is true", env)
+
+
+def help_config() -> str:
+    """The ``--help-config`` text: every setting with env var, default and description."""
+    lines = ["trio-core settings (JSON config file keys nest the dotted names; env overrides file):", ""]
+    for s in SETTINGS:
+        if s.default is None:
+            default = "(auto)"
+        elif s.secret and s.name == "api.auth.jwt.secret":
+            default = '"" (random)'
+        else:
+            default = json.dumps(s.default)
+        env = s.env + "".join(f", {alt}" for alt in s.alt_env)
+        lines.append(f"{s.name}  [{s.type}]")
+        lines.append(f"    env:     {env}")
+        lines.append(f"    default: {default}")
+        lines.append(f"    {s.description}")
+    lines.append("")
+    lines.append(f"Config file: --config PATH or {CONFIGFILE_ENV}=PATH.")
+    return "\n".join(lines)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (from ``api.address``) only accepts local connections."""
+    if host == "localhost":
+        return True
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
