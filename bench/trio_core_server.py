@@ -174,8 +174,8 @@ async def harness(port: int, info: Path, sdp_path: Path) -> None:
                     try:
                         peer, answer = await forwarder.add_peer("bench", body.decode())
                         sid = secrets.token_urlsafe(12)
-                        sessions[sid] = str(getattr(peer, "id", getattr(peer, "peer_id", sid)))
-                        status, payload = 201, answer.encode()
+                        sessions[sid] = peer.id
+                        status, payload = 201, answer.sdp.encode()
                         headers = {"Content-Type": "application/sdp", "Location": f"/whep/{sid}"}
                     except Exception as exc:
                         status, payload = 400, f"{type(exc).__name__}: {exc}".encode()

@@ -6,7 +6,7 @@ Every parser in ``rtp`` raises one of these for malformed input; no other except
 
 from __future__ import annotations
 
-__all__ = ["DtlsError", "NoCommonCodec", "ParseError", "SdpError"]
+__all__ = ["DtlsError", "NoCommonCodec", "ParseError", "SdpError", "SourceNotReady"]
 
 
 class ParseError(ValueError):
@@ -32,3 +32,7 @@ class NoCommonCodec(SdpError):
 
 class DtlsError(Exception):
     """Fatal DTLS failure (alert, fingerprint mismatch, handshake error); the endpoint is dead."""
+
+
+class SourceNotReady(Exception):
+    """The source has no codec parameters yet (its producer is not live): retry later."""

@@ -35,3 +35,13 @@ def child_pids() -> set[int]:
         if int(fields[1]) == me and fields[0] != "Z":
             pids.add(int(entry))
     return pids
+
+
+def task_count() -> int:
+    """Number of live trio tasks in the current run (walks the task tree from the root)."""
+    import trio
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())

@@ -1,0 +1,387 @@
+"""Peer: one WebRTC viewer of a Source.
+
+A Peer is the per-viewer state machine glued from the sans-IO cores: ICE-lite
+(:class:`~rtp.stun.IceLite`), DTLS-SRTP (:class:`~rtp.dtls.DtlsEndpoint` then
+:class:`~rtp.srtp.SrtpSession`) and RTP/RTCP. The :class:`~rtp.mux.UdpMux` hands it the
+viewer's datagrams (``handle_stun``, ``handle_dtls``, ``handle_rtcp``) and the
+:class:`~rtp.source.Source` hands it media (``forward``); both calls are synchronous and
+send through the mux's plain non-blocking socket.
+
+Per track the Peer has its own SSRC (from the SDP answer), PT (the viewer's number) and
+random sequence/timestamp offsets over the Source's normalised (restart-proof) numbering,
+so viewers never see a producer restart. Once DTLS completes it first sends the Source's
+cached GOP (in small paced bursts, live packets queued meanwhile) so the first frame
+decodes without waiting for a keyframe. It answers NACKs from the Source's history and
+PLI/FIR by resending the cached keyframe, sends an RTCP Sender Report per track about
+every second, and closes itself when consent expires (no valid STUN for
+``consent_timeout`` seconds), when setup does not finish in ``setup_timeout`` seconds,
+when DTLS fails (e.g. certificate fingerprint mismatch) or when the viewer says goodbye.
+
+Cancellation: :meth:`run` (the Peer's timer task, started in the Source's nursery) ends
+when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from .dtls import Certificate, DtlsEndpoint
+from .errors import DtlsError, ParseError
+from .packet import rewrite
+from .rtcp import Bye, Fir, Nack, Pli, ReceiverReport, build_sdes_cname, build_sr, parse_rtcp
+from .sdp import NegotiatedTrack
+from .srtp import SrtpSession
+from .stun import IceLite
+
+if TYPE_CHECKING:
+    from .mux import UdpMux
+    from .source import MediaPacket, Source
+
+__all__ = ["Peer"]
+
+SR_INTERVAL = 1.0
+BURST_PACKETS = 32
+BURST_PAUSE = 0.002
+PLI_MIN_INTERVAL = 1.0
+
+
+@dataclass(slots=True)
+class OutTrack:
+    """What this viewer gets for one source track."""
+
+    kind: str
+    payload_type: int
+    ssrc: int
+    seq_delta: int
+    ts_delta: int
+    packets: int = 0
+    bytes: int = 0
+    retransmitted: int = 0
+
+
+class Peer:
+    """One viewer. Created by the Forwarder, run in its Source's nursery.
+
+    Args:
+        peer_id: the secret session id (WHEP resource).
+        source: the Source this viewer watches.
+        mux: the UDP mux that carries this viewer's traffic.
+        certificate: our DTLS certificate (its fingerprint is in the answer).
+        remote_fingerprint: the viewer's sha-256 fingerprint from its offer.
+        ice_ufrag, ice_pwd: our ICE credentials from the answer; remote_ufrag: the viewer's.
+        tracks: negotiated tracks by kind (PT, SSRC) from the answer.
+        cname: the RTCP CNAME announced in the answer.
+    """
+
+    def __init__(self, *, peer_id: str, source: Source, mux: UdpMux, certificate: Certificate,
+                 remote_fingerprint: str, ice_ufrag: str, ice_pwd: str, remote_ufrag: str,
+                 tracks: dict[str, NegotiatedTrack], cname: str,
+                 consent_timeout: float = 30.0, setup_timeout: float = 20.0) -> None:
+        self.id = peer_id
+        self.source = source
+        self.mux = mux
+        self.cname = cname
+        self.ice = IceLite(ice_ufrag, ice_pwd, remote_ufrag)
+        self.dtls = DtlsEndpoint(certificate, remote_fingerprint, "server")
+        self.srtp: SrtpSession | None = None
+        self.out: dict[str, OutTrack] = {
+            kind: OutTrack(kind, t.payload_type, t.ssrc, random.getrandbits(16),
+                           random.getrandbits(32))
+            for kind, t in tracks.items()
+        }
+        self._by_ssrc = {t.ssrc: t for t in self.out.values()}
+        self.consent_timeout = consent_timeout
+        self.setup_timeout = setup_timeout
+        #: Where media goes: the nominated address (else the DTLS client's address).
+        self.addr: tuple[str, int] | None = None
+        #: Every remote address that passed a STUN check (the mux routes them to us).
+        self.addrs: set[tuple[str, int]] = set()
+        self.created = trio.current_time()
+        self.created_wall = time.time()
+        self.connected_at: float | None = None
+        self.closed = False
+        self.close_reason: str | None = None
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.nacks = 0
+        self.plis = 0
+        self.firs = 0
+        self.receiver_reports: dict[int, dict[str, int]] = {}
+        self._dtls_addr: tuple[str, int] | None = None
+        self._pending: list[MediaPacket] | None = None
+        self._burst: list[MediaPacket] = []
+        self._next_sr = 0.0
+        self._last_pli_answer = -1e9
+        self._scope: trio.CancelScope | None = None
+        self._wait: trio.CancelScope | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """True once DTLS-SRTP is up and media flows."""
+        return self.srtp is not None and not self.closed
+
+    def stats(self) -> dict[str, object]:
+        """Viewer statistics for the process state (JSON-ready)."""
+        now = trio.current_time()
+        last = self.ice.last_valid
+        return {
+            "id": self.id,
+            "remote_address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
+            "since": round(self.created_wall, 3),
+            "state": "closed" if self.closed else ("connected" if self.live else "connecting"),
+            "packets_sent": sum(t.packets for t in self.out.values()),
+            "bytes_sent": sum(t.bytes for t in self.out.values()),
+            "retransmitted": sum(t.retransmitted for t in self.out.values()),
+            "nacks": self.nacks,
+            "plis": self.plis,
+            "firs": self.firs,
+            "consent_age_seconds": None if last is None else round(now - last, 3),
+            "tracks": {k: {"payload_type": t.payload_type, "ssrc": t.ssrc, "packets": t.packets}
+                       for k, t in self.out.items()},
+            "dropped": dict(self.dropped),
+            "close_reason": self.close_reason,
+        }
+
+    # -- input from the mux (synchronous) --------------------------------------------------
+
+    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """A STUN message routed to us by ufrag. Raises ParseError on garbage."""
+        if self.closed:
+            return
+        resp = self.ice.handle(data, addr, now)
+        if resp is None:
+            return
+        if addr not in self.addrs:
+            self.addrs.add(addr)
+            self.mux.route(addr, self)
+        self.mux.send(resp, addr)
+        if self.ice.nominated is not None:
+            self.addr = self.ice.nominated
+
+    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """A DTLS datagram from one of our checked addresses."""
+        if self.closed:
+            return
+        self._dtls_addr = addr
+        try:
+            self.dtls.receive(data, now)
+        except DtlsError as exc:
+            self._flush_dtls()
+            self.close(f"dtls: {exc}")
+            return
+        self._flush_dtls()
+        if self.dtls.closed:
+            self.close(f"dtls: {self.dtls.close_reason or 'closed'}")
+            return
+        if self.dtls.handshake_complete and self.srtp is None:
+            self._connected(now)
+        self._wake()
+
+    def handle_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """SRTCP from the viewer: receiver reports, NACK, PLI/FIR, BYE."""
+        if self.srtp is None or self.closed:
+            self.dropped["rtcp-before-dtls"] += 1
+            return
+        try:
+            packets = parse_rtcp(self.srtp.unprotect_rtcp(data))
+        except ParseError as exc:
+            self.dropped[exc.reason] += 1
+            return
+        for pkt in packets:
+            if isinstance(pkt, Nack):
+                self._on_nack(pkt, now)
+            elif isinstance(pkt, Pli):
+                self.plis += 1
+                self._on_keyframe_request(now)
+            elif isinstance(pkt, Fir):
+                self.firs += 1
+                self._on_keyframe_request(now)
+            elif isinstance(pkt, ReceiverReport):
+                for block in pkt.reports:
+                    self.receiver_reports[block.ssrc] = {
+                        "fraction_lost": block.fraction_lost,
+                        "packets_lost": block.packets_lost,
+                        "jitter": block.jitter,
+                    }
+            elif isinstance(pkt, Bye):
+                self.close("viewer sent BYE")
+                return
+
+    # -- input from the Source (synchronous, the hot path) --------------------------------
+
+    def forward(self, pkt: MediaPacket) -> None:
+        """Send one source packet to this viewer (rewrite, protect, send)."""
+        pending = self._pending
+        if pending is not None:
+            pending.append(pkt)
+            return
+        track = self.out.get(pkt.kind)
+        if track is not None:
+            self._send(track, pkt)
+
+    def _send(self, track: OutTrack, pkt: MediaPacket, retransmission: bool = False) -> None:
+        data = rewrite(pkt.data, track.payload_type, pkt.seq + track.seq_delta,
+                       pkt.ts + track.ts_delta, track.ssrc)
+        try:
+            out = self.srtp.protect(data)  # type: ignore[union-attr]
+        except ParseError as exc:
+            self.dropped[exc.reason] += 1
+            return
+        if self.mux.send(out, self.addr):  # type: ignore[arg-type]
+            if retransmission:
+                track.retransmitted += 1
+            else:
+                track.packets += 1
+                track.bytes += len(out)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The Peer's timer task: DTLS retransmission, setup and consent timeouts, Sender
+        Reports, the initial GOP burst. Returns when the Peer closes; cancellation closes it.
+        """
+        try:
+            with trio.CancelScope() as self._scope:
+                while not self.closed:
+                    if self._pending is not None:
+                        await self._send_burst()
+                        continue
+                    self._on_timer(trio.current_time())
+                    if self.closed:
+                        break
+                    with trio.move_on_at(self._next_deadline()) as self._wait:
+                        await trio.sleep_forever()
+                    self._wait = None
+        finally:
+            self.close(self.close_reason or "cancelled")
+
+    def close(self, reason: str = "closed") -> None:
+        """Close this viewer: DTLS close_notify, stop media, forget routes. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self.dtls.handshake_complete and not self.dtls.closed:
+            self.dtls.close()
+            self._flush_dtls()
+        self._pending = None
+        self._burst = []
+        self.source.detach(self)
+        self.mux.unregister(self)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _connected(self, now: float) -> None:
+        self.srtp = SrtpSession(self.dtls.srtp_keys())
+        if self.addr is None:
+            self.addr = self.ice.nominated or self._dtls_addr
+        self.connected_at = now
+        self._next_sr = now
+        video = self.source.state.get("video")
+        self._burst = list(video.gop) if video is not None and "video" in self.out else []
+        self._pending = [] if self._burst else None
+        self.source.live.append(self)
+
+    async def _send_burst(self) -> None:
+        """Send the cached GOP in small paced bursts, then whatever queued meanwhile."""
+        track = self.out["video"]
+        while self._burst and not self.closed:
+            chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
+            for pkt in chunk:
+                self._send(track, pkt)
+            await trio.sleep(BURST_PAUSE)
+        queued, self._pending = self._pending or [], None
+        for pkt in queued:
+            self.forward(pkt)
+
+    def _on_nack(self, nack: Nack, now: float) -> None:
+        self.nacks += 1
+        track = self._by_ssrc.get(nack.media_ssrc)
+        if track is None:
+            self.dropped["nack-unknown-ssrc"] += 1
+            return
+        state = self.source.state[track.kind]
+        for seq in nack.lost:
+            pkt = state.lookup((seq - track.seq_delta) & 0xFFFF, now)
+            if pkt is None:
+                self.dropped["nack-miss"] += 1
+            else:
+                self._send(track, pkt, retransmission=True)
+
+    def _on_keyframe_request(self, now: float) -> None:
+        """PLI/FIR: resend the cached keyframe (the encoder cannot be asked)."""
+        track = self.out.get("video")
+        video = self.source.state.get("video")
+        if track is None or video is None or not video.gop:
+            return
+        if now - self._last_pli_answer < PLI_MIN_INTERVAL:
+            return
+        self._last_pli_answer = now
+        first_ts = video.gop[0].ts
+        for pkt in video.gop:
+            if pkt.ts != first_ts:
+                break
+            self._send(track, pkt, retransmission=True)
+
+    def _on_timer(self, now: float) -> None:
+        if self.srtp is None:
+            if self.dtls.next_timeout() is not None and now >= self.dtls.next_timeout():  # type: ignore[operator]
+                self.dtls.handle_timeout(now)
+                self._flush_dtls()
+            if now - self.created > self.setup_timeout:
+                self.close("setup timeout (no ICE/DTLS)")
+                return
+        last = self.ice.last_valid if self.ice.last_valid is not None else self.created
+        if now - last > self.consent_timeout:
+            self.close("consent expired")
+            return
+        if self.srtp is not None and now >= self._next_sr:
+            self._send_sender_reports(now)
+            self._next_sr = now + SR_INTERVAL
+
+    def _next_deadline(self) -> float:
+        last = self.ice.last_valid if self.ice.last_valid is not None else self.created
+        deadline = last + self.consent_timeout + 0.01
+        if self.srtp is None:
+            deadline = min(deadline, self.created + self.setup_timeout + 0.01)
+            dtls_timeout = self.dtls.next_timeout()
+            if dtls_timeout is not None:
+                deadline = min(deadline, dtls_timeout)
+        else:
+            deadline = min(deadline, self._next_sr)
+        return deadline
+
+    def _send_sender_reports(self, now: float) -> None:
+        wall = time.time()
+        for kind, track in self.out.items():
+            state = self.source.state[kind]
+            if state.last_seq < 0:
+                continue
+            rtp_ts = (state.rtp_time(now) + track.ts_delta) & 0xFFFFFFFF
+            report = build_sr(track.ssrc, wall, rtp_ts, track.packets, track.bytes)
+            report += build_sdes_cname(track.ssrc, self.cname)
+            try:
+                out = self.srtp.protect_rtcp(report)  # type: ignore[union-attr]
+            except ParseError as exc:
+                self.dropped[exc.reason] += 1
+                continue
+            self.mux.send(out, self.addr)  # type: ignore[arg-type]
+
+    def _flush_dtls(self) -> None:
+        target = self._dtls_addr or self.addr
+        for datagram in self.dtls.datagrams_to_send():
+            if target is not None:
+                self.mux.send(datagram, target)
+
+    def _wake(self) -> None:
+        if self._wait is not None:
+            self._wait.deadline = trio.current_time()

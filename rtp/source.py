@@ -1,0 +1,333 @@
+"""Source: one producer (FFmpeg ``-f rtp``) feeding many viewers.
+
+A :class:`Source` binds one loopback UDP socket per track (port 0) and hands the bound
+ports to the producer. It reads with ``trio.lowlevel.wait_readable`` and drains each socket
+with non-blocking ``recvfrom`` (one reader task per socket), and fans every packet out to
+its :class:`~rtp.peer.Peer` objects synchronously: no per-packet task switch.
+
+Per track it keeps a *normalised* sequence/timestamp space that stays continuous when the
+producer restarts (new SSRC, sequence and timestamps), a short retransmission history
+(NACK) and, for H264 video, a GOP cache (packets since the last keyframe) so that a new
+viewer starts decoding at once and a PLI can be answered. An IDR that arrives without
+SPS/PPS in its access unit gets a STAP-A built from the SDP's ``sprop-parameter-sets``
+injected in front of it.
+
+Cancellation: :meth:`Source.run` owns a nursery in which every Peer of this Source runs.
+Cancelling ``run`` cancels all Peers and closes every socket the Source opened.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from .errors import ParseError
+from .h264 import build_stap_a, nal_types, parse_sprop
+from .packet import parse_rtp
+from .sdp import SourceTrack, parse_source_sdp
+from .sockets import RECV_SIZE, close_udp_socket, open_udp_socket
+
+if TYPE_CHECKING:
+    from .peer import Peer
+
+__all__ = ["MediaPacket", "Source", "TrackState"]
+
+#: Slots in the per-track retransmission ring (indexed by normalised sequence number).
+HISTORY_SLOTS = 2048
+#: Packets older than this are not retransmitted.
+HISTORY_SECONDS = 1.0
+#: The GOP cache is dropped (until the next keyframe) beyond this many packets.
+GOP_MAX_PACKETS = 4000
+#: A sequence jump larger than this (without an SSRC change) is treated as a restart.
+MAX_SEQ_JUMP = 3000
+DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
+
+
+@dataclass(slots=True)
+class MediaPacket:
+    """One packet from the producer with its normalised sequence number and timestamp."""
+
+    kind: str
+    seq: int
+    ts: int
+    data: bytes
+    keyframe: bool
+    arrival: float
+
+
+class TrackState:
+    """Per-track state of a Source: normalisation, history, GOP cache, counters."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.clock_rate = DEFAULT_CLOCK.get(kind, 90000)
+        self.codec_name = ""
+        self.port = 0
+        self.src_ssrc: int | None = None
+        self.src_seq = 0
+        self.seq_off = 0
+        self.ts_off = 0
+        self.last_seq = -1  # normalised, -1 before the first packet
+        self.last_ts = 0
+        self.last_arrival = 0.0
+        self.history: list[MediaPacket | None] = [None] * HISTORY_SLOTS
+        self.gop: list[MediaPacket] = []
+        self.gop_overflow = False
+        self.sprop: list[bytes] = []
+        self.au_ts: int | None = None
+        self.au_has_sps = False
+        self.packets = 0
+        self.bytes = 0
+        self.restarts = 0
+        self.injected = 0
+        self.keyframes = 0
+
+    def lookup(self, seq: int, now: float) -> MediaPacket | None:
+        """The packet with normalised sequence ``seq`` if still in the history."""
+        pkt = self.history[seq % HISTORY_SLOTS]
+        if pkt is None or pkt.seq != seq or now - pkt.arrival > HISTORY_SECONDS:
+            return None
+        return pkt
+
+    def rtp_time(self, now: float) -> int:
+        """The normalised RTP timestamp corresponding to trio time ``now``."""
+        return (self.last_ts + int((now - self.last_arrival) * self.clock_rate)) & 0xFFFFFFFF
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "codec": self.codec_name,
+            "port": self.port,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "restarts": self.restarts,
+            "keyframes": self.keyframes,
+            "gop_packets": len(self.gop),
+            "injected_parameter_sets": self.injected,
+        }
+
+
+class Source:
+    """One producer's tracks, fanned out to the Peers attached to it.
+
+    Args:
+        source_id: registry key (the process id in trio-core).
+        kinds: the tracks the producer sends, e.g. ``("video", "audio")``.
+        host: where to bind the producer sockets (loopback).
+
+    ``await nursery.start(source.run)`` returns ``dict[kind, port]``. ``set_sdp`` learns the
+    codecs (FFmpeg's ``-sdp_file``); viewers can be negotiated once :attr:`tracks` is set
+    (:meth:`wait_ready`).
+    """
+
+    def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
+                 host: str = "127.0.0.1") -> None:
+        if not kinds or any(k not in ("video", "audio") for k in kinds):
+            raise ValueError(f"kinds must be 'video' and/or 'audio', not {kinds!r}")
+        self.id = source_id
+        self.kinds = tuple(kinds)
+        self.host = host
+        self.ports: dict[str, int] = {}
+        self.state: dict[str, TrackState] = {k: TrackState(k) for k in self.kinds}
+        self.tracks: dict[str, SourceTrack] = {}
+        self.peers: dict[str, Peer] = {}
+        #: Peers that completed DTLS and receive media (fan-out list).
+        self.live: list[Peer] = []
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.closed = False
+        self._ready = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._sockets: list[socket.socket] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[dict[str, int]] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Bind the track sockets, report their ports, receive until cancelled.
+
+        On cancellation (or any error) every Peer is cancelled and every socket closed.
+        """
+        try:
+            for kind in self.kinds:
+                sock = open_udp_socket(self.host, 0)
+                self._sockets.append(sock)
+                self.ports[kind] = sock.getsockname()[1]
+                self.state[kind].port = self.ports[kind]
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for kind, sock in zip(self.kinds, self._sockets, strict=True):
+                    nursery.start_soon(self._reader, kind, sock)
+                task_status.started(dict(self.ports))
+        finally:
+            self.closed = True
+            self._nursery = None
+            for peer in list(self.peers.values()):
+                peer.close("source closed")
+            self.live.clear()
+            for sock in self._sockets:
+                close_udp_socket(sock)
+            self._sockets.clear()
+
+    def attach(self, peer: Peer) -> None:
+        """Run ``peer`` in this Source's nursery (it ends when the Source does)."""
+        if self._nursery is None or self.closed:
+            raise RuntimeError(f"source {self.id!r} is not running")
+        self.peers[peer.id] = peer
+        self._nursery.start_soon(peer.run)
+
+    def detach(self, peer: Peer) -> None:
+        """Forget ``peer`` (called by the Peer when it ends)."""
+        self.peers.pop(peer.id, None)
+        if peer in self.live:
+            self.live.remove(peer)
+
+    # -- codec parameters ------------------------------------------------------------------
+
+    def set_sdp(self, text: str) -> None:
+        """Learn codec parameters from the producer's SDP (raises SdpError)."""
+        tracks = parse_source_sdp(text)
+        self.set_tracks({k: t for k, t in tracks.items() if k in self.state})
+
+    def set_tracks(self, tracks: dict[str, SourceTrack]) -> None:
+        """Set the source tracks (codec, clock rate, H264 parameter sets)."""
+        if not tracks:
+            raise ValueError("no track of this source's kinds")
+        for kind, track in tracks.items():
+            st = self.state[kind]
+            st.clock_rate = track.codec.clock_rate or st.clock_rate
+            st.codec_name = track.codec.name
+            sprop = track.sprop_parameter_sets
+            if sprop:
+                try:
+                    st.sprop = parse_sprop(sprop)
+                except ParseError:
+                    st.sprop = []
+        self.tracks = dict(tracks)
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.tracks)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the codec parameters; True when known."""
+        with trio.move_on_after(timeout):
+            await self._ready.wait()
+        return self.ready
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "tracks": {k: st.stats() for k, st in self.state.items()},
+            "peers": len(self.peers),
+            "dropped": dict(self.dropped),
+        }
+
+    # -- receive path ----------------------------------------------------------------------
+
+    async def _reader(self, kind: str, sock: socket.socket) -> None:
+        recvfrom = sock.recvfrom
+        on_datagram = self.on_datagram
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            now = trio.current_time()
+            while True:
+                try:
+                    data, _ = recvfrom(RECV_SIZE)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self.dropped["recv-error"] += 1
+                    break
+                on_datagram(kind, data, now)
+
+    def on_datagram(self, kind: str, data: bytes, now: float) -> None:
+        """Handle one datagram from the producer on track ``kind`` (sans-IO entry point)."""
+        if len(data) >= 2 and 192 <= data[1] <= 223:
+            self.dropped["producer-rtcp"] += 1  # FFmpeg's SRs: we send our own per viewer
+            return
+        try:
+            hdr = parse_rtp(data)
+        except ParseError as exc:
+            self.dropped[exc.reason] += 1
+            return
+        st = self.state[kind]
+        if st.src_ssrc != hdr.ssrc or _seq_distance(st.src_seq, hdr.sequence) > MAX_SEQ_JUMP:
+            self._resync(st, hdr.ssrc, hdr.sequence, hdr.timestamp, now)
+        st.src_seq = hdr.sequence
+        ts = (hdr.timestamp + st.ts_off) & 0xFFFFFFFF
+        keyframe = False
+        if kind == "video" and st.codec_name.upper() == "H264":
+            end = len(data) - hdr.padding
+            types = nal_types(data[hdr.header_size:end]) if end > hdr.header_size else []
+            if st.au_ts != ts:
+                st.au_ts = ts
+                st.au_has_sps = False
+            if 7 in types:
+                st.au_has_sps = True
+            if 5 in types and not st.au_has_sps and st.sprop:
+                self._inject_parameter_sets(st, data, hdr.header_size, ts, now)
+                st.au_has_sps = True
+            keyframe = 5 in types or 7 in types
+        seq = (hdr.sequence + st.seq_off) & 0xFFFF
+        self._emit(st, MediaPacket(kind, seq, ts, data, keyframe, now))
+
+    def _resync(self, st: TrackState, ssrc: int, src_seq: int, src_ts: int, now: float) -> None:
+        """The producer (re)started: continue our normalised numbering after the last one."""
+        if st.last_seq < 0:
+            st.seq_off = 0
+            st.ts_off = 0
+        else:
+            st.restarts += 1
+            next_seq = st.last_seq + 1
+            gap = max(1, int((now - st.last_arrival) * st.clock_rate))
+            st.seq_off = (next_seq - src_seq) & 0xFFFF
+            st.ts_off = (st.last_ts + gap - src_ts) & 0xFFFFFFFF
+        st.src_ssrc = ssrc
+        st.src_seq = src_seq
+        st.gop = []
+        st.au_ts = None
+
+    def _inject_parameter_sets(self, st: TrackState, template: bytes, header_size: int,
+                               ts: int, now: float) -> None:
+        """Put a STAP-A [SPS, PPS] in front of an IDR that came without them."""
+        payload = build_stap_a(st.sprop)
+        header = bytearray(template[:12])
+        header[0] &= 0x80  # V=2, no padding/extension/CSRC
+        header[1] &= 0x7F  # no marker
+        seq = (st.src_seq + st.seq_off) & 0xFFFF
+        st.seq_off = (st.seq_off + 1) & 0xFFFF  # the IDR and everything after shift by one
+        st.injected += 1
+        self._emit(st, MediaPacket(st.kind, seq, ts, bytes(header) + payload, True, now))
+
+    def _emit(self, st: TrackState, pkt: MediaPacket) -> None:
+        st.last_seq = pkt.seq
+        st.last_ts = pkt.ts
+        st.last_arrival = pkt.arrival
+        st.packets += 1
+        st.bytes += len(pkt.data)
+        st.history[pkt.seq % HISTORY_SLOTS] = pkt
+        if st.kind == "video":
+            gop = st.gop
+            if pkt.keyframe and not (gop and gop[0].keyframe and gop[0].ts == pkt.ts):
+                st.gop = gop = []
+                st.gop_overflow = False
+                st.keyframes += 1
+            if not st.gop_overflow:
+                if len(gop) >= GOP_MAX_PACKETS:
+                    st.gop = []
+                    st.gop_overflow = True
+                elif gop or pkt.keyframe:
+                    gop.append(pkt)
+        for peer in self.live:
+            peer.forward(pkt)
+
+
+def _seq_distance(a: int, b: int) -> int:
+    """Absolute distance between two 16-bit sequence numbers."""
+    d = (b - a) & 0xFFFF
+    return min(d, 0x10000 - d)
+
