@@ -46,6 +46,7 @@ GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
+DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
 
 
 @dataclass(slots=True)
@@ -66,7 +67,9 @@ class TrackState:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.clock_rate = DEFAULT_CLOCK.get(kind, 90000)
-        self.codec_name = ""
+        # what our FFmpeg legs produce; the producer's SDP confirms or corrects it, but
+        # packets (e.g. the first keyframe) may arrive before FFmpeg has written its SDP
+        self.codec_name = DEFAULT_CODEC.get(kind, "")
         self.port = 0
         self.src_ssrc: int | None = None
         self.src_seq = 0
