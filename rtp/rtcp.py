@@ -169,6 +169,8 @@ def parse_rtcp(data: bytes) -> list[RtcpPacket]:
 
 
 def _header(count: int, pt: int, body_len: int) -> bytes:
+    if count > 0x1F:
+        raise ValueError(f"at most 31 report blocks/items per packet, got {count}")
     return _HEADER.pack(0x80 | count, pt, body_len // 4)
 
 
