@@ -21,6 +21,8 @@ from rtp.rtcp import Nack, parse_rtcp
 from rtp.sdp import build_answer, parse_offer, parse_source_sdp
 from rtp.srtp import SrtpSession
 from rtp.stun import IceLite, build_binding_request, peek_username
+from rtp.vp8 import descriptor_size
+from rtp.vp8 import is_keyframe as vp8_is_keyframe
 from tests.test_sdp import CHROMIUM_OFFER, FFMPEG_SDP
 
 FUZZ = settings(
@@ -289,3 +291,13 @@ def test_h264_parse_sprop(value: str) -> None:
 def test_h264_stap_a_round_trip(nalus: list[bytes]) -> None:
     payload = build_stap_a(nalus)
     assert nal_types(payload) == [n[0] & 0x1F for n in nalus]
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=30), mutated_bytes(b"\x90\xf0\x85\x05\x01\x02\x00\x9d\x01\x2a")))
+def test_vp8_payload_helpers(data: bytes) -> None:
+    assert isinstance(vp8_is_keyframe(data), bool)
+    try:
+        assert 1 <= descriptor_size(data) <= len(data)
+    except ParseError:
+        pass
