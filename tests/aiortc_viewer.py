@@ -10,7 +10,8 @@ as a subprocess (:func:`run_aiortc_viewer`). Two signalling modes:
 
 Then it decodes for ``--duration`` seconds and prints one JSON line with the counts:
 ``connected``, ``video_frames``, ``width``, ``height``, ``audio_frames``, ``audio_samples``,
-``first_frame_ms`` (from the answer to the first decoded frame), ``delete_status``, ``error``.
+``first_frame_ms`` (from the answer to the first decoded frame), ``ice_state`` (the peer
+connection state at the end of the receive window), ``delete_status``, ``error``.
 
 Only 127.0.0.1 may be a network target here: aioice's host-address discovery is limited to
 loopback and no STUN server is used.
@@ -122,7 +123,9 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
             status, _, _ = await loop.run_in_executor(None, _http, "DELETE", location, None,
                                                       headers)
             result["delete_status"] = status
+        final_state = pc.connectionState  # as it was while receiving, not "closed"
         await pc.close()
+        result["ice_state"] = final_state
         for task in tasks:
             task.cancel()
     return result
