@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 from .errors import ParseError
 
-__all__ = ["build_stap_a", "has_parameter_sets", "is_keyframe", "nal_types", "parse_sprop"]
+__all__ = [
+    "build_stap_a", "has_parameter_sets", "is_keyframe", "nal_types", "parse_sprop",
+    "profile_level_id_from_sps",
+]
 
 STAP_A = 24
 FU_A = 28
@@ -94,3 +97,17 @@ def parse_sprop(value: str) -> list[bytes]:
     if not units:
         raise ParseError("sprop-empty", "no parameter sets")
     return units
+
+
+def profile_level_id_from_sps(sps: bytes) -> str:
+    """The SDP ``profile-level-id`` (6 lower-case hex digits) an SPS NAL unit declares.
+
+    For sources whose SDP lacks it (libx264 without ``-flags +global_header``): profile_idc,
+    the constraint flags and level_idc are the three bytes after the NAL header. Raises
+    ParseError (``sps-short``, ``sps-type``) when ``sps`` is not an SPS.
+    """
+    if len(sps) < 4:
+        raise ParseError("sps-short", f"{len(sps)} bytes")
+    if sps[0] & 0x1F != SPS:
+        raise ParseError("sps-type", f"NAL type {sps[0] & 0x1F}")
+    return sps[1:4].hex()

@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from rtp.dtls import Certificate, DtlsEndpoint, SrtpKeys
 from rtp.errors import DtlsError, ParseError, SdpError
-from rtp.h264 import build_stap_a, has_parameter_sets, is_keyframe, nal_types, parse_sprop
+from rtp.h264 import (
+    build_stap_a,
+    has_parameter_sets,
+    is_keyframe,
+    nal_types,
+    parse_sprop,
+    profile_level_id_from_sps,
+)
 from rtp.rtcp import Nack, parse_rtcp
 from rtp.sdp import build_answer, parse_offer, parse_source_sdp
 from rtp.srtp import SrtpSession
@@ -273,6 +280,10 @@ def test_h264_payload_helpers(data: bytes) -> None:
     assert all(0 <= t <= 31 for t in types)
     assert isinstance(is_keyframe(data), bool)
     assert isinstance(has_parameter_sets(data), bool)
+    try:
+        assert len(profile_level_id_from_sps(data)) == 6
+    except ParseError:
+        pass
 
 
 @FUZZ

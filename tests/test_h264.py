@@ -12,7 +12,14 @@ import pytest
 import trio
 
 from rtp.errors import ParseError
-from rtp.h264 import build_stap_a, has_parameter_sets, is_keyframe, nal_types, parse_sprop
+from rtp.h264 import (
+    build_stap_a,
+    has_parameter_sets,
+    is_keyframe,
+    nal_types,
+    parse_sprop,
+    profile_level_id_from_sps,
+)
 from rtp.packet import parse_rtp
 from rtp.rtcp import SenderReport, parse_rtcp
 
@@ -105,6 +112,14 @@ def test_parse_sprop_garbage(value: str, reason: str) -> None:
     assert info.value.reason == reason
 
 
+def test_profile_level_id_from_sps() -> None:
+    assert profile_level_id_from_sps(SPS) == "42c01e"
+    for bad, reason in [(b"\x67\x42", "sps-short"), (PPS + b"\x00", "sps-type")]:
+        with pytest.raises(ParseError) as info:
+            profile_level_id_from_sps(bad)
+        assert info.value.reason == reason
+
+
 # --- real FFmpeg RTP --------------------------------------------------------------------------
 
 
@@ -167,11 +182,15 @@ async def test_keyframes_in_real_ffmpeg_rtp(ffmpeg: str, tmp_path: Path,
             assert i > 0 and has_parameter_sets(payloads[i - 1]), nal_types(payloads[i - 1])
             assert headers[i - 1].timestamp == headers[i].timestamp
         assert idr_starts[0] == 1  # the stream opens with the parameter sets
+        sps = payloads[0][3:3 + int.from_bytes(payloads[0][1:3], "big")]
+        assert profile_level_id_from_sps(sps) == "42c00d"  # constrained baseline, level 1.3
     else:
         assert sprop is not None
         assert not any(has_parameter_sets(pl) for pl in payloads)
         units = parse_sprop(sprop.group(1))
         assert [u[0] & 0x1F for u in units] == [7, 8]
+        plid = re.search(r"profile-level-id=([0-9A-Fa-f]{6})", sdp)
+        assert plid is not None and profile_level_id_from_sps(units[0]) == plid.group(1).lower()
         assert has_parameter_sets(build_stap_a(units))
 
     # FFmpeg's sender reports arrive on the same port and parse
