@@ -111,3 +111,25 @@ def profile_level_id_from_sps(sps: bytes) -> str:
     if sps[0] & 0x1F != SPS:
         raise ParseError("sps-type", f"NAL type {sps[0] & 0x1F}")
     return sps[1:4].hex()
+
+
+def parameter_sets(payload: bytes) -> list[bytes]:
+    """The SPS/PPS NAL units carried by one RTP payload (single NAL unit or STAP-A)."""
+    if not payload:
+        return []
+    nal = payload[0] & 0x1F
+    if nal in (SPS, PPS):
+        return [bytes(payload)]
+    if nal != STAP_A:
+        return []
+    units: list[bytes] = []
+    pos, end = 1, len(payload)
+    while pos + 2 < end:
+        size = (payload[pos] << 8) | payload[pos + 1]
+        pos += 2
+        if size == 0 or pos + size > end:
+            break
+        if payload[pos] & 0x1F in (SPS, PPS):
+            units.append(bytes(payload[pos:pos + size]))
+        pos += size
+    return units

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from . import vp8
 from .errors import ParseError
-from .h264 import build_stap_a, nal_types, parse_sprop
+from .h264 import build_stap_a, nal_types, parameter_sets, parse_sprop, profile_level_id_from_sps
 from .packet import parse_rtp
 from .sdp import SourceTrack, parse_source_sdp
 from .sockets import RECV_SIZE, close_udp_socket, open_udp_socket
@@ -271,12 +272,39 @@ class Source:
                 st.au_has_sps = False
             if 7 in types:
                 st.au_has_sps = True
+                if not st.sprop or not self._has_plid():
+                    self._learn_parameter_sets(st, data[hdr.header_size:end])
             if 5 in types and not st.au_has_sps and st.sprop:
                 self._inject_parameter_sets(st, data, hdr.header_size, ts, now)
                 st.au_has_sps = True
             keyframe = 5 in types or 7 in types
+        elif kind == "video" and st.codec_name.upper() == "VP8":
+            keyframe = vp8.is_keyframe(data[hdr.header_size:len(data) - hdr.padding])
         seq = (hdr.sequence + st.seq_off) & 0xFFFF
         self._emit(st, MediaPacket(kind, seq, ts, data, keyframe, now))
+
+    def _has_plid(self) -> bool:
+        track = self.tracks.get("video")
+        return track is None or track.profile_level_id is not None
+
+    def _learn_parameter_sets(self, st: TrackState, payload: bytes) -> None:
+        """In-band SPS/PPS: keep them for injection; fill a missing profile-level-id.
+
+        libx264 without ``+global_header`` writes an SDP with neither
+        ``sprop-parameter-sets`` nor ``profile-level-id``; the answer must then name the
+        stream's real profile (Safari shows black on a mismatch).
+        """
+        units = parameter_sets(payload)
+        sps = [u for u in units if u[0] & 0x1F == 7]
+        pps = [u for u in units if u[0] & 0x1F == 8]
+        if sps and pps and not st.sprop:
+            st.sprop = [sps[0], pps[0]]
+        track = self.tracks.get("video")
+        if sps and track is not None and track.profile_level_id is None:
+            try:
+                track.codec.fmtp["profile-level-id"] = profile_level_id_from_sps(sps[0])
+            except ParseError:
+                pass
 
     def _resync(self, st: TrackState, ssrc: int, src_seq: int, src_ts: int, now: float) -> None:
         """The producer (re)started: continue our normalised numbering after the last one."""

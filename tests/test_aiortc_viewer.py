@@ -186,12 +186,3 @@ async def test_viewer_decodes_from_an_aiortc_sender() -> None:
     assert result["video_frames"] >= 45, result  # 30 fps for 3 s, minus start-up
     assert result["audio_samples"] >= 48000, result  # ≥ 1 s of decoded Opus
     assert result["first_frame_ms"] is not None and result["first_frame_ms"] < 5000
-
-
-def test_aiortc_client_alias_runs_the_viewer() -> None:
-    import tests.aiortc_client as client
-
-    assert client.run_aiortc_viewer is run_aiortc_viewer
-    out = subprocess.run([sys.executable, "-m", "tests.aiortc_client", "--help"],
-                         capture_output=True, text=True, timeout=30, check=True)
-    assert "--whep" in out.stdout and "--stdio" in out.stdout

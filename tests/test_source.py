@@ -120,3 +120,12 @@ def test_garbage_and_producer_rtcp_are_counted_not_forwarded() -> None:
     assert rec.packets == []
     assert source.dropped["producer-rtcp"] == 1
     assert sum(source.dropped.values()) == 4
+
+
+def test_in_band_sps_fills_a_missing_profile_level_id_and_parameter_sets() -> None:
+    source = Source("s", ("video",))
+    source.set_tracks({"video": SourceTrack(
+        "video", Codec(96, "H264", 90000, None, {"packetization-mode": "1"}, []))})
+    feed(source, "video", 1, 1, 3000, STAP_A, 0.0)
+    assert source.tracks["video"].profile_level_id == "42c01e"
+    assert source.state["video"].sprop == [SPS, PPS]
