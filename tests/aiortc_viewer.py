@@ -41,9 +41,9 @@ def _http(method: str, url: str, body: bytes | None, headers: dict[str, str]
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,7 +105,7 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
                 None, _http, "POST", args.whep, offer.encode(), headers)
             if status != 201:
                 raise RuntimeError(f"WHEP POST answered {status}: {body[:300]!r}")
-            location = urllib.parse.urljoin(args.whep, resp_headers.get("Location", ""))
+            location = urllib.parse.urljoin(args.whep, resp_headers.get("location", ""))
             answer = body.decode()
         else:
             print(json.dumps({"offer": offer}), flush=True)

@@ -6,6 +6,7 @@ viewers of ``bench/viewer.py`` stand in where many viewers are needed.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ import trio
 
 from bench.viewer import ViewerPool
 from tests.aiortc_viewer import run_aiortc_viewer
-from tests.conftest import child_pids, open_fds
+from tests.conftest import child_pids
 from tests.test_api import Api, make_config, running_server
 from trio_core.server import Running
 
@@ -152,7 +153,6 @@ async def test_stopping_a_process_with_10_viewers_frees_everything(ffmpeg: str, 
         await api.post("/api/v3/process", webrtc_process("cam"))
         await wait_live(api, "cam")
         subsystem = srv.app.extensions["trio_core_webrtc"]
-        fds_live = open_fds()
         pool = ViewerPool(probes=0)
         await nursery.start(pool.run)
         for _ in range(10):
@@ -163,8 +163,8 @@ async def test_stopping_a_process_with_10_viewers_frees_everything(ffmpeg: str, 
         source = subsystem.forwarder.sources["cam"]
         peers = list(source.peers.values())
         assert len(peers) == 10 and all(p.live for p in peers)
-        source_fds = set(source._sockets and [s.fileno() for s in source._sockets])
-        assert source_fds <= fds_live
+        ports = dict(source.ports)
+        assert len(ports) == 2
 
         resp = await api.put("/api/v3/process/cam/command", {"command": "stop"})
         assert resp.status_code == 200
@@ -175,7 +175,9 @@ async def test_stopping_a_process_with_10_viewers_frees_everything(ffmpeg: str, 
         assert "cam" not in subsystem.forwarder.sources
         assert subsystem.forwarder.mux.peer_count == 0
         assert not child_pids()  # FFmpeg gone
-        assert not (source_fds & open_fds())  # the Source's sockets are closed
+        for port in ports.values():  # the Source's sockets are closed: the ports are free
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", port))
         resp = await whep_offer(api, "cam", pool.new_viewer().make_offer())
         assert resp.status_code == 409
         nursery.cancel_scope.cancel()

@@ -202,10 +202,13 @@ class WebRTCOptions:
     video_pt: int = 96
     audio_pt: int = 111
     force_transcode: bool = False
+    #: Optional viewer token: WHEP accepts ``Authorization: Bearer <token>`` or ``?token=``
+    #: for this process without API credentials (a public player link).
+    token: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "video_pt": self.video_pt, "audio_pt": self.audio_pt,
-                "force_transcode": self.force_transcode}
+                "force_transcode": self.force_transcode, "token": self.token}
 
 
 _TOP_KEYS = {
@@ -253,12 +256,14 @@ class ProcessConfig:
             waitfor_seconds=_int(limits_obj, "waitfor_seconds", "limits"),
         )
         webrtc_obj = _object(obj, "webrtc", "")
-        _check_keys(webrtc_obj, {"enabled", "video_pt", "audio_pt", "force_transcode"}, "webrtc")
+        _check_keys(webrtc_obj, {"enabled", "video_pt", "audio_pt", "force_transcode", "token"},
+                    "webrtc")
         webrtc = WebRTCOptions(
             enabled=_bool(webrtc_obj, "enabled", "webrtc", False),
             video_pt=_int(webrtc_obj, "video_pt", "webrtc", 96, minimum=96, maximum=127),
             audio_pt=_int(webrtc_obj, "audio_pt", "webrtc", 111, minimum=96, maximum=127),
             force_transcode=_bool(webrtc_obj, "force_transcode", "webrtc", False),
+            token=_str(webrtc_obj, "token", "webrtc", ""),
         )
         if webrtc.audio_pt == webrtc.video_pt:
             raise ConfigError("webrtc.audio_pt", "must differ from webrtc.video_pt")

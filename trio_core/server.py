@@ -133,8 +133,9 @@ def demo_process_json() -> dict[str, Any]:
         ],
         "output": [
             {"id": "null", "address": "-",
-             "options": ["-map", "0:v", "-map", "1:a", "-f", "null"]},
+             "options": ["-map", "0:v", "-map", "1:a", "-c", "copy", "-f", "null"]},
         ],
+        "webrtc": {"enabled": True},
         "autostart": True,
         "reconnect": True,
         "reconnect_delay_seconds": 5,

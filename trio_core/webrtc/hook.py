@@ -1,0 +1,166 @@
+"""WebRTCHook: makes every process with ``webrtc.enabled`` watchable over WHEP.
+
+For such a process, ``on_start`` (before FFmpeg is exec'd):
+
+1. on the first attempt of a start, probes the inputs (which carry video, which audio,
+   with what codec), then opens the process's :class:`~rtp.source.Source` **inside the
+   process's own nursery** (``ctx.nursery``) — it binds one loopback UDP socket per track;
+2. appends one ``-f rtp`` output leg per track to the Source's ports (copy or transcode,
+   see :mod:`trio_core.webrtc.legs`) and logs each decision in the process log;
+3. starts a small task, also in the process nursery, that waits for FFmpeg's
+   ``-sdp_file`` and teaches the Source the codec parameters.
+
+A reconnect (``final=False``) keeps the Source and its viewers: the new FFmpeg sends to the
+same ports and the Source hides the restart from the viewers. When the process stops for
+good (stop, delete, update, failure without reconnect, server shutdown) the engine cancels
+the process nursery, which closes the Source, every Peer and every socket.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import trio
+
+from rtp.errors import SdpError
+from rtp.forwarder import Forwarder
+from rtp.source import Source
+
+from ..hooks import HookAbort, RunContext
+from .legs import build_rtp_outputs
+from .probe import MediaInfo, probe_inputs
+
+__all__ = ["WebRTCHook"]
+
+STATE_KEY = "webrtc"
+SDP_WAIT_SECONDS = 30.0
+
+
+class _Session:
+    """Hook-private state of one start of one process (kept across reconnects)."""
+
+    def __init__(self, source: Source, info: MediaInfo | None, sdp_path: str) -> None:
+        self.source = source
+        self.info = info
+        self.sdp_path = sdp_path
+        self.sdp_watch: trio.CancelScope | None = None
+
+
+class WebRTCHook:
+    """The supervisor hook of the WebRTC subsystem (see module docstring)."""
+
+    def __init__(self, forwarder: Forwarder, ffmpeg: str, *, probe_timeout: float = 10.0) -> None:
+        self.forwarder = forwarder
+        self.ffmpeg = ffmpeg
+        self.probe_timeout = probe_timeout
+        self._sdp_dir = tempfile.mkdtemp(prefix="trio-core-webrtc-")
+
+    async def on_start(self, ctx: RunContext) -> None:
+        cfg = ctx.config
+        if not cfg.webrtc.enabled:
+            return
+        process = ctx.process
+        session: _Session | None = ctx.state.get(STATE_KEY)
+        if session is None or session.source.closed:
+            if self.forwarder.port == 0:
+                raise HookAbort("webrtc: the WebRTC subsystem is not running")
+            info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout)
+            kinds = _kinds(info)
+            if info is None:
+                process.log("webrtc: inputs could not be probed; transcoding video and audio")
+            try:
+                source: Source = await ctx.nursery.start(
+                    self.forwarder.open_source, process.id, kinds
+                )
+            except ValueError as exc:
+                raise HookAbort(f"webrtc: {exc}") from None
+            sdp_path = os.path.join(self._sdp_dir, f"{_safe(process.id)}.sdp")
+            session = _Session(source, info, sdp_path)
+            ctx.state[STATE_KEY] = session
+            process.extra_state["webrtc"] = lambda: _state(session)
+            process.log(
+                "webrtc: source bound on 127.0.0.1 "
+                + ", ".join(f"{k}={p}" for k, p in source.ports.items())
+            )
+        legs = build_rtp_outputs(
+            session.info,
+            video_port=session.source.ports.get("video"),
+            audio_port=session.source.ports.get("audio"),
+            video_pt=cfg.webrtc.video_pt,
+            audio_pt=cfg.webrtc.audio_pt,
+            force_transcode=cfg.webrtc.force_transcode,
+            sdp_path=session.sdp_path,
+        )
+        if not legs.outputs:
+            raise HookAbort("webrtc: the inputs have neither video nor audio")
+        for line in legs.decisions:
+            process.log(f"webrtc: {line}")
+        for options, address in legs.outputs:
+            ctx.add_output(options, address)
+        try:
+            os.unlink(session.sdp_path)  # wait for this run's description, not the last one's
+        except FileNotFoundError:
+            pass
+        if session.sdp_watch is not None:
+            session.sdp_watch.cancel()
+        session.sdp_watch = await ctx.nursery.start(self._watch_sdp, ctx, session)
+
+    async def on_stop(self, ctx: RunContext, final: bool) -> None:
+        session: _Session | None = ctx.state.get(STATE_KEY)
+        if session is None:
+            return
+        if session.sdp_watch is not None:
+            session.sdp_watch.cancel()
+            session.sdp_watch = None
+        if final:
+            ctx.process.extra_state.pop("webrtc", None)
+            try:
+                os.unlink(session.sdp_path)
+            except FileNotFoundError:
+                pass
+            # the Source lives in ctx.nursery, which the engine cancels right after this
+
+    async def _watch_sdp(self, ctx: RunContext, session: _Session, *,
+                         task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+        """Wait for FFmpeg's ``-sdp_file`` and hand it to the Source (then end)."""
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            with trio.move_on_after(SDP_WAIT_SECONDS):
+                path = trio.Path(session.sdp_path)
+                while not (await path.exists() and "m=" in await path.read_text()):
+                    await trio.sleep(0.05)
+                await trio.sleep(0.05)  # let FFmpeg finish writing the file
+                try:
+                    session.source.set_sdp(await path.read_text())
+                except (SdpError, ValueError) as exc:
+                    ctx.process.log(f"webrtc: unusable SDP from FFmpeg: {exc}")
+                    return
+                ctx.process.log("webrtc: live: " + ", ".join(
+                    f"{k} {t.codec.rtpmap()}" for k, t in session.source.tracks.items()))
+                return
+            ctx.process.log("webrtc: FFmpeg wrote no SDP yet; viewers wait for it")
+
+
+def _kinds(info: MediaInfo | None) -> tuple[str, ...]:
+    if info is None:
+        return ("video", "audio")
+    kinds = tuple(k for k, s in (("video", info.video), ("audio", info.audio)) if s is not None)
+    return kinds or ("video", "audio")
+
+
+def _safe(process_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)[:100]
+
+
+def _state(session: _Session) -> dict[str, Any]:
+    source = session.source
+    return {
+        "live": source.ready and not source.closed,
+        "tracks": {k: t.codec.rtpmap() for k, t in source.tracks.items()},
+        "source": source.stats(),
+        "viewers": [peer.stats() for peer in source.peers.values()],
+    }
+

@@ -1,0 +1,117 @@
+"""The FFmpeg output legs that feed a process's WebRTC Source (``build_rtp_outputs``).
+
+One ``-f rtp`` leg per track to the Source's loopback port (``pkt_size=1200`` so packets
+fit a WebRTC MTU after SRTP), with the process's payload types, plus ``-sdp_file`` (a global
+FFmpeg option, given once with the first leg) so the Source learns the codec parameters.
+
+Choices (see ``DESIGN.md``):
+
+* video is **copied** when it is H264 Constrained Baseline/Baseline/Main in yuv420p and
+  ``force_transcode`` is off, with ``h264_mp4toannexb`` so SPS/PPS travel in-band before
+  each IDR (MP4/RTMP carry them out of band); Main may contain B-frames, which browsers
+  play badly over RTP: that is logged. Anything else — High/4:4:4 profiles (browsers offer
+  no High), other codecs, raw/lavfi video, unknown input — is **transcoded**: libx264
+  ``yuv420p`` Constrained Baseline, no B-frames, zerolatency, GOP of 2 s.
+* audio is copied only when it is already Opus (and not ``force_transcode``), else libopus
+  48 kHz stereo.
+* a track the input does not have gets no leg (video-only and audio-only inputs work);
+  when the input could not be probed both legs use optional maps (``-map 0:v:0?``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .probe import MediaInfo
+
+__all__ = ["RtpLegs", "build_rtp_outputs", "rtp_url"]
+
+COPYABLE_H264_PROFILES = {"constrained baseline", "baseline", "main"}
+GOP_SECONDS = 2
+VIDEO_BITRATE = "2M"
+AUDIO_BITRATE = "96k"
+
+
+@dataclass
+class RtpLegs:
+    """FFmpeg output legs (``(options, address)``) and the decisions, for the process log."""
+
+    outputs: list[tuple[list[str], str]] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+
+
+def rtp_url(port: int) -> str:
+    return f"udp://127.0.0.1:{port}?pkt_size=1200"
+
+
+def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
+    video = info.video if info is not None else None
+    if video is not None and video.codec == "h264" and not force_transcode:
+        profile = (video.profile or "").lower()
+        yuv420 = (video.pix_fmt or "yuv420p").startswith(("yuv420p", "yuvj420p"))
+        if profile in COPYABLE_H264_PROFILES and yuv420:
+            note = f"video h264 ({video.profile}) copied, h264_mp4toannexb puts SPS/PPS in-band"
+            if profile == "main":
+                note += ("; Main may carry B-frames, which browsers play badly over RTP "
+                         "(set webrtc.force_transcode if playback stutters)")
+            return ["-c:v", "copy", "-bsf:v", "h264_mp4toannexb"], note
+    fps = video.fps if video is not None and video.fps else 25.0
+    gop = max(1, round(GOP_SECONDS * fps))
+    options = [
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-profile:v", "baseline",
+        "-bf", "0", "-tune", "zerolatency", "-preset", "veryfast",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+        "-b:v", VIDEO_BITRATE, "-maxrate", VIDEO_BITRATE, "-bufsize", "1M",
+    ]
+    if video is None:
+        why = "input not probed"
+    elif force_transcode:
+        why = "webrtc.force_transcode"
+    elif video.codec == "h264":
+        why = (f"h264 ({video.profile or 'unknown profile'}, {video.pix_fmt}) is not playable "
+               "in every browser (no High/4:4:4 profiles)")
+    else:
+        why = f"{video.codec} is not H264"
+    return options, f"video → libx264 baseline, GOP {gop} frames, no B-frames ({why})"
+
+
+def _audio_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
+    audio = info.audio if info is not None else None
+    if audio is not None and audio.codec == "opus" and not force_transcode:
+        return ["-c:a", "copy"], "audio opus copied"
+    why = "input not probed" if audio is None else (
+        "webrtc.force_transcode" if force_transcode and audio.codec == "opus"
+        else f"browsers do not decode {audio.codec} over WebRTC")
+    return (["-c:a", "libopus", "-ar", "48000", "-ac", "2", "-b:a", AUDIO_BITRATE],
+            f"audio → libopus 48 kHz stereo ({why})")
+
+
+def build_rtp_outputs(info: MediaInfo | None, *, video_port: int | None,
+                      audio_port: int | None, video_pt: int, audio_pt: int,
+                      force_transcode: bool, sdp_path: str) -> RtpLegs:
+    """The RTP legs for the tracks ``info`` says the inputs have (and a port exists for)."""
+    legs = RtpLegs()
+    want_video = video_port is not None and (info is None or info.video is not None)
+    want_audio = audio_port is not None and (info is None or info.audio is not None)
+    if info is not None and info.video is None:
+        legs.decisions.append("no video in the inputs: audio only")
+    if info is not None and info.audio is None:
+        legs.decisions.append("no audio in the inputs: video only")
+    if want_video:
+        options, note = _video_options(info, force_transcode)
+        source = (f"{info.video.input_index}:{info.video.stream_index}"  # type: ignore[union-attr]
+                  if info is not None else "0:v:0?")
+        legs.outputs.append((["-map", source, *options, "-an", "-payload_type", str(video_pt),
+                              "-f", "rtp"], rtp_url(video_port)))  # type: ignore[arg-type]
+        legs.decisions.append(note)
+    if want_audio:
+        options, note = _audio_options(info, force_transcode)
+        source = (f"{info.audio.input_index}:{info.audio.stream_index}"  # type: ignore[union-attr]
+                  if info is not None else "0:a:0?")
+        legs.outputs.append((["-map", source, *options, "-vn", "-payload_type", str(audio_pt),
+                              "-f", "rtp"], rtp_url(audio_port)))  # type: ignore[arg-type]
+        legs.decisions.append(note)
+    if legs.outputs:
+        first_options, first_address = legs.outputs[0]
+        legs.outputs[0] = (["-sdp_file", sdp_path, *first_options], first_address)
+    return legs

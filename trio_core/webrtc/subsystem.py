@@ -1,0 +1,73 @@
+"""The WebRTC subsystem: one Forwarder (UDP mux), the process hook and the WHEP routes.
+
+Loaded by :mod:`trio_core.server` when ``webrtc.enable`` is true. ``install`` registers
+the :class:`~trio_core.webrtc.hook.WebRTCHook` with the supervisor, the WHEP blueprint
+and the player pages; ``run`` serves the UDP mux until cancelled (the server starts it
+before the supervisor and cancels it after every process has stopped).
+
+Candidates: ``webrtc.public_ip`` and ``webrtc.nat_1_to_1_ips`` when set, else the bind
+address (``webrtc.bind_address``; ``127.0.0.1`` when bound to all interfaces). They are
+logged at start, since unreachable candidates are the first thing users hit behind NAT.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from rtp.forwarder import Forwarder
+
+from ..config import Config
+from ..ffmpeg_binary import find_ffmpeg
+from .hook import WebRTCHook
+from .pages import install_pages
+from .whep import whep_blueprint
+
+__all__ = ["WebRTCSubsystem", "create_subsystem"]
+
+log = logging.getLogger(__name__)
+
+
+def advertised_ips(config: Config) -> list[str]:
+    """The IPs announced in ICE candidates (public IP first, then NAT 1:1 IPs)."""
+    ips: list[str] = []
+    if config["webrtc.public_ip"]:
+        ips.append(config["webrtc.public_ip"])
+    for ip in config["webrtc.nat_1_to_1_ips"]:
+        if ip not in ips:
+            ips.append(ip)
+    return ips
+
+
+class WebRTCSubsystem:
+    """WHEP playback of every process with ``webrtc.enabled``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.forwarder = Forwarder(
+            host=config["webrtc.bind_address"],
+            port=config["webrtc.udp_mux_port"],
+            advertise=advertised_ips(config),
+        )
+
+    def install(self, ctx: Any) -> None:
+        ffmpeg = find_ffmpeg(ctx.config["ffmpeg.binary"])
+        ctx.supervisor.add_hook(WebRTCHook(self.forwarder, ffmpeg))
+        ctx.app.register_blueprint(whep_blueprint(ctx.supervisor, self.forwarder, ctx.auth))
+        install_pages(ctx.app)
+        ctx.app.extensions["trio_core_webrtc"] = self
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(self.forwarder.run)
+            log.info("WebRTC: UDP mux on %s:%d, ICE candidates %s",
+                     self.config["webrtc.bind_address"], port,
+                     ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
+            task_status.started(self)
+
+
+def create_subsystem(config: Config) -> WebRTCSubsystem:
+    """Entry point used by :func:`trio_core.server.default_subsystems`."""
+    return WebRTCSubsystem(config)

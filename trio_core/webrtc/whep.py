@@ -1,0 +1,170 @@
+"""WHEP (draft-ietf-wish-whep) endpoints of the API.
+
+``POST /api/v3/process/{id}/whep`` takes an ``application/sdp`` offer and answers ``201``
+with the SDP answer, ``Location: /api/v3/process/{id}/whep/{peer_id}`` (a secret session
+id) and an ``ETag``. ``DELETE`` on the Location ends the session (``204``, idempotent).
+``PATCH`` (``application/trickle-ice-sdpfrag``) is accepted and ignored with ``204``: the
+server is ICE-lite and learns the viewer's addresses from its connectivity checks, so
+trickled candidates are not needed; an ICE restart (new ufrag/pwd) is answered ``422``.
+``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``).
+
+Errors (JSON ``{code, message, details}``): 404 unknown process or WebRTC not enabled on it,
+409 (+ ``Retry-After``) process not running / not live yet, 415 wrong content type, 400
+malformed SDP (the reason), 406 no offered codec matches. Authentication follows the API
+(bearer JWT) and additionally accepts the process's ``webrtc.token`` (``Authorization:
+Bearer <token>`` or ``?token=<token>``) so a public player needs no admin credentials.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from quart import Blueprint, Request, Response, request
+
+from rtp.errors import NoCommonCodec, SdpError, SourceNotReady
+from rtp.forwarder import Forwarder
+
+from ..api.auth import Authenticator
+from ..api.errors import ApiError
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+__all__ = ["whep_blueprint"]
+
+MAX_OFFER_BYTES = 64 * 1024
+RETRY_AFTER = "2"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Patch, Retry-After",
+}
+
+
+def _process_token_ok(supervisor: Supervisor) -> object:
+    """An auth alternative: the request carries the process's own WebRTC token."""
+
+    def check(req: Request) -> bool:
+        process_id = (req.view_args or {}).get("process_id", "")
+        try:
+            token = supervisor.get(process_id).config.webrtc.token
+        except KeyError:
+            return False
+        if not token:
+            return False
+        given = req.args.get("token", "")
+        scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            given = value.strip()
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    return check
+
+
+def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator
+                   ) -> Blueprint:
+    """The WHEP routes over ``supervisor`` (processes) and ``forwarder`` (sessions)."""
+    bp = Blueprint("whep", __name__)
+    guard = auth.require_auth(_process_token_ok(supervisor))  # type: ignore[arg-type]
+
+    def webrtc_process(process_id: str) -> None:
+        try:
+            process = supervisor.get(process_id)
+        except KeyError:
+            raise ApiError(404, "Unknown process ID", f"no process {process_id!r}") from None
+        if not process.config.webrtc.enabled:
+            raise ApiError(404, "WebRTC is not enabled for this process",
+                           "set webrtc.enabled in the process config")
+
+    @bp.route("/api/v3/process/<process_id>/whep", methods=["OPTIONS"])
+    async def whep_options(process_id: str) -> Response:
+        return Response(b"", status=204, headers={
+            **CORS_HEADERS, "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Accept-Post": "application/sdp", "Allow": "POST, OPTIONS",
+        })
+
+    @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["OPTIONS"])
+    async def session_options(process_id: str, peer_id: str) -> Response:
+        return Response(b"", status=204, headers={
+            **CORS_HEADERS, "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
+            "Accept-Patch": "application/trickle-ice-sdpfrag",
+            "Allow": "PATCH, DELETE, OPTIONS",
+        })
+
+    @bp.route("/api/v3/process/<process_id>/whep", methods=["POST"],
+              provide_automatic_options=False)
+    @guard
+    async def whep_post(process_id: str) -> Response:
+        webrtc_process(process_id)
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/sdp":
+            raise ApiError(415, "Unsupported Media Type",
+                           f"the offer must be application/sdp, not {ctype or 'missing'!r}")
+        body = await request.get_data()
+        if len(body) > MAX_OFFER_BYTES:
+            raise ApiError(413, "Offer too large", f"more than {MAX_OFFER_BYTES} bytes")
+        try:
+            offer = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "Malformed SDP offer", "the offer is not UTF-8") from None
+        if process_id not in forwarder.sources:
+            raise ApiError(409, "Process is not running", "start the process, then retry",
+                           headers={"Retry-After": RETRY_AFTER})
+        try:
+            peer, answer = await forwarder.add_peer(process_id, offer)
+        except NoCommonCodec as exc:
+            raise ApiError(406, "No common codec", str(exc)) from None
+        except SdpError as exc:
+            raise ApiError(400, "Malformed SDP offer", str(exc)) from None
+        except SourceNotReady as exc:
+            raise ApiError(409, "Stream is not live yet", str(exc),
+                           headers={"Retry-After": RETRY_AFTER}) from None
+        except KeyError:
+            raise ApiError(409, "Process is not running", "the process stopped",
+                           headers={"Retry-After": RETRY_AFTER}) from None
+        location = f"/api/v3/process/{process_id}/whep/{peer.id}"
+        try:
+            process = supervisor.get(process_id)
+            for warning in answer.warnings:
+                process.log(f"webrtc: viewer {peer.id[:8]}: {warning}")
+        except KeyError:
+            pass
+        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
+            **CORS_HEADERS,
+            "Location": location,
+            "ETag": f'"{peer.ice.local_ufrag}"',
+            "Accept-Patch": "application/trickle-ice-sdpfrag",
+        })
+
+    @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["DELETE"],
+              provide_automatic_options=False)
+    @guard
+    async def whep_delete(process_id: str, peer_id: str) -> Response:
+        webrtc_process(process_id)
+        source = forwarder.sources.get(process_id)
+        if source is not None and peer_id in source.peers:
+            forwarder.close_peer(peer_id, "deleted by the client (WHEP DELETE)")
+        return Response(b"", status=204, headers=CORS_HEADERS)
+
+    @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["PATCH"],
+              provide_automatic_options=False)
+    @guard
+    async def whep_patch(process_id: str, peer_id: str) -> Response:
+        webrtc_process(process_id)
+        source = forwarder.sources.get(process_id)
+        peer = source.peers.get(peer_id) if source is not None else None
+        if peer is None:
+            raise ApiError(404, "Unknown WHEP session", f"no session {peer_id!r}")
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/trickle-ice-sdpfrag":
+            raise ApiError(415, "Unsupported Media Type",
+                           "PATCH needs application/trickle-ice-sdpfrag")
+        frag = (await request.get_data()).decode("utf-8", "replace")
+        for line in frag.splitlines():
+            if line.startswith("a=ice-ufrag:") and line[12:].strip() != peer.ice.remote_ufrag:
+                raise ApiError(422, "ICE restart is not supported",
+                               "start a new session (POST) instead")
+        return Response(b"", status=204, headers=CORS_HEADERS)
+
+    return bp
