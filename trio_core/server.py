@@ -133,7 +133,7 @@ def demo_process_json() -> dict[str, Any]:
         ],
         "output": [
             {"id": "null", "address": "-",
-             "options": ["-map", "0:v", "-map", "1:a", "-c", "copy", "-f", "null"]},
+             "options": ["-map", "0:v", "-map", "1:a", "-f", "null"]},
         ],
         "webrtc": {"enabled": True},
         "autostart": True,
