@@ -169,3 +169,65 @@ async def test_a_wrong_dtls_certificate_closes_only_that_peer(ffmpeg: str, tmp_p
         await trio.sleep(0.5)
         assert video_track(good).received > before
         nursery.cancel_scope.cancel()
+
+
+async def test_nack_pli_answered_and_sender_reports_sent(ffmpeg: str, tmp_path) -> None:
+    from rtp.rtcp import build_nack, build_pli
+    from rtp.srtp import SrtpSession
+
+    async with trio.open_nursery() as nursery:
+        fwd = Forwarder()
+        await nursery.start(fwd.run)
+        source = await nursery.start(fwd.open_source, "cam", ("video", "audio"))
+        sdp = tmp_path / "cam.sdp"
+        await start_producer(nursery, lavfi_to_rtp(ffmpeg, source.ports, sdp))
+        source.set_sdp(await wait_for_file(sdp))
+        pool = ViewerPool(probes=1)
+        await nursery.start(pool.run)
+        [v] = await connect_viewers(fwd, pool, "cam", 1)
+        peer = next(iter(source.peers.values()))
+        await trio.sleep(2.5)
+        track = video_track(v)
+        # Sender Reports arrived for both tracks (the viewer records their NTP time)
+        assert all(t.lsr for t in v.tracks.values()), {t.kind: t.lsr for t in v.tracks.values()}
+
+        # our own SRTCP sender (another SSRC, so its SRTCP index is its own)
+        client = SrtpSession(v.dtls.srtp_keys())
+        lost = [(track.highest_ext - k) & 0xFFFF for k in (3, 5, 6)]
+        v.send(client.protect_rtcp(build_nack(0x1234, track.ssrc, lost)))
+        with trio.fail_after(2):
+            while peer.out["video"].retransmitted < 3:
+                await trio.sleep(0.02)
+        assert peer.nacks == 1
+        with trio.fail_after(2):
+            while track.dups < 3:  # the viewer got the very packets again
+                await trio.sleep(0.02)
+
+        before = peer.out["video"].retransmitted
+        v.send(client.protect_rtcp(build_pli(0x1234, track.ssrc)))
+        with trio.fail_after(2):
+            while peer.out["video"].retransmitted == before:
+                await trio.sleep(0.02)
+        assert peer.plis == 1  # answered from the GOP cache: the keyframe was resent
+        nursery.cancel_scope.cancel()
+
+
+async def test_consent_expiry_closes_only_the_silent_viewer(ffmpeg: str, tmp_path) -> None:
+    async with trio.open_nursery() as nursery:
+        fwd = Forwarder(consent_timeout=6.0)
+        await nursery.start(fwd.run)
+        source = await nursery.start(fwd.open_source, "cam", ("video", "audio"))
+        sdp = tmp_path / "cam.sdp"
+        await start_producer(nursery, lavfi_to_rtp(ffmpeg, source.ports, sdp))
+        source.set_sdp(await wait_for_file(sdp))
+        pool = ViewerPool(probes=0)
+        await nursery.start(pool.run)
+        alive, silent = await connect_viewers(fwd, pool, "cam", 2)
+        peers = {p.ice.remote_ufrag: p for p in source.peers.values()}
+        pool.close_viewer(silent)  # it stops sending consent checks (like a closed tab)
+        await trio.sleep(7.5)
+        assert peers[silent.local_ufrag].closed
+        assert peers[silent.local_ufrag].close_reason == "consent expired"
+        assert peers[alive.local_ufrag].live
+        assert list(source.peers) == [peers[alive.local_ufrag].id]
+        nursery.cancel_scope.cancel()
