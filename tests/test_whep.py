@@ -261,3 +261,38 @@ async def test_whep_follows_api_auth_and_the_process_token(ffmpeg: str, tmp_path
         assert (await whep_offer(admin, "cam", offer)).status_code == 201
         # the viewer token opens WHEP only, not the API
         assert (await Api(srv.url, "viewer-secret").get("/api/v3/process")).status_code == 401
+
+
+async def test_a_reconnecting_process_keeps_its_viewers(ffmpeg: str, tmp_path) -> None:
+    """FFmpeg ends every 3 s (``-t 3``) and is restarted by ``reconnect``; the viewer's
+    session, SSRC and sequence numbers go on as if nothing happened."""
+    async with trio.open_nursery() as nursery, webrtc_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        cfg = webrtc_process("cam", reconnect=True, reconnect_delay_seconds=0)
+        cfg["input"][0]["options"] = ["-re", "-t", "3", "-f", "lavfi"]
+        cfg["input"][1]["options"] = ["-re", "-t", "3", "-f", "lavfi"]
+        await api.post("/api/v3/process", cfg)
+        await wait_live(api, "cam")
+        process = srv.supervisor.get("cam")
+        runs_before = process.runs
+        pool = ViewerPool(probes=0)
+        await nursery.start(pool.run)
+        v = pool.new_viewer()
+        resp = await whep_offer(api, "cam", v.make_offer())
+        v.accept_answer(resp.text)
+        assert await pool.establish(v)
+        with trio.fail_after(15):
+            while process.runs < runs_before + 1:
+                await trio.sleep(0.1)
+        await trio.sleep(2.0)  # well into the next FFmpeg run
+        [video] = [t for t in v.tracks.values() if t.kind == "video"]
+        received = video.received
+        await trio.sleep(1.0)
+        assert video.received > received + 10  # still receiving from the new FFmpeg
+        assert len(v.tracks) == 2  # same two SSRCs: nothing renegotiated
+        assert video.gaps == 0  # sequence numbers continuous across the restart
+        subsystem = srv.app.extensions["trio_core_webrtc"]
+        source = subsystem.forwarder.sources["cam"]
+        assert source.state["video"].restarts >= 1
+        assert all(p.live for p in source.peers.values()) and len(source.peers) == 1
+        nursery.cancel_scope.cancel()
