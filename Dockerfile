@@ -1,0 +1,39 @@
+# trio-core: FFmpeg restreaming server with WebRTC (WHEP) playback of every process.
+#
+#   docker build -t trio-core .
+#   docker run --rm -p 8080:8080 -p 8555:8555/udp \
+#       -e CORE_WEBRTC_PUBLIC_IP=<IP the browsers reach this host at> \
+#       -e CORE_API_AUTH_ENABLE=true -e CORE_API_AUTH_USERNAME=admin -e CORE_API_AUTH_PASSWORD=secret \
+#       -v trio-core-db:/core/config -v trio-core-data:/core/data trio-core
+#
+# WebRTC media uses ONE UDP port (CORE_WEBRTC_UDP_MUX_PORT, published 1:1). Inside the
+# container the server binds 0.0.0.0; the ICE candidate it announces is
+# CORE_WEBRTC_PUBLIC_IP (and CORE_WEBRTC_NAT_1_TO_1_IPS, space-separated): without it a
+# browser outside the container cannot reach the media port.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY trio_core ./trio_core
+COPY rtp ./rtp
+RUN pip install --no-cache-dir . && rm -rf /src
+
+WORKDIR /core
+ENV CORE_API_ADDRESS=0.0.0.0:8080 \
+    CORE_DB_DIR=/core/config \
+    CORE_STORAGE_DISK_DIR=/core/data \
+    CORE_FFMPEG_BINARY=/usr/bin/ffmpeg \
+    CORE_WEBRTC_ENABLE=true \
+    CORE_WEBRTC_BIND_ADDRESS=0.0.0.0 \
+    CORE_WEBRTC_UDP_MUX_PORT=8555 \
+    CORE_DEMO_ENABLE=true
+VOLUME ["/core/config", "/core/data"]
+EXPOSE 8080/tcp 8555/udp
+
+# Without auth the server refuses a public bind: set CORE_API_AUTH_* (recommended) or
+# CORE_API_ALLOW_PUBLIC_BIND=true for a trusted network.
+CMD ["trio-core"]
