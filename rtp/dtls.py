@@ -149,6 +149,7 @@ class Certificate:
     def _make_context(self) -> SSL.Context:
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_options(SSL.OP_NO_QUERY_MTU)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle connections keep no record buffers
         ctx.use_certificate(self._cert)
         ctx.use_privatekey(self._key)
         ctx.check_privatekey()
@@ -230,6 +231,9 @@ class DtlsEndpoint:
         self._deadline: float | None = None
         self._started = role == "server"
         self._keys: SrtpKeys | None = None
+        #: True once :meth:`release` freed the OpenSSL connection.
+        self.released = False
+        self._profile_name: bytes | None = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -246,7 +250,7 @@ class DtlsEndpoint:
         Raises DtlsError on a fatal failure (alert, fingerprint mismatch); the endpoint is
         then closed. Garbage that OpenSSL silently discards raises nothing.
         """
-        if self.closed or not data:
+        if self.closed or not data or self.released:
             return
         self._started = True
         try:
@@ -279,13 +283,27 @@ class DtlsEndpoint:
         """Send close_notify (if the handshake completed) and mark the endpoint closed."""
         if self.closed:
             return
-        if self.handshake_complete:
+        if self.handshake_complete and not self.released:
             try:
                 self._conn.shutdown()
             except SSL.Error:
                 pass
             self._collect()
         self._set_closed("closed locally")
+
+    def release(self) -> None:
+        """Free the OpenSSL connection of a completed handshake (an idle DTLS connection
+        costs ~80 KiB; the SRTP keys are kept). Call it once the peer can no longer need a
+        retransmission of our last flight (e.g. after SRTP flowed for a few seconds): later
+        DTLS input is ignored and :meth:`close` can no longer send close_notify.
+        """
+        if not self.handshake_complete or self.released or self.closed:
+            return
+        self._profile_name = self._conn.get_selected_srtp_profile() or None
+        self._conn = None  # type: ignore[assignment]
+        self._outgoing = []
+        self._deadline = None
+        self.released = True
 
     def srtp_keys(self) -> SrtpKeys:
         """SRTP keys from the completed handshake. Raises DtlsError before completion."""
@@ -298,6 +316,8 @@ class DtlsEndpoint:
         """The negotiated OpenSSL SRTP profile name (e.g. ``b"SRTP_AEAD_AES_128_GCM"``)."""
         if not self.handshake_complete:
             return None
+        if self.released:
+            return self._profile_name
         return self._conn.get_selected_srtp_profile() or None
 
     # -- internals --------------------------------------------------------------------------

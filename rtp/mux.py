@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = ["UdpMux"]
 
 log = logging.getLogger(__name__)
+
+
+def _closed_sendto(data: bytes, addr: tuple[str, int]) -> None:
+    raise OSError("the UDP mux is closed")
 
 
 class UdpMux:
@@ -95,6 +100,14 @@ class UdpMux:
         return len(self._by_ufrag)
 
     # -- I/O -----------------------------------------------------------------------------
+
+    @property
+    def sendto(self) -> Callable[[bytes, tuple[str, int]], object]:
+        """The mux socket's own non-blocking ``sendto`` (the hot path: raises
+        BlockingIOError when the buffer is full, OSError once the socket is closed)."""
+        if self._sock is None:
+            return _closed_sendto
+        return self._sock.sendto
 
     def send(self, data: bytes, addr: tuple[str, int]) -> bool:
         """Send one datagram now; False (and counted) when it could not be sent."""

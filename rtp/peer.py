@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,11 +50,25 @@ SR_INTERVAL = 1.0
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
+#: Seconds after the handshake when the DTLS connection is freed (see DtlsEndpoint.release).
+DTLS_RELEASE_AFTER = 10.0
 
 
-@dataclass(slots=True)
+def _not_ready(data: bytes) -> bytes:
+    raise ValueError("no SRTP keys yet")
+
+
+def _not_sending(data: bytes, addr: tuple[str, int]) -> None:
+    raise OSError("no socket yet")
+
+
+@dataclass(slots=True, eq=False)
 class OutTrack:
-    """What this viewer gets for one source track."""
+    """What this viewer gets for one source track.
+
+    ``protect``, ``sendto`` and ``addr`` are filled in once DTLS is up; the Source's fast
+    path (``rtp.source._fan_out``) then sends with them directly.
+    """
 
     kind: str
     payload_type: int
@@ -63,6 +78,10 @@ class OutTrack:
     packets: int = 0
     bytes: int = 0
     retransmitted: int = 0
+    dropped: int = 0
+    protect: Callable[[bytes], bytes] = _not_ready
+    sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending
+    addr: tuple[str, int] = ("0.0.0.0", 0)
 
 
 class Peer:
@@ -139,6 +158,7 @@ class Peer:
             "packets_sent": sum(t.packets for t in self.out.values()),
             "bytes_sent": sum(t.bytes for t in self.out.values()),
             "retransmitted": sum(t.retransmitted for t in self.out.values()),
+            "send_dropped": sum(t.dropped for t in self.out.values()),
             "nacks": self.nacks,
             "plis": self.plis,
             "firs": self.firs,
@@ -162,8 +182,10 @@ class Peer:
             self.addrs.add(addr)
             self.mux.route(addr, self)
         self.mux.send(resp, addr)
-        if self.ice.nominated is not None:
+        if self.ice.nominated is not None and self.ice.nominated != self.addr:
             self.addr = self.ice.nominated
+            for track in self.out.values():
+                track.addr = self.addr
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """A DTLS datagram from one of our checked addresses."""
@@ -268,8 +290,8 @@ class Peer:
             return
         self.closed = True
         self.close_reason = reason
-        if self.dtls.handshake_complete and not self.dtls.closed:
-            self.dtls.close()
+        if self.dtls.handshake_complete and not self.dtls.closed and not self.dtls.released:
+            self.dtls.close()  # close_notify: the browser ends the session at once
             self._flush_dtls()
         self._pending = None
         self._burst = []
@@ -288,8 +310,23 @@ class Peer:
         self._next_sr = now
         video = self.source.state.get("video")
         self._burst = list(video.gop) if video is not None and "video" in self.out else []
-        self._pending = [] if self._burst else None
-        self.source.live.append(self)
+        if self._burst:
+            self._pending = []
+            self.source.listeners.append(self)  # live packets queue while the GOP goes out
+        else:
+            self._steady()
+
+    def _steady(self) -> None:
+        """Join the Source's fast path: from now on it sends to us directly."""
+        assert self.srtp is not None and self.addr is not None
+        sendto = self.mux.sendto
+        for track in self.out.values():
+            track.protect = self.srtp.raw_protect
+            track.sendto = sendto
+            track.addr = self.addr
+            fan = self.source.fanout.get(track.kind)
+            if fan is not None and track not in fan:
+                fan.append(track)
 
     async def _send_burst(self) -> None:
         """Send the cached GOP in small paced bursts, then whatever queued meanwhile."""
@@ -300,8 +337,13 @@ class Peer:
                 self._send(track, pkt)
             await trio.sleep(BURST_PAUSE)
         queued, self._pending = self._pending or [], None
+        if self.closed:
+            return
         for pkt in queued:
             self.forward(pkt)
+        if self in self.source.listeners:
+            self.source.listeners.remove(self)
+        self._steady()
 
     def _on_nack(self, nack: Nack, now: float) -> None:
         self.nacks += 1
@@ -344,6 +386,9 @@ class Peer:
         if now - last > self.consent_timeout:
             self.close("consent expired")
             return
+        if (self.connected_at is not None and not self.dtls.released
+                and now - self.connected_at > DTLS_RELEASE_AFTER):
+            self.dtls.release()  # the handshake is long over: free OpenSSL's state
         if self.srtp is not None and now >= self._next_sr:
             self._send_sender_reports(now)
             self._next_sr = now + SR_INTERVAL

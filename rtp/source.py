@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import collections
 import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pylibsrtp
 import trio
 
 from . import vp8
@@ -34,7 +36,7 @@ from .sdp import SourceTrack, parse_source_sdp
 from .sockets import RECV_SIZE, close_udp_socket, open_udp_socket
 
 if TYPE_CHECKING:
-    from .peer import Peer
+    from .peer import OutTrack, Peer
 
 __all__ = ["MediaPacket", "Source", "TrackState"]
 
@@ -46,6 +48,7 @@ HISTORY_SECONDS = 1.0
 GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
+_HEADER = struct.Struct("!BBHII")
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
 DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
 
@@ -139,8 +142,11 @@ class Source:
         self.state: dict[str, TrackState] = {k: TrackState(k) for k in self.kinds}
         self.tracks: dict[str, SourceTrack] = {}
         self.peers: dict[str, Peer] = {}
-        #: Peers that completed DTLS and receive media (fan-out list).
-        self.live: list[Peer] = []
+        #: The fast path: per kind, the outbound tracks of every viewer in steady state.
+        self.fanout: dict[str, list[OutTrack]] = {k: [] for k in self.kinds}
+        #: The slow path: receivers whose ``forward(pkt)`` is called (a viewer still
+        #: sending its initial GOP burst queues live packets this way).
+        self.listeners: list[Peer] = []
         self.dropped: collections.Counter[str] = collections.Counter()
         self.closed = False
         self._ready = trio.Event()
@@ -171,7 +177,9 @@ class Source:
             self._nursery = None
             for peer in list(self.peers.values()):
                 peer.close("source closed")
-            self.live.clear()
+            self.listeners.clear()
+            for fan in self.fanout.values():
+                fan.clear()
             for sock in self._sockets:
                 close_udp_socket(sock)
             self._sockets.clear()
@@ -186,8 +194,12 @@ class Source:
     def detach(self, peer: Peer) -> None:
         """Forget ``peer`` (called by the Peer when it ends)."""
         self.peers.pop(peer.id, None)
-        if peer in self.live:
-            self.live.remove(peer)
+        if peer in self.listeners:
+            self.listeners.remove(peer)
+        for track in peer.out.values():
+            fan = self.fanout.get(track.kind)
+            if fan is not None and track in fan:
+                fan.remove(track)
 
     # -- codec parameters ------------------------------------------------------------------
 
@@ -353,8 +365,36 @@ class Source:
                     st.gop_overflow = True
                 elif gop or pkt.keyframe:
                     gop.append(pkt)
-        for peer in self.live:
+        fan = self.fanout[st.kind]
+        if fan:
+            _fan_out(fan, pkt)
+        for peer in self.listeners:
             peer.forward(pkt)
+
+
+def _fan_out(fan: list[OutTrack], pkt: MediaPacket) -> None:
+    """Send ``pkt`` to every viewer track in ``fan``: rewrite, protect, send (the hot path).
+
+    One header pack, one concatenation, one SRTP protect and one non-blocking ``sendto`` per
+    viewer; a full socket buffer or an SRTP refusal drops the packet for that viewer only.
+    """
+    data = pkt.data
+    b0 = data[0]
+    marker = data[1] & 0x80
+    rest = data[12:]
+    seq = pkt.seq
+    ts = pkt.ts
+    pack = _HEADER.pack
+    for t in fan:
+        try:
+            out = t.protect(pack(b0, marker | t.payload_type, (seq + t.seq_delta) & 0xFFFF,
+                                 (ts + t.ts_delta) & 0xFFFFFFFF, t.ssrc) + rest)
+            t.sendto(out, t.addr)
+        except (BlockingIOError, pylibsrtp.Error, ValueError, OSError):
+            t.dropped += 1
+            continue
+        t.packets += 1
+        t.bytes += len(out)
 
 
 def _seq_distance(a: int, b: int) -> int:

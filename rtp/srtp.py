@@ -31,6 +31,44 @@ def _reason(exc: pylibsrtp.Error, default: str) -> str:
     return default
 
 
+def _error_text(rc: int) -> str:
+    errors = getattr(pylibsrtp, "ERRORS", [])
+    return str(errors[rc]) if 0 <= rc < len(errors) else f"libsrtp error {rc}"
+
+
+def _fast_protect(session: Session) -> Callable[[bytes], bytes] | None:
+    """``session.protect`` without pylibsrtp's per-call wrapper cost (a fresh ``int *``,
+    two extra calls): the same libsrtp call on the session's own buffer. Returns None when
+    this pylibsrtp does not have the expected internals (then the public method is used).
+    """
+    try:
+        from pylibsrtp import _binding
+
+        lib, ffi = _binding.lib, _binding.ffi
+        ctx = session._srtp[0]  # type: ignore[attr-defined]
+        cdata = session._cdata  # type: ignore[attr-defined]
+        buffer = session._buffer  # type: ignore[attr-defined]
+        srtp_protect = lib.srtp_protect
+        ok = lib.srtp_err_status_ok
+        limit = len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
+    except (AttributeError, ImportError, TypeError):
+        return None
+    len_p = ffi.new("int *")
+
+    def protect(rtp: bytes, _session: Session = session) -> bytes:  # keeps ctx alive
+        size = len(rtp)
+        if size > limit:
+            raise ValueError("packet is too long")
+        buffer[0:size] = rtp
+        len_p[0] = size
+        rc = srtp_protect(ctx, cdata, len_p)
+        if rc != ok:
+            raise pylibsrtp.Error(_error_text(rc))
+        return buffer[0:len_p[0]]
+
+    return protect
+
+
 class SrtpSession:
     """Protect outgoing and unprotect incoming SRTP/SRTCP with the keys from DTLS.
 
@@ -55,8 +93,14 @@ class SrtpSession:
         )
         self._tx = Session(tx)
         self._rx = Session(rx)
-        self._tx_protect = self._tx.protect
+        self._tx_protect = _fast_protect(self._tx) or self._tx.protect
         self._tx_protect_rtcp = self._tx.protect_rtcp
+
+    @property
+    def raw_protect(self) -> Callable[[bytes], bytes]:
+        """libsrtp's own protect (the per-viewer hot path): takes ``bytes`` only and raises
+        ``pylibsrtp.Error``/``ValueError`` instead of ParseError."""
+        return self._tx_protect
 
     def protect(self, rtp: bytes) -> bytes:
         """Encrypt and authenticate one RTP packet (at most ``MAX_PROTECT_SIZE`` bytes)."""

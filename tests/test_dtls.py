@@ -313,3 +313,19 @@ def test_interop_with_aiortc() -> None:
     result = asyncio.run(run())
     assert result["received"] > 0, "aiortc did not accept our SRTP"
     assert result["rtcp"] > 0, "no SRTCP from aiortc could be decrypted"
+
+
+def test_release_frees_the_connection_and_keeps_the_keys(
+    certs: tuple[Certificate, Certificate],
+) -> None:
+    client, server = pair(certs)
+    client.start(0.0)
+    shuttle(client, server, 0.0)
+    assert server.handshake_complete
+    keys = server.srtp_keys()
+    profile = server.srtp_profile
+    server.release()
+    assert server.released and server.srtp_keys() == keys and server.srtp_profile == profile
+    server.receive(b"\x17\xfe\xfd" + b"\x00" * 30, 0.0)  # ignored, no error
+    server.close()  # no close_notify possible any more
+    assert server.closed and server.datagrams_to_send() == []
