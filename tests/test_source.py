@@ -41,7 +41,7 @@ def h264_source(with_sprop: bool = True) -> tuple[Source, Recorder]:
         "audio": SourceTrack("audio", Codec(111, "opus", 48000, 2, {}, [])),
     })
     rec = Recorder()
-    source.live.append(rec)  # type: ignore[arg-type]
+    source.listeners.append(rec)  # type: ignore[arg-type]
     return source, rec
 
 
