@@ -74,6 +74,8 @@ class TrackState:
         # what our FFmpeg legs produce; the producer's SDP confirms or corrects it, but
         # packets (e.g. the first keyframe) may arrive before FFmpeg has written its SDP
         self.codec_name = DEFAULT_CODEC.get(kind, "")
+        #: "H264", "VP8" or "" for video tracks: how keyframes are recognised.
+        self.video_codec = self.codec_name.upper() if kind == "video" else ""
         self.port = 0
         self.src_ssrc: int | None = None
         self.src_seq = 0
@@ -216,6 +218,7 @@ class Source:
             st = self.state[kind]
             st.clock_rate = track.codec.clock_rate or st.clock_rate
             st.codec_name = track.codec.name
+            st.video_codec = track.codec.name.upper() if kind == "video" else ""
             sprop = track.sprop_parameter_sets
             if sprop:
                 try:
@@ -276,7 +279,7 @@ class Source:
         st.src_seq = hdr.sequence
         ts = (hdr.timestamp + st.ts_off) & 0xFFFFFFFF
         keyframe = False
-        if kind == "video" and st.codec_name.upper() == "H264":
+        if st.video_codec == "H264":
             end = len(data) - hdr.padding
             types = nal_types(data[hdr.header_size:end]) if end > hdr.header_size else []
             if st.au_ts != ts:
@@ -290,7 +293,7 @@ class Source:
                 self._inject_parameter_sets(st, data, hdr.header_size, ts, now)
                 st.au_has_sps = True
             keyframe = 5 in types or 7 in types
-        elif kind == "video" and st.codec_name.upper() == "VP8":
+        elif st.video_codec == "VP8":
             keyframe = vp8.is_keyframe(data[hdr.header_size:len(data) - hdr.padding])
         seq = (hdr.sequence + st.seq_off) & 0xFFFF
         self._emit(st, MediaPacket(kind, seq, ts, data, keyframe, now))
