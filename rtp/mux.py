@@ -16,13 +16,14 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import ParseError
-from .sockets import RECV_SIZE, close_udp_socket, open_udp_socket
+from .sockets import RECV_SIZE, YIELD_AFTER, close_udp_socket, open_udp_socket
 from .stun import peek_username
 
 if TYPE_CHECKING:
@@ -58,9 +59,11 @@ class UdpMux:
             self._sock = sock
             task_status.started(self.port)
             recvfrom = sock.recvfrom
+            clock = time.perf_counter
             while True:
                 await trio.lowlevel.wait_readable(sock)
                 now = trio.current_time()
+                yield_at = clock() + YIELD_AFTER
                 while True:
                     try:
                         data, addr = recvfrom(RECV_SIZE)
@@ -71,6 +74,10 @@ class UdpMux:
                         break
                     self.received += 1
                     self.dispatch(data, addr, now)
+                    if clock() > yield_at:  # e.g. many DTLS handshakes at once
+                        await trio.lowlevel.checkpoint()
+                        now = trio.current_time()
+                        yield_at = clock() + YIELD_AFTER
         finally:
             self._sock = None
             for peer in list(self._by_ufrag.values()):

@@ -50,7 +50,8 @@ SR_INTERVAL = 1.0
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
-#: Seconds after the handshake when the DTLS connection is freed (see DtlsEndpoint.release).
+#: Seconds after the handshake when the DTLS connection is freed at the latest (it goes as soon
+#: as the viewer's first valid SRTCP arrives; see DtlsEndpoint.release).
 DTLS_RELEASE_AFTER = 10.0
 
 
@@ -212,7 +213,16 @@ class Peer:
             self.dropped["rtcp-before-dtls"] += 1
             return
         try:
-            packets = parse_rtcp(self.srtp.unprotect_rtcp(data))
+            plain = self.srtp.unprotect_rtcp(data)
+        except ParseError as exc:
+            self.dropped[exc.reason] += 1
+            return
+        if not self.dtls.released:
+            # valid SRTCP proves the viewer finished the handshake: it will never need our
+            # last flight again, so OpenSSL's state (~80 KiB) can go
+            self.dtls.release()
+        try:
+            packets = parse_rtcp(plain)
         except ParseError as exc:
             self.dropped[exc.reason] += 1
             return

@@ -11,11 +11,13 @@ import socket
 
 import trio
 
-__all__ = ["RECV_SIZE", "close_udp_socket", "open_udp_socket"]
+__all__ = ["RECV_SIZE", "YIELD_AFTER", "close_udp_socket", "open_udp_socket"]
 
 #: Larger than any datagram we accept (FFmpeg sends <= 1200 bytes, browsers <= MTU).
 RECV_SIZE = 2048
 BUFFER_BYTES = 4 << 20
+#: A reader draining a busy socket yields to other tasks after this much work (seconds).
+YIELD_AFTER = 0.002
 
 
 def _grow_buffer(sock: socket.socket, option: int, force: int | None, size: int) -> None:

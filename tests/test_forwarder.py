@@ -190,6 +190,8 @@ async def test_nack_pli_answered_and_sender_reports_sent(ffmpeg: str, tmp_path) 
         track = video_track(v)
         # Sender Reports arrived for both tracks (the viewer records their NTP time)
         assert all(t.lsr for t in v.tracks.values()), {t.kind: t.lsr for t in v.tracks.values()}
+        # the viewer's receiver reports proved the handshake done: OpenSSL's state is freed
+        assert peer.dtls.released and peer.live
 
         # our own SRTCP sender (another SSRC, so its SRTCP index is its own)
         client = SrtpSession(v.dtls.srtp_keys())
