@@ -296,3 +296,33 @@ async def test_a_reconnecting_process_keeps_its_viewers(ffmpeg: str, tmp_path) -
         assert source.state["video"].restarts >= 1
         assert all(p.live for p in source.peers.values()) and len(source.peers) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_stopping_one_process_leaves_the_other_processes_viewers_alone(
+        ffmpeg: str, tmp_path) -> None:
+    async with trio.open_nursery() as nursery, webrtc_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        for pid in ("one", "two"):
+            await api.post("/api/v3/process", webrtc_process(pid))
+        for pid in ("one", "two"):
+            await wait_live(api, pid)
+        pool = ViewerPool(probes=0)
+        await nursery.start(pool.run)
+        viewers = {}
+        for pid in ("one", "two"):
+            v = pool.new_viewer()
+            resp = await whep_offer(api, pid, v.make_offer())
+            assert resp.status_code == 201
+            v.accept_answer(resp.text)
+            assert await pool.establish(v)
+            viewers[pid] = v
+        await trio.sleep(1.0)
+        assert (await api.put("/api/v3/process/one/command", {"command": "stop"})).status_code == 200
+        kept = viewers["two"]
+        before = sum(t.received for t in kept.tracks.values())
+        await trio.sleep(1.5)
+        assert sum(t.received for t in kept.tracks.values()) > before + 20
+        state = (await api.get("/api/v3/process/two/state")).json()
+        assert len(state["webrtc"]["viewers"]) == 1
+        assert (await api.get("/api/v3/process/one/state")).json().get("webrtc") is None
+        nursery.cancel_scope.cancel()
