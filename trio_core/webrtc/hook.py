@@ -19,6 +19,7 @@ the process nursery, which closes the Source, every Peer and every socket.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -56,6 +57,10 @@ class WebRTCHook:
         self.ffmpeg = ffmpeg
         self.probe_timeout = probe_timeout
         self._sdp_dir = tempfile.mkdtemp(prefix="trio-core-webrtc-")
+
+    def close(self) -> None:
+        """Remove the directory of the SDP files (when the subsystem stops)."""
+        shutil.rmtree(self._sdp_dir, ignore_errors=True)
 
     async def on_start(self, ctx: RunContext) -> None:
         cfg = ctx.config

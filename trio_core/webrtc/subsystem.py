@@ -51,21 +51,27 @@ class WebRTCSubsystem:
             port=config["webrtc.udp_mux_port"],
             advertise=advertised_ips(config),
         )
+        self.hook: WebRTCHook | None = None
 
     def install(self, ctx: Any) -> None:
         ffmpeg = find_ffmpeg(ctx.config["ffmpeg.binary"])
-        ctx.supervisor.add_hook(WebRTCHook(self.forwarder, ffmpeg))
+        self.hook = WebRTCHook(self.forwarder, ffmpeg)
+        ctx.supervisor.add_hook(self.hook)
         ctx.app.register_blueprint(whep_blueprint(ctx.supervisor, self.forwarder, ctx.auth))
         install_pages(ctx.app)
         ctx.app.extensions["trio_core_webrtc"] = self
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(self.forwarder.run)
-            log.info("WebRTC: UDP mux on %s:%d, ICE candidates %s",
-                     self.config["webrtc.bind_address"], port,
-                     ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(self.forwarder.run)
+                log.info("WebRTC: UDP mux on %s:%d, ICE candidates %s",
+                         self.config["webrtc.bind_address"], port,
+                         ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
+                task_status.started(self)
+        finally:
+            if self.hook is not None:
+                self.hook.close()
 
 
 def create_subsystem(config: Config) -> WebRTCSubsystem:
