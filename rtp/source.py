@@ -94,6 +94,7 @@ class TrackState:
         self.packets = 0
         self.bytes = 0
         self.restarts = 0
+        self.lost = 0
         self.injected = 0
         self.keyframes = 0
 
@@ -115,6 +116,7 @@ class TrackState:
             "packets": self.packets,
             "bytes": self.bytes,
             "restarts": self.restarts,
+            "lost": self.lost,
             "keyframes": self.keyframes,
             "gop_packets": len(self.gop),
             "injected_parameter_sets": self.injected,
@@ -283,7 +285,12 @@ class Source:
         st = self.state[kind]
         if st.src_ssrc != hdr.ssrc or _seq_distance(st.src_seq, hdr.sequence) > MAX_SEQ_JUMP:
             self._resync(st, hdr.ssrc, hdr.sequence, hdr.timestamp, now)
-        st.src_seq = hdr.sequence
+        else:
+            ahead = (hdr.sequence - st.src_seq) & 0xFFFF
+            if ahead < 0x8000:  # not a late (reordered) packet
+                if ahead > 1:
+                    st.lost += ahead - 1  # the producer's packets that never reached us
+                st.src_seq = hdr.sequence
         ts = (hdr.timestamp + st.ts_off) & 0xFFFFFFFF
         keyframe = False
         if st.video_codec == "H264":
@@ -297,7 +304,7 @@ class Source:
                 if not st.sprop or not self._has_plid():
                     self._learn_parameter_sets(st, data[hdr.header_size:end])
             if 5 in types and not st.au_has_sps and st.sprop:
-                self._inject_parameter_sets(st, data, hdr.header_size, ts, now)
+                self._inject_parameter_sets(st, data, hdr.sequence, ts, now)
                 st.au_has_sps = True
             keyframe = 5 in types or 7 in types
         elif st.video_codec == "VP8":
@@ -344,14 +351,14 @@ class Source:
         st.gop = []
         st.au_ts = None
 
-    def _inject_parameter_sets(self, st: TrackState, template: bytes, header_size: int,
+    def _inject_parameter_sets(self, st: TrackState, template: bytes, src_seq: int,
                                ts: int, now: float) -> None:
         """Put a STAP-A [SPS, PPS] in front of an IDR that came without them."""
         payload = build_stap_a(st.sprop)
         header = bytearray(template[:12])
         header[0] &= 0x80  # V=2, no padding/extension/CSRC
         header[1] &= 0x7F  # no marker
-        seq = (st.src_seq + st.seq_off) & 0xFFFF
+        seq = (src_seq + st.seq_off) & 0xFFFF
         st.seq_off = (st.seq_off + 1) & 0xFFFF  # the IDR and everything after shift by one
         st.injected += 1
         self._emit(st, MediaPacket(st.kind, seq, ts, bytes(header) + payload, True, now))

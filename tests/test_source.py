@@ -129,3 +129,11 @@ def test_in_band_sps_fills_a_missing_profile_level_id_and_parameter_sets() -> No
     feed(source, "video", 1, 1, 3000, STAP_A, 0.0)
     assert source.tracks["video"].profile_level_id == "42c01e"
     assert source.state["video"].sprop == [SPS, PPS]
+
+
+def test_ingest_loss_is_counted() -> None:
+    source, rec = h264_source()
+    for seq in (10, 11, 15, 16):
+        feed(source, "audio", 9, seq, seq * 960, b"\x01" * 40, now=seq * 0.02)
+    assert source.state["audio"].lost == 3
+    assert [p.seq for p in rec.packets] == [10, 11, 15, 16]  # gaps stay visible to viewers
