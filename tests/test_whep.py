@@ -326,3 +326,25 @@ async def test_stopping_one_process_leaves_the_other_processes_viewers_alone(
         assert len(state["webrtc"]["viewers"]) == 1
         assert (await api.get("/api/v3/process/one/state")).json().get("webrtc") is None
         nursery.cancel_scope.cancel()
+
+
+async def test_answer_announces_public_and_nat_ips_on_the_configured_port(
+        ffmpeg: str, tmp_path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    udp.close()  # a port that was free a moment ago
+    async with webrtc_server(tmp_path, ffmpeg, **{
+        "webrtc.public_ip": "127.0.0.1", "webrtc.nat_1_to_1_ips": ["198.51.100.7"],
+        "webrtc.udp_mux_port": port,
+    }) as srv:
+        api = Api(srv.url)
+        await api.post("/api/v3/process", webrtc_process("cam"))
+        await wait_live(api, "cam")
+        offer = ViewerPool(probes=0).new_viewer().make_offer()
+        resp = await whep_offer(api, "cam", offer)
+        assert resp.status_code == 201
+        candidates = [line for line in resp.text.splitlines() if line.startswith("a=candidate")]
+        hosts = {(c.split()[4], int(c.split()[5])) for c in candidates}
+        assert hosts == {("127.0.0.1", port), ("198.51.100.7", port)}
+        assert "a=ice-lite" in resp.text.split("m=")[0]  # session level
