@@ -16,14 +16,13 @@ from __future__ import annotations
 import collections
 import logging
 import socket
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import ParseError
-from .sockets import RECV_SIZE, YIELD_AFTER, close_udp_socket, open_udp_socket
+from .sockets import close_udp_socket, open_udp_socket, receive_datagrams
 from .stun import peek_username
 
 if TYPE_CHECKING:
@@ -58,26 +57,13 @@ class UdpMux:
             self.port = sock.getsockname()[1]
             self._sock = sock
             task_status.started(self.port)
-            recvfrom = sock.recvfrom
-            clock = time.perf_counter
-            while True:
-                await trio.lowlevel.wait_readable(sock)
-                now = trio.current_time()
-                yield_at = clock() + YIELD_AFTER
-                while True:
-                    try:
-                        data, addr = recvfrom(RECV_SIZE)
-                    except BlockingIOError:
-                        break
-                    except OSError:
-                        self.dropped["recv-error"] += 1
-                        break
-                    self.received += 1
-                    self.dispatch(data, addr, now)
-                    if clock() > yield_at:  # e.g. many DTLS handshakes at once
-                        await trio.lowlevel.checkpoint()
-                        now = trio.current_time()
-                        yield_at = clock() + YIELD_AFTER
+            dispatch = self.dispatch
+
+            def on_datagram(data: bytes, addr: tuple[str, int], now: float) -> None:
+                self.received += 1
+                dispatch(data, addr, now)
+
+            await receive_datagrams(sock, on_datagram, self.dropped)
         finally:
             self._sock = None
             for peer in list(self._by_ufrag.values()):

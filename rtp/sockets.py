@@ -8,10 +8,14 @@ per packet this is several times cheaper than ``await`` on a trio socket (see DE
 from __future__ import annotations
 
 import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import NoReturn
 
 import trio
 
-__all__ = ["RECV_SIZE", "YIELD_AFTER", "close_udp_socket", "open_udp_socket"]
+__all__ = ["RECV_SIZE", "YIELD_AFTER", "close_udp_socket", "open_udp_socket", "receive_datagrams"]
 
 #: Larger than any datagram we accept (FFmpeg sends <= 1200 bytes, browsers <= MTU).
 RECV_SIZE = 2048
@@ -56,3 +60,38 @@ def close_udp_socket(sock: socket.socket) -> None:
     """Wake any task waiting on ``sock`` (it gets ClosedResourceError) and close it."""
     trio.lowlevel.notify_closing(sock)
     sock.close()
+
+
+async def receive_datagrams(sock: socket.socket,
+                            on_datagram: Callable[[bytes, tuple[str, int], float], None],
+                            dropped: Counter[str]) -> NoReturn:
+    """Hand every datagram arriving on ``sock`` to ``on_datagram(data, addr, now)``, forever.
+
+    Waits with ``trio.lowlevel.wait_readable`` and drains with the plain ``recvfrom`` until
+    ``BlockingIOError``; ``now`` is ``trio.current_time()`` when the batch began. A receive
+    error is counted in ``dropped["recv-error"]``. A long batch (a keyframe burst fanned out
+    to many viewers, many DTLS handshakes at once) yields after ``YIELD_AFTER`` seconds of
+    work so other tasks keep running. Only one task may run this per socket.
+
+    Cancellation: ends only by cancellation (or ``ClosedResourceError`` when the socket is
+    closed under it); the socket stays open, its owner closes it.
+    """
+    recvfrom = sock.recvfrom
+    clock = time.perf_counter
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        now = trio.current_time()
+        yield_at = clock() + YIELD_AFTER
+        while True:
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                dropped["recv-error"] += 1
+                break
+            on_datagram(data, addr, now)
+            if clock() > yield_at:
+                await trio.lowlevel.checkpoint()
+                now = trio.current_time()
+                yield_at = clock() + YIELD_AFTER

@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import socket
 import struct
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,7 +33,7 @@ from .errors import ParseError
 from .h264 import build_stap_a, nal_types, parameter_sets, parse_sprop, profile_level_id_from_sps
 from .packet import parse_rtp
 from .sdp import SourceTrack, parse_source_sdp
-from .sockets import RECV_SIZE, YIELD_AFTER, close_udp_socket, open_udp_socket
+from .sockets import close_udp_socket, open_udp_socket, receive_datagrams
 
 if TYPE_CHECKING:
     from .peer import OutTrack, Peer
@@ -251,26 +250,9 @@ class Source:
     # -- receive path ----------------------------------------------------------------------
 
     async def _reader(self, kind: str, sock: socket.socket) -> None:
-        recvfrom = sock.recvfrom
         on_datagram = self.on_datagram
-        clock = time.perf_counter
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            now = trio.current_time()
-            yield_at = clock() + YIELD_AFTER
-            while True:
-                try:
-                    data, _ = recvfrom(RECV_SIZE)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    self.dropped["recv-error"] += 1
-                    break
-                on_datagram(kind, data, now)
-                if clock() > yield_at:  # a keyframe burst to many viewers: let others run
-                    await trio.lowlevel.checkpoint()
-                    now = trio.current_time()
-                    yield_at = clock() + YIELD_AFTER
+        await receive_datagrams(sock, lambda data, _addr, now: on_datagram(kind, data, now),
+                                self.dropped)
 
     def on_datagram(self, kind: str, data: bytes, now: float) -> None:
         """Handle one datagram from the producer on track ``kind`` (sans-IO entry point)."""

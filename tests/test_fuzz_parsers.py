@@ -2,15 +2,13 @@
 
 Covers STUN (peek_username, IceLite.handle), SDP (parse_offer, build_answer,
 parse_source_sdp), DTLS (DtlsEndpoint.receive), SRTP (unprotect), RTCP (parse_rtcp),
-H264 payload helpers and, when present, RTP (rtp.packet.parse_rtp).
+H264/VP8 payload helpers and RTP (rtp.packet.parse_rtp).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +22,7 @@ from rtp.h264 import (
     parse_sprop,
     profile_level_id_from_sps,
 )
+from rtp.packet import parse_rtp
 from rtp.rtcp import Nack, parse_rtcp
 from rtp.sdp import build_answer, parse_offer, parse_source_sdp
 from rtp.srtp import SrtpSession
@@ -219,19 +218,6 @@ def test_srtp_unprotect(data: bytes) -> None:
 # --- RTP / RTCP / H264 -----------------------------------------------------------------------
 
 
-def _optional(module: str, *names: str):  # type: ignore[no-untyped-def]
-    """The first of ``names`` found in ``module``; skip the test when absent."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        pytest.skip(f"{module} not present yet")
-    for name in names:
-        func = getattr(mod, name, None)
-        if callable(func):
-            return func
-    pytest.skip(f"none of {names} in {module}")
-
-
 RTP_SEED = b"\x80\x60\x00\x01" + b"\x00\x00\x0b\xb8" + b"\x00\x00\x12\x34" + b"\x65" + b"x" * 20
 RTCP_SEED = (
     b"\x80\xc8\x00\x06" + b"\x00\x00\x12\x34" + b"\x01" * 20  # SR
@@ -247,7 +233,6 @@ FU_A_SEED = b"\x7c\x85" + b"\x00" * 20
 @FEW
 @given(st.one_of(st.binary(max_size=100), mutated_bytes(RTP_SEED)))
 def test_rtp_parser(data: bytes) -> None:
-    parse_rtp = _optional("rtp.packet", "parse_rtp")  # from rtp.packet import parse_rtp
     try:
         parse_rtp(data)
     except ParseError:

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_LINE", "ProgressParser", "empty_progress", "parse_duration"]
+__all__ = ["CHANNEL_LAYOUTS", "MAX_LINE", "ProgressParser", "empty_progress", "parse_duration",
+           "split_top"]
 
 MAX_LINE = 8192  # a "line" longer than this is cut (protects memory against binary garbage)
 
@@ -43,7 +44,7 @@ _PROGRESS_KEYS = {
 _STREAM_Q_RE = re.compile(r"^stream_(\d+)_(\d+)_q$")
 _SIZE_RE = re.compile(r"^([\d.]+)\s*([kKMG]i?B|B)?$")
 _RATE_RE = re.compile(r"^([\d.]+)\s*([kMG]?)bits/s$")
-_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
+CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
              "6.1": 7, "7.1": 8}
 
 
@@ -87,8 +88,8 @@ def _rate_kbit(text: str) -> float | None:
     return float(m.group(1)) * {"": 0.001, "k": 1.0, "M": 1000.0, "G": 1e6}[m.group(2)]
 
 
-def _split_top(text: str) -> list[str]:
-    """Split on commas outside parentheses/brackets."""
+def split_top(text: str) -> list[str]:
+    """Split an FFmpeg stream description on commas outside parentheses/brackets."""
     parts, depth, cur = [], 0, []
     for ch in text:
         if ch in "([":
@@ -100,8 +101,7 @@ def _split_top(text: str) -> list[str]:
             cur = []
         else:
             cur.append(ch)
-    if cur:
-        parts.append("".join(cur).strip())
+    parts.append("".join(cur).strip())
     return parts
 
 
@@ -159,7 +159,7 @@ class FileInfo:
 
 def _parse_stream(index: int, stream: int, kind: str, rest: str) -> StreamInfo:
     info = StreamInfo(index=index, stream=stream, kind=kind.lower())
-    parts = _split_top(rest)
+    parts = split_top(rest)
     if parts:
         info.codec = parts[0].split(" ", 1)[0]
         info.coder = info.codec
@@ -178,8 +178,8 @@ def _parse_stream(index: int, stream: int, kind: str, rest: str) -> StreamInfo:
         for i, part in enumerate(parts):
             if part.endswith(" Hz") and i + 1 < len(parts):
                 info.layout = parts[i + 1].split("(", 1)[0].strip()
-                if info.layout in _CHANNELS:
-                    info.channels = _CHANNELS[info.layout]
+                if info.layout in CHANNEL_LAYOUTS:
+                    info.channels = CHANNEL_LAYOUTS[info.layout]
                 elif m := re.match(r"^(\d+) channels", info.layout):
                     info.channels = int(m.group(1))
                 break

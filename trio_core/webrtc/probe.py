@@ -20,15 +20,14 @@ from typing import Protocol
 
 import trio
 
+from ..progress import CHANNEL_LAYOUTS, split_top
+
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
 
 _STREAM = re.compile(r"^\s*Stream #(\d+):(\d+)[^:]*:\s*(Video|Audio):\s*(.*)$")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"([\d.]+)\s+fps\b")
 _RATE = re.compile(r"(\d+)\s+Hz\b")
-_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7.1": 8}
-
-
 @dataclass(frozen=True)
 class VideoStream:
     input_index: int
@@ -58,23 +57,6 @@ class MediaInfo:
     audio: AudioStream | None
 
 
-def _split_top(text: str) -> list[str]:
-    """Split on commas that are not inside parentheses/brackets."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth = max(0, depth - 1)
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur).strip())
-    return parts
-
-
 def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
     """Parse FFmpeg's input description (sans-IO). Unknown lines are ignored."""
     video: VideoStream | None = None
@@ -84,7 +66,7 @@ def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
         if not m:
             continue
         inp, idx, kind, rest = int(m[1]), int(m[2]), m[3], m[4]
-        parts = _split_top(rest)
+        parts = split_top(rest)
         head = parts[0].split()
         codec = head[0].lower() if head else ""
         profile = None
@@ -103,8 +85,8 @@ def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
             channels = None
             for part in parts[1:]:
                 word = part.split("(")[0].strip().lower()
-                if word in _CHANNELS:
-                    channels = _CHANNELS[word]
+                if word in CHANNEL_LAYOUTS:
+                    channels = CHANNEL_LAYOUTS[word]
                     break
                 cm = re.match(r"^(\d+)\s+channels", word)
                 if cm:
