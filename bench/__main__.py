@@ -17,12 +17,14 @@ import os
 import shlex
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from bench import janus as janus_mod
 from bench import runner
+from bench.product import ProductResult, run_product
 from bench.report import print_table, write_json, write_results
 from bench.runner import Options, ServerResult, run_server
 from trio_core.ffmpeg_binary import find_ffmpeg
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--trio-core-cmd", default="",
                     help="trio-core harness command instead of 'python -m bench.trio_core_server' "
                          "(shell words; --port/--info/--sdp are appended)")  # fmt: skip
+    ap.add_argument("--product-viewers", type=int, default=-1,
+                    help="viewers for the product-path run (bench/product.py; 0 skips it; "
+                         "default 20, --quick 3)")  # fmt: skip
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap.parse_args(argv)
 
@@ -121,11 +126,19 @@ def main(argv: list[str] | None = None) -> int:
                     "rtp/forwarder.py (the Forwarder façade) is not in this tree yet")))
                 continue
         results.append(trio.run(run_server, name, opts))
+    product: ProductResult | None = None
+    n_product = args.product_viewers if args.product_viewers >= 0 else (3 if args.quick else 20)
+    if "trio-core" in servers and n_product > 0 and not runner.ABORTED:
+        product = trio.run(partial(run_product, opts.ffmpeg, viewers=n_product,
+                                   verbose=opts.verbose))
     print_table(results)
+    if product is not None:
+        print("trio-core product path (API + WHEP):", product.summary())
     if args.results:
-        write_results(Path(args.results), results, opts, sys.argv if argv is None else argv)
+        write_results(Path(args.results), results, opts, sys.argv if argv is None else argv,
+                      product=product)
     if args.json:
-        write_json(Path(args.json), results)
+        write_json(Path(args.json), results, product=product)
     ok = any(r.steps and r.steps[0].connected for r in results)
     return 0 if ok else 1
 

@@ -1,16 +1,10 @@
-"""trio-core under test.
+"""trio-core's forwarder under test, fed the same tee'd RTP as Janus and aiortc.
 
-Two ways to run it (``TrioCoreServer`` picks the first that exists, ``BENCH_TRIO_CORE_MODE``
-forces one):
-
-* ``api`` — the real server: ``python -m trio_core.cli`` on loopback, one process created over
-  the HTTP API whose input is the tee's RTP (an SDP file, ``-c copy``), viewers via
-  ``POST /api/v3/process/{id}/whep``. This is the product path (its FFmpeg re-sends the
-  same packets to the Source, so the latency figure includes that hop).
-* ``forwarder`` — a thin harness (``python -m bench.trio_core_server``) around
-  ``rtp.forwarder.Forwarder``: the tee feeds the Source ports directly, and a minimal WHEP
-  endpoint (``POST /whep`` -> ``Forwarder.add_peer``) answers. This measures exactly
-  "RTP into the Source -> SRTP out", like the Janus and aiortc columns.
+``python -m bench.trio_core_server`` is a thin harness around ``rtp.forwarder.Forwarder``:
+the tee feeds the Source ports directly, and a minimal WHEP endpoint (``POST /whep`` ->
+``Forwarder.add_peer``) answers. This measures exactly "RTP into the Source -> SRTP out",
+like the Janus and aiortc columns. The product path (the real server, its API and its
+WHEP endpoint) is measured by ``bench/product.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Smoke test of the bench: ``python -m bench --quick`` against trio-core only.
 
-A few viewers for a few seconds; asserts that they connected, received packets and that the
-table printed. No timing assertions (the machine is shared).
+A few viewers for a few seconds, on the forwarder and on the product path (real server,
+API, WHEP); asserts that they connected, received packets and that the table printed. No timing assertions (the machine is shared).
 """
 
 from __future__ import annotations
@@ -42,7 +42,16 @@ def test_quick_bench_against_trio_core(tmp_path: Path, ffmpeg: str) -> None:
         assert step["pkts_per_s"] > 0
         assert step["auth_fail"] == 0
         assert step["unprotected"] > 0  # SRTP really decrypted with the DTLS keys
-    assert out_md.read_text().startswith("# bench/ results")
+    # the product path: the real server, its API and WHEP endpoint (bench/product.py)
+    [api] = [r for r in results if r["name"] == "trio-core-api"]
+    assert api["error"] is None, api["error"] + "\n" + proc.stderr[-3000:]
+    assert api["connected"] == api["viewers"] == 3
+    assert api["state_viewers"] == 3 and api["delete_status"] == 204
+    assert api["children_after_stop"] == 0 and api["packets_after_stop"] == 0
+    assert api["post_ms_p50"] > 0 and api["first_keyframe_ms_p50"] > 0
+    md = out_md.read_text()
+    assert md.startswith("# bench/ results")
+    assert "## The product path" in md
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
