@@ -54,7 +54,10 @@ class TrioCoreServer:
         self.cmd = cmd
         self.pid = 0
         self.mode = pick_mode()
-        self.version = f"trio-core ({self.mode or 'not available'} mode)"
+        from rtp import fanout
+
+        path = "C fan-out, sendmmsg" if fanout.NATIVE else "Python fan-out"
+        self.version = f"trio-core ({self.mode or 'not available'} mode, {path})"
         self.url = ""
         self._whep = WhepClientMixin()
         self._whep.http = http

@@ -102,6 +102,10 @@ class UdpMux:
             return _closed_sendto
         return self._sock.sendto
 
+    def fileno(self) -> int:
+        """The mux socket's file descriptor (-1 when not running), for the C fan-out."""
+        return -1 if self._sock is None else self._sock.fileno()
+
     def send(self, data: bytes, addr: tuple[str, int]) -> bool:
         """Send one datagram now; False (and counted) when it could not be sent."""
         sock = self._sock

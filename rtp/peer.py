@@ -67,8 +67,8 @@ def _not_sending(data: bytes, addr: tuple[str, int]) -> None:
 class OutTrack:
     """What this viewer gets for one source track.
 
-    ``protect``, ``sendto`` and ``addr`` are filled in once DTLS is up; the Source's fast
-    path (``rtp.source._fan_out``) then sends with them directly.
+    ``protect``, ``sendto``, ``addr`` (and ``srtp_ctx``, ``fd``) are filled in once DTLS is
+    up; the Source's fast path (``rtp.fanout.fan_out``) then sends with them directly.
     """
 
     kind: str
@@ -83,6 +83,9 @@ class OutTrack:
     protect: Callable[[bytes], bytes] = _not_ready
     sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending
     addr: tuple[str, int] = ("0.0.0.0", 0)
+    #: for the C fan-out (``rtp.fanout``): the libsrtp context address and the mux socket
+    srtp_ctx: int = 0
+    fd: int = -1
 
 
 class Peer:
@@ -334,6 +337,8 @@ class Peer:
             track.protect = self.srtp.raw_protect
             track.sendto = sendto
             track.addr = self.addr
+            track.srtp_ctx = self.srtp.context_address
+            track.fd = self.mux.fileno()
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track not in fan:
                 fan.append(track)

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import collections
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pylibsrtp
 import trio
 
 from . import vp8
 from .errors import ParseError
+from .fanout import fan_out
 from .h264 import build_stap_a, nal_types, parameter_sets, parse_sprop, profile_level_id_from_sps
 from .packet import parse_rtp
 from .sdp import SourceTrack, parse_source_sdp
@@ -48,7 +47,6 @@ HISTORY_SECONDS = 1.0
 GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
-_HEADER = struct.Struct("!BBHII")
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
 DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
 
@@ -366,34 +364,9 @@ class Source:
                     gop.append(pkt)
         fan = self.fanout[st.kind]
         if fan:
-            _fan_out(fan, pkt)
+            fan_out(fan, pkt)
         for peer in self.listeners:
             peer.forward(pkt)
-
-
-def _fan_out(fan: list[OutTrack], pkt: MediaPacket) -> None:
-    """Send ``pkt`` to every viewer track in ``fan``: rewrite, protect, send (the hot path).
-
-    One header pack, one concatenation, one SRTP protect and one non-blocking ``sendto`` per
-    viewer; a full socket buffer or an SRTP refusal drops the packet for that viewer only.
-    """
-    data = pkt.data
-    b0 = data[0]
-    marker = data[1] & 0x80
-    rest = data[12:]
-    seq = pkt.seq
-    ts = pkt.ts
-    pack = _HEADER.pack
-    for t in fan:
-        try:
-            out = t.protect(pack(b0, marker | t.payload_type, (seq + t.seq_delta) & 0xFFFF,
-                                 (ts + t.ts_delta) & 0xFFFFFFFF, t.ssrc) + rest)
-            t.sendto(out, t.addr)
-        except (BlockingIOError, pylibsrtp.Error, ValueError, OSError):
-            t.dropped += 1
-            continue
-        t.packets += 1
-        t.bytes += len(out)
 
 
 def _seq_distance(a: int, b: int) -> int:

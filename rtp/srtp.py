@@ -16,10 +16,35 @@ from pylibsrtp import Policy, Session
 from .dtls import SrtpKeys
 from .errors import ParseError
 
-__all__ = ["MAX_PROTECT_SIZE", "SrtpSession"]
+__all__ = ["MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession"]
 
 #: Largest plaintext packet pylibsrtp can protect (its 1500-byte buffer minus trailers).
 MAX_PROTECT_SIZE = 1356
+
+
+def _protect_address() -> int:
+    """The address of libsrtp's ``srtp_protect`` inside pylibsrtp (0 when unavailable)."""
+    try:
+        from pylibsrtp import _binding
+
+        ffi = _binding.ffi
+        return int(ffi.cast("uintptr_t", ffi.addressof(_binding.lib, "srtp_protect")))
+    except (AttributeError, ImportError, TypeError):
+        return 0
+
+
+#: ``srtp_protect`` for the C fan-out (``rtp/_fanout.c``); 0 when pylibsrtp hides it.
+PROTECT_ADDRESS = _protect_address()
+
+
+def _context_address(session: Session) -> int:
+    """The address of ``session``'s libsrtp context (0 when unavailable)."""
+    try:
+        from pylibsrtp import _binding
+
+        return int(_binding.ffi.cast("uintptr_t", session._srtp[0]))  # type: ignore[attr-defined]
+    except (AttributeError, ImportError, TypeError, IndexError):
+        return 0
 
 
 def _reason(exc: pylibsrtp.Error, default: str) -> str:
@@ -94,6 +119,8 @@ class SrtpSession:
         self._tx = Session(tx)
         self._rx = Session(rx)
         self._tx_protect = _fast_protect(self._tx) or self._tx.protect
+        #: the outbound libsrtp context, for the C fan-out (valid while this object lives)
+        self.context_address = _context_address(self._tx)
         self._tx_protect_rtcp = self._tx.protect_rtcp
 
     @property
