@@ -17,10 +17,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY trio_core ./trio_core
 COPY rtp ./rtp
-RUN pip install --no-cache-dir . && rm -rf /src
+# gcc only to build the C fan-out (rtp/_fanout.c), removed again in the same layer
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && python -c "import rtp.fanout as f; assert f.NATIVE, 'C fan-out not built'" \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /src
 
 WORKDIR /core
 ENV CORE_API_ADDRESS=0.0.0.0:8080 \

@@ -1,6 +1,6 @@
 """``python -m bench``: viewers, latency and cost of trio-core, Janus and aiortc, side by side.
 
-``python -m bench`` runs the full steps (1, 10, 50, 100, 200, 500, 1000 viewers; a server's
+``python -m bench`` runs the full steps (1, 10, 50, 100, 200, 300, 400, 500, 1000 viewers; a server's
 steps stop once loss exceeds 1 %) against every available server and writes
 ``bench/RESULTS.md``; ``--quick`` is a smoke run (a few viewers, a few seconds).
 
@@ -29,7 +29,7 @@ from bench.report import print_table, write_json, write_results
 from bench.runner import Options, ServerResult, run_server
 from trio_core.ffmpeg_binary import find_ffmpeg
 
-FULL_STEPS = [1, 10, 50, 100, 200, 500, 1000]
+FULL_STEPS = [1, 10, 50, 100, 200, 300, 400, 500, 1000]
 QUICK_STEPS = [1, 3]
 ALL_SERVERS = ["trio-core", "janus", "aiortc"]
 
