@@ -31,7 +31,7 @@ from trio_core.ffmpeg_binary import find_ffmpeg
 
 FULL_STEPS = [1, 10, 50, 100, 200, 300, 400, 500, 1000]
 QUICK_STEPS = [1, 3]
-ALL_SERVERS = ["trio-core", "janus", "aiortc"]
+ALL_SERVERS = ["trio-core", "trio-core-py", "janus", "aiortc"]
 
 NETNS_SETUP = (
     "ip link set lo up && ip link add bva type veth peer name bvb && "
@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few viewers, seconds")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
-                    help="comma-separated subset of trio-core,janus,aiortc")  # fmt: skip
+                    help="comma-separated subset of trio-core,trio-core-py,janus,aiortc")  # fmt: skip
     ap.add_argument("--steps", default="", help="viewer counts, e.g. 1,10,50")
     ap.add_argument("--window", type=float, default=0.0, help="measurement seconds per step")
     ap.add_argument("--max-loss", type=float, default=1.0, help="stop a server above this loss %%")
@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             results.append(ServerResult("janus", janus_mod.version(), error=why))
             continue
-        if name == "trio-core":
+        if name in ("trio-core", "trio-core-py"):
             from bench.trio_core_server import pick_mode
 
             if pick_mode() is None:
-                results.append(ServerResult("trio-core", "?", error=(
+                results.append(ServerResult(name, "?", error=(
                     "rtp/forwarder.py (the Forwarder façade) is not in this tree yet")))
                 continue
         results.append(trio.run(run_server, name, opts))

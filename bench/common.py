@@ -66,6 +66,7 @@ class ProcSample:
     cpu: float  # seconds (user + system) of the process itself (all threads, no children)
     rss: int  # bytes
     threads: int
+    sys_cpu: float = 0.0  # the system (kernel) part of ``cpu``
 
 
 def proc_sample(pid: int) -> ProcSample | None:
@@ -77,7 +78,8 @@ def proc_sample(pid: int) -> ProcSample | None:
     except (OSError, IndexError, ValueError):
         return None
     utime, stime = int(fields[11]), int(fields[12])
-    return ProcSample((utime + stime) / CLK_TCK, rss_pages * PAGE, int(fields[17]))
+    return ProcSample((utime + stime) / CLK_TCK, rss_pages * PAGE, int(fields[17]),
+                      stime / CLK_TCK)
 
 
 def free_udp_pair() -> int:

@@ -22,6 +22,7 @@ COLUMNS = [
     ("pkts_per_s", "pkt/s", "{:.0f}"),
     ("mbit_per_s", "Mbit/s", "{:.1f}"),
     ("server_cpu_pct", "srv cpu%", "{:.0f}"),
+    ("server_sys_share", "of it sys%", "{:.0f}"),
     ("cpu_us_per_pkt", "us/pkt", "{:.1f}"),
     ("rss_kib_per_viewer", "KiB/viewer", "{:.0f}"),
     ("signalling_ms_p50", "sig p50 ms", "{:.1f}"),
@@ -222,7 +223,9 @@ NOTES = [
     "`rtp.forwarder.Forwarder` (its Source ports fed straight by the tee, WHEP `POST /whep` → `add_peer`), so the "
     "latency column is exactly RTP into the Source → SRTP out. The product's HTTP layer is "
     "measured on its own in the product-path section above (`bench/product.py`: the real `trio-core` server, a "
-    "process created over its API, viewers via `POST /api/v3/process/{id}/whep`).",
+    "process created over its API, viewers via `POST /api/v3/process/{id}/whep`). Its hot path is "
+    "`rtp/_fanout.c` (header rewrite, libsrtp protect, one `sendmmsg` per 64 viewers); **trio-core-py** is the "
+    "same harness with `RTP_FANOUT=python`, the pure-Python loop a machine without a C compiler gets.",
     "- **Janus** 1.1.2 (Debian package), streaming plugin, RTP mountpoint created over the HTTP API with `port: 0` "
     "(Janus binds its own ports; the tee feeds them). Janus never gathers loopback candidates (`src/ice.c` skips "
     "`IFF_LOOPBACK` interfaces; `ice_enforce_list = lo` does not help), so when Janus is in the run the whole bench "
@@ -277,6 +280,8 @@ def write_results(path: Path, results: list[ServerResult], opts: Options, argv: 
         "",
         "Columns: `loss%` = lost / expected over the window (from sequence numbers); `pkt/s` packets received by all "
         "viewers; `srv cpu%` = server process CPU (user+sys, /proc/<pid>/stat, all threads, no children) / window; "
+        "`of it sys%` = the kernel's share of that CPU time (on loopback a send also delivers the datagram into the "
+        "receiving socket, so this is the floor no user-space work removes); "
         "`us/pkt` = server CPU µs per forwarded packet (includes its ingest); `KiB/viewer` = (server RSS − RSS with "
         "the source and no viewers) / viewers; `sig p50` = POST→201 (WHEP) or watch→offer (Janus); `1st RTP`/`1st key` "
         "= from the signalling request to the first RTP packet / first H264 keyframe; `lat` = tee send → probe "

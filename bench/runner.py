@@ -84,6 +84,7 @@ class StepResult:
     jitter_ms_p99: float | None = None
     gen_drops: int = 0  # datagrams the kernel dropped at full viewer socket buffers
     fps_per_viewer: float = 0.0  # video frames (distinct RTP timestamps) per second per viewer
+    server_sys_share: float | None = None  # kernel time / all CPU time of the server, %
     t0: float = 0.0
     t1: float = 0.0
 
@@ -131,10 +132,11 @@ def make_server(name: str, workdir: Path, http: httpx.AsyncClient, pin: set[int]
         return JanusServer(workdir, http, pin)
     if name == "aiortc":
         return AiortcServer(workdir, http, pin)
-    if name == "trio-core":
+    if name in ("trio-core", "trio-core-py"):
         from bench.trio_core_server import TrioCoreServer
 
-        return TrioCoreServer(workdir, http, pin, opts.trio_core_cmd)
+        return TrioCoreServer(workdir, http, pin, opts.trio_core_cmd,
+                              python_fanout=name == "trio-core-py")
     raise ValueError(f"unknown server {name!r}")
 
 
@@ -337,6 +339,7 @@ async def _run_step(name: str, server: Any, pool: ViewerPool, n: int, opts: Opti
         auth_fail=sum(v.auth_fail for v in live),
         unprotected=sum(v.unprotected for v in live),
         server_cpu_pct=100.0 * cpu / window,
+        server_sys_share=100.0 * (s1.sys_cpu - s0.sys_cpu) / cpu if (s0 and s1 and cpu) else None,
         cpu_us_per_pkt=(1e6 * cpu / pkts) if pkts else None,
         rss_kib_per_viewer=rss_per,
         loadgen_cpu_pct=100.0 * (me1.cpu - me0.cpu) / window if (me0 and me1) else 0.0,

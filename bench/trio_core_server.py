@@ -42,21 +42,24 @@ def pick_mode() -> str | None:
 
 
 class TrioCoreServer:
-    name = "trio-core"
+    """The forwarder harness; ``python_fanout`` forces the pure-Python hot path
+    (``RTP_FANOUT=python``, the ``trio-core-py`` column) instead of ``rtp/_fanout.c``."""
 
     def __init__(self, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None,
-                 cmd: list[str] | None = None) -> None:  # fmt: skip
+                 cmd: list[str] | None = None, *, python_fanout: bool = False) -> None:  # fmt: skip
         from bench.servers import WhepClientMixin
+        from rtp import fanout
 
+        self.name = "trio-core-py" if python_fanout else "trio-core"
         self.workdir = workdir
         self.http = http
         self.pin = pin
         self.cmd = cmd
         self.pid = 0
         self.mode = pick_mode()
-        from rtp import fanout
-
-        path = "C fan-out, sendmmsg" if fanout.NATIVE else "Python fan-out"
+        self.env = dict(os.environ, RTP_FANOUT="python") if python_fanout else None
+        path = ("C fan-out, sendmmsg" if fanout.NATIVE and not python_fanout
+                else "Python fan-out")  # fmt: skip
         self.version = f"trio-core ({self.mode or 'not available'} mode, {path})"
         self.url = ""
         self._whep = WhepClientMixin()
@@ -80,7 +83,8 @@ class TrioCoreServer:
             argv = ["taskset", "-c", ",".join(map(str, sorted(self.pin))), *argv]
         async with trio.open_nursery() as nursery:
             proc = await nursery.start(
-                partial(trio.run_process, argv, stdout=log, stderr=log, check=False, cwd=ROOT)
+                partial(trio.run_process, argv, stdout=log, stderr=log, check=False, cwd=ROOT,
+                        env=self.env)
             )
             self.pid = proc.pid
             self.url = f"http://127.0.0.1:{port}/whep"

@@ -22,13 +22,21 @@ __all__ = ["MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession"]
 MAX_PROTECT_SIZE = 1356
 
 
+#: The libsrtp 2 signature ``rtp/_fanout.c`` calls (libsrtp 3 changed it).
+PROTECT_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
 def _protect_address() -> int:
-    """The address of libsrtp's ``srtp_protect`` inside pylibsrtp (0 when unavailable)."""
+    """The address of libsrtp's ``srtp_protect`` inside pylibsrtp; 0 when unavailable or
+    when its signature is not :data:`PROTECT_SIGNATURE` (the C fan-out is then not used)."""
     try:
         from pylibsrtp import _binding
 
         ffi = _binding.ffi
-        return int(ffi.cast("uintptr_t", ffi.addressof(_binding.lib, "srtp_protect")))
+        func = ffi.addressof(_binding.lib, "srtp_protect")
+        if ffi.typeof(func).cname != PROTECT_SIGNATURE:
+            return 0
+        return int(ffi.cast("uintptr_t", func))
     except (AttributeError, ImportError, TypeError):
         return 0
 
