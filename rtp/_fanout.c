@@ -198,7 +198,15 @@ static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
             n = 0;
         }
     }
-    if (n > 0 && flush(batch_fd, n) < 0) failed = 1;
+    if (n > 0) { /* what is queued still goes out, even after a failed attribute access */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (flush(batch_fd, n) < 0) failed = 1;
+        if (type != NULL) {
+            PyErr_Clear();
+            PyErr_Restore(type, value, tb);
+        }
+    }
     PyBuffer_Release(&data);
     if (failed) return NULL;
     Py_RETURN_NONE;

@@ -156,3 +156,18 @@ def test_failures_drop_for_that_viewer_only_in_both() -> None:
         good = nat_fan[1]
         assert (good.packets, good.dropped) == (2, 1)  # only the oversized one was dropped
         assert [t.dropped for t in nat_fan] == [3, 1, 3, 3]
+
+
+def test_a_wrong_track_object_raises_in_both_after_sending_to_the_good_ones() -> None:
+    with udp(4) as socks:
+        send_py, send_nat, sink_py, sink_nat = socks
+        k = keys(GCM)
+        good_py = track(SrtpSession(k), send_py, sink_py.getsockname(), 0)
+        good_nat = track(SrtpSession(k), send_nat, sink_nat.getsockname(), 0)
+        pkt = packets()[3]
+        with pytest.raises(AttributeError):
+            fanout.fan_out_python([good_py, object()], pkt)  # type: ignore[list-item]
+        with pytest.raises(AttributeError):
+            fanout.fan_out([good_nat, object()], pkt)  # type: ignore[list-item]
+        assert drain(sink_nat) == drain(sink_py) != []
+        assert good_nat.packets == good_py.packets == 1
