@@ -624,19 +624,27 @@ class DataPlane:
         if v.probe or (track.kind == "video" and not v.keyframe_seen) or (
             v.counter % v.sample_every == 0
         ):
-            try:
-                plain = srtp.unprotect(bytes(mv[:n]))
-            except ParseError as exc:
-                if exc.reason == "srtp-auth":
-                    v.auth_fail += 1
-                return
-            v.unprotected += 1
-            payload = rtp_payload(plain)
-            if track.kind == "video" and not v.keyframe_seen and is_h264_keyframe(payload):
-                v.keyframe_seen = True
-                v.timing.first_keyframe = arrival
-            if v.probe and len(v.latency_samples) < 200000:
+            payload = self._unprotect(v, srtp, bytes(mv[:n]), track.kind == "video", arrival)
+            if payload is not None and v.probe and len(v.latency_samples) < 200000:
                 v.latency_samples.append((payload_key(payload), arrival))
+
+    @staticmethod
+    def _unprotect(v: Viewer, srtp: SrtpSession, data: bytes, video: bool,
+                   arrival: float) -> bytes | None:
+        """The RTP payload of one SRTP packet (None when it does not authenticate; counted),
+        noting the viewer's first keyframe."""
+        try:
+            plain = srtp.unprotect(data)
+        except ParseError as exc:
+            if exc.reason == "srtp-auth":
+                v.auth_fail += 1
+            return None
+        v.unprotected += 1
+        payload = rtp_payload(plain)
+        if video and not v.keyframe_seen and is_h264_keyframe(payload):
+            v.keyframe_seen = True
+            v.timing.first_keyframe = arrival
+        return payload
 
     def _replay_early(self, v: Viewer, srtp: SrtpSession) -> None:
         """Look for the first keyframe in the video that arrived before the keys did."""
@@ -644,16 +652,7 @@ class DataPlane:
         for data, arrival in early:
             if v.keyframe_seen:
                 return
-            try:
-                plain = srtp.unprotect(data)
-            except ParseError as exc:
-                if exc.reason == "srtp-auth":
-                    v.auth_fail += 1
-                continue
-            v.unprotected += 1
-            if is_h264_keyframe(rtp_payload(plain)):
-                v.keyframe_seen = True
-                v.timing.first_keyframe = arrival
+            self._unprotect(v, srtp, data, True, arrival)
 
     def _rtcp(self, v: Viewer, data: bytes, arrival: float) -> None:
         v.rtcp_in += 1
