@@ -239,6 +239,20 @@ SETTINGS: tuple[Setting, ...] = (
             "UDP port of the single WebRTC media socket (0 = ephemeral).", _parse_port),
     Setting("webrtc.bind_address", "ip", "127.0.0.1",
             "IP address the WebRTC UDP socket binds to.", _parse_ip),
+    # -- api (identity, Core config layout, login backoff, request limits): issue 9 / 12 --
+    # (end api)
+    # -- process engine hardening (pid records, hung FFmpeg): issue 12 --
+    # (end engine)
+    # -- storage (memfs, disk, cors, cleanup): issue 10 --
+    # (end storage)
+    # -- rtmp server: issue 11 --
+    # (end rtmp)
+    # -- srt server: issue 11 --
+    # (end srt)
+    # -- webrtc admission limits and interop: issue 12 / 13 --
+    # (end webrtc)
+    # -- metrics, sessions, prometheus: issue 14 --
+    # (end metrics)
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start if missing "
             "(default: on without a config file, off with one).", _parse_bool),

@@ -17,7 +17,8 @@ anything runs — register supervisor hooks (``ctx.supervisor.add_hook``), bluep
 can use it when processes autostart) and cancelled *after* the supervisor has stopped.
 :func:`default_subsystems` builds the list from the config; a module
 ``trio_core.webrtc.subsystem`` exposing ``create_subsystem(config) -> Subsystem`` is picked up
-automatically when ``webrtc.enable`` is true.
+automatically when ``webrtc.enable`` is true; the other subsystems (storage, RTMP, SRT,
+observability) are listed in :data:`SUBSYSTEM_MODULES` the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
 log = logging.getLogger(__name__)
 
 WEBRTC_SUBSYSTEM_MODULE = "trio_core.webrtc.subsystem"
+
+# Subsystem modules, in start order (each exposes ``create_subsystem(config) -> Subsystem``),
+# with the boolean setting that enables it (None = always on). A module that does not exist
+# is skipped, so a package can be added without touching anything else here.
+SUBSYSTEM_MODULES: tuple[tuple[str, str | None], ...] = (
+    # storage: memfs, disk mount, /api/v3/fs, cleanup rules (issue 10)
+    ("trio_core.storage.subsystem", None),
+    # WebRTC / WHEP playback
+    (WEBRTC_SUBSYSTEM_MODULE, "webrtc.enable"),
+    # RTMP server (issue 11)
+    ("trio_core.rtmp.subsystem", "rtmp.enable"),
+    # SRT server (issue 11)
+    ("trio_core.srt.subsystem", "srt.enable"),
+    # metrics, sessions, Prometheus, OpenAPI (issue 14)
+    ("trio_core.observability.subsystem", None),
+)
 DEMO_PROCESS_ID = "demo"
 
 
@@ -111,10 +128,15 @@ def check_bind(config: Config) -> None:
 
 
 def default_subsystems(config: Config) -> list[Subsystem]:
-    """Subsystems enabled by ``config`` (WebRTC when its module exists and is enabled)."""
+    """Subsystems enabled by ``config``, in :data:`SUBSYSTEM_MODULES` order (missing modules
+    and disabled ones are skipped)."""
     subsystems: list[Subsystem] = []
-    if config["webrtc.enable"] and importlib.util.find_spec(WEBRTC_SUBSYSTEM_MODULE) is not None:
-        module = importlib.import_module(WEBRTC_SUBSYSTEM_MODULE)
+    for module_name, enable_key in SUBSYSTEM_MODULES:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        if enable_key is not None and not config[enable_key]:
+            continue
+        module = importlib.import_module(module_name)
         subsystems.append(module.create_subsystem(config))
     return subsystems
 
