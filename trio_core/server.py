@@ -132,7 +132,10 @@ def default_subsystems(config: Config) -> list[Subsystem]:
     and disabled ones are skipped)."""
     subsystems: list[Subsystem] = []
     for module_name, enable_key in SUBSYSTEM_MODULES:
-        if importlib.util.find_spec(module_name) is None:
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+        except ModuleNotFoundError:  # its parent package does not exist (yet)
             continue
         if enable_key is not None and not config[enable_key]:
             continue
