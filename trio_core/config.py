@@ -254,7 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- metrics, sessions, prometheus: issue 14 --
     # (end metrics)
     Setting("demo.enable", "bool", None,
-            "Create a demo test-pattern process 'demo' at start if missing "
+            "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "
             "(default: on without a config file, off with one).", _parse_bool),
     Setting("log.level", "level", "info", "Log level: debug, info, warning, error.",
             _parse_level),

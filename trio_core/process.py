@@ -31,7 +31,8 @@ Runtime model (structured concurrency):
 from __future__ import annotations
 
 import math
-import subprocess
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .child import DEVNULL, PIPE, Child, spawn, wait_or_stop
 from .command import build_command
 from .hooks import HOOK_STOP_TIMEOUT, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
@@ -49,12 +51,23 @@ from .progress import ProgressParser, empty_progress
 if TYPE_CHECKING:
     from .supervisor import Supervisor
 
-__all__ = ["EXEC_STATES", "Process", "classify_exit"]
+__all__ = ["EXEC_STATES", "Process", "classify_exit", "signal_name"]
 
 EXEC_STATES = ("finished", "starting", "running", "finishing", "failed", "killed")
 GRACE_AFTER_Q = 3.0
 GRACE_AFTER_TERM = 2.0
 WATCH_INTERVAL = 1.0
+STOP_POLL = 0.1  # how often the stop sequence checks whether FFmpeg was stopped (SIGSTOP)
+STOPPED_MESSAGE = ("FFmpeg is stopped (state T, e.g. SIGSTOP) and cannot act on q or SIGTERM; "
+                   "sending SIGKILL")
+
+
+def signal_name(signum: int) -> str:
+    """``9`` -> ``"SIGKILL"`` (``"signal 99"`` for a number without a name)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def classify_exit(returncode: int) -> str:
@@ -304,7 +317,7 @@ class Process:
         )
         self._ffmpeg_scope = trio.CancelScope()
         self._watch_scope = trio.CancelScope()
-        proc: trio.Process | None = None
+        proc: Child | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -325,6 +338,8 @@ class Process:
             if proc is not None:
                 assert proc.returncode is not None
                 self._set_state(classify_exit(proc.returncode))
+                if proc.returncode < 0:
+                    self.log(f"FFmpeg killed by signal {signal_name(-proc.returncode)}")
                 with trio.CancelScope(shield=True):
                     for stream in (proc.stdin, proc.stderr):
                         if stream is not None:
@@ -335,21 +350,36 @@ class Process:
             self.memory_bytes = 0
 
     async def _run_ffmpeg(self, argv: list[str], *,
-                          task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED) -> None:
+                          task_status: trio.TaskStatus[Child] = trio.TASK_STATUS_IGNORED) -> None:
+        """Spawn FFmpeg (OSError before ``started`` when it cannot be executed), report it,
+        wait for it; when cancelled, stop it with :meth:`_deliver_cancel` and wait for it."""
         try:
-            with self._ffmpeg_scope:
-                await trio.run_process(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE, check=False,
-                    deliver_cancel=self._deliver_cancel, task_status=task_status,
-                )
+            child = await spawn(argv, stdin=PIPE, stdout=DEVNULL, stderr=PIPE)
+            records = self._sup.pid_records
+            if records is not None:
+                records.add(child.pid, child.start_time, self.id, os.path.basename(argv[0]))
+            try:
+                with self._ffmpeg_scope:
+                    task_status.started(child)
+                    await wait_or_stop(child, self._deliver_cancel)
+            finally:
+                if records is not None and child.returncode is not None:
+                    records.remove(child.pid)
         finally:
             self._watch_scope.cancel()
 
-    async def _deliver_cancel(self, proc: trio.Process) -> None:
-        """Graceful stop (runs shielded, ends as soon as FFmpeg exited): q, TERM, KILL."""
+    async def _deliver_cancel(self, proc: Child) -> None:
+        """Graceful stop (runs shielded, cancelled as soon as FFmpeg exited): q, TERM, KILL.
+
+        Never waits on a process that cannot act: a stopped FFmpeg (SIGSTOP) is killed at
+        once, also when it is found stopped during a grace period.
+        """
         if self._exec in ("starting", "running"):
             self._set_state("finishing")
+        if proc.stopped:
+            self.log(STOPPED_MESSAGE)
+            proc.kill()
+            return
         if proc.stdin is not None:
             with trio.move_on_after(1):
                 try:
@@ -357,17 +387,25 @@ class Process:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError,
                         OSError):
                     pass
-        await trio.sleep(GRACE_AFTER_Q)
-        try:
-            proc.terminate()
-        except OSError:
-            pass
-        await trio.sleep(GRACE_AFTER_TERM)
+        if await self._grace(proc, GRACE_AFTER_Q):
+            return
+        proc.terminate()
+        if await self._grace(proc, GRACE_AFTER_TERM):
+            return
         self.log("FFmpeg did not stop after q and SIGTERM; sending SIGKILL")
-        try:
-            proc.kill()
-        except OSError:
-            pass
+        proc.kill()
+
+    async def _grace(self, proc: Child, seconds: float) -> bool:
+        """Give FFmpeg ``seconds`` to exit; returns True early if it was found stopped (and
+        was killed)."""
+        deadline = trio.current_time() + seconds
+        while (left := deadline - trio.current_time()) > 0:
+            await trio.sleep(min(STOP_POLL, left))
+            if proc.stopped:
+                self.log(STOPPED_MESSAGE)
+                proc.kill()
+                return True
+        return False
 
     async def _read_stderr(self, stream: trio.abc.ReceiveStream, parser: ProgressParser) -> None:
         while True:
@@ -385,8 +423,9 @@ class Process:
         for line in parser.close():
             self.log(line)
 
-    async def _watch(self, proc: trio.Process, parser: ProgressParser, resolved: ProcessConfig) -> None:
-        """Every second: sample CPU/RSS, enforce limits and the stale timeout."""
+    async def _watch(self, proc: Child, parser: ProgressParser, resolved: ProcessConfig) -> None:
+        """Every second: kill a stopped (SIGSTOP) FFmpeg at once, sample CPU/RSS, enforce
+        limits and the stale timeout."""
         limits = resolved.limits
         watch = LimitWatch(limits.cpu_usage, limits.memory_mbytes * 1024 * 1024,
                            limits.waitfor_seconds)
@@ -400,6 +439,10 @@ class Process:
             while True:
                 await trio.sleep(WATCH_INTERVAL)
                 now = trio.current_time()
+                if proc.stopped:
+                    self.log(STOPPED_MESSAGE)
+                    proc.kill()
+                    return
                 cpu: float | None = None
                 mem: int | None = None
                 s = sample(proc.pid)

@@ -145,7 +145,8 @@ def default_subsystems(config: Config) -> list[Subsystem]:
 
 
 def demo_process_json() -> dict[str, Any]:
-    """The demo process (test pattern + tone, nothing written): created when ``demo.enable``."""
+    """The demo process (test pattern + tone, nothing written): created when ``demo.enable``
+    and the db is fresh (no db.json yet), so a deleted demo never comes back."""
     return {
         "id": DEMO_PROCESS_ID,
         "reference": "demo",
@@ -215,6 +216,7 @@ async def serve(
     Raises StartupError (PublicBindRefused, missing FFmpeg) before starting anything;
     ``StoreError`` from an unusable db; OSError when the port cannot be bound.
     """
+    from .pidrecords import PidRecords
     from .store import Store
     from .supervisor import Supervisor
 
@@ -231,9 +233,15 @@ async def serve(
         except OSError as exc:
             raise StartupError(f"{key}: cannot create {path}: {exc.strerror}") from None
 
+    # before anything starts: end FFmpegs a crashed previous instance left running
+    pid_records = PidRecords(db_dir)
+    await pid_records.end_leftovers()
+    store = Store(db_dir)
+    fresh_db = not store.path.exists()
     supervisor = Supervisor(
         ffmpeg=ffmpeg,
-        store=Store(db_dir),
+        store=store,
+        pid_records=pid_records,
         placeholders={"diskfs": disk_dir},
         log_lines=config["ffmpeg.log.max_lines"],
         log_history=config["ffmpeg.log.max_history"],
@@ -277,7 +285,7 @@ async def serve(
             await outer.start(subsystem.run)
         async with trio.open_nursery() as middle:
             await middle.start(supervisor.run)
-            if config["demo.enable"]:
+            if config["demo.enable"] and fresh_db:
                 await ensure_demo(supervisor)
             async with trio.open_nursery() as inner:
                 binds: list[str] = await inner.start(

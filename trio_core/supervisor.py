@@ -11,6 +11,8 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
   Their stop/start part runs shielded (bounded by the FFmpeg stop grace, ~5 s, plus hook
   timeouts), so a cancelled caller never leaves a half-applied operation.
 * Every change (add, update, delete, order change, metadata) is persisted at once via the Store.
+* With ``pid_records`` every FFmpeg is recorded while it runs (:mod:`trio_core.pidrecords`), so
+  that a server started after a crash can end leftovers (``serve`` does that before anything).
 * ``restart`` and ``reload`` stop and start the process again when its order is ``start``
   (unlike datarhei, ``restart`` does not depend on ``reconnect``); with order ``stop`` they are
   no-ops. Placeholders are resolved again at every start.
@@ -29,6 +31,7 @@ import trio
 
 from .hooks import Hook, HookAbort, RunContext
 from .model import ConfigError, ProcessConfig
+from .pidrecords import PidRecords
 from .process import Process
 from .store import Store, StoreData, StoredProcess
 
@@ -70,8 +73,10 @@ class Supervisor:
 
     def __init__(self, *, ffmpeg: str, store: Store | None = None,
                  placeholders: Mapping[str, str] | None = None,
-                 log_lines: int = 100, log_history: int = 3, max_processes: int = 0) -> None:
+                 log_lines: int = 100, log_history: int = 3, max_processes: int = 0,
+                 pid_records: PidRecords | None = None) -> None:
         self.ffmpeg = ffmpeg
+        self.pid_records = pid_records
         self.store = store
         self.placeholders: dict[str, str] = dict(placeholders or {})
         self.log_lines = log_lines

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import trio
@@ -30,6 +29,7 @@ from rtp.forwarder import Forwarder
 from rtp.source import Source
 
 from ..hooks import HookAbort, RunContext
+from ..tempdirs import make_owned_tempdir, remove_stale_tempdirs
 from .legs import build_rtp_outputs
 from .probe import MediaInfo, probe_inputs
 
@@ -37,6 +37,7 @@ __all__ = ["WebRTCHook"]
 
 STATE_KEY = "webrtc"
 SDP_WAIT_SECONDS = 30.0
+SDP_DIR_PREFIX = "trio-core-webrtc-"
 
 
 class _Session:
@@ -56,7 +57,8 @@ class WebRTCHook:
         self.forwarder = forwarder
         self.ffmpeg = ffmpeg
         self.probe_timeout = probe_timeout
-        self._sdp_dir = tempfile.mkdtemp(prefix="trio-core-webrtc-")
+        remove_stale_tempdirs(SDP_DIR_PREFIX)  # left behind by crashed servers
+        self._sdp_dir = make_owned_tempdir(SDP_DIR_PREFIX)
 
     def close(self) -> None:
         """Remove the directory of the SDP files (when the subsystem stops)."""

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import trio
 
+from ..child import run_process
 from ..progress import CHANNEL_LAYOUTS, split_top
 
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
@@ -120,8 +121,8 @@ async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: flo
         opts = [o for o in inp.options if o not in ("-re", "-readrate_initial_burst")]
         argv += [*opts, "-i", inp.address]
     with trio.move_on_after(timeout):
-        proc = await trio.run_process(argv, stdin=subprocess.DEVNULL, capture_stdout=True,
-                                      capture_stderr=True, check=False)
+        proc = await run_process(argv, stdin=subprocess.DEVNULL, capture_stdout=True,
+                                 capture_stderr=True)
         text = proc.stderr.decode("utf-8", "replace")
         info = parse_ffmpeg_streams(text)
         if info.video is None and info.audio is None:
