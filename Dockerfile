@@ -35,7 +35,9 @@ ENV CORE_API_ADDRESS=0.0.0.0:8080 \
     CORE_WEBRTC_ENABLE=true \
     CORE_WEBRTC_BIND_ADDRESS=0.0.0.0 \
     CORE_WEBRTC_UDP_MUX_PORT=8555 \
-    CORE_DEMO_ENABLE=true
+    CORE_DEMO_ENABLE=false
+# No demo process in production (it would burn CPU); for a try-out add -e CORE_DEMO_ENABLE=true:
+# the demo is then created once, on a fresh db, and stays deleted once deleted.
 VOLUME ["/core/config", "/core/data"]
 EXPOSE 8080/tcp 8555/udp
 
