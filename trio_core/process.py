@@ -9,23 +9,28 @@ Runtime model (structured concurrency):
   cancel scope (the "process scope") and a nursery (``RunContext.nursery``) in which hooks run
   their tasks. The lifecycle loops over *attempts* (FFmpeg runs) while reconnect rules allow.
 * an attempt: state ``starting`` -> placeholders resolved, command assembled, hooks'
-  ``on_start`` -> exec FFmpeg (``trio.run_process`` with stdin/stderr pipes, stdout to
-  /dev/null, started with ``nursery.start``) -> state ``running`` **immediately after a
-  successful exec** (datarhei semantics; progress is visible in ``state.progress``) -> stderr
-  is read continuously (progress parser + log ring), a 1 s watchdog samples CPU/RSS, enforces
-  limits (SIGKILL after ``waitfor_seconds`` above a limit -> ``killed``) and the stale timeout
-  (graceful stop) -> exit classified: 0 or 255 -> ``finished``, other code -> ``failed``,
-  signal -> ``killed``; spawn failure or HookAbort -> ``failed`` -> hooks' ``on_stop``.
-* reconnect: when FFmpeg ended on its own (including failures, HookAbort, limits, stale) and
-  ``order == "start"`` and ``reconnect`` is true, wait ``reconnect_delay_seconds``
-  (``state.reconnect_seconds`` counts down) and run again (``ctx.attempt`` + 1). After a start
-  that never exec'd FFmpeg (HookAbort, spawn failure) with delay 0 we still wait 1 s, so a
-  permanently failing hook cannot spin the CPU. Otherwise the lifecycle ends and the process
-  nursery is cancelled.
+  ``on_start`` -> exec FFmpeg (:func:`trio_core.child.spawn`: stdin/stderr pipes, stdout to
+  /dev/null, its own process group, a parent-death signal so it dies with the server however the
+  server dies; recorded in the db dir's pid records while it runs) -> state ``running``
+  **immediately after a successful exec** (datarhei semantics; progress is visible in
+  ``state.progress``) -> stderr is read continuously (progress parser + log ring), a 1 s
+  watchdog kills a *stopped* FFmpeg (``T`` in /proc, e.g. SIGSTOP: it can act on nothing but
+  SIGKILL) at once, samples CPU/RSS, enforces limits (SIGKILL after ``waitfor_seconds`` above a
+  limit -> ``killed``) and the stale timeout (graceful stop) -> exit classified: 0 or 255 ->
+  ``finished``, other code -> ``failed``, signal -> ``killed`` (logged as ``FFmpeg killed by
+  signal SIGKILL`` etc.); spawn failure or HookAbort -> ``failed`` -> hooks' ``on_stop``.
+* reconnect: when FFmpeg ended on its own (including failures, HookAbort, limits, stale, a
+  stopped FFmpeg killed) and ``order == "start"`` and ``reconnect`` is true, wait
+  ``reconnect_delay_seconds`` (``state.reconnect_seconds`` counts down) and run again
+  (``ctx.attempt`` + 1). After a start that never exec'd FFmpeg (HookAbort, spawn failure) with
+  delay 0 we still wait 1 s, so a permanently failing hook cannot spin the CPU. Otherwise the
+  lifecycle ends and the process nursery is cancelled.
 * *stop* (stop/delete/update/restart, or Supervisor shutdown) = cancel the process scope. FFmpeg
-  is then stopped gracefully by the ``deliver_cancel`` of ``run_process`` (shielded): ``q\\n``
-  on stdin, up to 3 s, SIGTERM, 2 s, SIGKILL. Nothing started by the process outlives its
-  scope: the FFmpeg child is reaped, its pipes closed, hook tasks cancelled.
+  is then stopped gracefully by :meth:`Process._deliver_cancel` (shielded): ``q\\n`` on stdin,
+  up to 3 s, SIGTERM, 2 s, SIGKILL — except that a stopped FFmpeg, found so before or during
+  these waits (checked every 0.1 s), is sent SIGKILL at once: the sequence never waits on a
+  process that cannot act. Nothing started by the process outlives its scope: the FFmpeg child
+  is reaped, its pipes closed, its pid record removed, hook tasks cancelled.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The server: supervisor + HTTP API (hypercorn) + subsystems in one trio nursery.
 
-``await nursery.start(serve, config)`` checks the config (bind policy, FFmpeg), builds the
-:class:`Supervisor` over ``Store(db.dir)``, the API app and the subsystems, starts them and
-reports a :class:`Running` (URL, port, supervisor, app) through ``task_status``.
+``await nursery.start(serve, config)`` checks the config (bind policy, FFmpeg), ends the
+FFmpegs a crashed previous instance left running (pid records in ``db.dir``, see
+:mod:`trio_core.pidrecords`) before it starts anything, builds the :class:`Supervisor` over
+``Store(db.dir)``, the API app and the subsystems, starts them and reports a :class:`Running`
+(URL, port, supervisor, app) through ``task_status``. With ``demo.enable`` the demo process is
+added only when the db is fresh (no ``db.json`` yet), so a deleted demo stays deleted.
 
 Shutdown order, whether triggered by ``Running.shutdown()``, ``shutdown_trigger`` returning
 (the CLI passes SIGINT/SIGTERM) or by cancellation: hypercorn stops accepting and finishes
