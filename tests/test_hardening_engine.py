@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,18 @@ WEBRTC_PREFIX = "trio-core-webrtc-"
 
 
 # ---------------------------------------------------------------------------------- helpers
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A token for the command lines of this test's FFmpegs; whatever still carries it at the
+    end (only after a failure) is killed, so a failing test leaves no orphan behind."""
+    token = "hk" + secrets.token_hex(4)
+    yield token
+    for stats in marked_ffmpegs(token).values():
+        for st in stats:
+            if alive(st):
+                os.kill(st.pid, signal.SIGKILL)
+
+
 def marked(cfg: dict[str, Any], marker: str) -> dict[str, Any]:
     """Put ``title=<marker>-<id>`` into the process's command line (found via /proc)."""
     cfg["output"][0]["options"] = [*cfg["output"][0]["options"], "-metadata",
@@ -139,8 +151,7 @@ async def running_one_each(api: Api, marker: str, ids: list[str]) -> dict[str, P
 
 # ---------------------------------------------------------------------------------- kill -9
 async def test_kill_9_leaves_no_ffmpeg_and_a_restart_runs_exactly_one_per_process(
-        tmp_path: Path, ffmpeg: str) -> None:
-    marker = "hk" + secrets.token_hex(4)
+        tmp_path: Path, ffmpeg: str, marker: str) -> None:
     env = server_env(tmp_path, ffmpeg)
     log = tmp_path / "server.log"
     ids = ["plain1", "plain2", "cam"]
@@ -200,8 +211,7 @@ def write_record(db: Path, pid: int, start_time: int, server: tuple[int, int],
 
 
 async def test_recorded_leftovers_are_ended_before_anything_starts_and_nothing_else_is(
-        tmp_path: Path, ffmpeg: str) -> None:
-    marker = "hk" + secrets.token_hex(4)
+        tmp_path: Path, ffmpeg: str, marker: str) -> None:
     config = make_config(tmp_path, ffmpeg)
     db = tmp_path / "db"
     async with running_server(config) as srv:
@@ -256,8 +266,7 @@ async def _has_ffmpeg(marker: str) -> bool:
 
 # ---------------------------------------------------------------------------------- hung FFmpeg
 async def test_a_sigstopped_ffmpeg_is_replaced_within_stale_timeout_plus_1s(
-        tmp_path: Path, ffmpeg: str) -> None:
-    marker = "hk" + secrets.token_hex(4)
+        tmp_path: Path, ffmpeg: str, marker: str) -> None:
     stale = 5
     async with running_server(make_config(tmp_path, ffmpeg)) as srv:
         api = Api(srv.url)
@@ -285,8 +294,7 @@ async def test_a_sigstopped_ffmpeg_is_replaced_within_stale_timeout_plus_1s(
 
 
 async def test_stopping_a_sigstopped_ffmpeg_does_not_wait_for_q_and_sigterm(
-        tmp_path: Path, ffmpeg: str) -> None:
-    marker = "hk" + secrets.token_hex(4)
+        tmp_path: Path, ffmpeg: str, marker: str) -> None:
     async with running_server(make_config(tmp_path, ffmpeg)) as srv:
         api = Api(srv.url)
         await api.post("/api/v3/process", marked(tiny_process("cam"), marker))
@@ -302,8 +310,8 @@ async def test_stopping_a_sigstopped_ffmpeg_does_not_wait_for_q_and_sigterm(
         assert (await api.get("/api/v3/process/cam/state")).json()["exec"] == "killed"
 
 
-async def test_a_signal_death_is_logged_with_the_signal_name(tmp_path: Path, ffmpeg: str) -> None:
-    marker = "hk" + secrets.token_hex(4)
+async def test_a_signal_death_is_logged_with_the_signal_name(
+        tmp_path: Path, ffmpeg: str, marker: str) -> None:
     async with running_server(make_config(tmp_path, ffmpeg)) as srv:
         api = Api(srv.url)
         await api.post("/api/v3/process", marked(tiny_process("cam", reconnect=False), marker))
