@@ -10,6 +10,7 @@ import threading
 import pytest
 import trio
 
+from trio_core import child as child_module
 from trio_core.child import PIPE, Child, run_process, spawn, wait_or_stop
 from trio_core.procfs import read_proc_stat
 
@@ -24,12 +25,40 @@ REPORT = (
 )
 
 
-async def test_a_child_has_the_parent_death_signal_and_its_own_process_group() -> None:
+@pytest.fixture(params=["setpriv", "preexec"])
+def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of setting the parent-death signal (setpriv must exist on the test machine)."""
+    monkeypatch.setattr(child_module, "launcher", request.param)
+    return str(request.param)
+
+
+async def test_a_child_has_the_parent_death_signal_and_its_own_process_group(
+        launcher: str) -> None:
     result = await run_process([sys.executable, "-c", REPORT], capture_stdout=True)
     assert result.returncode == 0
     sig, pid, pgid = map(int, result.stdout.split())
     assert sig == signal.SIGKILL
     assert pgid == pid != os.getpgid(0)
+
+
+async def test_a_child_whose_parent_died_before_the_signal_was_set_does_not_run(
+        launcher: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as if the server had died between fork and prctl: the child's parent is not the
+    # expected one any more, so it must end itself instead of running the program
+    monkeypatch.setattr(child_module, "_server_pid", lambda: 1)
+    result = await run_process([sys.executable, "-c", "print('ran')"], capture_stdout=True)
+    assert result.stdout == b""
+    assert result.returncode in (-signal.SIGKILL, 137)
+
+
+async def test_a_missing_program_raises_like_popen(launcher: str, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await spawn([str(tmp_path / "no-ffmpeg")])
+    with pytest.raises(FileNotFoundError):
+        await spawn(["no-such-program-on-path-" + os.urandom(4).hex()])
+    (tmp_path / "not-executable").write_text("#!/bin/sh\n")
+    with pytest.raises(PermissionError):
+        await spawn([str(tmp_path / "not-executable")])
 
 
 async def test_signals_reach_the_whole_process_group() -> None:

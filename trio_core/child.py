@@ -9,6 +9,15 @@ Every child gets, before it execs:
 * its **own process group** (``pgid == pid``): signals from the engine go to the whole group,
   and a terminal's Ctrl-C reaches the server only (which then stops its children in order).
 
+How the signal is set: CPython can set it only from a ``preexec_fn``, which forces ``fork()``
+(instead of ``vfork()``) with the GIL held — the trio loop then stalls for as long as the kernel
+copies the server's page tables (tens of ms, growing with RSS; ``python -m bench.spawn``). So
+when util-linux's ``setpriv`` is there (checked once), the child is started through it instead
+(the fast ``vfork`` path): ``setpriv --pdeathsig KILL -- /bin/sh -c <check> <server pid> argv…``
+sets the signal, ``sh`` checks the parent pid from /proc and ``exec``s the program — same pid
+all along. Without ``setpriv`` the ``preexec_fn`` is used. Either way a missing or
+non-executable program raises OSError from :func:`spawn`, as :class:`subprocess.Popen` would.
+
 The trap: the parent-death signal fires when the *thread* that forked the child exits, not the
 process. ``trio.run_process`` forks in a trio worker thread, and trio retires idle worker
 threads after ~10 s, which would kill a healthy child. So :func:`spawn` forks from a **thread
@@ -26,7 +35,9 @@ leak the child); the waits are.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -43,6 +54,12 @@ PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 PARENT_DEATH_SIGNAL = signal.SIGKILL
 _PR_SET_PDEATHSIG = 1
+#: run by ``sh`` between ``setpriv`` and the program: $0 = the server's pid; give up if the
+#: parent already changed (the server died before the parent-death signal was set)
+_CHECK_PARENT = 'read -r pid comm state ppid rest < /proc/self/stat; [ "$ppid" = "$0" ] || exit 137; exec "$@"'
+#: "auto" (setpriv when usable, else preexec_fn), "setpriv" or "preexec" (tests force one)
+launcher = "auto"
+_setpriv: str | None | bool = False  # False = not checked yet
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -67,6 +84,52 @@ def _child_setup(parent_pid: int, sig: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _server_pid() -> int:
+    """The pid a child must have as its parent once its parent-death signal is set."""
+    return os.getpid()
+
+
+def _find_setpriv() -> str | None:
+    """``setpriv`` if it is there and knows ``--pdeathsig`` (util-linux >= 2.33)."""
+    path = shutil.which("setpriv")
+    if path is None or not os.path.exists("/bin/sh") or not os.path.exists("/proc/self/stat"):
+        return None
+    try:
+        ok = subprocess.run([path, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if ok else None
+
+
+async def _setpriv_path() -> str | None:
+    global _setpriv
+    if launcher == "preexec" or _prctl is None:
+        return None
+    if _setpriv is False:
+        _setpriv = await trio.to_thread.run_sync(_find_setpriv)
+    if launcher == "setpriv" and _setpriv is None:
+        raise RuntimeError("setpriv with --pdeathsig is not available")
+    return _setpriv  # type: ignore[return-value]
+
+
+def _executable(program: str, cwd: str | None, env: Mapping[str, str] | None) -> str:
+    """Resolve ``program`` like execvp would; OSError (ENOENT/EACCES) if it cannot be run."""
+    if "/" in program:
+        path = os.path.join(cwd, program) if cwd else program
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return program
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    found = shutil.which(program, path=search)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return found
+
+
 class Child:
     """A running (or exited, not yet reaped) child process. Create with :func:`spawn`.
 
@@ -76,12 +139,12 @@ class Child:
     negative = killed by that signal, as :mod:`subprocess`).
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], exited: trio.Event,
+    def __init__(self, popen: subprocess.Popen[bytes], args: list[str], exited: trio.Event,
                  stdin: trio.lowlevel.FdStream | None, stdout: trio.lowlevel.FdStream | None,
                  stderr: trio.lowlevel.FdStream | None) -> None:
         self._popen = popen
         self.pid = popen.pid
-        self.args = popen.args
+        self.args = args
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
@@ -165,6 +228,20 @@ async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | 
     Raises OSError when the program cannot be executed (nothing is left behind then).
     Not cancellable (returns within the time of a fork + exec).
     """
+    args = list(argv)
+    setpriv = await _setpriv_path()
+    parent_pid = _server_pid()
+    if setpriv is not None:
+        program = _executable(args[0], cwd, env)
+        signame = signal.Signals(death_signal).name.removeprefix("SIG")
+        launch = [setpriv, "--pdeathsig", signame, "--", "/bin/sh", "-c", _CHECK_PARENT,
+                  str(parent_pid), program, *args[1:]]
+        preexec: Callable[[], None] | None = None
+    else:
+        launch = args
+
+        def preexec() -> None:
+            _child_setup(parent_pid, death_signal)
     ours: list[trio.lowlevel.FdStream] = []
     theirs: list[int] = []
     child_in: int | None = stdin
@@ -191,9 +268,9 @@ async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | 
 
         def popen() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                list(argv), stdin=child_in, stdout=child_out, stderr=child_err, cwd=cwd,
+                launch, stdin=child_in, stdout=child_out, stderr=child_err, cwd=cwd,
                 env=dict(env) if env is not None else None, close_fds=True, process_group=0,
-                preexec_fn=lambda: _child_setup(parent_pid, death_signal),
+                preexec_fn=preexec,
             )
 
         def deliver_spawned(res: subprocess.Popen[bytes] | BaseException) -> None:
@@ -226,7 +303,6 @@ async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | 
             except trio.RunFinishedError:
                 pass
 
-        parent_pid = os.getpid()
         thread = threading.Thread(target=watcher, name=f"child-watch {argv[0]}", daemon=True)
         with trio.CancelScope(shield=True):
             thread.start()
@@ -234,7 +310,7 @@ async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | 
         res = result[0]
         if isinstance(res, BaseException):
             raise res  # OSError: cannot execute (the pipes are closed below)
-        child = Child(res, exited, s_in, s_out, s_err)
+        child = Child(res, args, exited, s_in, s_out, s_err)
         ours.clear()
         return child
     finally:
