@@ -13,7 +13,8 @@ without ``PR_SET_PDEATHSIG``, a server stopped by SIGSTOP and restarted elsewher
 decides per record with the pure :func:`judge`: a process that still runs with the recorded
 identity, whose recording server is dead, is a leftover: its process group is sent SIGKILL and
 the call waits (bounded) until it is gone. A recycled pid, a process from another boot, or a
-record of a server that is still alive (a second server on the same db dir) is never signalled.
+record of a server that is still alive (a second server on the same db dir, or this very
+process) is never signalled.
 Unreadable records are dropped. All file I/O is small and synchronous (like the Store).
 """
 
@@ -82,17 +83,23 @@ def _same(stat: ProcStat | None, start_time: int) -> bool:
 
 
 def judge(record: Record, *, current_boot: str, child: ProcStat | None,
-          server: ProcStat | None, self_pid: int) -> str:
-    """What to do with one record (pure). Returns:
+          server: ProcStat | None, self_pid: int, self_start_time: int) -> str:
+    """What to do with one record (pure). ``child``/``server``: the current /proc stat of the
+    recorded pids (None if no such process); ``self_*``: the identity of the judging server.
+    Returns:
 
     * ``"gone"``: the recorded process no longer runs (exited, pid recycled, other boot) —
       drop the record;
-    * ``"live-server"``: the server that recorded it is alive (not us) — leave both alone;
+    * ``"ours"``: recorded by this very server process (another instance in it) — its own
+      scopes end it; leave it alone;
+    * ``"live-server"``: the server that recorded it is alive — leave both alone;
     * ``"end"``: a leftover — kill it, then drop the record.
     """
     if record.boot_id != current_boot or not _same(child, record.start_time):
         return "gone"
-    if record.server_pid != self_pid and _same(server, record.server_start_time):
+    if (record.server_pid, record.server_start_time) == (self_pid, self_start_time):
+        return "ours"
+    if _same(server, record.server_start_time):
         return "live-server"
     return "end"
 
@@ -159,9 +166,12 @@ class PidRecords:
                 _unlink(path)
                 continue
             verdict = judge(rec, current_boot=self.boot_id, child=read_proc_stat(rec.pid),
-                            server=read_proc_stat(rec.server_pid), self_pid=self.server_pid)
+                            server=read_proc_stat(rec.server_pid), self_pid=self.server_pid,
+                            self_start_time=self.server_start_time)
             if verdict == "gone":
                 _unlink(path)
+            elif verdict == "ours":
+                continue
             elif verdict == "live-server":
                 log.warning("process %r (pid %d) belongs to a running server (pid %d) that uses "
                             "the same db dir; left alone", rec.process_id, rec.pid, rec.server_pid)
