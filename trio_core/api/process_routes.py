@@ -22,7 +22,8 @@ What Core does, and so do we (``http/handler/api/process.go`` of datarhei/core):
 * ``GET /{id}/probe``: always 200 with ``{"streams", "log"}`` (an unknown id gives no streams
   and the log line "Unknown process ID (<id>)").
 * Process ids are checked against :data:`~trio_core.model.ID_CHARSET` on POST/PUT (400 naming
-  ``id``); stored processes with ids from before (even with ``/``) stay readable and deletable.
+  ``id``); stored processes with ids from before load and are listed; they can be renamed with
+  ``PUT`` and deleted (``DELETE`` also accepts an id containing ``/``).
 
 Errors use ``{code, message, details}``. Handlers only call the supervisor; a cancelled request
 (client gone, server shutdown) cancels the awaited call, whose own contract decides what is
@@ -191,7 +192,6 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
         return json_response(proc.config.to_json())
 
     @bp.get("/<process_id>")
-    @bp.get("/<path:process_id>")
     async def get_process(process_id: str) -> Response:
         filters = _parse_filters(request.args.get("filter"))
         return core_json_response(process_json(supervisor, lookup(process_id), filters),
