@@ -192,3 +192,12 @@ def test_core_number_formatting() -> None:
                        "d": ["x", Fixed3(-1.23456)]}) == '{"a":12.500,"b":3.000,"c":0.000,"d":["x",-1.235]}'
     # a client string that looks like a marker stays a string
     assert json.loads(core_dumps({"s": "0.000", "f": Fixed3(1)})) == {"s": "0.000", "f": 1.0}
+
+
+def test_hostile_globs_are_cheap_or_refused() -> None:
+    # a backtracking matcher needs ~C(200, 100) steps here; the NFA answers at once
+    assert glob_match("*a" * 100 + "b", "a" * 200) is False
+    assert glob_match("{" * 120 + "a" + "}" * 120, "a") is True  # deep nesting: built once
+    assert glob_match("{a,b}" * 51, "ab" * 25 + "a") is True
+    with pytest.raises(GlobError):
+        glob_match("x" * 257, "x")

@@ -152,6 +152,7 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
         refpattern = request.args.get("refpattern", "")
         result = []
         for process_id in supervisor.ids():
+            await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
             try:
                 proc = supervisor.get(process_id)
             except ProcessNotFound:
