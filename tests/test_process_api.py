@@ -448,7 +448,7 @@ async def test_webrtc_legs_are_labelled_webrtc_in_progress(tmp_path: Path, ffmpe
         async def outputs() -> list[dict[str, Any]] | None:
             state = (await api.get("/api/v3/process/w/state")).json()
             outs = state["progress"]["outputs"]
-            return outs if state["exec"] == "running" and len(outs) >= 3 else None
+            return outs if state["exec"] == "running" and len(outs) >= 4 else None
 
         outs = await wait_for(outputs, timeout=30)
         assert [(o["id"], o["type"]) for o in outs] == [

@@ -359,7 +359,8 @@ class Limits:
     waitfor_seconds: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"cpu_usage": self.cpu_usage, "memory_mbytes": self.memory_mbytes,
+        cpu = int(self.cpu_usage) if float(self.cpu_usage).is_integer() else self.cpu_usage
+        return {"cpu_usage": cpu, "memory_mbytes": self.memory_mbytes,  # Go writes 50, not 50.0
                 "waitfor_seconds": self.waitfor_seconds}
 
 

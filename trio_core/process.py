@@ -43,7 +43,7 @@ from .command import build_command, core_command
 from .hooks import HOOK_STOP_TIMEOUT, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
 from .model import ProcessConfig
-from .progress import ProgressParser, empty_progress
+from .progress import ProgressParser, core_number, empty_progress
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -155,7 +155,7 @@ class Process:
             "last_logline": self.last_logline,
             "progress": parser.progress_json() if parser is not None else empty_progress(),
             "memory_bytes": self.memory_bytes,
-            "cpu_usage": round(self.cpu_usage, 3),
+            "cpu_usage": core_number(self.cpu_usage),
             "command": self.core_command(),
         }
         for name, getter in list(self.extra_state.items()):
