@@ -346,6 +346,9 @@ async def test_bind_and_status_codes_as_core(tmp_path: Path, ffmpeg: str) -> Non
         for path in ("", "/config", "/state", "/report", "/metadata"):
             got = assert_error(await api.get(f"/api/v3/process/zzz{path}"), 404)
             assert got["message"] == "Unknown process ID"
+        got = assert_error(await api.request("PUT", "/api/v3/process/n2/metadata/k", content=b"1"),
+                           400)
+        assert got["details"] == ["request doesn't contain JSON content"]
         got = assert_error(await api.get("/api/v3/process/n2/metadata/none"), 404)
         assert got["details"] == ["unknown key"]
         # a CRLF id in the path is just unknown, never a 500
@@ -456,3 +459,9 @@ async def test_webrtc_legs_are_labelled_webrtc_in_progress(tmp_path: Path, ffmpe
         state = (await api.get("/api/v3/process/w/state")).json()
         check_state(state)
         assert not any("rtp" in arg for arg in state["command"])  # Core's argv: no hook legs
+        # a CRLF id cannot be created, and WHEP for one is a plain 404 (no 500, no session)
+        body = assert_error(await api.post("/api/v3/process", tiny_process("a\r\nb")), 400)
+        assert body["details"][0].startswith("id: ")
+        resp = await api.request("POST", "/api/v3/process/a%0D%0Ab/whep", content="v=0\r\n",
+                                 headers={"Content-Type": "application/sdp"})
+        assert resp.status_code == 404, resp.text
