@@ -153,7 +153,9 @@ async def test_about_and_errors(tmp_path: Path, ffmpeg: str) -> None:
         assert_error(await api.get("/api/v3/process/nope/report"), 404)
         assert_error(await api.delete("/api/v3/process/nope"), 404)
         assert_error(await api.put("/api/v3/process/nope", tiny_process("nope")), 404)
-        assert_error(await api.put("/api/v3/process/nope/command", {"command": "start"}), 404)
+        # Core: a command for an unknown id is 400 "Command failed"
+        body = assert_error(await api.put("/api/v3/process/nope/command", {"command": "start"}), 400)
+        assert body["message"] == "Command failed"
         assert_error(await api.get("/api/v3/process/nope/metadata"), 404)
         assert_error(await api.get("/api/v3/no-such-route"), 404)
         assert_error(await api.request("PATCH", "/api/v3/process"), 405)
@@ -162,7 +164,8 @@ async def test_about_and_errors(tmp_path: Path, ffmpeg: str) -> None:
                                               headers={"Content-Type": "application/json"}), 400)
         assert body["message"] == "Invalid JSON"
         assert "line 1" in body["details"][0]
-        assert_error(await api.request("POST", "/api/v3/process", content=b""), 400)
+        assert_error(await api.request("POST", "/api/v3/process", content=b"",
+                                       headers={"Content-Type": "application/json"}), 400)
 
         bad = tiny_process("bad")
         bad["input"] = [{"id": "in", "address": "", "options": []}]
@@ -172,7 +175,7 @@ async def test_about_and_errors(tmp_path: Path, ffmpeg: str) -> None:
         bad = tiny_process("bad")
         bad["output"] = []
         body = assert_error(await api.post("/api/v3/process", bad), 400)
-        assert "output" in " ".join(body["details"]), body
+        assert body["message"] == "At least one input and one output need to be defined", body
 
         bad = tiny_process("bad", reconnect="sometimes")
         body = assert_error(await api.post("/api/v3/process", bad), 400)
@@ -190,7 +193,9 @@ async def test_process_lifecycle_and_persistence(tmp_path: Path, ffmpeg: str) ->
         stored = resp.json()
         assert stored["id"] == "p1" and stored["input"][0]["address"].startswith("testsrc")
 
-        assert_error(await api.post("/api/v3/process", tiny_process("p1")), 409)
+        # Core: a duplicate id is 400 "Invalid process config"
+        body = assert_error(await api.post("/api/v3/process", tiny_process("p1")), 400)
+        assert body["message"] == "Invalid process config"
 
         # running, frames increasing
         first = await wait_for(lambda: _running_frames(api, "p1", 1))
@@ -224,7 +229,8 @@ async def test_process_lifecycle_and_persistence(tmp_path: Path, ffmpeg: str) ->
         # commands
         body = assert_error(await api.put("/api/v3/process/p1/command", {"command": "explode"}), 400)
         assert "start" in body["details"][0]
-        assert_error(await api.request("PUT", "/api/v3/process/p1/command", content=b"nope"), 400)
+        assert_error(await api.request("PUT", "/api/v3/process/p1/command", content=b"nope",
+                                       headers={"Content-Type": "application/json"}), 400)
         assert (await api.put("/api/v3/process/p1/command", {"command": "stop"})).json() == "OK"
         state = (await api.get("/api/v3/process/p1/state")).json()
         assert state["order"] == "stop"
@@ -274,7 +280,8 @@ async def test_update_process(tmp_path: Path, ffmpeg: str) -> None:
         body = assert_error(await api.put("/api/v3/process/u1", {"output": []}), 400)
         assert "output" in " ".join(body["details"])
         assert (await api.get("/api/v3/process/u1/config")).json()["output"]  # untouched
-        assert_error(await api.request("PUT", "/api/v3/process/u1", content=b"[1,"), 400)
+        assert_error(await api.request("PUT", "/api/v3/process/u1", content=b"[1,",
+                                       headers={"Content-Type": "application/json"}), 400)
     assert child_pids() == before
 
 

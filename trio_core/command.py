@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from .model import ProcessConfig
 from .placeholders import resolve_config
 
-__all__ = ["INJECTED", "build_command"]
+__all__ = ["INJECTED", "build_command", "core_command"]
 
 INJECTED: tuple[str, ...] = ("-stats",)
 
@@ -43,4 +43,15 @@ def build_command(
         argv += [*io.options, io.address]
     for options, address in extra_outputs:
         argv += [*options, address]
+    return argv
+
+
+def core_command(cfg: ProcessConfig) -> list[str]:
+    """Core's ``Config.CreateCommand`` of a resolved config: the arguments without the binary,
+    without our injected flags and without hook legs (what Core shows as ``state.command``)."""
+    argv = list(cfg.options)
+    for io in cfg.input:
+        argv += [*io.options, "-i", io.address]
+    for io in cfg.output:
+        argv += [*io.options, io.address]
     return argv

@@ -66,12 +66,14 @@ class RunContext:
         self._ffmpeg = ffmpeg
         self._config: ProcessConfig | None = None
         self._extra: list[tuple[list[str], str]] = []
+        self._extra_ids: list[str] = []
         self._argv: list[str] = []
 
     def _prepare(self, resolved: ProcessConfig) -> None:
         """New attempt: fresh command from the resolved config, no extra legs."""
         self._config = resolved
         self._extra = []
+        self._extra_ids = []
         self._argv = build_command(resolved, self._ffmpeg)
 
     @property
@@ -88,11 +90,23 @@ class RunContext:
     def extra_outputs(self) -> list[tuple[list[str], str]]:
         return [(list(o), a) for o, a in self._extra]
 
-    def add_output(self, options: Sequence[str], address: str) -> None:
-        """Append an FFmpeg output leg (``options… address``) after the configured outputs."""
+    @property
+    def extra_output_labels(self) -> list[tuple[str, str]]:
+        """``(id, address)`` of the extra legs, in order (labels in ``state.progress.outputs``)."""
+        return [(io_id, address) for io_id, (_, address) in zip(self._extra_ids, self._extra,
+                                                                 strict=True)]
+
+    def add_output(self, options: Sequence[str], address: str, *, io_id: str = "extra") -> None:
+        """Append an FFmpeg output leg (``options… address``) after the configured outputs.
+
+        ``io_id`` labels the leg's streams in ``state.progress.outputs`` (never empty).
+        """
         if isinstance(options, str) or not all(isinstance(o, str) for o in options):
             raise TypeError("options must be a sequence of strings")
         if not isinstance(address, str) or not address:
             raise ValueError("address must be a non-empty string")
+        if not isinstance(io_id, str) or not io_id:
+            raise ValueError("io_id must be a non-empty string")
         self._extra.append((list(options), address))
+        self._extra_ids.append(io_id)
         self._argv = build_command(self.config, self._ffmpeg, self._extra)

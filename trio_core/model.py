@@ -1,12 +1,33 @@
-"""Process configuration model (datarhei Core ``ProcessConfig`` shape) with strict validation.
+"""Process configuration model (datarhei Core ``ProcessConfig`` shape) and its JSON decoding.
 
-``ProcessConfig.from_json(obj)`` validates an API/store object and raises
-``ConfigError(field, message)`` where ``field`` is a path such as ``output[1].address`` or
-``limits.cpu_usage``. ``to_json()`` returns datarhei's JSON shape (same field names) plus our
-``webrtc`` block. Unknown keys are **rejected** (at top level and inside ``input[]``/``output[]``,
-``limits``, ``webrtc`` and ``cleanup[]``) so that typos such as ``reconect`` do not pass
-silently. ``null`` for an optional field means "use the default". Placeholders are kept raw:
-resolution happens on a copy at each start (see :mod:`trio_core.placeholders`).
+Two steps, as Core's API handler does them:
+
+1. :func:`decode_onto` applies a request body onto a base object like Go's ``json.Unmarshal``
+   onto a pre-filled struct: only the fields of :data:`PROCESS_SCHEMA` are taken (matched
+   exactly, else case-insensitively as Go does), **unknown fields are ignored** (newer clients
+   send ``owner``, ``domain``, ``scheduler``, …); nested objects (``limits``, ``webrtc``) keep
+   the fields not sent; a JSON array replaces the list but its objects are decoded *into* the
+   elements at the same index (Go reuses them), so ``input[0]`` keeps e.g. its ``options`` if
+   only ``address`` is sent; ``null`` leaves a scalar or object as it was and empties a list.
+   A value of the wrong JSON type (a string for a number, a negative or fractional value for an
+   unsigned integer, a number beyond ``2**64-1``) raises :class:`ConfigTypeError` naming the
+   field (Core answers these with 400 "Invalid JSON").
+2. :meth:`ProcessConfig.from_json` validates the result and raises :class:`ConfigError` naming
+   the field (``output[1].address``, ``limits.cpu_usage``, ``id``, ...). It also ignores unknown
+   keys, so ``db.json`` files written by other versions load. Missing fields get Core's
+   defaults; an input/output without an ``id`` gets a generated one (22-character shortuuid,
+   as Core's ``generateInputOutputIDs``).
+
+Process ids are restricted to :data:`ID_CHARSET` (``[A-Za-z0-9_.:-]``, 1..:data:`MAX_ID_LENGTH`
+characters; what Core's clients generate, e.g. ``restreamer-ui:ingest:<uuid>_snapshot``): they
+appear in URL paths, file names and logs, so ``/``, spaces and control characters are refused
+(``ConfigError("id", ...)``). ``from_json(obj, legacy_id=True)`` (used when loading
+``db.json``) accepts any non-empty id so that stored processes with now-invalid ids still load
+and can be deleted.
+
+``to_json()`` returns Core's JSON shape (same field names; ``cleanup`` only when not empty, as
+Core's ``omitempty``) plus our ``webrtc`` block. Placeholders are kept raw: resolution happens
+on a copy at each start (see :mod:`trio_core.placeholders`).
 
 Pure data, no I/O.
 """
@@ -14,20 +35,34 @@ Pure data, no I/O.
 from __future__ import annotations
 
 import copy
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ID_CHARSET",
+    "MAX_ID_LENGTH",
+    "PROCESS_SCHEMA",
     "ConfigError",
+    "ConfigTypeError",
     "IOConfig",
     "Limits",
     "ProcessConfig",
     "WebRTCOptions",
+    "check_process_id",
+    "decode_onto",
     "generate_id",
 ]
 
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"  # shortuuid's 57 symbols
+
+#: The characters allowed in a process id (a regex character class).
+ID_CHARSET = "A-Za-z0-9_.:-"
+MAX_ID_LENGTH = 255
+_ID_RE = re.compile(f"[{ID_CHARSET}]{{1,{MAX_ID_LENGTH}}}")
+UINT64_MAX = 2**64 - 1
 
 
 def generate_id() -> str:
@@ -49,17 +84,149 @@ class ConfigError(ValueError):
         self.message = message
 
 
-# -- typed readers -------------------------------------------------------------------------------
+class ConfigTypeError(ConfigError):
+    """A JSON value of the wrong type or range for its field (Core: a JSON decoding error)."""
+
+
+def check_process_id(value: str) -> str:
+    """``value`` if it is a valid process id, else ConfigError naming the field ``id``."""
+    if not value.strip():
+        raise ConfigError("id", "an empty ID is not allowed")
+    if not _ID_RE.fullmatch(value):
+        if len(value) > MAX_ID_LENGTH:
+            raise ConfigError("id", f"must be at most {MAX_ID_LENGTH} characters long")
+        bad = next(c for c in value if not re.fullmatch(f"[{ID_CHARSET}]", c))
+        raise ConfigError("id", f"invalid character {bad!r}; allowed are A-Z a-z 0-9 _ . : -")
+    return value
+
+
+# -- Go-like decoding onto a base ----------------------------------------------------------------
+
+_CLEANUP_SCHEMA: dict[str, Any] = {
+    "pattern": "string", "max_files": "uint", "max_file_age_seconds": "uint",
+    "purge_on_delete": "bool",
+}
+_IO_SCHEMA: dict[str, Any] = {
+    "id": "string", "address": "string", "options": ["string"], "cleanup": [_CLEANUP_SCHEMA],
+}
+#: The fields of a process config and their JSON types ("string", "bool", "uint" = Go uint64,
+#: "float" = Go float64, ``[elem]`` = array, ``{...}`` = object). Everything else is ignored.
+PROCESS_SCHEMA: dict[str, Any] = {
+    "id": "string", "type": "string", "reference": "string",
+    "input": [_IO_SCHEMA], "output": [_IO_SCHEMA], "options": ["string"],
+    "reconnect": "bool", "reconnect_delay_seconds": "uint", "autostart": "bool",
+    "stale_timeout_seconds": "uint",
+    "limits": {"cpu_usage": "float", "memory_mbytes": "uint", "waitfor_seconds": "uint"},
+    "webrtc": {"enabled": "bool", "video_pt": "uint", "audio_pt": "uint",
+               "force_transcode": "bool", "token": "string"},
+}
+_GO_TYPES = {"string": "string", "bool": "bool", "uint": "uint64", "float": "float64"}
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return f"number {value!r}" if abs(value) < 1e30 else "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _type_error(path: str, schema: Any, value: Any) -> ConfigTypeError:
+    if isinstance(schema, list):
+        want = "array"
+    elif isinstance(schema, dict):
+        want = "object"
+    else:
+        want = _GO_TYPES[schema]
+    return ConfigTypeError(path, f"expect type '{want}', got {_json_kind(value)}")
+
+
+def _scalar(schema: str, value: Any, path: str) -> Any:
+    if schema == "string":
+        if isinstance(value, str):
+            return value
+    elif schema == "bool":
+        if isinstance(value, bool):
+            return value
+    elif schema == "uint":
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT64_MAX:
+            return value
+    elif schema == "float":
+        if (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(float(value)) and abs(float(value)) <= 1.7976931348623157e308):
+            return value
+    raise _type_error(path, schema, value)
+
+
+def _zero(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {}
+    if isinstance(schema, list):
+        return None
+    return {"string": "", "bool": False, "uint": 0, "float": 0.0}[schema]
+
+
+def _field_key(schema: dict[str, Any], key: str) -> str | None:
+    if key in schema:
+        return key
+    folded = key.casefold()
+    for name in schema:
+        if name.casefold() == folded:
+            return name
+    return None
+
+
+def decode_onto(base: Any, value: Any, schema: Any = None, path: str = "") -> Any:
+    """``value`` (decoded JSON) applied onto ``base`` like Go's json.Unmarshal; a new object.
+
+    ``schema`` defaults to :data:`PROCESS_SCHEMA`. ``base`` is not modified. Raises
+    ConfigTypeError naming the field when a value has the wrong JSON type.
+    """
+    if schema is None:
+        schema = PROCESS_SCHEMA
+    if value is None:
+        return None if isinstance(schema, list) else copy.deepcopy(base)
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise _type_error(path, schema, value)
+        out = copy.deepcopy(base) if isinstance(base, dict) else {}
+        for key, item in value.items():
+            name = _field_key(schema, str(key))
+            if name is None:
+                continue  # unknown fields are ignored, as Core does
+            sub = schema[name]
+            where = f"{path}.{name}" if path else name
+            if item is None and not isinstance(sub, list):
+                continue  # null leaves the field as it was
+            out[name] = decode_onto(out.get(name), item, sub, where)
+        return out
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            raise _type_error(path, schema, value)
+        elem = schema[0]
+        old = base if isinstance(base, list) else []
+        result = []
+        for i, item in enumerate(value):
+            existing = old[i] if i < len(old) else None
+            if item is None:
+                result.append(copy.deepcopy(existing) if existing is not None else _zero(elem))
+            else:
+                result.append(decode_onto(existing, item, elem, f"{path}[{i}]"))
+        return result
+    return _scalar(schema, value, path)
+
+
+# -- typed readers (validation of a decoded object) ----------------------------------------------
 
 
 def _path(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def _check_keys(obj: dict[str, Any], allowed: set[str], prefix: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise ConfigError(_path(prefix, str(key)), "unknown field")
 
 
 def _str(obj: dict[str, Any], key: str, prefix: str, default: str = "") -> str:
@@ -67,7 +234,7 @@ def _str(obj: dict[str, Any], key: str, prefix: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise ConfigError(_path(prefix, key), "must be a string")
+        raise ConfigTypeError(_path(prefix, key), "must be a string")
     return value
 
 
@@ -76,21 +243,23 @@ def _bool(obj: dict[str, Any], key: str, prefix: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise ConfigError(_path(prefix, key), "must be a boolean")
+        raise ConfigTypeError(_path(prefix, key), "must be a boolean")
     return value
 
 
 def _int(obj: dict[str, Any], key: str, prefix: str, default: int = 0, *, minimum: int = 0,
-         maximum: int | None = None) -> int:
+         maximum: int | None = UINT64_MAX) -> int:
     value = obj.get(key)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(_path(prefix, key), "must be an integer")
+        raise ConfigTypeError(_path(prefix, key), "must be an integer")
     if isinstance(value, float):
         if not value.is_integer():
-            raise ConfigError(_path(prefix, key), "must be an integer")
+            raise ConfigTypeError(_path(prefix, key), "must be an integer")
         value = int(value)
+    if value < 0 or value > UINT64_MAX:
+        raise ConfigTypeError(_path(prefix, key), "must be an integer in 0..2^64-1")
     if value < minimum:
         raise ConfigError(_path(prefix, key), f"must be >= {minimum}")
     if maximum is not None and value > maximum:
@@ -103,10 +272,13 @@ def _float(obj: dict[str, Any], key: str, prefix: str, default: float = 0.0) -> 
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(_path(prefix, key), "must be a number")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(_path(prefix, key), "must be a finite number")
+        raise ConfigTypeError(_path(prefix, key), "must be a number")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ConfigTypeError(_path(prefix, key), "must be a finite number") from None
+    if not math.isfinite(value):
+        raise ConfigTypeError(_path(prefix, key), "must be a finite number")
     if value < 0:
         raise ConfigError(_path(prefix, key), "must be >= 0")
     return value
@@ -117,10 +289,10 @@ def _str_list(obj: dict[str, Any], key: str, prefix: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(_path(prefix, key), "must be a list of strings")
+        raise ConfigTypeError(_path(prefix, key), "must be a list of strings")
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise ConfigError(f"{_path(prefix, key)}[{i}]", "must be a string")
+            raise ConfigTypeError(f"{_path(prefix, key)}[{i}]", "must be a string")
     return list(value)
 
 
@@ -129,27 +301,23 @@ def _object(obj: dict[str, Any], key: str, prefix: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(_path(prefix, key), "must be an object")
+        raise ConfigTypeError(_path(prefix, key), "must be an object")
     return value
 
 
 # -- model ---------------------------------------------------------------------------------------
 
 
-_CLEANUP_KEYS = {"pattern", "max_files", "max_file_age_seconds", "purge_on_delete"}
-
-
 def _cleanup(value: Any, prefix: str) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(prefix, "must be a list of objects")
+        raise ConfigTypeError(prefix, "must be a list of objects")
     rules: list[dict[str, Any]] = []
     for i, rule in enumerate(value):
         where = f"{prefix}[{i}]"
         if not isinstance(rule, dict):
-            raise ConfigError(where, "must be an object")
-        _check_keys(rule, _CLEANUP_KEYS, where)
+            raise ConfigTypeError(where, "must be an object")
         pattern = _str(rule, "pattern", where)
         if not pattern.strip():
             raise ConfigError(f"{where}.pattern", "is required")
@@ -166,7 +334,8 @@ def _cleanup(value: Any, prefix: str) -> list[dict[str, Any]]:
 class IOConfig:
     """One input or output: ``options`` go before ``-i address`` (input) / before ``address`` (output).
 
-    ``cleanup`` (datarhei's output cleanup rules) is accepted and kept for outputs only.
+    ``cleanup`` (datarhei's output cleanup rules) is accepted and kept for outputs only, and
+    emitted by ``to_json`` only when not empty (Core's ``omitempty``).
     """
 
     id: str
@@ -176,7 +345,7 @@ class IOConfig:
 
     def to_json(self, *, output: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "address": self.address, "options": list(self.options)}
-        if output:
+        if output and self.cleanup:
             out["cleanup"] = copy.deepcopy(self.cleanup)
         return out
 
@@ -190,7 +359,8 @@ class Limits:
     waitfor_seconds: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"cpu_usage": self.cpu_usage, "memory_mbytes": self.memory_mbytes,
+        cpu = int(self.cpu_usage) if float(self.cpu_usage).is_integer() else self.cpu_usage
+        return {"cpu_usage": cpu, "memory_mbytes": self.memory_mbytes,  # Go writes 50, not 50.0
                 "waitfor_seconds": self.waitfor_seconds}
 
 
@@ -211,12 +381,6 @@ class WebRTCOptions:
                 "force_transcode": self.force_transcode, "token": self.token}
 
 
-_TOP_KEYS = {
-    "id", "type", "reference", "input", "output", "options", "reconnect",
-    "reconnect_delay_seconds", "autostart", "stale_timeout_seconds", "limits", "webrtc",
-}
-
-
 @dataclass
 class ProcessConfig:
     """A process configuration as stored and returned (placeholders unresolved)."""
@@ -235,29 +399,35 @@ class ProcessConfig:
     webrtc: WebRTCOptions = field(default_factory=WebRTCOptions)
 
     @classmethod
-    def from_json(cls, obj: Any) -> ProcessConfig:
-        """Validate ``obj`` (a decoded JSON object) strictly; raises ConfigError naming the field."""
+    def from_json(cls, obj: Any, *, legacy_id: bool = False) -> ProcessConfig:
+        """Validate ``obj`` (a decoded JSON object); raises ConfigError naming the field.
+
+        Unknown keys are ignored. A missing ``id`` gets a generated one; an empty one is an
+        error, and so is one outside :data:`ID_CHARSET` unless ``legacy_id`` (db.json loading).
+        """
         if not isinstance(obj, dict):
-            raise ConfigError("", "the process config must be a JSON object")
-        _check_keys(obj, _TOP_KEYS, "")
-        process_id = _str(obj, "id", "").strip()
-        if not process_id:
+            raise ConfigTypeError("", "the process config must be a JSON object")
+        if obj.get("id") is None:
             process_id = generate_id()
+        else:
+            process_id = _str(obj, "id", "")
+            if legacy_id:
+                if not process_id.strip():
+                    raise ConfigError("id", "an empty ID is not allowed")
+            else:
+                check_process_id(process_id)
         ptype = _str(obj, "type", "").strip() or "ffmpeg"
         if ptype != "ffmpeg":
-            raise ConfigError("type", f"unsupported process type {ptype!r} (only 'ffmpeg')")
-        inputs = cls._io_list(obj, "input")
-        outputs = cls._io_list(obj, "output")
+            raise ConfigTypeError("type", f"unsupported process type {ptype!r} (only 'ffmpeg')")
+        inputs = cls._io_list(obj, "input", process_id)
+        outputs = cls._io_list(obj, "output", process_id)
         limits_obj = _object(obj, "limits", "")
-        _check_keys(limits_obj, {"cpu_usage", "memory_mbytes", "waitfor_seconds"}, "limits")
         limits = Limits(
             cpu_usage=_float(limits_obj, "cpu_usage", "limits"),
             memory_mbytes=_int(limits_obj, "memory_mbytes", "limits"),
             waitfor_seconds=_int(limits_obj, "waitfor_seconds", "limits"),
         )
         webrtc_obj = _object(obj, "webrtc", "")
-        _check_keys(webrtc_obj, {"enabled", "video_pt", "audio_pt", "force_transcode", "token"},
-                    "webrtc")
         webrtc = WebRTCOptions(
             enabled=_bool(webrtc_obj, "enabled", "webrtc", False),
             video_pt=_int(webrtc_obj, "video_pt", "webrtc", 96, minimum=96, maximum=127),
@@ -283,25 +453,25 @@ class ProcessConfig:
         )
 
     @staticmethod
-    def _io_list(obj: dict[str, Any], key: str) -> list[IOConfig]:
+    def _io_list(obj: dict[str, Any], key: str, process_id: str) -> list[IOConfig]:
         value = obj.get(key)
         if value is None or (isinstance(value, list) and not value):
-            raise ConfigError(key, f"at least one {key} is required")
+            raise ConfigError(key, f"at least one {key} must be defined for the process")
         if not isinstance(value, list):
-            raise ConfigError(key, "must be a list of objects")
-        allowed = {"id", "address", "options", "cleanup"}
+            raise ConfigTypeError(key, "must be a list of objects")
         items: list[IOConfig] = []
         for i, item in enumerate(value):
             where = f"{key}[{i}]"
             if not isinstance(item, dict):
-                raise ConfigError(where, "must be an object")
-            _check_keys(item, allowed, where)
+                raise ConfigTypeError(where, "must be an object")
+            io_id = _str(item, "id", where).strip()
             address = _str(item, "address", where).strip()
             if not address:
-                raise ConfigError(f"{where}.address", "is required and must not be empty")
+                raise ConfigError(f"{where}.address",
+                                  f"the address for {key} '#{process_id}:{io_id}' must not be empty")
             cleanup = _cleanup(item.get("cleanup"), f"{where}.cleanup")
             items.append(IOConfig(
-                id=_str(item, "id", where).strip(),
+                id=io_id,
                 address=address,
                 options=_str_list(item, "options", where),
                 cleanup=cleanup if key == "output" else [],
@@ -312,17 +482,17 @@ class ProcessConfig:
                 if item.id in seen:
                     raise ConfigError(f"{key}[{i}].id", f"the {key} ID {item.id!r} is already in use")
                 seen.add(item.id)
-        for i, item in enumerate(items):
-            if not item.id:
-                n = i
-                while f"{key}_{n}" in seen:
-                    n += 1
-                item.id = f"{key}_{n}"
-                seen.add(item.id)
+        for item in items:
+            if not item.id:  # Core's generateInputOutputIDs: a fresh shortuuid
+                new_id = generate_id()
+                while new_id in seen:
+                    new_id = generate_id()
+                item.id = new_id
+                seen.add(new_id)
         return items
 
     def to_json(self) -> dict[str, Any]:
-        """datarhei's ProcessConfig JSON (plus ``webrtc``); a fresh object each call."""
+        """Core's ProcessConfig JSON (plus ``webrtc``); a fresh object each call."""
         return {
             "id": self.id,
             "type": self.type,

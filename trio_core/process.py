@@ -46,12 +46,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .child import DEVNULL, PIPE, Child, spawn, wait_or_stop
-from .command import build_command
+from .command import build_command, core_command
 from .hooks import HOOK_STOP_TIMEOUT, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
 from .model import ProcessConfig
-from .placeholders import resolve_config
-from .progress import ProgressParser, empty_progress
+from .progress import ProgressParser, core_number, empty_progress
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -114,6 +113,9 @@ class Process:
         self._report_created = now
         self._parser: ProgressParser | None = None
         self._argv: list[str] = []
+        self._core_command: list[str] = []
+        self._run_ended = trio.Event()
+        self._run_ended.set()
         self._reconnect_at: float | None = None
         self._scope: trio.CancelScope | None = None
         self._done = trio.Event()
@@ -147,7 +149,14 @@ class Process:
         """The resolved command (binary included) of the current/last run, or as it would be."""
         if self._argv:
             return list(self._argv)
-        return build_command(resolve_config(self.config, self._sup.placeholders), self._sup.ffmpeg)
+        return build_command(self._sup.resolve(self.config), self._sup.ffmpeg)
+
+    def core_command(self) -> list[str]:
+        """Core's ``state.command``: the resolved config's arguments (no binary, no injected
+        ``-stats``, no hook legs) of the current/last run, or as they would be."""
+        if self._core_command:
+            return list(self._core_command)
+        return core_command(self._sup.resolve(self.config))
 
     def state_json(self) -> dict[str, Any]:
         """datarhei ``state`` object, plus one key per ``extra_state`` entry."""
@@ -164,8 +173,8 @@ class Process:
             "last_logline": self.last_logline,
             "progress": parser.progress_json() if parser is not None else empty_progress(),
             "memory_bytes": self.memory_bytes,
-            "cpu_usage": round(self.cpu_usage, 3),
-            "command": self.command()[1:],
+            "cpu_usage": core_number(self.cpu_usage),
+            "command": self.core_command(),
         }
         for name, getter in list(self.extra_state.items()):
             try:
@@ -229,6 +238,15 @@ class Process:
         finally:
             self._stopping = False
 
+    async def _kill_run(self) -> None:
+        """Core's restart (``Kill``): gracefully stop the running FFmpeg and wait for its exit;
+        the reconnect rules then decide whether it runs again. No-op when FFmpeg isn't running."""
+        if self._scope is None or self._exec != "running":
+            return
+        ended = self._run_ended
+        self._ffmpeg_scope.cancel()
+        await ended.wait()
+
     async def _lifecycle(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._done = trio.Event()
         with trio.CancelScope() as scope:
@@ -278,7 +296,8 @@ class Process:
         started_hooks: list[Any] = []
         executed = False
         try:
-            resolved = resolve_config(self.config, self._sup.placeholders)
+            resolved = self._sup.resolve(self.config)
+            self._core_command = core_command(resolved)
             ctx._prepare(resolved)
             self._argv = ctx.argv
             try:
@@ -296,7 +315,7 @@ class Process:
                 self._set_state("failed")
                 return False
             self._argv = ctx.argv
-            executed = await self._exec_ffmpeg(ctx.argv, resolved)
+            executed = await self._exec_ffmpeg(ctx.argv, resolved, ctx.extra_output_labels)
             return executed
         finally:
             final = self._final()
@@ -315,10 +334,11 @@ class Process:
                 if shield.cancelled_caught:
                     self.log("Stop hooks timed out")
 
-    async def _exec_ffmpeg(self, argv: list[str], resolved: ProcessConfig) -> bool:
+    async def _exec_ffmpeg(self, argv: list[str], resolved: ProcessConfig,
+                           extra_labels: list[tuple[str, str]] | None = None) -> bool:
         parser = ProgressParser(
             inputs=[(io.id, io.address) for io in resolved.input],
-            outputs=[(io.id, io.address) for io in resolved.output],
+            outputs=[(io.id, io.address) for io in resolved.output] + list(extra_labels or ()),
         )
         self._ffmpeg_scope = trio.CancelScope()
         self._watch_scope = trio.CancelScope()
@@ -332,6 +352,7 @@ class Process:
                     self._set_state("failed")
                     return False
                 self.runs += 1
+                self._run_ended = trio.Event()
                 self._parser = parser
                 self._last_progress = trio.current_time()
                 self._set_state("finishing" if self._stopping else "running")
@@ -351,6 +372,7 @@ class Process:
                             await stream.aclose()
             self._prelude = parser.prelude
             self._parser = None
+            self._run_ended.set()
             self.cpu_usage = 0.0
             self.memory_bytes = 0
 

@@ -18,13 +18,14 @@ datarhei ``progress`` object. The parser has no notion of time; callers read
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHANNEL_LAYOUTS", "MAX_LINE", "ProgressParser", "empty_progress", "parse_duration",
-           "split_top"]
+__all__ = ["CHANNEL_LAYOUTS", "MAX_LINE", "Fixed3", "ProgressParser", "core_number",
+           "empty_progress", "parse_duration", "split_top"]
 
 MAX_LINE = 8192  # a "line" longer than this is cut (protects memory against binary garbage)
 
@@ -105,11 +106,28 @@ def split_top(text: str) -> list[str]:
     return parts
 
 
-def _num3(value: float) -> float | int:
-    """Integral -> int, else rounded to 3 decimals (datarhei's JSON number formatting)."""
+class Fixed3(float):
+    """A float that Core writes with exactly three decimals (Go ``fmt.Sprintf("%.3f")``).
+
+    It is a plain float for Python code; :mod:`trio_core.api.corejson` renders it as ``25.000``
+    in responses. Non-finite values become 0 (JSON has no NaN/Infinity).
+    """
+
+    def __new__(cls, value: float = 0.0) -> Fixed3:
+        value = float(value)
+        if not math.isfinite(value):
+            value = 0.0
+        return super().__new__(cls, round(value, 3))
+
+
+def core_number(value: float) -> int | Fixed3:
+    """Core's ``toNumber``: an integral value as an int, else three decimals."""
+    value = float(value)
+    if not math.isfinite(value):
+        return 0
     if value == int(value):
         return int(value)
-    return round(value, 3)
+    return Fixed3(value)
 
 
 @dataclass
@@ -133,19 +151,24 @@ class StreamInfo:
     q: float = 0.0
 
     def to_json(self, io_id: str, address: str, fmt: str) -> dict[str, Any]:
+        """Core's ``ProgressIO``: every field it always emits (rates as :class:`Fixed3`, ``q``
+        on every stream), and ``pix_fmt``/``width``/``height``/``sampling_hz``/``layout``/
+        ``channels`` only when set (Core's ``omitempty``)."""
         out: dict[str, Any] = {
             "id": io_id, "address": address, "index": self.index, "stream": self.stream,
             "format": fmt, "type": self.kind, "codec": self.codec, "coder": self.coder,
             "frame": self.frame, "keyframe": 0,
-            "framerate": {"min": 0, "max": 0, "avg": 0},
-            "fps": round(self.fps, 3), "packet": 0, "pps": 0, "size_kb": 0,
-            "bitrate_kbit": round(self.bitrate_kbit, 3), "extradata_size_bytes": 0,
-            "avstream": None,
+            "framerate": {"min": Fixed3(0), "max": Fixed3(0), "avg": Fixed3(0)},
+            "fps": Fixed3(self.fps), "packet": 0, "pps": Fixed3(0), "size_kb": 0,
+            "bitrate_kbit": Fixed3(self.bitrate_kbit), "extradata_size_bytes": 0,
+            "q": Fixed3(self.q),
         }
-        if self.kind == "video":
-            out.update(pix_fmt=self.pix_fmt, q=_num3(self.q), width=self.width, height=self.height)
-        elif self.kind == "audio":
-            out.update(sampling_hz=self.sampling_hz, layout=self.layout, channels=self.channels)
+        optional: dict[str, Any] = {
+            "pix_fmt": self.pix_fmt, "width": self.width, "height": self.height,
+            "sampling_hz": self.sampling_hz, "layout": self.layout, "channels": self.channels,
+        }
+        out.update({k: v for k, v in optional.items() if v})
+        out["avstream"] = None
         return out
 
 
@@ -189,8 +212,9 @@ def _parse_stream(index: int, stream: int, kind: str, rest: str) -> StreamInfo:
 class ProgressParser:
     """Incremental stderr parser for one FFmpeg run (create a new one per run).
 
-    ``inputs``/``outputs``: ``(id, address)`` of the configured IOs by file index, used to
-    label the per-stream entries (extra legs appended by hooks get ``id`` "").
+    ``inputs``/``outputs``: ``(id, address)`` of the IOs by file index (the configured ones,
+    then the extra legs appended by hooks), used to label the per-stream entries; a file
+    beyond the list keeps the address FFmpeg printed and gets the id ``extra``.
     """
 
     PRELUDE_HEAD = 100
@@ -446,7 +470,7 @@ class ProgressParser:
         out: list[dict[str, Any]] = []
         for idx in sorted(self._files[kind]):
             f = self._files[kind][idx]
-            io_id, address = ids[idx] if idx < len(ids) else ("", f.address)
+            io_id, address = ids[idx] if idx < len(ids) else ("extra", f.address)
             for s in f.streams:
                 out.append(s.to_json(io_id, address or f.address, f.format))
         return out
@@ -458,12 +482,12 @@ class ProgressParser:
             "outputs": self._io_json("output"),
             "frame": self.frame,
             "packet": 0,
-            "fps": _num3(self.fps),
-            "q": _num3(self.q),
-            "size_kb": _num3(round(self.size_kb)),
-            "time": _num3(self.time),
-            "bitrate_kbit": _num3(self.bitrate_kbit),
-            "speed": _num3(self.speed),
+            "fps": core_number(self.fps),
+            "q": core_number(self.q),
+            "size_kb": int(self.size_kb),
+            "time": core_number(self.time),
+            "bitrate_kbit": core_number(self.bitrate_kbit),
+            "speed": core_number(self.speed),
             "drop": self.drop,
             "dup": self.dup,
         }

@@ -86,7 +86,7 @@ class Store:
             if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
                 raise StoreError(f"{self.path}: process {pid!r}: missing 'config' object")
             try:
-                cfg = ProcessConfig.from_json(entry["config"])
+                cfg = ProcessConfig.from_json(entry["config"], legacy_id=True)
             except ConfigError as exc:
                 raise StoreError(f"{self.path}: process {pid!r}: invalid config: {exc}") from exc
             if cfg.id != pid:

@@ -13,9 +13,15 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 * Every change (add, update, delete, order change, metadata) is persisted at once via the Store.
 * With ``pid_records`` every FFmpeg is recorded while it runs (:mod:`trio_core.pidrecords`), so
   that a server started after a crash can end leftovers (``serve`` does that before anything).
-* ``restart`` and ``reload`` stop and start the process again when its order is ``start``
-  (unlike datarhei, ``restart`` does not depend on ``reconnect``); with order ``stop`` they are
-  no-ops. Placeholders are resolved again at every start.
+* ``restart`` is Core's: when the order is ``start`` and FFmpeg is running, FFmpeg is stopped
+  gracefully (the call waits for its exit) and the **reconnect rules** decide what follows: with
+  ``reconnect`` it runs again after ``reconnect_delay_seconds``, without it stays ``finished``
+  (order still ``start``). Otherwise (order ``stop``, not running, waiting to reconnect) it is a
+  no-op. ``reload`` stops and starts the process again at once when its order is ``start``
+  (a no-op with order ``stop``). Placeholders and references are resolved again at every start.
+* Inputs may reference another process's output as ``#<process id>:output=<output id>`` (Core's
+  syntax); :meth:`Supervisor.resolve` replaces it by that output's resolved address. ``add`` and
+  ``update`` refuse unknown references and self-references (ConfigError naming the input).
 * ``update`` keeps order, metadata and log history, resets ``created_at``/``updated_at`` (as
   datarhei), may re-key the process (new id), and starts it again if its order is ``start``.
 """
@@ -23,6 +29,7 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +39,7 @@ import trio
 from .hooks import Hook, HookAbort, RunContext
 from .model import ConfigError, ProcessConfig
 from .pidrecords import PidRecords
+from .placeholders import resolve_config
 from .process import Process
 from .store import Store, StoreData, StoredProcess
 
@@ -47,6 +55,7 @@ __all__ = [
 ]
 
 COMMANDS = ("start", "stop", "restart", "reload")
+_REFERENCE_RE = re.compile(r"^#(.+):output=(.+)", re.DOTALL)
 
 
 class ProcessNotFound(KeyError):
@@ -135,6 +144,46 @@ class Supervisor:
         except KeyError:
             raise ProcessNotFound(process_id) from None
 
+    def resolve(self, cfg: ProcessConfig) -> ProcessConfig:
+        """A copy of ``cfg`` with placeholders and ``#id:output=oid`` input references resolved.
+
+        An unresolvable reference is left as it is (FFmpeg then fails on it and says so).
+        """
+        resolved = resolve_config(cfg, self.placeholders)
+        for io in resolved.input:
+            try:
+                io.address = self._reference(cfg.id, io.address)
+            except ConfigError:
+                pass
+        return resolved
+
+    def _reference(self, own_id: str, address: str) -> str:
+        """Core's ``resolveAddress`` (ConfigError with Core's wording when it fails)."""
+        if not address.startswith("#"):
+            return address
+        match = _REFERENCE_RE.match(address)
+        if match is None:
+            raise ConfigError("", f"invalid format ({address})")
+        target_id, output_id = match.group(1), match.group(2)
+        if target_id == own_id:
+            raise ConfigError("", f"self-reference not possible ({address})")
+        target = self._procs.get(target_id)
+        if target is None:
+            raise ConfigError("", f"unknown process '{target_id}' ({address})")
+        for out in resolve_config(target.config, self.placeholders).output:
+            if out.id == output_id:
+                return out.address
+        raise ConfigError("", f"the process '{target_id}' has no outputs with the ID "
+                              f"'{output_id}' ({address})")
+
+    def _check_references(self, cfg: ProcessConfig) -> None:
+        for i, io in enumerate(cfg.input):
+            try:
+                self._reference(cfg.id, io.address)
+            except ConfigError as exc:
+                raise ConfigError(f"input[{i}].address",
+                                  f"reference error for '#{cfg.id}:{io.id}': {exc.message}") from None
+
     def running_count(self) -> int:
         return sum(1 for p in self._procs.values() if p.active)
 
@@ -149,6 +198,7 @@ class Supervisor:
             raise ConfigError("id", "an empty ID is not allowed")
         if cfg.id in self._procs:
             raise DuplicateProcess(cfg.id)
+        self._check_references(cfg)
         if cfg.autostart and self._limit_reached():
             raise TooManyProcesses(f"max. number of running processes ({self.max_processes}) reached")
         proc = self._new_process(cfg.copy(), "start" if cfg.autostart else "stop")
@@ -168,6 +218,7 @@ class Supervisor:
             raise ConfigError("id", "an empty ID is not allowed")
         if cfg.id != process_id and cfg.id in self._procs:
             raise DuplicateProcess(cfg.id)
+        self._check_references(cfg)
         with trio.CancelScope(shield=True):
             async with proc.lock:
                 await proc._stop()
@@ -180,6 +231,7 @@ class Supervisor:
                 proc.id = new_cfg.id
                 proc.config = new_cfg
                 proc._argv = []
+                proc._core_command = []
                 now = time.time()
                 proc.created_at = now
                 proc.updated_at = now
@@ -221,9 +273,13 @@ class Supervisor:
                         proc.order = "stop"
                         self._persist()
                     await proc._stop()
-                elif proc.order == "start":  # restart / reload
+                elif command == "restart":
+                    if proc.order == "start":
+                        await proc._kill_run()
+                elif proc.order == "start":  # reload
                     await proc._stop()
                     proc._argv = []
+                    proc._core_command = []
                     await proc._start()
 
     # -- metadata ----------------------------------------------------------------------------

@@ -1,24 +1,47 @@
-"""``/api/v3/process`` routes (datarhei Core v3 shapes) over a :class:`Supervisor`.
+"""``/api/v3/process`` routes over a :class:`Supervisor`, with Core v16.16's status codes.
 
-Status codes: 200 on success (POST/PUT answer the stored config, DELETE and command answer
-``"OK"``); 400 invalid JSON / invalid config (details name the field) / unknown command;
-404 unknown process id (also for ``command``, where datarhei answers 400); 409 duplicate id
-(datarhei: 400). Errors use ``{code, message, details}``.
+What Core does, and so do we (``http/handler/api/process.go`` of datarhei/core):
 
-Handlers only call the supervisor; a cancelled request (client gone, server shutdown) cancels
-the awaited supervisor call, whose own contract decides what is left behind.
+* bodies are bound like Core's ``ShouldBindJSON``: an empty body, a Content-Type that is not
+  ``application/json``, malformed JSON or a value of the wrong type (negative or fractional
+  numbers for unsigned fields included) -> 400 "Invalid JSON" with details naming the field;
+  unknown fields are ignored;
+* ``POST``: defaults ``id`` (a fresh 22-character shortuuid), ``type`` "ffmpeg", ``autostart``
+  true; ``type`` "" -> 400 "Unsupported process type"; no input or no output -> 400 "At least
+  one input and one output need to be defined"; an invalid config, a duplicate id or a refused
+  reference -> 400 "Invalid process config". Answers the stored config.
+* ``PUT /{id}``: unknown id -> 404 "Process not found"; the body is decoded *onto* the current
+  config (:func:`~trio_core.model.decode_onto`); an invalid result, ``"id": ""`` or a new id
+  that is already used -> 400 "Process can't be updated".
+* ``PUT /{id}/command``: ``command`` missing -> 400 "Invalid JSON", not one of start, stop,
+  restart, reload -> 400 "Unknown command provided", unknown id -> 400 "Command failed".
+* ``GET``/``DELETE`` of an unknown id -> 404 "Unknown process ID".
+* list filters: ``filter`` (comma list; unknown names ignored, so ``filter=x`` gives only the
+  base fields), ``idpattern``/``refpattern`` (gobwas globs, intersected; an invalid pattern
+  matches nothing), ``reference`` (exact; when given, ``id`` is ignored), ``id`` (comma list).
+* ``GET /{id}/probe``: always 200 with ``{"streams", "log"}`` (an unknown id gives no streams
+  and the log line "Unknown process ID (<id>)").
+* Process ids are checked against :data:`~trio_core.model.ID_CHARSET` on POST/PUT (400 naming
+  ``id``); stored processes with ids from before load and are listed; they can be renamed with
+  ``PUT`` and deleted (``DELETE`` also accepts an id containing ``/``).
+
+Errors use ``{code, message, details}``. Handlers only call the supervisor; a cancelled request
+(client gone, server shutdown) cancels the awaited call, whose own contract decides what is
+left behind (a cancelled probe kills its FFmpeg).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import uuid
 from typing import TYPE_CHECKING, Any
 
+import trio
 from quart import Blueprint, Response, request
 
-from ..model import ConfigError, ProcessConfig
+from ..globpattern import GlobError, glob_match
+from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, generate_id
+from ..probe import run_probe
 from ..supervisor import DuplicateProcess, ProcessNotFound
+from .corejson import core_json_response
 from .errors import ApiError, json_response, read_json
 
 if TYPE_CHECKING:
@@ -26,36 +49,35 @@ if TYPE_CHECKING:
 
 COMMANDS = ("start", "stop", "restart", "reload")
 FILTERS = ("config", "state", "report", "metadata")
+MAX_CONCURRENT_PROBES = 4
 
 
-def config_error(exc: Exception) -> ApiError:
-    """400 for a ConfigError: details ``"<field>: <message>"``."""
-    field = getattr(exc, "field", "")
-    message = getattr(exc, "message", None) or str(exc)
-    detail = f"{field}: {message}" if field else str(message)
-    return ApiError(400, "Invalid process config", detail)
+def config_error(exc: ConfigError, message: str) -> ApiError:
+    """400 for a ConfigError (a type error is "Invalid JSON"): details ``"<field>: <message>"``."""
+    if isinstance(exc, ConfigTypeError):
+        message = "Invalid JSON"
+    detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    return ApiError(400, message, detail)
 
 
 def not_found(process_id: str) -> ApiError:
-    return ApiError(404, "Unknown process ID", f"no process with id {process_id!r}")
+    return ApiError(404, "Unknown process ID", "unknown process")
 
 
 def _parse_filters(raw: str | None) -> set[str]:
-    if not raw:
+    """Core's ``getProcess`` filter: empty -> everything; else the known names listed."""
+    wanted = [part for part in (raw or "").split(",") if part]
+    if not wanted:
         return set(FILTERS)
-    wanted = {part.strip() for part in raw.split(",") if part.strip()}
-    unknown = wanted - set(FILTERS)
-    if unknown:
-        raise ApiError(400, "Invalid filter", f"unknown filter(s) {sorted(unknown)}; known: {', '.join(FILTERS)}")
-    return wanted
+    return {part for part in wanted if part in FILTERS}
 
 
 def process_json(supervisor: Supervisor, proc: Process, filters: set[str]) -> dict[str, Any]:
-    """The datarhei ``Process`` object with the requested parts."""
+    """Core's ``Process`` object with the requested parts."""
     config = proc.config.to_json()
     out: dict[str, Any] = {
         "id": proc.id,
-        "type": config.get("type", "ffmpeg"),
+        "type": "ffmpeg",
         "reference": config.get("reference", ""),
         "created_at": int(proc.created_at),
         "updated_at": int(proc.updated_at),
@@ -67,24 +89,53 @@ def process_json(supervisor: Supervisor, proc: Process, filters: set[str]) -> di
     if "report" in filters:
         out["report"] = proc.report_json()
     if "metadata" in filters:
-        metadata = supervisor.get_metadata(proc.id, None)
-        if metadata is not None:
-            out["metadata"] = metadata
+        out["metadata"] = supervisor.get_metadata(proc.id, None)
     return out
 
 
-def _config_from(body: Any) -> ProcessConfig:
+async def bind_json() -> Any:
+    """Core's ``ShouldBindJSON`` checks, then the body parsed (400 "Invalid JSON" otherwise)."""
+    if request.content_length == 0:
+        raise ApiError(400, "Invalid JSON", "request doesn't contain any content")
+    if not (request.headers.get("Content-Type") or "").startswith("application/json"):
+        raise ApiError(400, "Invalid JSON", "request doesn't contain JSON content")
+    return await read_json()
+
+
+def _required(merged: dict[str, Any], key: str) -> None:
+    """Core's validator: ``input``/``output`` must be present (an empty list passes)."""
+    if merged.get(key) is None:
+        name = key.capitalize()
+        raise ApiError(400, "Invalid JSON", f"Key: 'ProcessConfig.{name}' Error:Field validation "
+                                            f"for '{name}' failed on the 'required' tag")
+
+
+def _decode(base: dict[str, Any], body: Any) -> dict[str, Any]:
+    """``body`` onto ``base`` as Core binds it; 400 "Invalid JSON" for type errors."""
     if not isinstance(body, dict):
-        raise ApiError(400, "Invalid process config", "expected a JSON object")
+        raise ApiError(400, "Invalid JSON", "expect type 'object' for the process config")
     try:
-        return ProcessConfig.from_json(body)
+        merged = decode_onto(base, body)
+    except ConfigTypeError as exc:
+        raise config_error(exc, "Invalid JSON") from None
+    if merged.get("type") not in ("ffmpeg", ""):
+        raise ApiError(400, "Invalid JSON", "type: must be 'ffmpeg'")
+    _required(merged, "input")
+    _required(merged, "output")
+    return merged
+
+
+def _validate(merged: dict[str, Any], message: str) -> ProcessConfig:
+    try:
+        return ProcessConfig.from_json(merged)
     except ConfigError as exc:
-        raise config_error(exc) from None
+        raise config_error(exc, message) from None
 
 
 def process_blueprint(supervisor: Supervisor) -> Blueprint:
     """The process routes bound to ``supervisor``."""
     bp = Blueprint("process", __name__, url_prefix="/api/v3/process")
+    probes = trio.CapacityLimiter(MAX_CONCURRENT_PROBES)
 
     def lookup(process_id: str) -> Process:
         try:
@@ -96,39 +147,47 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
     async def list_processes() -> Response:
         filters = _parse_filters(request.args.get("filter"))
         reference = request.args.get("reference", "")
-        ids = {i.strip() for i in request.args.get("id", "").split(",") if i.strip()}
+        wanted = [i for i in request.args.get("id", "").split(",") if i]
         idpattern = request.args.get("idpattern", "")
         refpattern = request.args.get("refpattern", "")
         result = []
         for process_id in supervisor.ids():
+            await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
             try:
                 proc = supervisor.get(process_id)
             except ProcessNotFound:
                 continue  # deleted meanwhile
-            ref = proc.config.to_json().get("reference", "")
-            if ids and process_id not in ids:
-                continue
-            if reference and ref != reference:
-                continue
-            if idpattern and not fnmatch.fnmatchcase(process_id, idpattern):
-                continue
-            if refpattern and not fnmatch.fnmatchcase(ref, refpattern):
+            ref = proc.config.reference
+            try:
+                if idpattern and not glob_match(idpattern, process_id):
+                    continue
+                if refpattern and not glob_match(refpattern, ref):
+                    continue
+            except GlobError:
+                return core_json_response([])  # Core: an invalid pattern lists nothing
+            if reference:
+                if ref != reference:
+                    continue
+            elif wanted and process_id not in wanted:
                 continue
             result.append(process_json(supervisor, proc, filters))
-        return json_response(result)
+        return core_json_response(result)
 
     @bp.post("")
     async def add_process() -> Response:
-        body = await read_json()
-        if isinstance(body, dict) and "id" not in body:
-            body = {**body, "id": uuid.uuid4().hex}
-        cfg = _config_from(body)
+        body = await bind_json()
+        merged = _decode({"id": generate_id(), "type": "ffmpeg", "autostart": True}, body)
+        if merged.get("type") != "ffmpeg":
+            raise ApiError(400, "Unsupported process type", "Supported process types are: ffmpeg")
+        if not merged["input"] or not merged["output"]:
+            raise ApiError(400, "At least one input and one output need to be defined")
+        cfg = _validate(merged, "Invalid process config")
         try:
             proc = await supervisor.add(cfg)
         except ConfigError as exc:
-            raise config_error(exc) from None
+            raise config_error(exc, "Invalid process config") from None
         except DuplicateProcess:
-            raise ApiError(409, "Process already exists", f"process id {cfg.id!r} is already in use") from None
+            raise ApiError(400, "Invalid process config", "process already exists") from None
         except ValueError as exc:
             raise ApiError(400, "Invalid process config", str(exc)) from None
         return json_response(proc.config.to_json())
@@ -136,29 +195,32 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
     @bp.get("/<process_id>")
     async def get_process(process_id: str) -> Response:
         filters = _parse_filters(request.args.get("filter"))
-        return json_response(process_json(supervisor, lookup(process_id), filters))
+        return core_json_response(process_json(supervisor, lookup(process_id), filters),
+                                  marked=("state",))
 
     @bp.put("/<process_id>")
     async def update_process(process_id: str) -> Response:
-        current = lookup(process_id)
-        body = await read_json()
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid process config", "expected a JSON object")
-        merged = {**current.config.to_json(), **body}
-        cfg = _config_from(merged)
+        try:
+            current = supervisor.get(process_id)
+        except ProcessNotFound:
+            raise ApiError(404, "Process not found", process_id) from None
+        body = await bind_json()
+        merged = _decode(current.config.to_json(), body)
+        cfg = _validate(merged, "Process can't be updated")
         try:
             proc = await supervisor.update(process_id, cfg)
         except ConfigError as exc:
-            raise config_error(exc) from None
+            raise config_error(exc, "Process can't be updated") from None
         except DuplicateProcess:
-            raise ApiError(409, "Process already exists", f"process id {cfg.id!r} is already in use") from None
+            raise ApiError(400, "Process can't be updated", "process already exists") from None
         except ProcessNotFound:
-            raise not_found(process_id) from None
+            raise ApiError(404, "Process not found", process_id) from None
         except ValueError as exc:
             raise ApiError(400, "Process can't be updated", str(exc)) from None
         return json_response(proc.config.to_json())
 
     @bp.delete("/<process_id>")
+    @bp.delete("/<path:process_id>")
     async def delete_process(process_id: str) -> Response:
         lookup(process_id)
         try:
@@ -169,15 +231,22 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
 
     @bp.put("/<process_id>/command")
     async def command(process_id: str) -> Response:
-        lookup(process_id)
-        body = await read_json()
-        cmd = body.get("command") if isinstance(body, dict) else None
+        body = await bind_json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid JSON", "expect type 'object' for the command")
+        cmd = body.get("command")
+        if cmd is not None and not isinstance(cmd, str):
+            raise ApiError(400, "Invalid JSON", "command: expect type 'string'")
+        if not cmd:
+            raise ApiError(400, "Invalid JSON", "Key: 'Command.Command' Error:Field validation "
+                                                "for 'Command' failed on the 'required' tag")
         if cmd not in COMMANDS:
-            raise ApiError(400, "Unknown command provided", f"Known commands are: {', '.join(COMMANDS)}")
+            raise ApiError(400, "Unknown command provided",
+                           "Known commands are: start, stop, reload, restart")
         try:
             await supervisor.command(process_id, cmd)
         except ProcessNotFound:
-            raise not_found(process_id) from None
+            raise ApiError(400, "Command failed", "unknown process") from None
         except ValueError as exc:
             raise ApiError(400, "Command failed", str(exc)) from None
         return json_response("OK")
@@ -188,11 +257,22 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
 
     @bp.get("/<process_id>/state")
     async def get_state(process_id: str) -> Response:
-        return json_response(lookup(process_id).state_json())
+        return core_json_response(lookup(process_id).state_json())
 
     @bp.get("/<process_id>/report")
     async def get_report(process_id: str) -> Response:
         return json_response(lookup(process_id).report_json())
+
+    @bp.get("/<process_id>/probe")
+    async def probe(process_id: str) -> Response:
+        try:
+            proc = supervisor.get(process_id)
+        except ProcessNotFound:
+            return json_response({"streams": [], "log": [f"Unknown process ID ({process_id})"]})
+        resolved = supervisor.resolve(proc.config)
+        async with probes:
+            result = await run_probe(resolved, supervisor.ffmpeg)
+        return json_response(result)
 
     @bp.get("/<process_id>/metadata")
     async def get_all_metadata(process_id: str) -> Response:
@@ -207,17 +287,14 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
         except ProcessNotFound:
             raise not_found(process_id) from None
         except KeyError:
-            value = None
-        if value is None:
-            raise ApiError(404, "Unknown process ID", "unknown key")
+            raise ApiError(404, "Unknown process ID", "unknown key") from None
         return json_response(value)
 
     @bp.put("/<process_id>/metadata/<key>")
     async def put_metadata(process_id: str, key: str) -> Response:
-        lookup(process_id)
-        if not key.strip():
-            raise ApiError(400, "Invalid key", "the key must not be empty")
-        value = await read_json()
+        if not key:
+            raise ApiError(400, "Invalid key", "The key must not be of length 0")
+        value = await bind_json()
         try:
             supervisor.set_metadata(process_id, key, value)
         except ProcessNotFound:

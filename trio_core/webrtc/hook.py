@@ -105,7 +105,7 @@ class WebRTCHook:
         for line in legs.decisions:
             process.log(f"webrtc: {line}")
         for options, address in legs.outputs:
-            ctx.add_output(options, address)
+            ctx.add_output(options, address, io_id="webrtc")
         try:
             os.unlink(session.sdp_path)  # wait for this run's description, not the last one's
         except FileNotFoundError:

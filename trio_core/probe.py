@@ -1,0 +1,171 @@
+"""``GET /api/v3/process/{id}/probe``: what the inputs of a process carry (Core's ``Probe``).
+
+As Core's restream ``Probe``, FFmpeg runs with the process's global options and its inputs
+(placeholders and references resolved) and **no output**: it opens every input, prints
+``Input #n`` / ``Stream #n:m`` and exits. The stderr lines are the ``log``; the input streams,
+parsed like Core's ``ffmpeg/prelude``, are the ``streams`` (Core's ``ProbeIO`` fields: ``url``,
+``format``, ``index``, ``stream``, ``language``, ``type``, ``codec``, ``coder``,
+``bitrate_kbps``, ``duration_sec``, ``fps``, ``pix_fmt``, ``width``, ``height``,
+``sampling_hz``, ``layout``, ``channels``).
+
+* :func:`parse_probe` is sans-IO (lines in, result out).
+* :func:`run_probe` is the trio shell: FFmpeg runs as a child process of the calling task (no
+  thread; the event loop keeps serving), bounded by ``timeout`` seconds (Core: 20 s) after
+  which it is killed and ``"probe timed out after N s"`` is logged; at most :data:`MAX_LOG_LINES`
+  lines of at most :data:`~trio_core.progress.MAX_LINE` characters are kept. Cancelling the
+  caller kills FFmpeg and reaps it before the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+
+from .model import ProcessConfig
+from .progress import CHANNEL_LAYOUTS, MAX_LINE
+
+__all__ = ["MAX_LOG_LINES", "PROBE_TIMEOUT", "parse_probe", "probe_command", "run_probe"]
+
+PROBE_TIMEOUT = 20.0
+MAX_LOG_LINES = 1000
+
+_LEVEL_RE = re.compile(r"^\[(?:quiet|panic|fatal|error|warning|info|verbose|debug|trace)\] ")
+_FORMAT_RE = re.compile(r"^(Input|Output) #([0-9]+), (.*?), (from|to) '([^']+)")
+_DURATION_RE = re.compile(r"Duration: ([0-9]+):([0-9]+):([0-9]+)\.([0-9]+)")
+_STREAM_RE = re.compile(
+    r"Stream #([0-9]+):([0-9]+)(?:\[[0-9a-fx]+\])?(?:\(([a-z]+)\))?: (Video|Audio|Subtitle): (.*)"
+)
+_CODEC_RE = re.compile(r"^([^\s,]+)")
+_PIXFMT_SIZE_RE = re.compile(r", ([0-9A-Za-z]+)(\([^\)]+\))?, ([0-9]+)x([0-9]+)")
+_FPS_RE = re.compile(r", ([0-9]+(\.[0-9]+)?) fps")
+_AUDIO_RE = re.compile(r", ([0-9]+) Hz, ([^,]+)")
+_BITRATE_RE = re.compile(r", ([0-9]+) kb/s")
+
+
+def _number(value: float) -> int | float:
+    """Core's ``toNumber``: integral values as integers, else three decimals."""
+    return int(value) if value == int(value) else round(value, 3)
+
+
+def parse_probe(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The input streams found in FFmpeg's stderr ``lines`` (Core's ``prelude.Parse``)."""
+    streams: list[dict[str, Any]] = []
+    section = ""
+    fmt = ""
+    address = ""
+    duration = 0.0
+    in_mapping = False
+    for raw in lines:
+        line = _LEVEL_RE.sub("", raw, count=1)
+        if line.startswith("Stream mapping:"):
+            in_mapping = True
+            continue
+        if in_mapping:
+            if re.match(r"^\s+Stream #[0-9]+:[0-9]+", line):
+                continue
+            in_mapping = False
+            continue
+        if m := _FORMAT_RE.match(line):
+            section, fmt, address, duration = m.group(1), m.group(3), m.group(5), 0.0
+            continue
+        if m := _DURATION_RE.search(line):
+            duration = (int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
+                        + int(m.group(4)) / 100)
+            continue
+        m = _STREAM_RE.search(line)
+        if m is None or section != "Input":
+            continue
+        detail = m.group(5)
+        kind = m.group(4).lower()
+        language = m.group(3) if m.group(3) and len(m.group(3)) == 3 else "und"
+        codec = _CODEC_RE.match(detail)
+        bitrate = _BITRATE_RE.search(detail)
+        stream: dict[str, Any] = {
+            "url": address, "format": fmt, "index": int(m.group(1)), "stream": int(m.group(2)),
+            "language": language, "type": kind, "codec": codec.group(1) if codec else "",
+            "coder": "", "bitrate_kbps": _number(float(bitrate.group(1))) if bitrate else 0,
+            "duration_sec": _number(duration), "fps": 0, "pix_fmt": "", "width": 0, "height": 0,
+            "sampling_hz": 0, "layout": "", "channels": 0,
+        }
+        if kind == "video":
+            if size := _PIXFMT_SIZE_RE.search(detail):
+                stream.update(pix_fmt=size.group(1), width=int(size.group(3)),
+                              height=int(size.group(4)))
+            if fps := _FPS_RE.search(detail):
+                stream["fps"] = _number(float(fps.group(1)))
+        elif kind == "audio" and (audio := _AUDIO_RE.search(detail)):
+            layout = audio.group(2).strip()
+            stream.update(sampling_hz=int(audio.group(1)), layout=layout)
+            if layout in CHANNEL_LAYOUTS:
+                stream["channels"] = CHANNEL_LAYOUTS[layout]
+            elif ch := re.match(r"^(\d+) channels", layout):
+                stream["channels"] = int(ch.group(1))
+        streams.append(stream)
+    return streams
+
+
+def probe_command(resolved: ProcessConfig, ffmpeg: str) -> list[str]:
+    """The probe argv (Core's): binary, global options, then each input; no output."""
+    argv = [ffmpeg, *resolved.options]
+    for io in resolved.input:
+        argv += [*io.options, "-i", io.address]
+    return argv
+
+
+async def run_probe(resolved: ProcessConfig, ffmpeg: str, *,
+                    timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
+    """Probe the inputs of ``resolved``; Core's ``{"streams": [...], "log": [...]}``."""
+    argv = probe_command(resolved, ffmpeg)
+    log: list[str] = []
+    buf = bytearray()
+
+    def take(raw: bytes) -> None:
+        line = raw[:MAX_LINE].decode("utf-8", errors="replace").rstrip()
+        if line.strip() and len(log) < MAX_LOG_LINES:
+            log.append(line)
+
+    async def kill_now(proc: trio.Process) -> None:
+        proc.kill()
+
+    async def read_all(proc: trio.Process) -> None:
+        assert proc.stderr is not None
+        while data := await proc.stderr.receive_some(65536):
+            buf.extend(data)
+            while (end := min((p for p in (buf.find(b"\n"), buf.find(b"\r")) if p >= 0),
+                              default=-1)) >= 0:
+                take(bytes(buf[:end]))
+                del buf[:end + 1]
+            if len(buf) > MAX_LINE:
+                take(bytes(buf))
+                buf.clear()
+
+    timed_out = False
+    with trio.move_on_after(timeout) as scope:
+        async with trio.open_nursery() as nursery:
+            try:
+                proc: trio.Process = await nursery.start(_run(argv, kill_now))
+            except OSError as exc:
+                log.append(f"Failed to start FFmpeg ({argv[0]}): {exc.strerror or exc}")
+            else:
+                await read_all(proc)
+    timed_out = scope.cancelled_caught
+    if buf:
+        take(bytes(buf))
+    if timed_out:
+        log.append(f"probe timed out after {timeout:g} s")
+    return {"streams": parse_probe(log), "log": log}
+
+
+def _run(argv: list[str], deliver_cancel: Any) -> Any:
+    """``trio.run_process`` for the probe: stdin and stdout closed, stderr piped."""
+
+    async def run(*, task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.run_process(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, check=False,
+                               deliver_cancel=deliver_cancel, task_status=task_status)
+
+    return run
