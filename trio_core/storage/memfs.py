@@ -101,8 +101,13 @@ class MemFS:
         return [f.info() for f in self._files.values() if regex.match(f.name)]
 
     # -- changes ------------------------------------------------------------------------------
-    def begin_write(self, path: str) -> Upload:
-        """Start writing ``path`` (created or replaced at :meth:`Upload.commit`)."""
+    def begin_write(self, path: str, expected_size: int | None = None) -> Upload:
+        """Start writing ``path`` (created or replaced at :meth:`Upload.commit`).
+
+        ``expected_size`` (the request's Content-Length, when known) lets a file that can never
+        fit be refused at once with Core's "File is too big"."""
+        if expected_size is not None and 0 < self.max_size < expected_size:
+            raise NoSpace("File is too big")
         return Upload(self, path)
 
     def write(self, path: str, data: bytes) -> bool:

@@ -267,7 +267,9 @@ class StorageHTTP:
             return
         try:
             if storage == "mem":
-                upload = self.memfs.begin_write(name)
+                length = _header(scope, b"content-length")
+                upload = self.memfs.begin_write(
+                    name, int(length) if length and length.isdigit() else None)
                 try:
                     async for chunk in self._body(receive):
                         upload.feed(chunk)

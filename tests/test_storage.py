@@ -1,0 +1,218 @@
+"""Storage over real HTTP: /memfs, the disk mount at /, /api/v3/fs — against a real server
+(hypercorn on 127.0.0.1, port 0), with httpx and raw sockets as clients."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import httpx
+import trio
+
+from .test_api import Api, assert_error, make_config, running_server
+
+AUTH = ("writer", "s3cret")
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def raw_request(port: int, head: str) -> tuple[int, bytes]:
+    """Send ``head`` verbatim (no client-side path normalisation); status and raw response."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(head.encode())
+        data = b""
+        with trio.move_on_after(10):
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def _config(tmp_path: Path, ffmpeg: str, **extra: object):  # type: ignore[no-untyped-def]
+    return make_config(tmp_path, ffmpeg, **{
+        "storage.memory.auth.username": AUTH[0], "storage.memory.auth.password": AUTH[1],
+        **extra})
+
+
+async def test_memfs_http(tmp_path: Path, ffmpeg: str) -> None:
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        # writes need Basic auth
+        resp = await api.request("PUT", "/memfs/live/a.m3u8", content=b"#EXTM3U\n")
+        body = assert_error(resp, 401)
+        assert resp.headers["www-authenticate"] == "basic realm=Restricted"
+        assert (await api.request("PUT", "/memfs/x", content=b"1",
+                                  headers=_basic(AUTH[0], "wrong"))).status_code == 401
+        assert (await api.request("DELETE", "/memfs/x")).status_code == 401
+        # created, replaced
+        resp = await api.request("PUT", "/memfs/live/a.m3u8?x=1", content=b"#EXTM3U\n",
+                                 headers=_basic(*AUTH))
+        assert resp.status_code == 201, resp.text
+        assert resp.headers["content-location"] == "/memfs/live/a.m3u8?x=1"
+        resp = await api.request("POST", "/memfs/live/a.m3u8", content=b"#EXTM3U\n#2\n",
+                                 headers=_basic(*AUTH))
+        assert resp.status_code == 204
+        # reads are public, typed, ranged
+        resp = await api.get("/memfs/live/a.m3u8")
+        assert resp.status_code == 200 and resp.content == b"#EXTM3U\n#2\n"
+        assert resp.headers["content-type"] == "application/vnd.apple.mpegurl"
+        assert "last-modified" in resp.headers
+        payload = bytes(range(256)) * 4096  # 1 MiB, streamed out in chunks
+        assert (await api.request("PUT", "/memfs/seg_1.ts", content=payload,
+                                  headers=_basic(*AUTH))).status_code == 201
+        resp = await api.get("/memfs/seg_1.ts")
+        assert resp.content == payload and resp.headers["content-type"] == "video/MP2T"
+        resp = await api.get("/memfs/seg_1.ts", headers={"Range": "bytes=1000-1999"})
+        assert resp.status_code == 206 and resp.content == payload[1000:2000]
+        assert resp.headers["content-range"] == f"bytes 1000-1999/{len(payload)}"
+        resp = await api.request("HEAD", "/memfs/seg_1.ts")
+        assert resp.status_code == 200 and resp.headers["content-length"] == str(len(payload))
+        assert (await api.get("/memfs/seg_1.ts", headers={"Range": "bytes=9999999-"})).status_code == 416
+        assert (await api.get("/memfs/unknown.bin")).headers["content-type"] == "application/json"
+        body = assert_error(await api.get("/memfs/nope.ts"), 404)
+        assert body["message"] == "File not found" and body["details"] == ["/nope.ts"]
+        # CORS (storage.cors.origins default *)
+        resp = await api.get("/memfs/seg_1.ts", headers={"Origin": "http://player.example"})
+        assert resp.headers["access-control-allow-origin"] == "*"
+        resp = await api.request("OPTIONS", "/memfs/seg_1.ts", headers={
+            "Origin": "http://player.example", "Access-Control-Request-Method": "GET"})
+        assert resp.status_code == 204 and "GET" in resp.headers["access-control-allow-methods"]
+        # escapes refused (sent raw: no client normalises the path)
+        for target in ("/memfs/../etc/passwd", "/memfs/a/../../b", "/api/v3/fs/disk/../../etc/passwd",
+                       "/memfs/a%2F..%2F..%2Fb"):
+            status, raw = await raw_request(srv.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n"
+                                                      "Connection: close\r\n\r\n")
+            assert status == 400, (target, raw)
+        status, _ = await raw_request(srv.port, "PUT /memfs/../x HTTP/1.1\r\nHost: x\r\n"
+                                                "Content-Length: 1\r\nConnection: close\r\n\r\nx")
+        assert status in (400, 401)
+        # delete
+        resp = await api.request("DELETE", "/memfs/seg_1.ts", headers=_basic(*AUTH))
+        assert resp.status_code == 200 and resp.text == "Deleted: /seg_1.ts"
+        assert_error(await api.request("DELETE", "/memfs/seg_1.ts", headers=_basic(*AUTH)), 404)
+        # chunked upload (no Content-Length), as FFmpeg sends it
+        async def chunks():  # type: ignore[no-untyped-def]
+            for i in range(50):
+                yield bytes([i]) * 10000
+        def put_chunked() -> httpx.Response:
+            import asyncio  # noqa: F401 - httpx sync client takes a sync iterator
+
+            def gen():  # type: ignore[no-untyped-def]
+                for i in range(50):
+                    yield bytes([i]) * 10000
+            return httpx.put(api.base + "/memfs/chunked.ts", content=gen(), auth=AUTH, timeout=20)
+        resp = await trio.to_thread.run_sync(put_chunked)
+        assert resp.status_code == 201
+        got = await api.get("/memfs/chunked.ts")
+        assert got.content == b"".join(bytes([i]) * 10000 for i in range(50))
+
+
+async def test_full_memfs_answers_as_core(tmp_path: Path, ffmpeg: str) -> None:
+    config = _config(tmp_path, ffmpeg, **{"storage.memory.max_size_mbytes": 1})
+    async with running_server(config) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        half = b"x" * 600_000
+        assert (await api.request("PUT", "/memfs/a", content=half, headers=_basic(*AUTH))).status_code == 201
+        resp = await api.request("PUT", "/memfs/b", content=half, headers=_basic(*AUTH))
+        body = assert_error(resp, 400)
+        assert body["message"] == "Bad request" and body["details"] == ["not enough space on device"]
+        resp = await api.request("PUT", "/memfs/c", content=b"y" * 2_000_000, headers=_basic(*AUTH))
+        assert assert_error(resp, 400)["details"] == ["File is too big"]
+        # the server keeps serving; what was stored is intact; nothing half-written is visible
+        assert (await api.get("/memfs/a")).content == half
+        assert (await api.get("/memfs/b")).status_code == 404
+        assert (await api.get("/api/v3/process")).status_code == 200
+        listing = (await api.get("/api/v3/fs/mem")).json()
+        assert [f["name"] for f in listing] == ["/a"]
+    # with purge the oldest file makes room
+    config = _config(tmp_path / "p", ffmpeg, **{"storage.memory.max_size_mbytes": 1,
+                                                 "storage.memory.purge": True})
+    async with running_server(config) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        for name in ("a", "b"):
+            resp = await api.request("PUT", f"/memfs/{name}", content=half, headers=_basic(*AUTH))
+            assert resp.status_code == 201
+        assert (await api.get("/memfs/a")).status_code == 404
+        assert (await api.get("/memfs/b")).content == half
+
+
+async def test_disk_mount_and_fs_api(tmp_path: Path, ffmpeg: str) -> None:
+    config = _config(tmp_path, ffmpeg)
+    async with running_server(config) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        # empty data dir: / is still the server's own page
+        resp = await api.get("/")
+        assert resp.status_code == 200 and "text/html" in resp.headers["content-type"]
+        own_root = resp.text
+        assert "trio-core" in own_root
+        # filesystems
+        assert (await api.get("/api/v3/fs")).json() == [
+            {"name": "disk", "type": "disk", "mount": "/"},
+            {"name": "mem", "type": "mem", "mount": "/memfs"}]
+        assert_error(await api.get("/api/v3/fs/s3x"), 404)
+        # API writes to disk (JWT guard is off in this config), reads through the mount
+        resp = await api.request("PUT", "/api/v3/fs/disk/site/index.html", content=b"<p>hi</p>")
+        assert resp.status_code == 201, resp.text
+        assert (tmp_path / "data" / "site" / "index.html").read_bytes() == b"<p>hi</p>"
+        resp = await api.request("PUT", "/api/v3/fs/disk/site/index.html", content=b"<p>hello</p>")
+        assert resp.status_code == 204
+        resp = await api.get("/site/")
+        assert resp.status_code == 200 and resp.text == "<p>hello</p>"
+        assert resp.headers["content-type"] == "text/html"
+        (tmp_path / "data" / "clip.mp4").write_bytes(b"\0" * 5000)
+        resp = await api.get("/clip.mp4", headers={"Range": "bytes=-100"})
+        assert resp.status_code == 206 and len(resp.content) == 100
+        assert resp.headers["content-type"] == "video/mp4"
+        assert (await api.request("PUT", "/clip.mp4", content=b"x")).status_code in (404, 405)
+        assert_error(await api.get("/nothing/here.txt"), 404)
+        # the app's own routes win over disk files
+        assert (await api.get("/ping")).text == "pong"
+        # API file routes on memfs
+        assert (await api.request("PUT", "/api/v3/fs/mem/x/1.ts", content=b"12")).status_code == 201
+        assert (await api.request("PUT", "/api/v3/fs/mem/x/22.ts", content=b"1234")).status_code == 201
+        assert (await api.request("PUT", "/api/v3/fs/mem/y.m3u8", content=b"1")).status_code == 201
+        assert (await api.get("/api/v3/fs/mem/x/22.ts")).content == b"1234"
+        listing = (await api.get("/api/v3/fs/mem?glob=/x/*.ts&sort=size&order=desc")).json()
+        assert [f["name"] for f in listing] == ["/x/22.ts", "/x/1.ts"]
+        assert set(listing[0]) == {"name", "size_bytes", "last_modified"}
+        assert listing[0]["size_bytes"] == 4 and isinstance(listing[0]["last_modified"], int)
+        names = [f["name"] for f in (await api.get("/api/v3/fs/mem?sort=name")).json()]
+        assert names == ["/x/1.ts", "/x/22.ts", "/y.m3u8"]
+        assert_error(await api.get("/api/v3/fs/mem?glob=/[x"), 400)
+        resp = await api.delete("/api/v3/fs/mem/y.m3u8")
+        assert resp.status_code == 200 and resp.text == "Deleted: /y.m3u8"
+        assert_error(await api.delete("/api/v3/fs/mem/y.m3u8"), 404)
+        assert_error(await api.get("/api/v3/fs/nofs/a"), 404)
+        disk_names = [f["name"] for f in (await api.get("/api/v3/fs/disk?sort=name")).json()]
+        assert disk_names == ["/clip.mp4", "/site/index.html"]
+        # a data-dir index.html takes /, the dashboard stays at /dashboard
+        (tmp_path / "data" / "index.html").write_text("<h1>my site</h1>")
+        assert (await api.get("/")).text == "<h1>my site</h1>"
+        assert (await api.get("/dashboard")).text == own_root
+        # a symlink out of the data dir is not followed
+        (tmp_path / "secret.txt").write_text("secret")
+        (tmp_path / "data" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+        assert_error(await api.get("/leak.txt"), 404)
+        assert_error(await api.get("/api/v3/fs/disk/leak.txt"), 404)
+
+
+async def test_fs_api_needs_jwt_when_auth_is_on(tmp_path: Path, ffmpeg: str) -> None:
+    config = _config(tmp_path, ffmpeg, **{"api.auth.enable": True, "api.auth.username": "u",
+                                          "api.auth.password": "p"})
+    async with running_server(config) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        for method, path in (("GET", "/api/v3/fs"), ("GET", "/api/v3/fs/mem"),
+                             ("GET", "/api/v3/fs/mem/a"), ("PUT", "/api/v3/fs/mem/a"),
+                             ("DELETE", "/api/v3/fs/disk/a")):
+            assert_error(await api.request(method, path, content=b"x"), 401)
+        token = (await api.post("/api/login", {"username": "u", "password": "p"})).json()["access_token"]
+        authed = Api(api.base, token)
+        assert (await authed.request("PUT", "/api/v3/fs/mem/a", content=b"x")).status_code == 201
+        assert (await authed.get("/api/v3/fs/mem/a")).content == b"x"
+        # the mount itself stays public for reads
+        assert (await api.get("/memfs/a")).content == b"x"
