@@ -216,3 +216,40 @@ async def test_fs_api_needs_jwt_when_auth_is_on(tmp_path: Path, ffmpeg: str) -> 
         assert (await authed.get("/api/v3/fs/mem/a")).content == b"x"
         # the mount itself stays public for reads
         assert (await api.get("/memfs/a")).content == b"x"
+
+
+async def test_loopback_endpoint_challenges_before_100_continue(tmp_path: Path, ffmpeg: str) -> None:
+    """FFmpeg's authenticated PUT: ``Expect: 100-continue`` without credentials must get the
+    401 challenge *instead of* 100 (as Core's Go server answers), then the retry with Basic
+    auth gets 100 and stores the file; persistent connections carry several uploads."""
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        port = srv.app.extensions["trio_core_storage"].loopback.port
+        assert port and port != srv.port
+        status, raw = await raw_request(port, "PUT /memfs/a.ts HTTP/1.1\r\nHost: x\r\n"
+                                              "Transfer-Encoding: chunked\r\n"
+                                              "Expect: 100-continue\r\n\r\n")
+        assert status == 401 and b"basic realm=Restricted" in raw and b" 100 " not in raw
+        auth = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            got = b""
+            for i in range(3):  # one connection, three uploads
+                await stream.send_all(b"PUT /memfs/k%d.ts HTTP/1.1\r\nHost: x\r\n"
+                                      b"Authorization: Basic %s\r\nTransfer-Encoding: chunked\r\n"
+                                      b"Expect: 100-continue\r\n\r\n" % (i, auth))
+                with trio.fail_after(10):
+                    while b"100 " not in got:
+                        got += await stream.receive_some(4096)
+                got = b""
+                await stream.send_all(b"5\r\nhello\r\n0\r\n\r\n")
+                with trio.fail_after(10):
+                    while b"\r\n\r\n" not in got:
+                        got += await stream.receive_some(4096)
+                assert got.startswith(b"HTTP/1.1 201"), got
+                got = b""
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        for i in range(3):
+            assert (await api.get(f"/memfs/k{i}.ts")).content == b"hello"
+        assert (await api.get("/memfs/a.ts")).status_code == 404
+        # only /memfs is served there
+        assert (await Api(f"http://127.0.0.1:{port}").get("/api/v3/process")).status_code == 404

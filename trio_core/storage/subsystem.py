@@ -4,14 +4,14 @@ the cleanup rules, plugged into the server through the Subsystem seam (always on
 ``install(ctx)``: wraps the app's ASGI entry with :class:`~.mounts.StorageHTTP`, registers
 the listing routes and ``/dashboard`` (the server's own ``/`` page, reachable even when the
 data dir has an ``index.html``), adds the :class:`~.cleanup.Cleaner` as a supervisor hook and
-sets the ``diskfs`` placeholder. ``{memfs}`` needs the API port, which is only known once the
-server has bound its socket: the server calls :meth:`StorageSubsystem.bound` with the host
-and port before any process starts, and it sets ``memfs`` to
-``http://[user:pass@]<host>:<port>/memfs``.
+sets the ``diskfs`` placeholder.
 
-``run`` runs the cleaner until cancelled (the server cancels subsystems after the supervisor
-has stopped every process); on cancel the ``purge_on_delete`` files are removed, as Core
-does at shutdown.
+``run`` starts the loopback memfs endpoint (:mod:`.loopback`: the same mounts, served with
+Core's ``Expect: 100-continue`` behaviour that FFmpeg's authenticated PUTs need), sets
+``{memfs}`` to ``http://[user:pass@]127.0.0.1:<its port>/memfs`` — before the supervisor
+starts any process — and runs the cleaner until cancelled (the server cancels subsystems
+after the supervisor has stopped every process); on cancel the ``purge_on_delete`` files are
+removed, as Core does at shutdown.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from quart import Response, current_app
 from ..config import Config
 from .cleanup import Cleaner
 from .disk import DiskFS
+from .loopback import LoopbackServer
 from .memfs import MemFS
 from .mounts import StorageHTTP
 from .routes import fs_blueprint
@@ -66,6 +67,8 @@ class StorageSubsystem:
             self.credentials = (config["storage.memory.auth.username"], password)
         self.cleaner: Cleaner | None = None
         self.supervisor: Any = None
+        self.http: StorageHTTP | None = None
+        self.loopback: LoopbackServer | None = None
 
     def install(self, ctx: Any) -> None:
         app = ctx.app
@@ -86,7 +89,7 @@ class StorageSubsystem:
         token_ok = None
         if getattr(auth, "enabled", False):
             token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
-        app.asgi_app = StorageHTTP(
+        self.http = app.asgi_app = StorageHTTP(
             app.asgi_app, memfs=self.memfs, disk=self.disk,
             memfs_credentials=self.credentials,
             cors_origins=self.config["storage.cors.origins"], api_token_ok=token_ok,
@@ -94,21 +97,33 @@ class StorageSubsystem:
         )
         app.extensions["trio_core_storage"] = self
 
-    def bound(self, host: str, port: int) -> None:
-        """The API listens on ``host:port``: ``{memfs}`` can be resolved from now on."""
-        url = memfs_url(host, port, self.credentials)
-        if self.supervisor is not None:
-            self.supervisor.placeholders["memfs"] = url
-        shown = memfs_url(host, port, None)
-        log.info("storage: memfs at %s (writes %s), disk %s at /", shown,
-                 "need Basic auth" if self.credentials else "open", self.disk.root)
+    async def _memfs_only(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The loopback endpoint's app: /memfs only (and lifespan/other paths refused)."""
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/memfs" or path.startswith("/memfs/")):
+            assert self.http is not None
+            await self.http(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            body = b'{"code":404,"message":"Not Found","details":["only /memfs here"]}'
+            await send({"type": "http.response.start", "status": 404, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        assert self.cleaner is not None, "install() first"
+        assert self.cleaner is not None and self.http is not None, "install() first"
+        self.loopback = LoopbackServer(self._memfs_only)
         async with trio.open_nursery() as nursery:
+            port = await nursery.start(self.loopback.serve)
+            if self.supervisor is not None:
+                self.supervisor.placeholders["memfs"] = memfs_url("127.0.0.1", port,
+                                                                  self.credentials)
+            log.info("storage: {memfs} = %s (writes %s); disk %s at /",
+                     memfs_url("127.0.0.1", port, None),
+                     "need Basic auth" if self.credentials else "open", self.disk.root)
             await nursery.start(self.cleaner.run)
             task_status.started(self)
-
 
 def create_subsystem(config: Config) -> StorageSubsystem:
     """Entry point used by :func:`trio_core.server.default_subsystems`."""
