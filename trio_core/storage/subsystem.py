@@ -2,7 +2,7 @@
 the cleanup rules, plugged into the server through the Subsystem seam (always on).
 
 ``install(ctx)``: wraps the app's ASGI entry with :class:`~.mounts.StorageHTTP`, registers
-the listing routes and ``/dashboard`` (the server's own ``/`` page, reachable even when the
+the listing routes, the HLS player (``/hls/<id>``, :mod:`.pages`) and ``/dashboard`` (the server's own ``/`` page, reachable even when the
 data dir has an ``index.html``), adds the :class:`~.cleanup.Cleaner` as a supervisor hook and
 sets the ``diskfs`` placeholder.
 
@@ -31,6 +31,7 @@ from .disk import DiskFS
 from .loopback import LoopbackServer
 from .memfs import MemFS
 from .mounts import StorageHTTP
+from .pages import install_hls_pages
 from .routes import fs_blueprint
 
 __all__ = ["StorageSubsystem", "create_subsystem", "memfs_url"]
@@ -78,6 +79,7 @@ class StorageSubsystem:
         ctx.supervisor.add_hook(self.cleaner)
         ctx.supervisor.placeholders["diskfs"] = self.disk.root
         app.register_blueprint(fs_blueprint(self.memfs, self.disk))
+        install_hls_pages(app)
 
         @app.get("/dashboard")
         async def dashboard() -> Any:
