@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from .test_api import Api, assert_error, make_config, running_server
+from .test_api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 
 AUTH = ("writer", "s3cret")
 
@@ -253,3 +253,26 @@ async def test_loopback_endpoint_challenges_before_100_continue(tmp_path: Path, 
         assert (await api.get("/memfs/a.ts")).status_code == 404
         # only /memfs is served there
         assert (await Api(f"http://127.0.0.1:{port}").get("/api/v3/process")).status_code == 404
+
+
+async def test_cleanup_rules_on_disk_and_purge_at_shutdown(tmp_path: Path, ffmpeg: str) -> None:
+    """Rules hold while the process exists, running or not (as Core); purge_on_delete files
+    go at server shutdown; files no rule matches stay."""
+    data = tmp_path / "data"
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        cfg = tiny_process("snap", autostart=False)
+        cfg["output"][0]["cleanup"] = [{"pattern": "diskfs:/{processid}/*.jpg", "max_files": 2,
+                                        "purge_on_delete": True}]
+        assert (await api.post("/api/v3/process", cfg)).status_code == 200
+        for i in range(5):
+            resp = await api.request("PUT", f"/api/v3/fs/disk/snap/{i}.jpg", content=b"jpg")
+            assert resp.status_code == 201
+        (data / "other.jpg").write_bytes(b"x")
+
+        async def two_left() -> bool:
+            return sorted(p.name for p in (data / "snap").iterdir()) == ["3.jpg", "4.jpg"]
+
+        await wait_for(two_left, timeout=15)
+    assert list((data / "snap").iterdir()) == []  # purged at shutdown
+    assert (data / "other.jpg").exists()

@@ -169,7 +169,7 @@ async def test_cleaner_lifecycle() -> None:
     del sup.procs["a"]
     await cleaner.sync()
     assert sorted(f.name for f in fs.list()) == ["/b_2.ts", "/b_3.ts", "/unrelated.ts"]
-    # update: the old rules are withdrawn before the new FFmpeg starts (hook on_start)
+    # update: the old rules are withdrawn (purged) before the new FFmpeg starts (on_start)
     proc_b = sup.procs["b"]
     proc_b.config = _config("b", [{"pattern": "memfs:/other_*.ts", "purge_on_delete": True}])
 
@@ -183,3 +183,29 @@ async def test_cleaner_lifecycle() -> None:
     with trio.move_on_after(0.2):
         await cleaner.run()
     assert sorted(f.name for f in fs.list()) == ["/unrelated.ts"]
+
+
+async def test_cleaner_on_disk_and_update_with_same_rules(tmp_path: Any) -> None:
+    from trio_core.storage.disk import DiskFS
+
+    disk = DiskFS(str(tmp_path / "data"))
+    sup = _Supervisor()
+    rules = [{"pattern": "diskfs:/{processid}/*.jpg", "max_files": 2, "purge_on_delete": True}]
+    sup.procs["cam"] = _Proc(_config("cam", rules))
+    (tmp_path / "data" / "cam").mkdir()
+    for i in range(5):
+        path = tmp_path / "data" / "cam" / f"{i}.jpg"
+        path.write_bytes(b"j")
+        import os
+
+        os.utime(path, (1000 + i, 1000 + i))
+    (tmp_path / "data" / "keep.txt").write_text("x")
+    cleaner = Cleaner({"mem": MemFS(), "disk": disk}, sup, interval=3600)
+    await cleaner.sync()
+    await cleaner.sweep()
+    assert sorted(p.name for p in (tmp_path / "data" / "cam").iterdir()) == ["3.jpg", "4.jpg"]
+    # an update with the very same rules still withdraws them first (Core: unset + set)
+    sup.procs["cam"].config = _config("cam", rules)
+    await cleaner.sync()
+    assert list((tmp_path / "data" / "cam").iterdir()) == []
+    assert (tmp_path / "data" / "keep.txt").exists()

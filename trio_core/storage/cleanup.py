@@ -9,8 +9,9 @@ Core), the rest is a glob on file names (``/name_**.ts``). Placeholders ``{proce
 As in Core the rules of a process are in force for as long as the process *exists* (running
 or not): every second, for each rule, files beyond the newest ``max_files`` and files older
 than ``max_file_age_seconds`` are removed. ``purge_on_delete`` removes every matching file when
-the rules are withdrawn: the process is deleted, its config is updated (the old rules go
-before the new FFmpeg starts), and at server shutdown.
+the rules are withdrawn: the process is deleted, its config is updated (the old rules go,
+purging, before the new FFmpeg starts — whether or not the rules changed, as Core), and at
+server shutdown.
 
 The decisions are pure functions (:func:`rules_of`, :func:`expired`, :func:`purge_targets`);
 :class:`Cleaner` is the trio shell. ``Cleaner.run`` lives in the storage subsystem's nursery
@@ -138,6 +139,8 @@ class Cleaner:
         self.interval = interval
         self.clock = clock or time.time
         self._entries: dict[int, _Entry] = {}
+        # one change at a time: a start waits for a purge in progress (no new file is hit)
+        self._lock = trio.Lock()
         self.removed = 0  # files removed so far (for tests/metrics)
 
     # -- hook ---------------------------------------------------------------------------------
@@ -157,14 +160,20 @@ class Cleaner:
         key = id(process)
         entry = self._entries.get(key)
         placeholders = dict(self.supervisor.placeholders)
-        if (entry is not None and entry.process is process and entry.config is process.config
+        if (entry is not None and entry.config is process.config
                 and entry.placeholders == placeholders):
             return
-        rules = self._rules(process)
-        if entry is not None and entry.rules != rules:
-            del self._entries[key]
-            await self._purge(entry.rules)
-        self._entries[key] = _Entry(process, process.config, placeholders, rules)
+        async with self._lock:
+            entry = self._entries.get(key)
+            if (entry is not None and entry.config is process.config
+                    and entry.placeholders == placeholders):
+                return
+            rules = self._rules(process)
+            if entry is not None and entry.config is not process.config:
+                # the config was updated: Core withdraws the old rules (purging) first
+                del self._entries[key]
+                await self._purge(entry.rules)
+            self._entries[key] = _Entry(process, process.config, placeholders, rules)
 
     async def sync(self) -> None:
         """Bring every process's rules up to date; withdraw those of deleted processes."""
@@ -175,9 +184,10 @@ class Cleaner:
             except KeyError:
                 continue
             current[id(process)] = process
-        for key in [k for k in self._entries if k not in current]:
-            entry = self._entries.pop(key)
-            await self._purge(entry.rules)
+        async with self._lock:
+            for key in [k for k in self._entries if k not in current]:
+                entry = self._entries.pop(key)
+                await self._purge(entry.rules)
         for process in current.values():
             await self.sync_process(process)
 
@@ -197,6 +207,10 @@ class Cleaner:
     async def sweep(self) -> None:
         """Apply ``max_files``/``max_file_age_seconds`` of every rule once."""
         now = self.clock()
+        async with self._lock:
+            await self._sweep(now)
+
+    async def _sweep(self, now: float) -> None:
         for entry in list(self._entries.values()):
             for rule in entry.rules:
                 if rule.max_files <= 0 and rule.max_file_age_seconds <= 0:
@@ -206,9 +220,10 @@ class Cleaner:
 
     async def purge_all(self) -> None:
         """Withdraw every process's rules (purging ``purge_on_delete`` files): shutdown."""
-        entries, self._entries = list(self._entries.values()), {}
-        for entry in entries:
-            await self._purge(entry.rules)
+        async with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+            for entry in entries:
+                await self._purge(entry.rules)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every ``interval`` seconds: sync with the supervisor, sweep. On cancel: purge."""
