@@ -2,9 +2,9 @@
 the cleanup rules, plugged into the server through the Subsystem seam (always on).
 
 ``install(ctx)``: wraps the app's ASGI entry with :class:`~.mounts.StorageHTTP`, registers
-the listing routes, the HLS player (``/hls/<id>``, :mod:`.pages`) and ``/dashboard`` (the server's own ``/`` page, reachable even when the
-data dir has an ``index.html``), adds the :class:`~.cleanup.Cleaner` as a supervisor hook and
-sets the ``diskfs`` placeholder.
+the listing routes, the HLS player (``/hls/<id>``, :mod:`.pages`) and ``/dashboard`` (the
+server's own ``/`` page, reachable even when the data dir has an ``index.html``), adds the
+:class:`~.cleanup.Cleaner` as a supervisor hook and sets the ``diskfs`` placeholder.
 
 ``run`` starts the loopback memfs endpoint (:mod:`.loopback`: the same mounts, served with
 Core's ``Expect: 100-continue`` behaviour that FFmpeg's authenticated PUTs need), sets
@@ -126,6 +126,7 @@ class StorageSubsystem:
                      "need Basic auth" if self.credentials else "open", self.disk.root)
             await nursery.start(self.cleaner.run)
             task_status.started(self)
+
 
 def create_subsystem(config: Config) -> StorageSubsystem:
     """Entry point used by :func:`trio_core.server.default_subsystems`."""
