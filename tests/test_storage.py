@@ -276,3 +276,56 @@ async def test_cleanup_rules_on_disk_and_purge_at_shutdown(tmp_path: Path, ffmpe
         await wait_for(two_left, timeout=15)
     assert list((data / "snap").iterdir()) == []  # purged at shutdown
     assert (data / "other.jpg").exists()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def test_readers_share_the_stored_bytes(tmp_path: Path, ffmpeg: str) -> None:
+    """20 slow readers of one 8 MB memfs file: the server holds the file once plus small
+    per-reader buffers, not a copy per reader (which would be 160 MB)."""
+    size, readers = 8 * 1024 * 1024, 20
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        payload = bytes(range(256)) * (size // 256)
+        assert (await api.request("PUT", "/memfs/big.mp4", content=payload,
+                                  headers=_basic(*AUTH))).status_code == 201
+        del payload
+        before = _rss_bytes()
+        received = [0] * readers
+        peak = [before]
+        done = trio.Event()
+
+        async def slow_reader(i: int) -> None:
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"GET /memfs/big.mp4 HTTP/1.1\r\nHost: x\r\n"
+                                      b"Connection: close\r\n\r\n")
+                while True:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    received[i] += len(chunk)
+                    if received[i] < size // 2:
+                        await trio.sleep(0.01)  # slow at first: the server must wait on us
+
+        async def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss_bytes())
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample)
+            with trio.fail_after(120):
+                async with trio.open_nursery() as readers_nursery:
+                    for i in range(readers):
+                        readers_nursery.start_soon(slow_reader, i)
+            done.set()
+        assert all(n > size for n in received), received  # headers + the whole body
+        growth = peak[0] - before
+        assert growth < 60 * 1024 * 1024, f"RSS grew by {growth / 1e6:.0f} MB"
