@@ -251,6 +251,8 @@ async def test_loopback_endpoint_challenges_before_100_continue(tmp_path: Path, 
         for i in range(3):
             assert (await api.get(f"/memfs/k{i}.ts")).content == b"hello"
         assert (await api.get("/memfs/a.ts")).status_code == 404
+        status, _ = await raw_request(port, "NOT HTTP AT ALL\r\n\r\n")
+        assert status == 400  # garbage gets a 400, the endpoint keeps serving
         # only /memfs is served there
         assert (await Api(f"http://127.0.0.1:{port}").get("/api/v3/process")).status_code == 404
 
@@ -264,7 +266,12 @@ async def test_cleanup_rules_on_disk_and_purge_at_shutdown(tmp_path: Path, ffmpe
         cfg = tiny_process("snap", autostart=False)
         cfg["output"][0]["cleanup"] = [{"pattern": "diskfs:/{processid}/*.jpg", "max_files": 2,
                                         "purge_on_delete": True}]
+        cfg["output"][0]["options"] = ["-metadata", "comment={diskfs}/snap/{fs:disk}",
+                                       *cfg["output"][0]["options"]]
         assert (await api.post("/api/v3/process", cfg)).status_code == 200
+        command = (await api.get("/api/v3/process/snap/state")).json()["command"]
+        root = str(data.resolve())
+        assert f"comment={root}/snap/{root}" in command  # {diskfs} and {fs:disk}
         for i in range(5):
             resp = await api.request("PUT", f"/api/v3/fs/disk/snap/{i}.jpg", content=b"jpg")
             assert resp.status_code == 201
