@@ -19,27 +19,31 @@ AUTH = ("writer", "p@ss:word")  # characters that must be escaped in the {memfs}
 
 def hls_process(pid: str) -> dict[str, Any]:
     video = ["-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-             "-g", "10", "-threads", "1", "-pix_fmt", "yuv420p"]
+             "-g", "10", "-b:v", "200k", "-threads", "1", "-pix_fmt", "yuv420p"]
     return {
         "id": pid, "reference": "tests",
         "options": ["-loglevel", "level+info", "-err_detect", "ignore_err", "-y"],
         "input": [{"id": "input_0", "address": "testsrc=size=160x120:rate=10",
                    "options": ["-re", "-f", "lavfi"]}],
         "output": [
-            {   # as restreamer-ui's HLS output (src/utils/restreamer.js), hls_time 1
-                "id": "output_0", "address": "{memfs}/{processid}.m3u8",
+            {   # restreamer-ui's default HLS output (src/utils/restreamer.js: HLS v3, master
+                # playlist, memfs, cleanup on) with listSize 4 and segmentDuration 1 (UI: 6, 2)
+                "id": "output_0", "address": "{memfs}/{processid}_{outputid}.m3u8",
                 "options": ["-dn", "-sn", *video, "-f", "hls", "-start_number", "0",
                             "-hls_time", "1", "-hls_list_size", "4",
                             "-hls_flags", "append_list+delete_segments+program_date_time+temp_file",
                             "-hls_delete_threshold", "4",
-                            "-hls_segment_filename", "{memfs}/{processid}_%04d.ts",
+                            "-hls_segment_filename", "{memfs}/{processid}_{outputid}_%04d.ts",
+                            "-master_pl_name", "{processid}.m3u8", "-master_pl_publish_rate", "1",
                             "-method", "PUT"],
                 "cleanup": [
                     {"pattern": "memfs:/{processid}**", "purge_on_delete": True},
+                    {"pattern": "memfs:/{processid}_{outputid}.m3u8", "max_file_age_seconds": 10,
+                     "purge_on_delete": True},
+                    {"pattern": "memfs:/{processid}_{outputid}_**.ts", "max_files": 10,
+                     "max_file_age_seconds": 10, "purge_on_delete": True},
                     {"pattern": "memfs:/{processid}.m3u8", "max_file_age_seconds": 10,
                      "purge_on_delete": True},
-                    {"pattern": "memfs:/{processid}_**.ts", "max_files": 10,
-                     "max_file_age_seconds": 10, "purge_on_delete": True},
                 ],
             },
             {   # FFmpeg never deletes here: only the max_files rule bounds the window
@@ -69,27 +73,33 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
         assert resp.status_code == 200, resp.text
         # the command carries the resolved {memfs}: this server's port, escaped credentials
         state = (await api.get("/api/v3/process/hls1/state")).json()
-        urls = [a for a in state["command"]
-                if re.fullmatch(r"http://writer:p%40ss%3Aword@127\.0\.0\.1:\d+/memfs/hls1\.m3u8", a)]
+        urls = [a for a in state["command"] if re.fullmatch(
+            r"http://writer:p%40ss%3Aword@127\.0\.0\.1:\d+/memfs/hls1_output_0\.m3u8", a)]
         assert urls, state["command"]
         # that endpoint serves the same memfs (reads public, writes need the credentials)
         base = urls[0].replace("writer:p%40ss%3Aword@", "").rsplit("/", 1)[0]
         assert (await Api(base).request("PUT", "/x.ts", content=b"1")).status_code == 401
 
         async def playlist_with_segments() -> list[str] | None:
-            resp = await api.get("/memfs/hls1.m3u8")
+            resp = await api.get("/memfs/hls1_output_0.m3u8")
             if resp.status_code != 200:
                 return None
-            segments = re.findall(r"^(hls1_\d+\.ts)$", resp.text, re.M)
+            segments = re.findall(r"^(hls1_output_0_\d+\.ts)$", resp.text, re.M)
             return segments if len(segments) >= 2 else None
 
         await wait_for(playlist_with_segments, timeout=60)
-        assert (await Api(base).get("/hls1.m3u8")).status_code == 200
+        assert (await Api(base).get("/hls1_output_0.m3u8")).status_code == 200
+
+        async def master_lists_the_variant() -> bool:
+            resp = await api.get("/memfs/hls1.m3u8")
+            return resp.status_code == 200 and "hls1_output_0.m3u8" in resp.text
+
+        await wait_for(master_lists_the_variant, timeout=30)  # FFmpeg's master playlist
         # every segment the playlist lists exists
         for _ in range(3):
-            resp = await api.get("/memfs/hls1.m3u8")
+            resp = await api.get("/memfs/hls1_output_0.m3u8")
             assert resp.headers["content-type"] == "application/vnd.apple.mpegurl"
-            segments = re.findall(r"^(hls1_\d+\.ts)$", resp.text, re.M)
+            segments = re.findall(r"^(hls1_output_0_\d+\.ts)$", resp.text, re.M)
             assert segments, resp.text
             for name in segments:
                 seg = await api.get(f"/memfs/{name}")
@@ -98,7 +108,7 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
                 assert seg.content[:1] == b"G"  # MPEG-TS sync byte
             await trio.sleep(0.7)
 
-        # an independent player (FFmpeg) reads the playlist over HTTP and decodes frames
+        # an independent player (FFmpeg) reads the master playlist over HTTP and decodes frames
         reader = await trio.run_process(
             [ffmpeg, "-hide_banner", "-nostdin", "-i", f"http://127.0.0.1:{srv.port}/memfs/hls1.m3u8",
              "-frames:v", "15", "-f", "null", "-"], capture_stdout=True, capture_stderr=True,
@@ -114,7 +124,7 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
         with trio.fail_after(90):
             while highest < 12:
                 keep = await memfs_names(api, "/hls1-keep_*.ts")
-                main = await memfs_names(api, "/hls1_*.ts")
+                main = await memfs_names(api, "/hls1_output_0_*.ts")
                 peak_keep = max(peak_keep, len(keep))
                 peak_main = max(peak_main, len(main))
                 numbers = [int(n[-7:-3]) for n in keep]
