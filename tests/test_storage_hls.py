@@ -142,3 +142,42 @@ async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
             return await memfs_names(api, "/hls1**") == []
 
         await wait_for(nothing_left, timeout=15)
+
+
+async def test_tee_muxer_with_escaped_memfs(tmp_path: Path, ffmpeg: str) -> None:
+    """The Restreamer UI's tee variant (used when it also publishes to RTMP/SRT): the HLS
+    options live inside the tee spec, so ``{memfs^:}`` must escape the URL's colons."""
+    config = make_config(tmp_path, ffmpeg, **{"storage.memory.auth.username": AUTH[0],
+                                              "storage.memory.auth.password": AUTH[1]})
+    hls = ("f=hls:start_number=0:hls_time=1:hls_list_size=4:"
+           "hls_flags=append_list+delete_segments+program_date_time+temp_file:"
+           "hls_delete_threshold=4:hls_segment_filename={memfs^:}/{processid}_%04d.ts:"
+           "method=PUT")
+    process = {
+        "id": "tee1", "options": ["-loglevel", "level+info", "-y"],
+        "input": [{"id": "input_0", "address": "testsrc=size=160x120:rate=10",
+                   "options": ["-re", "-f", "lavfi"]}],
+        "output": [{"id": "output_0", "address": f"[{hls}]{{memfs}}/{{processid}}.m3u8",
+                    "options": ["-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast",
+                                "-g", "10", "-threads", "1", "-flags", "+global_header",
+                                "-tag:v", "7", "-f", "tee"],
+                    "cleanup": [{"pattern": "memfs:/{processid}**", "purge_on_delete": True}]}],
+        "reconnect": False, "autostart": True,
+    }
+    async with running_server(config) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        assert (await api.post("/api/v3/process", process)).status_code == 200
+
+        async def segments() -> list[str] | None:
+            resp = await api.get("/memfs/tee1.m3u8")
+            found = re.findall(r"^(tee1_\d+\.ts)$", resp.text, re.M) if resp.status_code == 200 else []
+            return found if len(found) >= 2 else None
+
+        for name in await wait_for(segments, timeout=60):
+            assert (await api.get(f"/memfs/{name}")).status_code == 200
+        assert (await api.delete("/api/v3/process/tee1")).status_code == 200
+
+        async def nothing_left() -> bool:
+            return await memfs_names(api, "/tee1**") == []
+
+        await wait_for(nothing_left, timeout=15)
