@@ -43,26 +43,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds of ``pid`` and its children (live ones + reaped)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(p) for p in f.read().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
-    return total
-
-
 def server_cpu_seconds(pid: int) -> float:
     """CPU of the server process alone (not FFmpeg): utime+stime."""
     tick = os.sysconf("SC_CLK_TCK")

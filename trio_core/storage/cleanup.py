@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -132,8 +133,6 @@ class Cleaner:
 
     def __init__(self, storages: Mapping[str, Storage], supervisor: Any,
                  interval: float = 1.0, clock: Any = None) -> None:
-        import time
-
         self.storages = dict(storages)
         self.supervisor = supervisor
         self.interval = interval
