@@ -25,9 +25,14 @@ def test_glob_like_gobwas() -> None:
     assert glob_match("/[a-c]x", "/bx") and not glob_match("/[!a-c]x", "/bx")
     assert glob_match("/a\\*", "/a*") and not glob_match("/a\\*", "/ab")
     assert not glob_match("/live.m3u8", "/live.m3u8x")  # whole name
-    for bad in ("/[ab", "/{a,b", "/a\\"):
+    for bad in ("/[ab", "/{a,b", "/a\\", "/{a,b}" * 10, "x" * 2000):
         with pytest.raises(GlobError):
             glob_match(bad, "/x")
+    # no backtracking blow-up: a regex engine would take ages on this (automaton: linear)
+    hostile = "/" + "**a" * 40 + "b"
+    assert not glob_match(hostile, "/" + "a" * 1000)
+    assert glob_match(hostile, "/" + "a" * 1000 + "b")
+    assert glob_match("/{x,{y,z}w}.ts", "/zw.ts") and not glob_match("/{x,{y,z}w}.ts", "/z.ts")
 
 
 def test_clean_path_refuses_escapes() -> None:

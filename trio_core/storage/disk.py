@@ -61,7 +61,7 @@ class DiskFS:
         return found
 
     def _list(self, pattern: str) -> list[FileInfo]:
-        regex = compile_glob(pattern) if pattern else None
+        glob = compile_glob(pattern) if pattern else None
         files: list[FileInfo] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             # never follow symlinked directories out of the root
@@ -69,7 +69,7 @@ class DiskFS:
             for filename in filenames:
                 full = os.path.join(dirpath, filename)
                 name = "/" + os.path.relpath(full, self.root).replace(os.sep, "/")
-                if regex is not None and not regex.match(name):
+                if glob is not None and not glob.match(name):
                     continue
                 try:
                     st = os.stat(full)

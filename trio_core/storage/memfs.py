@@ -97,8 +97,8 @@ class MemFS:
         Raises GlobError for a malformed pattern."""
         if not pattern:
             return [f.info() for f in self._files.values()]
-        regex = compile_glob(pattern)
-        return [f.info() for f in self._files.values() if regex.match(f.name)]
+        glob = compile_glob(pattern)
+        return [f.info() for f in self._files.values() if glob.match(f.name)]
 
     # -- changes ------------------------------------------------------------------------------
     def begin_write(self, path: str, expected_size: int | None = None) -> Upload:
