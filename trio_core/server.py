@@ -34,8 +34,6 @@ from typing import Any, Protocol
 import hypercorn.config
 import hypercorn.trio
 import trio
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from .api import Authenticator, add_fallback_index, create_app
@@ -90,9 +88,6 @@ class Subsystem(Protocol):
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; call ``task_status.started()`` when ready."""
-
-    # optional: ``bound(host, port)`` is called once the API socket is bound, before any
-    # subsystem runs or process starts (the port may have been 0 = ephemeral in the config)
 
 
 @dataclass
@@ -277,31 +272,6 @@ async def serve(
             waiters.start_soon(event)
 
     log.info("FFmpeg: %s; db: %s; storage: %s", ffmpeg, db_dir, disk_dir)
-    # bind before anything starts: the port (maybe ephemeral) is known to subsystems'
-    # ``bound(host, port)`` (e.g. the {memfs} placeholder) before processes autostart
-    sockets = hc.create_sockets()
-    try:
-        for sock in sockets.insecure_sockets:
-            sock.listen(hc.backlog)
-        bound_port = sockets.insecure_sockets[0].getsockname()[1]
-        for subsystem in subsystems:
-            on_bound = getattr(subsystem, "bound", None)
-            if on_bound is not None:
-                on_bound(config.api_host, bound_port)
-        await _serve_bound(config, subsystems, supervisor, app, ctx, hc, sockets, stop,
-                           wait_for_stop, task_status)
-    finally:
-        for sock in sockets.insecure_sockets:
-            sock.close()
-    log.info("server stopped")
-
-
-async def _serve_bound(
-    config: Config, subsystems: Sequence[Subsystem], supervisor: Any, app: QuartTrio,
-    ctx: ServerContext, hc: hypercorn.config.Config, sockets: hypercorn.config.Sockets,
-    stop: trio.Event, wait_for_stop: Callable[[], Awaitable[None]],
-    task_status: trio.TaskStatus[Running],
-) -> None:
     async with trio.open_nursery() as outer:
         for subsystem in subsystems:
             await outer.start(subsystem.run)
@@ -311,9 +281,8 @@ async def _serve_bound(
                 await ensure_demo(supervisor)
             async with trio.open_nursery() as inner:
                 binds: list[str] = await inner.start(
-                    lambda task_status: worker_serve(
-                        wrap_app(app, hc.wsgi_max_body_size, None), hc, sockets=sockets,
-                        shutdown_trigger=wait_for_stop, task_status=task_status,
+                    lambda task_status: hypercorn.trio.serve(
+                        app, hc, shutdown_trigger=wait_for_stop, task_status=task_status
                     )
                 )
                 url = _display_url(binds[0])
@@ -326,3 +295,4 @@ async def _serve_bound(
             log.info("HTTP server stopped; stopping processes")
             middle.cancel_scope.cancel()
         outer.cancel_scope.cancel()
+    log.info("server stopped")
