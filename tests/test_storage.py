@@ -336,3 +336,30 @@ async def test_readers_share_the_stored_bytes(tmp_path: Path, ffmpeg: str) -> No
         assert all(n > size for n in received), received  # headers + the whole body
         growth = peak[0] - before
         assert growth < 60 * 1024 * 1024, f"RSS grew by {growth / 1e6:.0f} MB"
+
+
+async def test_aborted_upload_leaves_nothing(tmp_path: Path, ffmpeg: str) -> None:
+    """A writer that disconnects mid-body (public port and loopback endpoint): no file, no
+    bytes held, the previous version of the file still served."""
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        storage = srv.app.extensions["trio_core_storage"]
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        assert (await api.request("PUT", "/memfs/v.ts", content=b"old",
+                                  headers=_basic(*AUTH))).status_code == 201
+        auth = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode())
+        for port in (srv.port, storage.loopback.port):
+            for name in (b"v.ts", b"new.ts"):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.send_all(b"PUT /memfs/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s"
+                                      b"\r\nContent-Length: 100000\r\n\r\n" % (name, auth)
+                                      + b"x" * 50000)
+                await trio.sleep(0.3)
+                await stream.aclose()
+
+        async def settled() -> bool:
+            return storage.memfs.reserved == 0
+
+        await wait_for(settled, timeout=10)
+        assert (await api.get("/memfs/v.ts")).content == b"old"
+        assert (await api.get("/memfs/new.ts")).status_code == 404
+        assert storage.memfs.used == 3
