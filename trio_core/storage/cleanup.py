@@ -232,8 +232,8 @@ class Cleaner:
                 try:
                     await self.sync()
                     await self.sweep()
-                except (OSError, GlobError) as exc:  # a storage hiccup must not end the loop
-                    log.warning("cleanup: %s", exc)
+                except Exception:  # a storage hiccup or a bad rule must not end the loop
+                    log.exception("cleanup sweep failed (retrying in %s s)", self.interval)
                 await trio.sleep(self.interval)
         finally:
             with trio.move_on_after(SHUTDOWN_PURGE_TIMEOUT) as scope:
