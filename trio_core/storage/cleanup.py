@@ -144,7 +144,10 @@ class Cleaner:
 
     # -- hook ---------------------------------------------------------------------------------
     async def on_start(self, ctx: Any) -> None:
-        await self.sync_process(ctx.process)
+        try:
+            await self.sync_process(ctx.process)
+        except Exception as exc:  # a cleanup problem must not keep the process from starting
+            ctx.process.log(f"cleanup rules: {exc!r}")
 
     async def on_stop(self, ctx: Any, final: bool) -> None:
         return None
