@@ -96,16 +96,11 @@ async def test_memfs_http(tmp_path: Path, ffmpeg: str) -> None:
         assert resp.status_code == 200 and resp.text == "Deleted: /seg_1.ts"
         assert_error(await api.request("DELETE", "/memfs/seg_1.ts", headers=_basic(*AUTH)), 404)
         # chunked upload (no Content-Length), as FFmpeg sends it
-        async def chunks():  # type: ignore[no-untyped-def]
-            for i in range(50):
-                yield bytes([i]) * 10000
         def put_chunked() -> httpx.Response:
-            import asyncio  # noqa: F401 - httpx sync client takes a sync iterator
-
-            def gen():  # type: ignore[no-untyped-def]
+            def body():  # type: ignore[no-untyped-def]  # a generator: httpx sends it chunked
                 for i in range(50):
                     yield bytes([i]) * 10000
-            return httpx.put(api.base + "/memfs/chunked.ts", content=gen(), auth=AUTH, timeout=20)
+            return httpx.put(api.base + "/memfs/chunked.ts", content=body(), auth=AUTH, timeout=20)
         resp = await trio.to_thread.run_sync(put_chunked)
         assert resp.status_code == 201
         got = await api.get("/memfs/chunked.ts")
