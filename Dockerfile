@@ -20,12 +20,15 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY trio_core ./trio_core
 COPY rtp ./rtp
-# gcc only to build the C fan-out (rtp/_fanout.c), removed again in the same layer
+COPY web ./web
+# gcc only to build the C fan-out (rtp/_fanout.c), npm only to fetch hls.js (web/) for the
+# HLS player; both removed again in the same layer
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev npm \
     && pip install --no-cache-dir . \
     && python -c "import rtp.fanout as f; assert f.NATIVE, 'C fan-out not built'" \
-    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /src
+    && python -c "import importlib.resources as r; assert r.files('trio_core').joinpath('static', 'hls.min.js').is_file(), 'hls.js missing'" \
+    && apt-get purge -y gcc libc6-dev npm && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /src /root/.npm
 
 WORKDIR /core
 ENV CORE_API_ADDRESS=0.0.0.0:8080 \

@@ -244,6 +244,27 @@ SETTINGS: tuple[Setting, ...] = (
     # -- process engine hardening (pid records, hung FFmpeg): issue 12 --
     # (end engine)
     # -- storage (memfs, disk, cors, cleanup): issue 10 --
+    Setting("storage.disk.max_size_mbytes", "int", 0,
+            "Max. megabytes for storage.disk.dir, 0 = unlimited (registered as in Core; "
+            "not enforced, like Core v16.16).", _parse_nonneg_int,
+            alt_env=("CORE_STORAGE_DISK_MAXSIZEMBYTES",)),
+    Setting("storage.memory.auth.enable", "bool", True,
+            "Require HTTP Basic auth for PUT, POST and DELETE on /memfs.", _parse_bool),
+    Setting("storage.memory.auth.username", "string", "admin",
+            "Basic-auth user name for writes to /memfs.", _parse_str),
+    Setting("storage.memory.auth.password", "string", "",
+            "Basic-auth password for writes to /memfs; empty = random per start "
+            "({memfs} carries it to FFmpeg).", _parse_str, secret=True),
+    Setting("storage.memory.max_size_mbytes", "int", 0,
+            "Max. megabytes held by /memfs, 0 = unlimited.", _parse_nonneg_int,
+            alt_env=("CORE_STORAGE_MEMORY_MAXSIZEMBYTES",)),
+    Setting("storage.memory.purge", "bool", False,
+            "When /memfs is full, remove the oldest files instead of refusing the write.",
+            _parse_bool),
+    Setting("storage.cors.origins", "origin list", ["*"],
+            "Allowed CORS origins for /memfs and / (env: comma-separated).",
+            lambda v: [o.strip() for o in _parse_str(
+                ",".join(map(_parse_str, v)) if isinstance(v, list) else v).split(",") if o.strip()]),
     # (end storage)
     # -- rtmp server: issue 11 --
     # (end rtmp)

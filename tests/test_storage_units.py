@@ -1,0 +1,216 @@
+"""Storage building blocks without a server: globs, paths, memfs limits, cleanup decisions and
+the cleaner's lifecycle (set / sweep / purge on delete, update and shutdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from trio_core.model import ProcessConfig
+from trio_core.storage.cleanup import Cleaner, Rule, expired, purge_targets, rules_of
+from trio_core.storage.glob import GlobError, glob_match
+from trio_core.storage.memfs import FileInfo, MemFS, NoSpace
+from trio_core.storage.mounts import parse_range
+from trio_core.storage.paths import BadPath, clean_path
+
+
+def test_glob_like_gobwas() -> None:
+    assert glob_match("/live_**.ts", "/live_0001.ts")
+    assert glob_match("/live_**.ts", "/live_a/b/0001.ts")  # ** crosses /
+    assert glob_match("/*.ts", "/a.ts") and not glob_match("/*.ts", "/x/a.ts")  # * does not
+    assert glob_match("/a?.m3u8", "/ab.m3u8") and not glob_match("/a?.m3u8", "/a/.m3u8")
+    assert glob_match("/{a,b}*.ts", "/b1.ts") and not glob_match("/{a,b}*.ts", "/c1.ts")
+    assert glob_match("/[a-c]x", "/bx") and not glob_match("/[!a-c]x", "/bx")
+    assert glob_match("/a\\*", "/a*") and not glob_match("/a\\*", "/ab")
+    assert not glob_match("/live.m3u8", "/live.m3u8x")  # whole name
+    for bad in ("/[ab", "/{a,b", "/a\\", "/{a,b}" * 10, "x" * 2000):
+        with pytest.raises(GlobError):
+            glob_match(bad, "/x")
+    # no backtracking blow-up: a regex engine would take ages on this (automaton: linear)
+    hostile = "/" + "**a" * 40 + "b"
+    assert not glob_match(hostile, "/" + "a" * 1000)
+    assert glob_match(hostile, "/" + "a" * 1000 + "b")
+    assert glob_match("/{x,{y,z}w}.ts", "/zw.ts") and not glob_match("/{x,{y,z}w}.ts", "/z.ts")
+
+
+def test_clean_path_refuses_escapes() -> None:
+    assert clean_path("a//b/./c.ts") == "/a/b/c.ts"
+    assert clean_path("") == "/"
+    for bad in ("/../etc/passwd", "a/../../b", "..", "a\\b", "a\x00b", "x" * 2000):
+        with pytest.raises(BadPath):
+            clean_path(bad)
+
+
+def test_memfs_size_limit_as_core() -> None:
+    clock = iter(range(100, 1000))
+    fs = MemFS(max_size=100, clock=lambda: float(next(clock)))
+    assert fs.write("/a", b"x" * 60) is True
+    assert fs.write("/a", b"y" * 70) is False  # replace: the old size does not count twice
+    assert fs.used == 70
+    with pytest.raises(NoSpace, match="not enough space on device"):
+        fs.write("/b", b"z" * 40)
+    with pytest.raises(NoSpace, match="File is too big"):
+        fs.write("/c", b"z" * 101)
+    assert fs.used == 70 and fs.reserved == 0 and len(fs) == 1  # failed writes left nothing
+    # a reader keeps the bytes it opened while the file is replaced
+    held = fs.open("/a")
+    assert held is not None
+    fs.write("/a", b"q" * 10)
+    assert held.data == b"y" * 70 and fs.open("/a").data == b"q" * 10  # type: ignore[union-attr]
+
+
+def test_memfs_uploads_in_flight_count_and_purge() -> None:
+    clock = iter(range(100, 1000))
+    fs = MemFS(max_size=100, purge=True, clock=lambda: float(next(clock)))
+    fs.write("/old", b"1" * 40)
+    fs.write("/mid", b"2" * 40)
+    upload = fs.begin_write("/new")
+    upload.feed(b"3" * 10)
+    assert fs.reserved == 10 and fs.open("/new") is None  # not visible before commit
+    upload.feed(b"3" * 30)  # 40+40+40 > 100: the oldest file goes
+    assert fs.open("/old") is None and fs.open("/mid") is not None
+    assert upload.commit() is True
+    assert fs.used == 80 and fs.reserved == 0
+    # an abandoned upload releases its reservation
+    other = fs.begin_write("/x")
+    other.feed(b"4" * 5)
+    other.discard()
+    assert fs.reserved == 0 and fs.open("/x") is None
+    assert sorted(f.name for f in fs.list("/*")) == ["/mid", "/new"]
+
+
+def test_range_header() -> None:
+    assert parse_range(None, 10) is None
+    assert parse_range("bytes=2-4", 10) == (2, 4)
+    assert parse_range("bytes=5-", 10) == (5, 9)
+    assert parse_range("bytes=-3", 10) == (7, 9)
+    assert parse_range("bytes=8-100", 10) == (8, 9)
+    assert parse_range("bytes=10-", 10) == "unsatisfiable"
+    assert parse_range("bytes=1-2,4-5", 10) is None
+    assert parse_range("items=1-2", 10) is None
+
+
+def _config(pid: str, cleanup: list[dict[str, Any]]) -> ProcessConfig:
+    return ProcessConfig.from_json({
+        "id": pid, "reference": "ref",
+        "input": [{"id": "in", "address": "testsrc", "options": ["-f", "lavfi"]}],
+        "output": [{"id": "out", "address": "{memfs}/{processid}.m3u8", "options": [],
+                    "cleanup": cleanup}],
+    })
+
+
+def test_rules_from_config() -> None:
+    cfg = _config("p1", [
+        {"pattern": "memfs:/{processid}_**.ts", "max_files": 3, "purge_on_delete": True},
+        {"pattern": "diskfs:/{reference}/*.jpg", "max_file_age_seconds": 60},
+        {"pattern": "mem:/{outputid}.m3u8"},
+        {"pattern": "s3:/x"}, {"pattern": "no-prefix"}, {"pattern": "memfs:/[bad"},
+    ])
+    from trio_core.placeholders import resolve_config
+
+    rules = rules_of(resolve_config(cfg, {"memfs": "http://h/memfs"}))
+    assert rules == (
+        Rule("mem", "/p1_**.ts", 3, 0, True),
+        Rule("disk", "/ref/*.jpg", 0, 60, False),
+        Rule("mem", "/out.m3u8", 0, 0, False),
+    )
+
+
+def test_expired_and_purge_targets() -> None:
+    files = [FileInfo(f"/s{i}.ts", 1, 100.0 + i) for i in range(6)]
+    assert expired(Rule("mem", "", max_files=4), files, 200.0) == ["/s0.ts", "/s1.ts"]
+    assert sorted(expired(Rule("mem", "", max_file_age_seconds=10), files, 113.5)) == [
+        "/s0.ts", "/s1.ts", "/s2.ts", "/s3.ts"]
+    assert expired(Rule("mem", ""), files, 1e9) == []
+    assert purge_targets(Rule("mem", ""), files) == []
+    nested = [FileInfo("/a", 1, 0), FileInfo("/a/b/c", 1, 0), FileInfo("/a/b", 1, 0)]
+    assert purge_targets(Rule("mem", "", purge_on_delete=True), nested) == ["/a/b/c", "/a/b", "/a"]
+
+
+class _Proc:
+    def __init__(self, cfg: ProcessConfig) -> None:
+        self.id = cfg.id
+        self.config = cfg
+
+
+class _Supervisor:
+    def __init__(self) -> None:
+        self.procs: dict[str, _Proc] = {}
+        self.placeholders = {"memfs": "http://127.0.0.1:1/memfs"}
+
+    def ids(self) -> list[str]:
+        return list(self.procs)
+
+    def get(self, pid: str) -> _Proc:
+        return self.procs[pid]
+
+
+async def test_cleaner_lifecycle() -> None:
+    now = [1000.0]
+    fs = MemFS(clock=lambda: now[0])
+    sup = _Supervisor()
+    rules = [{"pattern": "memfs:/{processid}_*.ts", "max_files": 2, "purge_on_delete": True},
+             {"pattern": "memfs:/{processid}.m3u8", "max_file_age_seconds": 5}]
+    sup.procs["a"] = _Proc(_config("a", rules))
+    sup.procs["b"] = _Proc(_config("b", rules))
+    cleaner = Cleaner({"mem": fs}, sup, interval=3600, clock=lambda: now[0])
+    for pid in ("a", "b"):
+        for i in range(4):
+            now[0] += 1
+            fs.write(f"/{pid}_{i}.ts", b"x")
+        fs.write(f"/{pid}.m3u8", b"#EXTM3U")
+    fs.write("/unrelated.ts", b"x")
+    await cleaner.sync()
+    await cleaner.sweep()
+    names = sorted(f.name for f in fs.list())
+    assert names == ["/a.m3u8", "/a_2.ts", "/a_3.ts", "/b.m3u8", "/b_2.ts", "/b_3.ts",
+                     "/unrelated.ts"]
+    now[0] += 10  # the playlists are older than 5 s now
+    await cleaner.sweep()
+    assert fs.open("/a.m3u8") is None and fs.open("/b.m3u8") is None
+    # delete: a's purge_on_delete files go, b's stay
+    del sup.procs["a"]
+    await cleaner.sync()
+    assert sorted(f.name for f in fs.list()) == ["/b_2.ts", "/b_3.ts", "/unrelated.ts"]
+    # update: the old rules are withdrawn (purged) before the new FFmpeg starts (on_start)
+    proc_b = sup.procs["b"]
+    proc_b.config = _config("b", [{"pattern": "memfs:/other_*.ts", "purge_on_delete": True}])
+
+    class _Ctx:
+        process = proc_b
+
+    await cleaner.on_start(_Ctx())
+    assert sorted(f.name for f in fs.list()) == ["/unrelated.ts"]
+    # shutdown: cancelling run purges what the remaining rules cover
+    fs.write("/other_1.ts", b"x")
+    with trio.move_on_after(0.2):
+        await cleaner.run()
+    assert sorted(f.name for f in fs.list()) == ["/unrelated.ts"]
+
+
+async def test_cleaner_on_disk_and_update_with_same_rules(tmp_path: Any) -> None:
+    from trio_core.storage.disk import DiskFS
+
+    disk = DiskFS(str(tmp_path / "data"))
+    sup = _Supervisor()
+    rules = [{"pattern": "diskfs:/{processid}/*.jpg", "max_files": 2, "purge_on_delete": True}]
+    sup.procs["cam"] = _Proc(_config("cam", rules))
+    (tmp_path / "data" / "cam").mkdir()
+    for i in range(5):
+        path = tmp_path / "data" / "cam" / f"{i}.jpg"
+        path.write_bytes(b"j")
+        import os
+
+        os.utime(path, (1000 + i, 1000 + i))
+    (tmp_path / "data" / "keep.txt").write_text("x")
+    cleaner = Cleaner({"mem": MemFS(), "disk": disk}, sup, interval=3600)
+    await cleaner.sync()
+    await cleaner.sweep()
+    assert sorted(p.name for p in (tmp_path / "data" / "cam").iterdir()) == ["3.jpg", "4.jpg"]
+    # an update with the very same rules still withdraws them first (Core: unset + set)
+    sup.procs["cam"].config = _config("cam", rules)
+    await cleaner.sync()
+    assert list((tmp_path / "data" / "cam").iterdir()) == []
+    assert (tmp_path / "data" / "keep.txt").exists()

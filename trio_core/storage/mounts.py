@@ -1,0 +1,439 @@
+"""HTTP access to the storages, as an ASGI layer in front of the Quart app.
+
+Handled here (everything else goes to the wrapped app unchanged):
+
+* ``/memfs/<path>`` — memfs. ``GET``/``HEAD`` public (``Range``, ``Last-Modified``,
+  ``Content-Type`` by extension, default ``application/data``); ``PUT``/``POST`` store the body
+  (201 created / 204 replaced, ``Content-Location``), ``DELETE`` (200 ``Deleted: <path>``,
+  404) — both behind HTTP Basic auth when credentials are configured (401, ``WWW-Authenticate:
+  basic realm=Restricted``). A full memfs answers 400 ``{"message": "Bad request", "details":
+  ["not enough space on device"]}`` as Core.
+* ``/<path>`` — the disk directory, read-only, ``index.html`` for directories, default type
+  ``text/html``; only for ``GET``/``HEAD`` paths that no route of the app claims. ``/`` is the
+  disk's ``index.html`` when there is one, else the app's own ``/`` (the dashboard).
+* ``/api/v3/fs/<storage>/<path>`` — ``GET``/``HEAD``/``PUT``/``DELETE`` on ``mem`` or ``disk``
+  with the API's JWT (when API auth is on) instead of Basic auth.
+* CORS for the mounts (``storage.cors.origins``, as Core's echo middleware: reflected
+  ``Access-Control-Allow-Origin``, preflight 204) and ``*`` for ``/api``.
+
+Streaming both ways: request bodies are pulled from the server chunk by chunk (the server
+stops reading the socket while memfs is busy, so an upload holds at most one chunk beyond
+what memfs accounted), and files go out in :data:`CHUNK` slices of the stored bytes (no copy
+per reader beyond the slice being sent). Bad paths (``..``, NUL, backslash) get 400, never
+a traceback. A client that disconnects mid-upload leaves nothing behind.
+
+Cancellation: each request is one call of this ASGI app in the server's request task;
+cancelling it drops an unfinished upload (memfs keeps the previous version of the file).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hmac
+import json
+import os
+import stat as stat_module
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect
+
+from .disk import DiskFS
+from .memfs import MemFS, NoSpace
+from .mime import DISK_DEFAULT, MEM_DEFAULT, content_type
+from .paths import BadPath, clean_path
+
+__all__ = ["CHUNK", "StorageHTTP"]
+
+CHUNK = 256 * 1024
+MEMFS_PREFIX = "/memfs"
+API_FS_PREFIX = "/api/v3/fs/"
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+CORS_METHODS = b"GET,HEAD,PUT,POST,DELETE,PATCH"
+CORS_HEADERS = b"Origin,Content-Length,Content-Type,Authorization"
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body was complete."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _http_date(timestamp: float) -> bytes:
+    return email.utils.formatdate(timestamp, usegmt=True).encode()
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
+    """``(start, end_inclusive)`` for a single satisfiable ``bytes=`` range, ``None`` when the
+    header is absent or not a single byte range (serve everything), ``"unsatisfiable"``."""
+    if not value or not value.startswith("bytes=") or "," in value:
+        return None
+    first, sep, last = value[6:].strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                return "unsatisfiable"
+            return max(size - suffix, 0), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start < 0:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    if end < start:
+        return None
+    return start, min(end, size - 1)
+
+
+class StorageHTTP:
+    """The ASGI layer; ``app`` is the wrapped ASGI app (Quart's ``asgi_app``).
+
+    ``memfs_credentials`` = (user, password) for writes to /memfs, None = open.
+    ``api_token_ok(token)`` checks an API bearer token; None = API auth off.
+    ``routes()`` returns the app's URL map (to let its routes win over disk files).
+    """
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, memfs: MemFS,
+        disk: DiskFS, memfs_credentials: tuple[str, str] | None, cors_origins: Sequence[str],
+        api_token_ok: Callable[[str], bool] | None, routes: Callable[[], Map],
+    ) -> None:
+        self.app = app
+        self.memfs = memfs
+        self.disk = disk
+        self.memfs_credentials = memfs_credentials
+        self.cors_origins = list(cors_origins)
+        self.api_token_ok = api_token_ok
+        self.routes = routes
+        self.storages: dict[str, MemFS | DiskFS] = {"mem": memfs, "disk": disk}
+
+    # -- dispatch -----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == MEMFS_PREFIX or path.startswith(MEMFS_PREFIX + "/"):
+            await self._mount(scope, receive, send, "mem", path[len(MEMFS_PREFIX):])
+            return
+        if path.startswith(API_FS_PREFIX):
+            name, sep, rest = path[len(API_FS_PREFIX):].partition("/")
+            if sep:
+                await self._api(scope, receive, send, name, "/" + rest)
+                return
+        elif (method in ("GET", "HEAD", "OPTIONS") and not path.startswith("/api")
+              and not self._app_route(path)):
+            if await self._disk(scope, send, path):
+                return
+        await self.app(scope, receive, send)
+
+    def _app_route(self, path: str) -> bool:
+        """True when the app has a route for ``GET path`` (its pages win over disk files)."""
+        if path == "/":
+            return False
+        try:
+            self.routes().bind("localhost").match(path, method="GET")
+        except NotFound:
+            return False
+        except (MethodNotAllowed, RequestRedirect):
+            return True
+        return True
+
+    # -- the mounts ---------------------------------------------------------------------------
+    async def _disk(self, scope: Scope, send: Send, path: str) -> bool:
+        """Serve a disk file for GET/HEAD; False to let the app answer instead."""
+        cors = self._cors(scope)
+        if scope["method"] == "OPTIONS":
+            if path == "/" or cors is None:
+                return False
+            await self._preflight(send, cors)
+            return True
+        try:
+            name = clean_path(path)
+        except BadPath as exc:
+            await self._error(scope, send, 400, "Bad request", str(exc), cors)
+            return True
+        found = await self.disk.open_file(name, "index.html")
+        if found is None:
+            if path == "/":
+                return False  # empty data dir: the app's dashboard
+            await self._error(scope, send, 404, "File not found", name, cors)
+            return True
+        await self._send_disk_file(scope, send, found, DISK_DEFAULT, cors)
+        return True
+
+    async def _mount(self, scope: Scope, receive: Receive, send: Send, storage: str,
+                     raw: str) -> None:
+        cors = self._cors(scope)
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._preflight(send, cors or [])
+            return
+        try:
+            name = clean_path(raw)
+        except BadPath as exc:
+            await self._error(scope, send, 400, "Bad request", str(exc), cors)
+            return
+        if method in ("GET", "HEAD"):
+            await self._get(scope, send, storage, name, cors)
+        elif method in ("PUT", "POST", "DELETE"):
+            if not self._basic_ok(scope):
+                await self._error(scope, send, 401, "Unauthorized", "Unauthorized", cors,
+                                  [(b"www-authenticate", b"basic realm=Restricted")])
+            elif method == "DELETE":
+                await self._delete(scope, send, storage, name, cors)
+            else:
+                await self._put(scope, receive, send, storage, name, cors)
+        else:
+            await self._error(scope, send, 405, "Method Not Allowed", "Method Not Allowed", cors,
+                              [(b"allow", b"GET, HEAD, PUT, POST, DELETE, OPTIONS")])
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send, storage: str,
+                   raw: str) -> None:
+        cors: Headers = [(b"access-control-allow-origin", b"*")]
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._respond(send, 204, cors + [
+                (b"access-control-allow-headers", b"Authorization, Content-Type"),
+                (b"access-control-allow-methods", b"GET, HEAD, PUT, DELETE, OPTIONS")])
+            return
+        if self.api_token_ok is not None:
+            header = _header(scope, b"authorization") or ""
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not self.api_token_ok(token.strip()):
+                await self._error(scope, send, 401, "Unauthorized", "Missing or invalid JWT token",
+                                  cors, [(b"www-authenticate", b"Bearer")])
+                return
+        if storage not in self.storages:
+            await self._error(scope, send, 404, "File not found",
+                              f"unknown filesystem: {storage}", cors)
+            return
+        try:
+            name = clean_path(raw)
+        except BadPath as exc:
+            await self._error(scope, send, 400, "Bad request", str(exc), cors)
+            return
+        if method in ("GET", "HEAD"):
+            await self._get(scope, send, storage, name, cors, MEM_DEFAULT)
+        elif method == "PUT":
+            await self._put(scope, receive, send, storage, name, cors)
+        elif method == "DELETE":
+            await self._delete(scope, send, storage, name, cors)
+        else:
+            await self._error(scope, send, 405, "Method Not Allowed", "Method Not Allowed", cors,
+                              [(b"allow", b"GET, HEAD, PUT, DELETE, OPTIONS")])
+
+    # -- operations ---------------------------------------------------------------------------
+    async def _get(self, scope: Scope, send: Send, storage: str, name: str,
+                   cors: Headers | None, default_type: str = MEM_DEFAULT) -> None:
+        if storage == "mem":
+            file = self.memfs.open(name)
+            if file is None:
+                await self._error(scope, send, 404, "File not found", name, cors)
+                return
+            data = file.data
+            await self._send_bytes(scope, send, name, data, file.mtime, default_type, cors)
+            return
+        found = await self.disk.open_file(name)
+        if found is None:
+            await self._error(scope, send, 404, "File not found", name, cors)
+            return
+        await self._send_disk_file(scope, send, found, default_type, cors)
+
+    async def _put(self, scope: Scope, receive: Receive, send: Send, storage: str, name: str,
+                   cors: Headers | None) -> None:
+        if name == "/":
+            await self._error(scope, send, 400, "Bad request", "a file name is required", cors)
+            return
+        try:
+            if storage == "mem":
+                length = _header(scope, b"content-length")
+                upload = self.memfs.begin_write(
+                    name, int(length) if length and length.isdigit() else None)
+                try:
+                    async for chunk in self._body(receive):
+                        upload.feed(chunk)
+                    created = upload.commit()
+                finally:
+                    upload.discard()
+            else:
+                assert isinstance(self.storages[storage], DiskFS)
+                created = await self.disk.write(name, self._body(receive))
+        except ClientGone:
+            return
+        except NoSpace as exc:
+            await self._error(scope, send, 400, "Bad request", str(exc), cors)
+            return
+        except (OSError, ValueError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            await self._error(scope, send, 400, "Bad request", detail, cors)
+            return
+        location = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            location += b"?" + scope["query_string"]
+        headers = (cors or []) + [(b"content-location", location)]
+        if created:
+            await self._respond(send, 201, headers + [(b"content-type", b"text/plain; charset=UTF-8")])
+        else:
+            await self._respond(send, 204, headers)
+
+    async def _delete(self, scope: Scope, send: Send, storage: str, name: str,
+                      cors: Headers | None) -> None:
+        fs = self.storages[storage]
+        size = fs.remove(name) if isinstance(fs, MemFS) else await fs.remove(name)
+        if size < 0:
+            await self._error(scope, send, 404, "File not found", name, cors)
+            return
+        await self._respond(send, 200, (cors or []) + [
+            (b"content-type", b"text/plain; charset=UTF-8")], f"Deleted: {name}".encode())
+
+    # -- bodies -------------------------------------------------------------------------------
+    @staticmethod
+    async def _body(receive: Receive) -> AsyncIterator[bytes]:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _send_bytes(self, scope: Scope, send: Send, name: str, data: bytes, mtime: float,
+                          default_type: str, cors: Headers | None) -> None:
+        size = len(data)
+        headers = (cors or []) + [
+            (b"content-type", content_type(name, default_type).encode()),
+            (b"last-modified", _http_date(mtime)), (b"accept-ranges", b"bytes"),
+        ]
+        wanted = parse_range(_header(scope, b"range"), size)
+        if wanted == "unsatisfiable":
+            await self._respond(send, 416, headers + [(b"content-range", f"bytes */{size}".encode())])
+            return
+        status, start, end = 200, 0, size
+        if isinstance(wanted, tuple):
+            status, start, end = 206, wanted[0], wanted[1] + 1
+            headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
+        headers.append((b"content-length", str(end - start).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if scope["method"] == "HEAD" or end == start:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        view = memoryview(data)
+        for offset in range(start, end, CHUNK):
+            last = offset + CHUNK >= end
+            await send({"type": "http.response.body", "body": view[offset:min(offset + CHUNK, end)],
+                        "more_body": not last})
+
+    async def _send_disk_file(self, scope: Scope, send: Send, found: tuple[str, os.stat_result],
+                              default_type: str, cors: Headers | None) -> None:
+        real, st = found
+        size = st.st_size
+        headers = (cors or []) + [
+            (b"content-type", content_type(real, default_type).encode()),
+            (b"last-modified", _http_date(st.st_mtime)), (b"accept-ranges", b"bytes"),
+        ]
+        wanted = parse_range(_header(scope, b"range"), size)
+        if wanted == "unsatisfiable":
+            await self._respond(send, 416, headers + [(b"content-range", f"bytes */{size}".encode())])
+            return
+        status, start, end = 200, 0, size
+        if isinstance(wanted, tuple):
+            status, start, end = 206, wanted[0], wanted[1] + 1
+            headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
+        try:
+            f = await trio.open_file(real, "rb")
+        except OSError:
+            await self._error(scope, send, 404, "File not found", real, cors)
+            return
+        async with f:
+            headers.append((b"content-length", str(end - start).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if scope["method"] == "HEAD" or end == start or not stat_module.S_ISREG(st.st_mode):
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await f.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = await f.read(min(CHUNK, remaining))
+                if not chunk:  # the file shrank while we were sending: end short (size was sent)
+                    break
+                remaining -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk,
+                            "more_body": remaining > 0})
+            if remaining > 0:
+                await send({"type": "http.response.body", "body": b""})
+
+    # -- auth, CORS, errors -------------------------------------------------------------------
+    def _basic_ok(self, scope: Scope) -> bool:
+        if self.memfs_credentials is None:
+            return True
+        header = _header(scope, b"authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        want_user, want_password = self.memfs_credentials
+        user_ok = hmac.compare_digest(user.encode(), want_user.encode())
+        password_ok = hmac.compare_digest(password.encode(), want_password.encode())
+        return bool(sep) and user_ok and password_ok
+
+    def _cors(self, scope: Scope) -> Headers | None:
+        """CORS headers for a mount response (None: no Origin, or an origin not allowed)."""
+        origin = _header(scope, b"origin")
+        if not origin:
+            return None
+        if "*" in self.cors_origins:
+            allow = "*"
+        elif origin in self.cors_origins:
+            allow = origin
+        else:
+            return None
+        return [(b"access-control-allow-origin", allow.encode()),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", b"Content-Length"), (b"vary", b"Origin")]
+
+    async def _preflight(self, send: Send, cors: Headers) -> None:
+        extra: Headers = []
+        if cors:
+            extra = [(b"access-control-allow-methods", CORS_METHODS),
+                     (b"access-control-allow-headers", CORS_HEADERS),
+                     (b"access-control-max-age", b"86400")]
+        await self._respond(send, 204, cors + extra)
+
+    async def _error(self, scope: Scope, send: Send, status: int, message: str, detail: str,
+                     cors: Headers | None, extra: Headers | None = None) -> None:
+        body = json.dumps({"code": status, "message": message, "details": [detail]},
+                          separators=(",", ":")).encode()
+        headers = (cors or []) + (extra or []) + [(b"content-type", b"application/json")]
+        await self._respond(send, status, headers, b"" if scope["method"] == "HEAD" else body)
+
+    @staticmethod
+    async def _respond(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:
+        headers = headers + [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

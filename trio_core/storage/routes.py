@@ -1,0 +1,62 @@
+"""``GET /api/v3/fs`` and ``GET /api/v3/fs/{storage}`` (Core's listing routes; Quart).
+
+The file routes ``/api/v3/fs/{storage}/{path}`` are served by :mod:`.mounts` (they stream).
+Both listing routes sit under ``/api/v3`` and so get the API's JWT guard.
+
+* ``/api/v3/fs`` -> ``[{"name": "disk", "type": "disk", "mount": "/"},
+  {"name": "mem", "type": "mem", "mount": "/memfs"}]``
+* ``/api/v3/fs/{storage}?glob=&sort=none|name|size|lastmod&order=asc|desc`` ->
+  ``[{"name": "/a.ts", "size_bytes": 123, "last_modified": <unix s>}]``; an unknown storage
+  is 404 ``File not found`` (as Core); a malformed glob 400 naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quart import Blueprint, Response, request
+
+from ..api.errors import ApiError, json_response
+from .disk import DiskFS
+from .glob import GlobError, compile_glob
+from .memfs import FileInfo, MemFS
+
+__all__ = ["fs_blueprint"]
+
+
+def sort_files(files: list[FileInfo], sort: str, order: str) -> list[FileInfo]:
+    """Core's ordering: ``name``, ``size``, else by modification time; ``desc`` reverses."""
+    key: Callable[[FileInfo], object]
+    if sort == "name":
+        key = lambda f: f.name  # noqa: E731
+    elif sort == "size":
+        key = lambda f: f.size  # noqa: E731
+    else:
+        key = lambda f: f.mtime  # noqa: E731
+    return sorted(files, key=key, reverse=(order == "desc"))
+
+
+def fs_blueprint(memfs: MemFS, disk: DiskFS) -> Blueprint:
+    bp = Blueprint("storage_fs", __name__)
+    mounts = [("disk", disk, "/"), ("mem", memfs, "/memfs")]
+
+    @bp.get("/api/v3/fs")
+    async def list_storages() -> Response:
+        return json_response([{"name": n, "type": fs.type, "mount": m} for n, fs, m in mounts])
+
+    @bp.get("/api/v3/fs/<name>")
+    async def list_files(name: str) -> Response:
+        fs = {n: f for n, f, _ in mounts}.get(name)
+        if fs is None:
+            raise ApiError(404, "File not found", f"unknown filesystem: {name}")
+        pattern = request.args.get("glob", "")
+        try:
+            compile_glob(pattern)
+        except GlobError as exc:
+            raise ApiError(400, "Bad request", f"glob: {exc}") from None
+        files = fs.list(pattern) if isinstance(fs, MemFS) else await fs.list(pattern)
+        files = sort_files(files, request.args.get("sort", "none"), request.args.get("order", "asc"))
+        return json_response([{"name": f.name, "size_bytes": f.size,
+                               "last_modified": int(f.mtime)} for f in files])
+
+    return bp
