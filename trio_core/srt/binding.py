@@ -4,8 +4,10 @@ Only what the SRT server needs: sockets, bind/listen/accept, a listen callback (
 or reject a caller during the handshake, by stream id), socket options, non-blocking
 ``srt_recvmsg``/``srt_sendmsg``, SRT epoll and statistics.
 
-:func:`load` finds and initialises the library once per process (``srt_startup``) and
-raises :class:`SrtUnavailable` when it is missing or unusable. Every call that fails raises
+:func:`load` finds the library once per process (checking that ``srt_startup`` works) and
+raises :class:`SrtUnavailable` when it is missing or unusable. Users bracket their sockets
+with :meth:`LibSrt.startup` / :meth:`LibSrt.cleanup` (counted by libsrt): after the last
+cleanup libsrt's own threads (garbage collector, per-port send/receive workers) are gone. Every call that fails raises
 :class:`SrtError` carrying libsrt's error code (``SRT_E*`` constants below), except the
 non-blocking would-block cases, which the callers check through :attr:`SrtError.code`.
 
@@ -46,6 +48,7 @@ SRTO_LATENCY = 23
 SRTO_PASSPHRASE = 26
 SRTO_PBKEYLEN = 27
 SRTO_KMSTATE = 28
+SRTO_TLPKTDROP = 31
 SRTO_PEERVERSION = 35
 SRTO_CONNTIMEO = 36
 SRTO_RCVLATENCY = 43
@@ -214,6 +217,7 @@ class LibSrt:
         c = ctypes
         sigs: dict[str, tuple[Any, list[Any]]] = {
             "srt_startup": (c.c_int, []),
+            "srt_cleanup": (c.c_int, []),
             "srt_getversion": (c.c_uint32, []),
             "srt_setloglevel": (None, [c.c_int]),
             "srt_create_socket": (SRTSOCKET, []),
@@ -269,6 +273,15 @@ class LibSrt:
     def version(self) -> str:
         v = self._lib.srt_getversion()
         return f"{v >> 16}.{(v >> 8) & 0xFF}.{v & 0xFF}"
+
+    def startup(self) -> None:
+        """``srt_startup``: counted; libsrt runs its own threads until the matching cleanup."""
+        if self._lib.srt_startup() < 0:
+            raise self._error("srt_startup")
+
+    def cleanup(self) -> None:
+        """``srt_cleanup``: the last one closes every socket and joins libsrt's threads."""
+        self._lib.srt_cleanup()
 
     def set_log_level(self, level: int) -> None:
         self._lib.srt_setloglevel(level)
@@ -445,6 +458,7 @@ def load(names: tuple[str, ...] = LIBRARY_NAMES,
             if lib.srt_startup() < 0:
                 errors.append(f"{name}: srt_startup failed")
                 continue
+            lib.srt_cleanup()  # users pair startup()/cleanup() around their sockets
             srt.set_log_level(LOG_CRIT)
             if names == LIBRARY_NAMES:
                 _loaded = srt

@@ -23,7 +23,9 @@ Threads and cancellation: every blocking libsrt call (``srt_epoll_uwait`` with a
 timeout, accept/recv/send in non-blocking mode) runs in one thread started by ``run`` through
 ``trio.to_thread.run_sync``. When ``run`` is cancelled a sibling task sets the thread's stop
 flag; the thread closes every socket and the listener and returns within ~100 ms, and only
-then does ``run`` return — no thread or socket outlives it. Events (connects, rejections,
+then does ``run`` return, after ``srt_cleanup`` (paired with the ``srt_startup`` at its
+start), so libsrt's own threads are gone too unless another user holds libsrt — no thread
+or socket outlives it. Events (connects, rejections,
 drops) flow from the threads to trio over a bounded memory channel (via the run's
 ``TrioToken``; an event that does not fit is counted in ``events_lost``) and land in the log
 and in :attr:`SrtServer.events`. :meth:`SrtServer.channels` is safe to call from trio.
@@ -177,12 +179,17 @@ class SrtServer:
         """Bind, report the port, serve until cancelled (SrtUnavailable / SrtError before
         ``started`` when libsrt is missing or the address cannot be bound)."""
         lib = self.lib
-        listener, callback = self._open_listener(lib)
+        lib.startup()
         try:
-            eid = lib.epoll_create()
-            lib.epoll_add(eid, listener, SRT_EPOLL_IN | SRT_EPOLL_ERR)
+            listener, callback = self._open_listener(lib)
+            try:
+                eid = lib.epoll_create()
+                lib.epoll_add(eid, listener, SRT_EPOLL_IN | SRT_EPOLL_ERR)
+            except BaseException:
+                lib.close(listener)
+                raise
         except BaseException:
-            lib.close(listener)
+            lib.cleanup()
             raise
         stop = threading.Event()
         send, receive = trio.open_memory_channel[SrtEvent](EVENT_QUEUE)
@@ -216,8 +223,10 @@ class SrtServer:
         finally:
             self._post = self._log_event
             self._snapshot = EMPTY_SNAPSHOT
-            del callback  # the listener is closed: libsrt no longer calls it
             send.close()
+            with trio.CancelScope(shield=True):  # joins libsrt's threads (quick)
+                await trio.to_thread.run_sync(lib.cleanup)
+            del callback  # libsrt is cleaned up: nothing can call it any more
 
     # -- trio side -------------------------------------------------------------------------
 
