@@ -152,3 +152,13 @@ def test_srt_placeholder_with_token_passphrase_and_wildcard_hosts() -> None:
     # without a value the placeholder stays as written
     got = resolve_config(_process("{srt,name=x}", "input"), {}).input[0].address
     assert got == "{srt,name=x}"
+
+
+def test_refusal_rate_limit_counts_what_it_suppresses() -> None:
+    from trio_core.srt.server import _RateLimit
+
+    limit = _RateLimit(3)
+    assert [limit.take(100.0) for _ in range(5)] == [0, 0, 0, None, None]
+    assert limit.take(100.1) is None  # 0.3 tokens refilled: still over
+    assert limit.take(100.5) == 3  # a token again; reports the 3 suppressed meanwhile
+    assert limit.take(110.0) == 0  # refilled to the burst (3), nothing suppressed since

@@ -80,6 +80,8 @@ RECV_BURST = 256  # messages read from one publisher per wake-up (fairness betwe
 BACKLOG = 64
 EVENT_QUEUE = 256
 EVENT_HISTORY = 200
+REFUSALS_PER_SECOND = 20  # refusal events beyond this are only counted (a hostile caller
+# retrying handshakes must not flood the log)
 
 REJECT_CODES = {
     "INVALID": SRT_REJX_BAD_REQUEST,
@@ -141,6 +143,7 @@ class SrtServer:
         self.events_lost = 0
         self._snapshot: Snapshot = EMPTY_SNAPSHOT
         self._post: Callable[[SrtEvent], None] = self._log_event
+        self._refusals = _RateLimit(REFUSALS_PER_SECOND)
         self._on_event: list[Callable[[SrtEvent], None]] = []
 
     # -- public, for trio code -------------------------------------------------------------
@@ -281,13 +284,25 @@ class SrtServer:
             check_against(self._snapshot, sid, self.hub.max_connections, self.hub.max_subscribers)
             return 0
         except StreamIdRefused as exc:
-            self._lib.set_reject_reason(sock, REJECT_CODES.get(exc.status, SRT_REJX_BAD_REQUEST))  # type: ignore[union-attr]
-            self._post(SrtEvent(time.time(), "CONNECT", exc.status, exc.resource, client,
-                                exc.message))
+            self.lib.set_reject_reason(sock, REJECT_CODES.get(exc.status, SRT_REJX_BAD_REQUEST))
+            self._post_refusal(SrtEvent(time.time(), "CONNECT", exc.status, exc.resource,
+                                        client, exc.message))
             return -1
         except BaseException as exc:  # never let an exception cross into C
-            self._post(SrtEvent(time.time(), "CONNECT", "INVALID", "", client, repr(exc)))
+            self._post_refusal(SrtEvent(time.time(), "CONNECT", "INVALID", "", client,
+                                        repr(exc)))
             return -1
+
+    def _post_refusal(self, event: SrtEvent) -> None:
+        """Post a refusal unless over the rate limit (then it is only counted)."""
+        suppressed = self._refusals.take(time.monotonic())
+        if suppressed is None:
+            return
+        if suppressed:
+            event = SrtEvent(event.time, event.handler, event.status, event.resource,
+                             event.client, f"{event.message} ({suppressed} more refusals "
+                             "not logged)")
+        self._post(event)
 
     def _stream_id(self, hsversion: int, text: str, client: str) -> StreamId:
         if hsversion < 5:  # HSv4 callers have no stream id: Core makes them publish as themselves
@@ -338,12 +353,17 @@ class _IoLoop:
             if conn is None:
                 self.lib.epoll_remove(self.eid, sock)
                 continue
-            if conn.mode == "publish" and flags & SRT_EPOLL_IN:
-                self.pump(conn)
-            elif flags & SRT_EPOLL_OUT and conn.sock in self.hub.connections:
-                self.flush(conn)
-            if flags & SRT_EPOLL_ERR and conn.sock in self.hub.connections:
-                self.drop(conn, "STOP", "")
+            try:
+                if conn.mode == "publish" and flags & SRT_EPOLL_IN:
+                    self.pump(conn)
+                elif flags & SRT_EPOLL_OUT and conn.sock in self.hub.connections:
+                    self.flush(conn)
+                if flags & SRT_EPOLL_ERR and conn.sock in self.hub.connections:
+                    self.drop(conn, "STOP", "")
+            except Exception as exc:  # one connection's failure must not stop the others
+                log.exception("SRT connection %d (%r) failed", conn.sock, conn.resource)
+                if conn.sock in self.hub.connections:
+                    self.drop(conn, "STOP", f"internal error: {exc!r}")
         now = time.monotonic()
         if now >= self.next_check:
             self.next_check = now + CHECK_INTERVAL
@@ -375,7 +395,8 @@ class _IoLoop:
                 conn = self.hub.add(sock, sid, client, time.time())
             except StreamIdRefused as exc:
                 self.lib.close(sock)
-                self.post("CONNECT", exc.status, exc.resource, client, exc.message)
+                self.server._post_refusal(SrtEvent(time.time(), "CONNECT", exc.status,
+                                                   exc.resource, client, exc.message))
                 continue
             except SrtError as exc:
                 self.lib.close(sock)
@@ -464,6 +485,28 @@ class _IoLoop:
         self.lib.epoll_remove(self.eid, self.listener)
         self.lib.close(self.listener)
         self.lib.epoll_release(self.eid)
+
+
+class _RateLimit:
+    """At most ``rate`` per second (token bucket, burst = rate). Approximate across threads
+    (the GIL serialises the few operations; a lost update only shifts one count)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.tokens = float(rate)
+        self.stamp = 0.0
+        self.suppressed = 0
+
+    def take(self, now: float) -> int | None:
+        """None: over the limit (counted). Else the number suppressed since the last pass."""
+        self.tokens = min(float(self.rate), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            self.suppressed += 1
+            return None
+        self.tokens -= 1.0
+        suppressed, self.suppressed = self.suppressed, 0
+        return suppressed
 
 
 def core_stats(s: Any) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class SrtSubsystem:
                 log.info("SRT server listening on %s:%d (libsrt %s)", server.host or "0.0.0.0",
                          port, server.lib.version)
                 task_status.started(self)
+        except Exception as exc:  # after start: keep the rest of the server running
+            self.error = f"SRT server failed: {exc!r}"
+            log.exception("SRT server failed; SRT is unavailable until restart")
         finally:
             if self._supervisor is not None:
                 self._supervisor.placeholders.pop("srt", None)
