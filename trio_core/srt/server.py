@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -511,7 +512,7 @@ class _RateLimit:
 
 def core_stats(s: Any) -> dict[str, Any]:
     """libsrt's ``SRT_TRACEBSTATS`` in Core's ``api.SRTStatistics`` field names."""
-    return {
+    out: dict[str, Any] = {
         "timestamp_ms": s.msTimeStamp,
         "sent_pkt": s.pktSentTotal, "recv_pkt": s.pktRecvTotal,
         "sent_unique_pkt": s.pktSentUniqueTotal, "recv_unique_pkt": s.pktRecvUniqueTotal,
@@ -539,5 +540,14 @@ def core_stats(s: Any) -> dict[str, Any]:
         "recv_buf_pkt": max(s.pktRcvBuf, 0), "recv_buf_bytes": max(s.byteRcvBuf, 0),
         "recv_buf_ms": max(s.msRcvBuf, 0), "recv_tsbpd_delay_ms": max(s.msRcvTsbPdDelay, 0),
         "reorder_tolerance_pkt": max(s.pktReorderTolerance, 0),
-        "pkt_recv_avg_belated_time_ms": int(s.pktRcvAvgBelatedTime),
+        "pkt_recv_avg_belated_time_ms": int(_finite(s.pktRcvAvgBelatedTime)),
     }
+    for key, value in out.items():
+        if isinstance(value, float):
+            out[key] = _finite(value)
+    return out
+
+
+def _finite(value: float) -> float:
+    """libsrt reports NaN for averages without samples; JSON (and Core) want numbers."""
+    return value if math.isfinite(value) else 0.0
