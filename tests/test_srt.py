@@ -72,7 +72,7 @@ async def srt_channels(api: Api) -> dict[str, Any]:
 
 
 async def test_srt_ingest_to_whep_and_subscribers_refusals_garbage_and_recovery(
-        ffmpeg: str, tmp_path) -> None:
+        ffmpeg: str, tmp_path, caplog) -> None:
     config = make_config(tmp_path, ffmpeg, **{
         "webrtc.enable": True, "srt.enable": True, "srt.address": "127.0.0.1:0",
         "srt.token": TOKEN})
@@ -110,12 +110,22 @@ async def test_srt_ingest_to_whep_and_subscribers_refusals_garbage_and_recovery(
             assert sub_stats["sent_bytes"] > 50_000
             assert channels["connections"][str(first_publisher)]["log"] == {}
 
-            # garbage on the SRT port: dropped by libsrt, the stream goes on
+            # garbage on the SRT port: dropped by libsrt (with a rate-limited log line),
+            # the stream goes on
             rng = random.Random(11)
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk, \
+                    caplog.at_level(logging.WARNING, logger="trio_core.srt.libsrt"):
+                junk.bind(("127.0.0.1", 0))
+                junk_ip, junk_port = junk.getsockname()
+                junk_addr = f"{junk_ip}:{junk_port}"
                 for datagram in garbage_datagrams(rng):
                     junk.sendto(datagram, ("127.0.0.1", port))
                     await trio.sleep(0)
+                await wait_until(
+                    lambda: any(f"SRT handshake from {junk_addr} rejected" in r.getMessage()
+                                for r in caplog.records), 10, "the garbage to be logged")
+            dropped_lines = [r for r in caplog.records if junk_addr in r.getMessage()]
+            assert len(dropped_lines) <= 20  # ~100 bogus handshakes, rate-limited to 10/s
 
             # a second FFmpeg subscribes and decodes
             rc, frames, err = await ffmpeg_read(ffmpeg, request, frames=25)
@@ -187,18 +197,30 @@ async def _published(api: Api, name: str) -> dict[str, Any] | None:
     return channels if name in channels["publisher"] else None
 
 
-async def test_passphrase_is_required_and_checked(ffmpeg: str, tmp_path) -> None:
+async def test_passphrase_is_required_and_checked(ffmpeg: str, tmp_path, caplog) -> None:
     server = SrtServer(address="127.0.0.1:0", passphrase="correct horse")
+    plain = SrtServer(address="127.0.0.1:0")
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.run)
-        # no passphrase / wrong passphrase: refused during the handshake
-        for query in ({}, {"passphrase": "wrong-horse-battery"}):
-            async with ffmpeg_publisher(ffmpeg, srt_url(port, "enc,mode:publish", **query),
-                                        tmp_path / "refused.log") as proc:
-                with trio.fail_after(20):
-                    await proc.wait()
+        plain_port = await nursery.start(plain.run)
+        # no passphrase / wrong passphrase: refused during the handshake (libsrt says why);
+        # an encrypted caller to a server without passphrase: refused too (Core's rule)
+        cases = [
+            (port, {}, "Password required or unexpected"),
+            (port, {"passphrase": "wrong-horse-battery"}, "Incorrect passphrase"),
+            (plain_port, {"passphrase": "some-pass-phrase"}, "Password required or unexpected"),
+        ]
+        for target, query, reason in cases:
+            with caplog.at_level(logging.WARNING, logger="trio_core.srt.libsrt"):
+                caplog.clear()
+                async with ffmpeg_publisher(ffmpeg, srt_url(target, "enc,mode:publish", **query),
+                                            tmp_path / "refused.log") as proc:
+                    with trio.fail_after(20):
+                        await proc.wait()
+                await trio.sleep(1.0)  # the log's rate limit refills between cases
             assert proc.returncode != 0
-            assert server.channels()["publisher"] == {}
+            assert any(reason in r.getMessage() for r in caplog.records), caplog.text
+        assert server.channels()["publisher"] == {} and plain.channels()["publisher"] == {}
         good = srt_url(port, "enc,mode:publish", passphrase="correct%20horse")
         async with ffmpeg_publisher(ffmpeg, good, tmp_path / "pub.log"):
             await wait_until(lambda: "enc" in server.channels()["publisher"], 20, "publisher")

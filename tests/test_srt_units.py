@@ -155,9 +155,9 @@ def test_srt_placeholder_with_token_passphrase_and_wildcard_hosts() -> None:
 
 
 def test_refusal_rate_limit_counts_what_it_suppresses() -> None:
-    from trio_core.srt.server import _RateLimit
+    from trio_core.srt.ratelimit import RateLimit
 
-    limit = _RateLimit(3)
+    limit = RateLimit(3)
     assert [limit.take(100.0) for _ in range(5)] == [0, 0, 0, None, None]
     assert limit.take(100.1) is None  # 0.3 tokens refilled: still over
     assert limit.take(100.5) == 3  # a token again; reports the 3 suppressed meanwhile
@@ -179,3 +179,17 @@ def test_core_stats_maps_libsrt_fields_and_never_yields_nan() -> None:
     assert stats["pkt_recv_avg_belated_time_ms"] == 0 and stats["bandwidth_mbit"] == 0.0
     json.dumps(stats, allow_nan=False)
     assert len(stats) == 47  # every field of Core's api.SRTStatistics, nothing else
+
+
+def test_libsrt_log_lines_are_filtered() -> None:
+    from trio_core.srt.liblog import classify
+
+    got = classify(5, "SRT.cn", "Listener managed the connection request from: "
+                   "127.0.0.1:5000 result:INVALID")
+    assert got == "SRT handshake from 127.0.0.1:5000 rejected"
+    got = classify(4, "processConnectRequest: ",
+                   "processConnectRequest: rsp(REJECT): 1010 - Incorrect passphrase")
+    assert got == "libsrt: processConnectRequest: rsp(REJECT): 1010 - Incorrect passphrase"
+    # the server's own non-blocking accept, and per-connection notices: not logged
+    assert classify(3, "SRT.cn", "srt_accept: no pending connection available at the moment") is None
+    assert classify(5, "SRT.cn", "PASSING request from: 127.0.0.1:5000 to agent:1") is None

@@ -180,6 +180,13 @@ ListenCallback = ctypes.CFUNCTYPE(
 )
 
 
+# void (*)(void* opaque, int level, const char* file, int line, const char* area, const char* msg)
+LogHandler = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+    ctypes.c_char_p
+)
+
+
 def _sockaddr(host: str, port: int) -> tuple[ctypes.Array[ctypes.c_char], int]:
     """A ``struct sockaddr_in``/``sockaddr_in6`` for an IP literal (empty = 0.0.0.0)."""
     ip = ipaddress.ip_address(host or "0.0.0.0")
@@ -220,6 +227,8 @@ class LibSrt:
             "srt_cleanup": (c.c_int, []),
             "srt_getversion": (c.c_uint32, []),
             "srt_setloglevel": (None, [c.c_int]),
+            "srt_setloghandler": (None, [c.c_void_p, LogHandler]),
+            "srt_setlogflags": (None, [c.c_int]),
             "srt_create_socket": (SRTSOCKET, []),
             "srt_bind": (c.c_int, [SRTSOCKET, c.c_void_p, c.c_int]),
             "srt_listen": (c.c_int, [SRTSOCKET, c.c_int]),
@@ -273,6 +282,13 @@ class LibSrt:
     def version(self) -> str:
         v = self._lib.srt_getversion()
         return f"{v >> 16}.{(v >> 8) & 0xFF}.{v & 0xFF}"
+
+    def set_log_handler(self, handler: Any) -> None:
+        """Install a ``LogHandler`` for the whole process (keep a reference to it forever)."""
+        self._lib.srt_setloghandler(None, handler)
+
+    def set_log_flags(self, flags: int) -> None:
+        self._lib.srt_setlogflags(flags)
 
     def startup(self) -> None:
         """``srt_startup``: counted; libsrt runs its own threads until the matching cleanup."""

@@ -45,6 +45,7 @@ from typing import Any
 
 import trio
 
+from . import liblog
 from .binding import (
     MAX_PAYLOAD,
     SRT_EPOLL_ERR,
@@ -69,6 +70,7 @@ from .binding import (
     sockaddr_to_str,
 )
 from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_against
+from .ratelimit import RateLimit
 from .streamid import StreamId, StreamIdRefused, check_stream_id
 
 __all__ = ["SrtEvent", "SrtServer", "split_address"]
@@ -144,7 +146,7 @@ class SrtServer:
         self.events_lost = 0
         self._snapshot: Snapshot = EMPTY_SNAPSHOT
         self._post: Callable[[SrtEvent], None] = self._log_event
-        self._refusals = _RateLimit(REFUSALS_PER_SECOND)
+        self._refusals = RateLimit(REFUSALS_PER_SECOND)
         self._on_event: list[Callable[[SrtEvent], None]] = []
 
     # -- public, for trio code -------------------------------------------------------------
@@ -183,6 +185,7 @@ class SrtServer:
         """Bind, report the port, serve until cancelled (SrtUnavailable / SrtError before
         ``started`` when libsrt is missing or the address cannot be bound)."""
         lib = self.lib
+        liblog.install(lib)
         lib.startup()
         try:
             listener, callback = self._open_listener(lib)
@@ -486,28 +489,6 @@ class _IoLoop:
         self.lib.epoll_remove(self.eid, self.listener)
         self.lib.close(self.listener)
         self.lib.epoll_release(self.eid)
-
-
-class _RateLimit:
-    """At most ``rate`` per second (token bucket, burst = rate). Approximate across threads
-    (the GIL serialises the few operations; a lost update only shifts one count)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.tokens = float(rate)
-        self.stamp = 0.0
-        self.suppressed = 0
-
-    def take(self, now: float) -> int | None:
-        """None: over the limit (counted). Else the number suppressed since the last pass."""
-        self.tokens = min(float(self.rate), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1.0:
-            self.suppressed += 1
-            return None
-        self.tokens -= 1.0
-        suppressed, self.suppressed = self.suppressed, 0
-        return suppressed
 
 
 def core_stats(s: Any) -> dict[str, Any]:
