@@ -430,7 +430,7 @@ class _IoLoop:
             if n <= 0:
                 return
             publisher.received_packets += 1
-            payload = self.buf.raw[:n]
+            payload = ctypes.string_at(self.buf, n)
             for sub in self.hub.targets(publisher):
                 self.send(sub, payload)
 
