@@ -100,8 +100,18 @@ def srt_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(SRT_THREAD_PREFIX)]
 
 
-def os_thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
+def libsrt_threads() -> list[str]:
+    """Names of this process's OS threads started by libsrt (``SRT:GC``, ``SRT:RcvQ:w1``…)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("SRT:"):
+            names.append(name)
+    return names
 
 
 class RawCaller:
