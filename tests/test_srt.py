@@ -304,3 +304,37 @@ async def test_srt_disabled_by_default_and_bind_failure_is_logged(
                 assert "srt" not in srv.supervisor.placeholders
         assert any("cannot listen" in r.getMessage() for r in caplog.records)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, tmp_path) -> None:
+    """``{srt,name=X}`` in an output: mode:publish, token and (URL-encoded) passphrase in
+    FFmpeg's own srt:// syntax; an FFmpeg subscriber decodes what the process pushes."""
+    passphrase = "correct horse & battery"
+    config = make_config(tmp_path, ffmpeg, **{
+        "srt.enable": True, "srt.address": "127.0.0.1:0", "srt.token": TOKEN,
+        "srt.passphrase": passphrase})
+    async with running_server(config) as srv:
+        api = Api(srv.url)
+        server: SrtServer = srv.app.extensions["trio_core_srt"].server
+        process = {
+            "id": "pusher",
+            "input": [{"id": "in", "address": "testsrc=size=320x240:rate=25",
+                       "options": ["-re", "-f", "lavfi"]}],
+            "output": [{"id": "out", "address": "{srt,name=fromproc}",
+                        "options": ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+                                    "-threads", "1", "-f", "mpegts"]}],
+        }
+        assert (await api.post("/api/v3/process", process)).status_code == 200
+        assert (await api.put("/api/v3/process/pusher/command",
+                              {"command": "start"})).status_code == 200
+        await wait_until(lambda: "fromproc" in server.channels()["publisher"], 30,
+                         "the process to publish")
+        cmd = (await api.get("/api/v3/process/pusher/state")).json()["command"]
+        [url] = [a for a in cmd if a.startswith("srt://")]
+        assert url == (f"srt://127.0.0.1:{server.port}?mode=caller&transtype=live&latency=20000"
+                       f"&streamid=fromproc,mode:publish,token:{TOKEN}"
+                       "&passphrase=correct%20horse%20%26%20battery")
+        rc, frames, err = await ffmpeg_read(
+            ffmpeg, srt_url(server.port, f"fromproc,token:{TOKEN}",
+                            passphrase="correct%20horse%20%26%20battery"), frames=10)
+        assert (rc, frames) == (0, 10), err
