@@ -288,7 +288,7 @@ async def test_missing_libsrt_disables_the_subsystem_only(
                for r in caplog.records)
 
 
-async def test_srt_disabled_by_default_and_bind_failure_is_logged(
+async def test_srt_disabled_by_default_and_startup_problems_are_logged(
         ffmpeg: str, tmp_path, caplog) -> None:
     async with running_server(make_config(tmp_path, ffmpeg)) as srv:
         assert (await Api(srv.url).get("/api/v3/srt")).status_code == 404
@@ -304,6 +304,14 @@ async def test_srt_disabled_by_default_and_bind_failure_is_logged(
                 assert "srt" not in srv.supervisor.placeholders
         assert any("cannot listen" in r.getMessage() for r in caplog.records)
         nursery.cancel_scope.cancel()
+    # a passphrase libsrt would refuse (< 10 characters): said so, SRT off, server up
+    config = make_config(tmp_path, ffmpeg, **{"srt.enable": True, "srt.address": "127.0.0.1:0",
+                                              "srt.passphrase": "short"})
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="trio_core.srt.subsystem"):
+        async with running_server(config) as srv:
+            assert (await Api(srv.url).get("/api/v3/srt")).status_code == 404
+    assert any("10 to 79 characters" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, tmp_path) -> None:

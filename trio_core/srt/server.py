@@ -137,6 +137,8 @@ class SrtServer:
         lib: LibSrt | None = None,
     ) -> None:
         self.host, self._want_port = split_address(address)
+        if passphrase and not 10 <= len(passphrase) <= 79:
+            raise ValueError(f"an SRT passphrase has 10 to 79 characters, not {len(passphrase)}")
         self.passphrase = passphrase
         self.token = token
         self.hub = hub or Hub()

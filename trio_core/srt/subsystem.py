@@ -30,7 +30,7 @@ from ..config import Config
 from ..placeholders import Template
 from .binding import SrtError, SrtUnavailable, load
 from .routes import srt_blueprint
-from .server import SrtServer, split_address
+from .server import SrtServer
 
 __all__ = ["SrtSubsystem", "create_subsystem", "placeholder_template"]
 
@@ -74,17 +74,16 @@ class SrtSubsystem:
             log.error("SRT server disabled: %s", exc)
             return
         try:
-            split_address(self.config["srt.address"])
+            self.server = SrtServer(
+                address=self.config["srt.address"],
+                passphrase=self.config["srt.passphrase"],
+                token=self.config["srt.token"],
+                lib=lib,
+            )
         except ValueError as exc:
-            self.error = f"srt.address: {exc}"
+            self.error = f"srt.address/srt.passphrase: {exc}"
             log.error("SRT server disabled: %s", self.error)
             return
-        self.server = SrtServer(
-            address=self.config["srt.address"],
-            passphrase=self.config["srt.passphrase"],
-            token=self.config["srt.token"],
-            lib=lib,
-        )
         self._supervisor = ctx.supervisor
         ctx.app.register_blueprint(srt_blueprint(self.server))
         ctx.app.extensions["trio_core_srt"] = self
