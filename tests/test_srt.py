@@ -131,17 +131,19 @@ async def test_srt_ingest_to_whep_and_subscribers_refusals_garbage_and_recovery(
             rc, frames, err = await ffmpeg_read(ffmpeg, request, frames=25)
             assert (rc, frames) == (0, 25), err
 
-            # wrong / missing token: refused, nothing decoded
-            for bad in ("cam1,token:wrong", "cam1"):
-                rc, frames, _ = await ffmpeg_read(ffmpeg, srt_url(port, bad), timeout=20)
-                assert rc != 0 and frames == 0
+            # wrong / missing token, a name nobody publishes: refused, nothing decoded
+            refused: list[tuple[int, int, str]] = []
+
+            async def refused_read(streamid: str) -> None:
+                refused.append(await ffmpeg_read(ffmpeg, srt_url(port, streamid), timeout=20))
+
+            async with trio.open_nursery() as readers:
+                for bad in ("cam1,token:wrong", "cam1", f"nobody,token:{TOKEN}"):
+                    readers.start_soon(refused_read, bad)
+            assert [(rc != 0, frames) for rc, frames, _ in refused] == [(True, 0)] * 3
             statuses = [(e.handler, e.status, e.message) for e in server.events]
             assert ("CONNECT", "FORBIDDEN", "invalid token") in statuses
             assert ("CONNECT", "FORBIDDEN", "token required") in statuses
-            # a request for a name nobody publishes
-            rc, frames, _ = await ffmpeg_read(
-                ffmpeg, srt_url(port, f"nobody,token:{TOKEN}"), timeout=20)
-            assert rc != 0 and frames == 0
             assert any(e.status == "NOTFOUND" and e.resource == "nobody" for e in server.events)
 
             # a second publisher is refused; the first keeps going
