@@ -193,3 +193,14 @@ def test_libsrt_log_lines_are_filtered() -> None:
     # the server's own non-blocking accept, and per-connection notices: not logged
     assert classify(3, "SRT.cn", "srt_accept: no pending connection available at the moment") is None
     assert classify(5, "SRT.cn", "PASSING request from: 127.0.0.1:5000 to agent:1") is None
+
+
+def test_load_names_what_is_missing() -> None:
+    from trio_core.srt.binding import SrtUnavailable, load
+
+    with pytest.raises(SrtUnavailable) as info:
+        load(names=("libsrt-does-not-exist.so.9",), finder=lambda name: None)
+    assert "libsrt1.5-openssl" in str(info.value)
+    assert "libsrt-does-not-exist.so.9" in str(info.value)
+    lib = load()  # the real one (installed by .ci/run)
+    assert lib.version.startswith("1.")
