@@ -269,6 +269,19 @@ SETTINGS: tuple[Setting, ...] = (
     # -- rtmp server: issue 11 --
     # (end rtmp)
     # -- srt server: issue 11 --
+    Setting("srt.enable", "bool", False,
+            "Enable the SRT server (push ingest; {srt,name=...} placeholder, GET /api/v3/srt).",
+            _parse_bool),
+    Setting("srt.address", "address", "127.0.0.1:6000",
+            "SRT (UDP) listen address host:port; loopback by default (Core: ':6000' = all "
+            "interfaces), set e.g. ':6000' to accept encoders from other hosts.",
+            _parse_address),
+    Setting("srt.passphrase", "string", "",
+            "If set (10..79 characters), connections must be encrypted with this passphrase; "
+            "if empty, encrypted connections are refused.", _parse_str, secret=True),
+    Setting("srt.token", "string", "",
+            "If set, the stream id must carry ',token:<token>' to publish or request.",
+            _parse_str, secret=True),
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
     # (end webrtc)

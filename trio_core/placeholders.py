@@ -8,7 +8,9 @@ template may contain ``{key}`` slots filled from the parameters (e.g. an ``rtmp`
 ``rtmp://localhost:1935/{name}``). Placeholders with no value are left untouched.
 
 Values given to :func:`resolve_config` (``values``): ``diskfs`` (alias ``fs:disk``), ``memfs``
-(alias ``fs:mem``), ``fs:<name>``, ``rtmp``, ``srt`` — any of them may be absent.
+(alias ``fs:mem``), ``fs:<name>``, ``rtmp``, ``srt`` — any of them may be absent. A value may
+be a :class:`Template` (Core's ``RegisterTemplateFunc``): a different text per section
+(``input``/``output``) and defaults for its ``{key}`` slots (``{srt}``: ``latency=20000``).
 Per section (as datarhei ``resolvePlaceholders``):
 
 * global ``options``: ``{diskfs}``, ``{fs:*}`` (not ``{memfs}``/``{fs:mem}``)
@@ -27,9 +29,32 @@ from collections.abc import Mapping
 
 from .model import ProcessConfig
 
-__all__ = ["PLACEHOLDER_RE", "normalise_values", "replace", "resolve_config"]
+__all__ = ["PLACEHOLDER_RE", "Template", "normalise_values", "replace", "resolve_config"]
 
 PLACEHOLDER_RE = re.compile(r"\{([a-z]+(?::[0-9A-Za-z]+)?)(?:\^(.))?(?:,(.*?))?\}")
+
+
+class Template(str):
+    """A placeholder value with per-section variants and slot defaults.
+
+    ``str(t)`` is the ``input`` variant; :meth:`for_section` gives the one for ``"input"`` or
+    ``"output"``. ``defaults`` fill ``{key}`` slots the placeholder's parameters leave out.
+    """
+
+    sections: dict[str, str]
+    defaults: dict[str, str]
+
+    def __new__(cls, input: str, output: str | None = None,
+                defaults: Mapping[str, str] | None = None) -> Template:
+        obj = super().__new__(cls, input)
+        obj.sections = {"input": input, "output": input if output is None else output}
+        obj.defaults = dict(defaults or {})
+        return obj
+
+    def for_section(self, section: str) -> Template:
+        """The variant for ``section`` (same defaults)."""
+        text = self.sections.get(section, str(self))
+        return Template(text, text, self.defaults)
 
 
 def _params(raw: str | None, variables: Mapping[str, str]) -> dict[str, str]:
@@ -60,6 +85,9 @@ def replace(text: str, values: Mapping[str, str], variables: Mapping[str, str] |
             return match.group(0)
         value = values[name]
         params = _params(raw_params, variables)
+        if isinstance(value, Template):
+            params = {**value.defaults, **params}
+            value = str(value)
         for key, param in params.items():
             value = value.replace("{" + key + "}", param)
         if escape:
@@ -90,9 +118,14 @@ def resolve_config(cfg: ProcessConfig, values: Mapping[str, str]) -> ProcessConf
         fs_values["diskfs"] = values["diskfs"]
     out.options = [replace(o, fs_values) for o in cfg.options]
     storage = {k: v for k, v in values.items() if k in ("diskfs", "memfs") or k.startswith("fs:")}
-    streams = {k: v for k, v in values.items() if k in ("rtmp", "srt")}
+    streams_by_section = {
+        section: {k: (v.for_section(section) if isinstance(v, Template) else v)
+                  for k, v in values.items() if k in ("rtmp", "srt")}
+        for section in ("input", "output")
+    }
     for section, items in (("input", out.input), ("output", out.output)):
         id_key = "inputid" if section == "input" else "outputid"
+        streams = streams_by_section[section]
         for io in items:
             io.id = replace(io.id, ids)
             own = {**ids, id_key: io.id}
