@@ -358,17 +358,21 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def load_config(
-    config_file: str | None = None, env: Mapping[str, str] | None = None
+    config_file: str | None = None, env: Mapping[str, str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the effective configuration: defaults < ``config_file`` < environment.
 
     ``config_file`` defaults to ``$CORE_CONFIGFILE`` (none when unset/empty); ``env`` defaults to
-    ``os.environ``. Raises SettingError naming the first bad key.
+    ``os.environ``. ``file_values`` (dotted name -> raw value), when given, are used instead of
+    reading ``config_file`` (trio_core.core_config reads Core-layout files that way). Raises
+    SettingError naming the first bad key.
     """
     environ = os.environ if env is None else env
     if config_file is None:
         config_file = environ.get(CONFIGFILE_ENV) or None
-    file_values = read_config_file(config_file) if config_file else {}
+    if file_values is None:
+        file_values = read_config_file(config_file) if config_file else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
