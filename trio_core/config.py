@@ -240,6 +240,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webrtc.bind_address", "ip", "127.0.0.1",
             "IP address the WebRTC UDP socket binds to.", _parse_ip),
     # -- api (identity, Core config layout, login backoff, request limits): issue 9 / 12 --
+    Setting("api.auth.disable_localhost", "bool", False,
+            "Let requests from 127.0.0.1/::1 through without a token (Core's option).",
+            _parse_bool),
+    Setting("api.auth.login_backoff_ms", "int", 1000,
+            "First wait after a failed login from an address; doubles per failure.",
+            _parse_nonneg_int),
+    Setting("api.auth.login_backoff_max_ms", "int", 30000,
+            "Longest wait between login attempts from one address.", _parse_nonneg_int),
+    Setting("log.max_lines", "int", 1000,
+            "Server log lines kept in memory for GET /api/v3/log.", _parse_nonneg_int,
+            alt_env=("CORE_LOG_MAXLINES",)),
     # (end api)
     # -- process engine hardening (pid records, hung FFmpeg): issue 12 --
     # (end engine)

@@ -9,9 +9,8 @@ emits is a list. Device enumeration (ALSA, V4L2, framebuffer cards inside ``devi
 not done: each device format has an empty ``devices`` list.
 
 :func:`probe_skills` runs the seven FFmpeg calls (blocking; :class:`SkillsCache` runs it in a
-worker thread via ``trio.to_thread.run_sync``, so the event loop never waits on it).
-:class:`SkillsCache` probes once when :meth:`SkillsCache.run` starts and again on
-:meth:`SkillsCache.reload`; readers wait (cancellably) for the first result.
+worker thread via ``trio.to_thread.run_sync``, so the event loop never waits on it) and
+:class:`SkillsCache` caches the result (probed on first use and on ``reload``).
 """
 
 from __future__ import annotations
@@ -194,39 +193,34 @@ def probe_skills(binary: str) -> dict[str, Any]:
 
 
 class SkillsCache:
-    """The parsed skills of one FFmpeg binary, probed off the event loop.
+    """The parsed skills of one FFmpeg binary, probed once, off the event loop, and cached.
 
-    ``run`` (start it in a nursery) probes once and then idles until cancelled; ``get`` waits
-    for the first probe; ``reload`` probes again (concurrent reloads share one probe).
+    The probe runs on first use (``get``) rather than during startup, so a server start spawns
+    no FFmpeg besides the processes' own (tests and operators count those children); it runs
+    in a worker thread via ``trio.to_thread.run_sync`` (not abandoned on cancel: the thread ends
+    within the per-call timeouts, so nothing outlives the request). ``reload`` probes again.
+    Concurrent callers share one probe (a trio lock).
     """
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
         self._skills: dict[str, Any] | None = None
-        self._ready = trio.Event()
         self._lock = trio.Lock()
 
-    async def _probe(self) -> None:
-        async with self._lock:
-            # not abandoned on cancel: the thread ends within the probe timeouts
-            self._skills = await trio.to_thread.run_sync(probe_skills, self.binary)
-            self._ready.set()
-            log.info("FFmpeg skills: version %s", self._skills["ffmpeg"]["version"] or "unknown")
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Probe once (in the background of startup), then sleep until cancelled."""
-        task_status.started()
-        await self._probe()
-        await trio.sleep_forever()
+    async def _probe(self) -> dict[str, Any]:
+        skills = await trio.to_thread.run_sync(probe_skills, self.binary)
+        log.info("FFmpeg skills: version %s", skills["ffmpeg"]["version"] or "unknown")
+        self._skills = skills
+        return skills
 
     async def get(self) -> dict[str, Any]:
-        """The skills (waits for the first probe)."""
-        await self._ready.wait()
-        assert self._skills is not None
-        return self._skills
+        """The skills (probed on the first call)."""
+        async with self._lock:
+            if self._skills is None:
+                return await self._probe()
+            return self._skills
 
     async def reload(self) -> dict[str, Any]:
         """Probe again and return the new skills."""
-        await self._probe()
-        assert self._skills is not None
-        return self._skills
+        async with self._lock:
+            return await self._probe()
