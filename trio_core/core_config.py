@@ -348,7 +348,9 @@ def check_kind(path: str, leaf: Leaf, value: Any) -> str | None:
     elif kind == "bool":
         ok = isinstance(value, bool)
     elif kind in ("int", "uint"):
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        # integral floats (0.0) pass: some clients' models serialise numbers as floats
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
         if ok and kind == "uint" and value < 0:
             ok = False
     elif kind in ("str", "time"):
@@ -702,6 +704,8 @@ class CoreConfigStore:
                     raise ConfigRejected(400, "Invalid JSON", problem)
                 if value is None and leaf.kind not in ("strlist", "strmap", "objlist"):
                     continue  # Go keeps the current value
+                if isinstance(value, float):
+                    value = int(value)
                 target[key] = copy.deepcopy(value)
             elif leaf is not None or path in _BY_NAME:
                 # a trio-core setting: kind checked here when Core has the key, value checked
@@ -712,6 +716,8 @@ class CoreConfigStore:
                         raise ConfigRejected(400, "Invalid JSON", problem)
                 if value is None:
                     continue
+                if isinstance(value, float) and leaf is not None and leaf.kind in ("int", "uint"):
+                    value = int(value)
                 target[key] = copy.deepcopy(value)
             elif path in SECTIONS or _is_extra_section(path):
                 if value is None:

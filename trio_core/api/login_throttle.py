@@ -1,11 +1,12 @@
 """Per-client-address backoff for ``POST /api/login`` that also holds for parallel attempts.
 
-Every failed attempt from an address doubles the wait before that address's *next* attempt is
-evaluated: ``delay * 2**(failures-1)``, capped at ``max_delay`` (a success resets it; a quiet
-address is forgotten after ``forget_after`` seconds). Attempts from one address are evaluated
-one at a time (a per-address trio lock), so 40 parallel wrong guesses are answered one by one
-with growing pauses, not all at once. At most ``max_waiting`` attempts per address may wait;
-more are refused at once (:class:`Throttled`, answered with 429 and ``Retry-After``). At most
+Attempts from one address are evaluated one at a time (a per-address trio lock), and a failed
+attempt holds that lock while it waits before its answer goes out (like Core, which sleeps on
+every failure): ``delay * 2**(failures-1)`` seconds, capped at ``max_delay``. So 40 parallel
+wrong guesses are answered one by one with growing pauses (1 s, 2 s, 4 s, ...), and even the
+right password waits its turn. A success resets the count; a quiet address is forgotten after
+``forget_after`` seconds. At most ``max_waiting`` attempts per address may queue; more are
+refused at once (:class:`Throttled`, answered with 429 and ``Retry-After``). At most
 ``max_addresses`` addresses are tracked; when full, the address with the oldest activity that
 has nobody waiting is dropped.
 
@@ -34,7 +35,6 @@ class Throttled(Exception):
 class _Address:
     lock: trio.Lock = field(default_factory=trio.Lock)
     failures: int = 0
-    not_before: float = 0.0  # trio clock: the next attempt is evaluated no earlier than this
     last_seen: float = 0.0
     waiting: int = 0
 
@@ -45,25 +45,26 @@ class Attempt:
     def __init__(self, throttle: LoginThrottle, entry: _Address) -> None:
         self._throttle = throttle
         self._entry = entry
+        self.wait = 0.0  # seconds to hold the address's turn before answering
 
     def failed(self) -> None:
-        """Count a failure: the address's next attempt waits longer."""
+        """Count a failure: this answer (and the address's queue) waits, longer each time."""
         entry = self._entry
         entry.failures += 1
-        wait = min(self._throttle.delay * 2 ** min(entry.failures - 1, 30), self._throttle.max_delay)
-        entry.not_before = self._throttle.clock() + wait
+        self.wait = min(self._throttle.delay * 2 ** min(entry.failures - 1, 30),
+                        self._throttle.max_delay)
 
     def succeeded(self) -> None:
         """Reset the address's backoff."""
         self._entry.failures = 0
-        self._entry.not_before = 0.0
+        self.wait = 0.0
 
 
 class LoginThrottle:
     """Backoff state for all client addresses (see module docstring)."""
 
     def __init__(
-        self, *, delay: float = 1.0, max_delay: float = 30.0, max_waiting: int = 16,
+        self, *, delay: float = 1.0, max_delay: float = 30.0, max_waiting: int = 100,
         max_addresses: int = 10_000, forget_after: float = 3600.0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -97,15 +98,20 @@ class LoginThrottle:
 
     @asynccontextmanager
     async def attempt(self, address: str) -> AsyncIterator[Attempt]:
-        """Wait for ``address``'s turn and backoff; raise Throttled when too many wait."""
+        """Wait for ``address``'s turn; a failed attempt waits before leaving (the answer is
+        sent after). Raises Throttled when too many attempts of ``address`` queue."""
         entry = self._entry(address)
         if entry.waiting >= self.max_waiting:
-            raise Throttled(max(entry.not_before - self.clock(), self.delay))
+            raise Throttled(self.max_delay)
         entry.waiting += 1
         try:
             async with entry.lock:
-                await trio.sleep_until(entry.not_before)
-                yield Attempt(self, entry)
+                attempt = Attempt(self, entry)
+                try:
+                    yield attempt
+                finally:
+                    if attempt.wait > 0:
+                        await trio.sleep(attempt.wait)
         finally:
             entry.waiting -= 1
             entry.last_seen = self.clock()
