@@ -355,6 +355,31 @@ async def test_config_read_write_reload(tmp_path: Path, ffmpeg: str) -> None:
             runs[-1].shutdown()
 
 
+async def test_reload_into_a_config_that_cannot_start_keeps_serving(tmp_path: Path,
+                                                                    ffmpeg: str) -> None:
+    config = make_config(tmp_path, ffmpeg)
+    (tmp_path / "a-file").write_text("x")
+    runs: list[Running] = []
+    async with trio.open_nursery() as nursery:
+        first: Running = await nursery.start(partial(
+            serve_reloading, config, load=core_config.load, on_running=runs.append))
+        try:
+            api = Api(first.url)
+            bad = await api.put("/api/v3/config", {"version": 3,
+                                                   "ffmpeg": {"binary": "/no/such/ffmpeg"}})
+            assert bad.status_code == 409 and list(bad.json()) == ["ffmpeg.binary"]
+            # accepted (Core does not check it either), but the server cannot start with it
+            put = await api.put("/api/v3/config", {
+                "version": 3, "storage": {"disk": {"dir": str(tmp_path / "a-file" / "sub")}}})
+            assert put.status_code == 200
+            assert (await api.get("/api/v3/config/reload")).json() == "OK"
+            await wait_for(_async(lambda: len(runs) == 2), timeout=30)
+            assert runs[1].context.config["storage.disk.dir"] == config["storage.disk.dir"]
+            assert (await Api(runs[1].url).get("/api")).status_code == 200
+        finally:
+            runs[-1].shutdown()
+
+
 def _async_state(api: Api, pid: str, exec_state: str) -> Any:
     async def check() -> bool:
         resp = await api.get(f"/api/v3/process/{pid}/state")

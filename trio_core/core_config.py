@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import CONFIGFILE_ENV, SETTINGS, Config, Setting, SettingError, load_config
+from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
 from .instance import Instance, load_instance
 
 log = logging.getLogger(__name__)
@@ -677,6 +678,11 @@ class CoreConfigStore:
             except SettingError as exc:
                 name = core_path(_BY_NAME[exc.key]) if exc.key in _BY_NAME else exc.key
                 errors.setdefault(name, []).append(exc.message)
+            else:
+                try:  # Core checks that ffmpeg.binary is executable, too
+                    find_ffmpeg(new_config["ffmpeg.binary"])
+                except FFmpegNotFound as exc:
+                    errors.setdefault("ffmpeg.binary", []).append(str(exc))
         if errors:
             raise ConfigRejected(409, errors=errors)
         now = _rfc3339(time.time())

@@ -373,19 +373,31 @@ async def serve_reloading(
     :func:`trio_core.core_config.load`); when it fails the previous config is served again.
     An ephemeral API port (0) is kept across reloads. ``task_status`` reports the first
     :class:`Running`; ``on_running`` is called with every one. Returns when a ``serve``
-    ends without a reload request; startup errors of the first ``serve`` propagate.
+    ends without a reload request; startup errors of the first ``serve`` propagate, those of a
+    reloaded config make it serve the previous config again (once).
     """
     first = True
+    fallback: Config | None = None  # the config that served before a reload
     while True:
-        async with trio.open_nursery() as nursery:
-            running: Running = await nursery.start(
-                partial(serve, config, shutdown_trigger=shutdown_trigger)
-            )
-            if on_running is not None:
-                on_running(running)
-            if first:
-                task_status.started(running)
-                first = False
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                running: Running = await nursery.start(
+                    partial(serve, config, shutdown_trigger=shutdown_trigger)
+                )
+                started = True
+                if on_running is not None:
+                    on_running(running)
+                if first:
+                    task_status.started(running)
+                    first = False
+        except Exception as exc:  # re-raised unless a reloaded config failed to start
+            if started or fallback is None:
+                raise
+            log.error("reload: the new configuration does not start (%s); serving the "
+                      "previous one", exc)
+            config, fallback = fallback, None
+            continue
         if not running.reload_requested:
             return
         log.info("reloading the configuration (%s)", running.config_file or "no config file")
@@ -398,4 +410,5 @@ async def serve_reloading(
         except SettingError as exc:
             log.error("reload: %s; serving the previous configuration", exc)
             new_config = config
+        fallback = config
         config = new_config
