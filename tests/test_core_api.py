@@ -517,3 +517,67 @@ async def test_hostile_json_and_500s(tmp_path: Path, ffmpeg: str,
             assert logged and logged[0].exc_info is not None  # the traceback is in the log
         finally:
             srv.shutdown()
+
+
+# ------------------------------------------------------------------------------ the CLI
+def test_cli_core_config_file_env_names_and_reload(tmp_path: Path, ffmpeg: str) -> None:
+    """``trio-core`` with a datarhei Core config file, Core's env names, PUT + reload."""
+    import signal
+
+    from .test_api import free_port
+    from .test_cli import env_for, script, wait_http
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = tmp_path / "core.json"
+    path.write_text(json.dumps({
+        "version": 3, "name": "from-core-file", "address": f"127.0.0.1:{port}",
+        "api": {"auth": {"enable": True, "jwt": {"secret": "a-fixed-secret"}}},
+        "tls": {"enable": False}, "update_check": False,
+    }))
+    env = env_for(tmp_path, ffmpeg, CORE_CONFIGFILE=str(path), RS_USERNAME="admin",
+                  RS_PASSWORD="pw", CORE_API_AUTH_LOGIN_BACKOFF_MS="50")
+    proc = subprocess.Popen(script(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_http(base + "/api", proc).json()["auths"] == ["localjwt"]
+        token = httpx.post(base + "/api/login", json={"username": "admin", "password": "pw"},
+                           timeout=10).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        about = httpx.get(base + "/api", headers=headers, timeout=10).json()
+        assert about["name"] == "from-core-file"
+        resp = httpx.post(base + "/api/v3/process", json=tiny_process("cli"), headers=headers,
+                          timeout=20)
+        assert resp.status_code == 200, resp.text
+        cfg = httpx.get(base + "/api/v3/config", headers=headers, timeout=10).json()
+        assert {"api.auth.username", "api.auth.password"} <= set(cfg["overrides"])
+        put = httpx.put(base + "/api/v3/config", json={"version": 3, "name": "after-reload"},
+                        headers=headers, timeout=10)
+        assert put.status_code == 200, put.text
+        assert httpx.get(base + "/api/v3/config/reload", headers=headers, timeout=10).json() == "OK"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "the server exited instead of reloading"
+            assert time.monotonic() < deadline, "no reload"
+            try:
+                about = httpx.get(base + "/api", headers=headers, timeout=2).json()
+                if about.get("name") == "after-reload":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        while httpx.get(base + "/api/v3/process/cli/state", headers=headers,
+                        timeout=5).json()["exec"] != "running":
+            assert time.monotonic() < deadline, "the process did not come back"
+            time.sleep(0.2)
+        stored = json.loads(path.read_text())
+        assert stored["name"] == "after-reload" and stored["update_check"] is False
+        assert stored["api"]["auth"]["username"] == ""  # env overrides are not written
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.count(f"trio-core listening on {base}") == 2
