@@ -139,6 +139,19 @@ async def test_about_login_refresh_as_core(tmp_path: Path, ffmpeg: str) -> None:
         assert_error(await Api(srv.url).get("/api/login/refresh"), 404)
 
 
+async def test_disable_localhost_lets_loopback_through(tmp_path: Path, ffmpeg: str) -> None:
+    config = make_config(tmp_path, ffmpeg, **AUTH, **{"api.auth.disable_localhost": True})
+    async with running_server(config) as srv:
+        anon = Api(srv.url)
+        about = (await anon.get("/api")).json()
+        assert about["auths"] == ["localjwt"] and len(about["id"]) == 36  # full about
+        assert (await anon.get("/api/v3/process")).status_code == 200
+        assert (await anon.get("/api/v3/config")).json()["config"]["api"]["auth"][
+            "disable_localhost"] is True
+        srv.context.auth.disable_localhost = False  # the same request now needs a token
+        assert_error(await anon.get("/api/v3/process"), 401)
+
+
 async def test_parallel_wrong_passwords_are_slowed_down(tmp_path: Path, ffmpeg: str) -> None:
     async with running_server(make_config(tmp_path, ffmpeg, **AUTH)) as srv:
         throttle = srv.context.auth.throttle

@@ -221,8 +221,15 @@ _ENV_LIST_SEPARATOR = {
     "ffmpeg.access.output.allow": " ", "ffmpeg.access.output.block": " ",
 }
 
-# trio-core setting name -> Core path, where they differ
-RENAMED: dict[str, str] = {"api.address": "address"}
+# trio-core setting name -> Core path, where they differ: our api.address, and Core's own
+# variable names that differ from its JSON paths (a setting may be named either way)
+RENAMED: dict[str, str] = {
+    "api.address": "address",
+    "metrics.range_seconds": "metrics.range_sec",
+    "metrics.interval_seconds": "metrics.interval_sec",
+    "storage.disk.cache.type.allow": "storage.disk.cache.types.allow",
+    "storage.disk.cache.type.block": "storage.disk.cache.types.block",
+}
 
 # Core path -> (to Core JSON, from Core JSON) where the value spelling differs
 _LEVEL_TO_CORE = {"warning": "warn"}
