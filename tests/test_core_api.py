@@ -23,8 +23,10 @@ import trio
 from quart import Blueprint, Response
 
 from trio_core import core_config
+from trio_core.api.core_subsystem import CoreApiSubsystem
 from trio_core.config import SETTINGS
-from trio_core.server import Running, ServerContext, serve, serve_reloading
+from trio_core.reload import serve_reloading
+from trio_core.server import Running, ServerContext, serve
 
 from .test_api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 
@@ -490,7 +492,8 @@ async def test_hostile_json_and_500s(tmp_path: Path, ffmpeg: str,
                                      caplog: pytest.LogCaptureFixture) -> None:
     config = make_config(tmp_path, ffmpeg)
     async with trio.open_nursery() as nursery:
-        srv: Running = await nursery.start(partial(serve, config, subsystems=[_Boom()]))
+        srv: Running = await nursery.start(partial(
+            serve, config, subsystems=[CoreApiSubsystem(config), _Boom()]))
         try:
             api = Api(srv.url)
             hostile = {

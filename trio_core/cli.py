@@ -5,7 +5,7 @@ starts the server, prints ``trio-core listening on http://HOST:PORT`` and runs u
 SIGTERM, then stops every FFmpeg process and exits 0. The config file may be a trio-core file or
 a datarhei Core (version 3) file; without one, ``<db.dir>/config.json`` is used when it exists
 (``PUT /api/v3/config`` writes it). ``GET /api/v3/config/reload`` restarts the server in-process
-with the stored config (:func:`trio_core.server.serve_reloading`).
+with the stored config (:func:`trio_core.reload.serve_reloading`).
 
 Exit codes: 0 clean shutdown, 2 configuration/startup refused (bad setting, public bind
 without auth, no FFmpeg, unusable db), 1 unexpected error.
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: object, status: dict[str, bool]) -> None:
-    from .server import Running, serve_reloading
+    from .reload import serve_reloading
+    from .server import Running
 
     def on_running(running: Running) -> None:
         status["started"] = True

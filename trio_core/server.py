@@ -19,12 +19,6 @@ can use it when processes autostart) and cancelled *after* the supervisor has st
 ``trio_core.webrtc.subsystem`` exposing ``create_subsystem(config) -> Subsystem`` is picked up
 automatically when ``webrtc.enable`` is true; the other subsystems (storage, RTMP, SRT,
 observability) are listed in :data:`SUBSYSTEM_MODULES` the same way.
-
-Reload (Core's ``GET /api/v3/config/reload``): ``ServerContext.request_reload()`` marks the
-:class:`Running` as ``reload_requested`` and stops ``serve`` gracefully (processes are stopped
-with their orders kept). :func:`serve_reloading` — what the CLI runs — then loads the config
-again (``Running.config_file``: the file ``PUT /api/v3/config`` wrote) and serves again, in the
-same nursery discipline: one ``serve`` at a time, nothing left running between them.
 """
 
 from __future__ import annotations
@@ -35,7 +29,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 import hypercorn.config
@@ -44,12 +37,8 @@ import trio
 from quart_trio import QuartTrio
 
 from .api import Authenticator, add_fallback_index, create_app
-from .api.system_routes import system_blueprint
-from .config import Config, SettingError, is_loopback_host
-from .core_config import CoreConfigStore
+from .config import Config, is_loopback_host
 from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
-from .log_ring import LogRing
-from .skills import SkillsCache
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +48,8 @@ WEBRTC_SUBSYSTEM_MODULE = "trio_core.webrtc.subsystem"
 # with the boolean setting that enables it (None = always on). A module that does not exist
 # is skipped, so a package can be added without touching anything else here.
 SUBSYSTEM_MODULES: tuple[tuple[str, str | None], ...] = (
+    # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
+    ("trio_core.api.core_subsystem", None),
     # storage: memfs, disk mount, /api/v3/fs, cleanup rules (issue 10)
     ("trio_core.storage.subsystem", None),
     # WebRTC / WHEP playback
@@ -89,9 +80,17 @@ class ServerContext:
     supervisor: Any  # trio_core.supervisor.Supervisor
     app: QuartTrio
     auth: Authenticator
-    config_store: CoreConfigStore | None = None
-    skills: SkillsCache | None = None
-    request_reload: Callable[[], None] = field(default=lambda: None)
+    # set() stops ``serve`` gracefully; request_reload() also marks the stop as a reload
+    # (Core's GET /api/v3/config/reload), which :func:`trio_core.reload.serve_reloading` acts on
+    stop: trio.Event = field(default_factory=trio.Event)
+    reload_requested: bool = False
+    reload_config_file: str | None = None  # the config file a reload loads
+
+    def request_reload(self, config_file: str | None = None) -> None:
+        """Stop ``serve`` and ask :func:`trio_core.reload.serve_reloading` to start it again."""
+        self.reload_requested = True
+        self.reload_config_file = config_file
+        self.stop.set()
 
 
 class Subsystem(Protocol):
@@ -116,16 +115,9 @@ class Running:
     app: QuartTrio
     context: ServerContext
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
-    reload_requested: bool = False
-    config_file: str | None = None  # what a reload loads (set when the config was PUT)
 
     def shutdown(self) -> None:
         """Ask ``serve`` to stop gracefully (returns at once; ``serve`` returns when done)."""
-        self._stop.set()
-
-    def reload(self) -> None:
-        """Ask ``serve`` to stop so that :func:`serve_reloading` starts it again."""
-        self.reload_requested = True
         self._stop.set()
 
 
@@ -252,10 +244,6 @@ async def serve(
         except OSError as exc:
             raise StartupError(f"{key}: cannot create {path}: {exc.strerror}") from None
 
-    try:
-        config_store = CoreConfigStore(config)
-    except (SettingError, OSError) as exc:
-        raise StartupError(f"config: {exc}") from None
     supervisor = Supervisor(
         ffmpeg=ffmpeg,
         store=Store(db_dir),
@@ -269,33 +257,16 @@ async def serve(
         username=config["api.auth.username"],
         password=config["api.auth.password"],
         secret=config["api.auth.jwt.secret"],
-        disable_localhost=config["api.auth.disable_localhost"],
-        login_delay=config["api.auth.login_backoff_ms"] / 1000,
-        login_max_delay=config["api.auth.login_backoff_max_ms"] / 1000,
     )
-    app = create_app(supervisor, auth, instance=config_store.instance)
-    skills = SkillsCache(ffmpeg)
-    log_ring = LogRing(config["log.max_lines"])
-    stop = trio.Event()
-    reload_state: dict[str, bool] = {"requested": False}
-
-    def request_reload() -> None:
-        reload_state["requested"] = True
-        stop.set()
-
-    config_store.reload = request_reload
-    app.register_blueprint(system_blueprint(
-        supervisor, skills=skills, config_store=config_store, log_ring=log_ring,
-        request_reload=request_reload,
-    ))
-    ctx = ServerContext(config=config, supervisor=supervisor, app=app, auth=auth,
-                        config_store=config_store, skills=skills, request_reload=request_reload)
+    app = create_app(supervisor, auth)
+    ctx = ServerContext(config=config, supervisor=supervisor, app=app, auth=auth)
     if subsystems is None:
         subsystems = default_subsystems(config)
     for subsystem in subsystems:
         subsystem.install(ctx)
     add_fallback_index(app)
     hc = hypercorn_config(config)
+    stop = ctx.stop
 
     async def wait_for_stop() -> None:
         if shutdown_trigger is None:
@@ -313,23 +284,7 @@ async def serve(
             waiters.start_soon(trigger)
             waiters.start_soon(event)
 
-    log_ring.install()
-    try:
-        await _serve_all(config, subsystems, supervisor, skills, app, hc, ctx, stop,
-                         wait_for_stop, reload_state, config_store, task_status)
-    finally:
-        log_ring.uninstall()
-
-
-async def _serve_all(
-    config: Config, subsystems: Sequence[Subsystem], supervisor: Any, skills: SkillsCache,
-    app: QuartTrio, hc: hypercorn.config.Config, ctx: ServerContext, stop: trio.Event,
-    wait_for_stop: Callable[[], Awaitable[None]], reload_state: dict[str, bool],
-    config_store: CoreConfigStore, task_status: trio.TaskStatus[Running],
-) -> None:
-    log.info("FFmpeg: %s; db: %s; storage: %s", skills.binary, config["db.dir"],
-             config["storage.disk.dir"])
-    running: Running | None = None
+    log.info("FFmpeg: %s; db: %s; storage: %s", ffmpeg, db_dir, disk_dir)
     async with trio.open_nursery() as outer:
         for subsystem in subsystems:
             await outer.start(subsystem.run)
@@ -353,62 +308,4 @@ async def _serve_all(
             log.info("HTTP server stopped; stopping processes")
             middle.cancel_scope.cancel()
         outer.cancel_scope.cancel()
-    if running is not None and (reload_state["requested"] or running.reload_requested):
-        running.reload_requested = True
-        running.config_file = config_store.path if os.path.isfile(config_store.path) else None
     log.info("server stopped")
-
-
-async def serve_reloading(
-    config: Config,
-    *,
-    load: Callable[[str | None], Config],
-    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
-    on_running: Callable[[Running], None] | None = None,
-    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """``serve`` again and again while reloads are requested (Core's config reload).
-
-    ``load(config_file)`` builds the next config (the CLI passes
-    :func:`trio_core.core_config.load`); when it fails the previous config is served again.
-    An ephemeral API port (0) is kept across reloads. ``task_status`` reports the first
-    :class:`Running`; ``on_running`` is called with every one. Returns when a ``serve``
-    ends without a reload request; startup errors of the first ``serve`` propagate, those of a
-    reloaded config make it serve the previous config again (once).
-    """
-    first = True
-    fallback: Config | None = None  # the config that served before a reload
-    while True:
-        started = False
-        try:
-            async with trio.open_nursery() as nursery:
-                running: Running = await nursery.start(
-                    partial(serve, config, shutdown_trigger=shutdown_trigger)
-                )
-                started = True
-                if on_running is not None:
-                    on_running(running)
-                if first:
-                    task_status.started(running)
-                    first = False
-        except Exception as exc:  # re-raised unless a reloaded config failed to start
-            if started or fallback is None:
-                raise
-            log.error("reload: the new configuration does not start (%s); serving the "
-                      "previous one", exc)
-            config, fallback = fallback, None
-            continue
-        if not running.reload_requested:
-            return
-        log.info("reloading the configuration (%s)", running.config_file or "no config file")
-        try:
-            new_config = load(running.config_file)
-            if new_config["api.address"] == config["api.address"] and config.api_port == 0:
-                host = running.host
-                shown = f"[{host}]" if ":" in host else host
-                new_config = new_config.replace(**{"api.address": f"{shown}:{running.port}"})
-        except SettingError as exc:
-            log.error("reload: %s; serving the previous configuration", exc)
-            new_config = config
-        fallback = config
-        config = new_config
