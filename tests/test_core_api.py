@@ -331,6 +331,14 @@ async def test_config_read_write_reload(tmp_path: Path, ffmpeg: str) -> None:
             conflict = await api.put("/api/v3/config", {"version": 3,
                                                         "api": {"auth": {"password": ""}}})
             assert conflict.status_code == 409 and "api.auth.password" in conflict.json()
+            # Core's cross-field checks, with Core's field names
+            conflict = await api.put("/api/v3/config", {"version": 3, "tls": {"enable": True}})
+            assert conflict.status_code == 409
+            assert conflict.json() == {"tls.enable": ["tls.certfile and tls.keyfile must be set"]}
+            conflict = await api.put("/api/v3/config", {"version": 3, "metrics": {
+                "enable": True, "range_sec": 10, "interval_sec": 20}})
+            assert conflict.status_code == 409
+            assert conflict.json()["metrics.interval"] == ["must be smaller than the range"]
             body = assert_error(await api.put("/api/v3/config", {"version": 2}), 400)
             assert body["message"] == "Invalid config version"
             assert_error(await api.put("/api/v3/config", [1, 2]), 400)

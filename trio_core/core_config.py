@@ -690,6 +690,13 @@ class CoreConfigStore:
                     find_ffmpeg(new_config["ffmpeg.binary"])
                 except FFmpegNotFound as exc:
                     errors.setdefault("ffmpeg.binary", []).append(str(exc))
+        if not errors:
+            _, env_passthrough = _overrides(new_config, self._environ)
+            checked = build_document(new_config.values,
+                                     {**contents.passthrough, **env_passthrough},
+                                     self.instance, self.created_at)
+            for name, message in core_checks(checked):
+                errors.setdefault(name, []).append(message)
         if errors:
             raise ConfigRejected(409, errors=errors)
         now = _rfc3339(time.time())
@@ -760,6 +767,71 @@ class CoreConfigStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def core_checks(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Core's cross-field checks (config.go ``Validate``) over a merged document, as
+    ``(field, message)`` with Core's field names and messages. Checks of values trio-core's own
+    settings validate (addresses, auth credentials, ffmpeg.binary) are not repeated here."""
+    problems: list[tuple[str, str]] = []
+    tls, rtmp = doc["tls"], doc["rtmp"]
+    if doc["api"]["auth"]["auth0"]["enable"]:
+        tenants = doc["api"]["auth"]["auth0"]["tenants"] or []
+        if not tenants:
+            problems.append(("api.auth.auth0.enable", "at least one tenants must be set"))
+        for i, tenant in enumerate(tenants):
+            if not all(tenant.get(k) for k in ("domain", "audience", "clientid")):
+                problems.append(("api.auth.auth0.tenants",
+                                 f"domain, audience, and clientid must be set (tenant {i})"))
+    if tls["enable"] and not tls["auto"] and not (tls["cert_file"] and tls["key_file"]):
+        problems.append(("tls.enable", "tls.certfile and tls.keyfile must be set"))
+    if tls["enable"] and tls["auto"] and not doc["host"]["name"]:
+        problems.append(("host.name",
+                         "a hostname must be set in order to get an automatic TLS certificate"))
+    if rtmp["enable_tls"]:
+        if not rtmp["enable"]:
+            problems.append(("rtmp.enable",
+                             "RTMP server must be enabled if RTMPS server is enabled"))
+        if not tls["enable"]:
+            problems.append(("rtmp.enable_tls",
+                             "RTMPS server can only be enabled if TLS is enabled"))
+        if not rtmp["address_tls"]:
+            problems.append(("rtmp.address_tls", "RTMPS server address must be set"))
+        if rtmp["enable"] and rtmp["address"] == rtmp["address_tls"]:
+            problems.append(("rtmp.address",
+                             "The RTMP and RTMPS server can't listen on the same address"))
+    names = {"disk", "mem"}
+    for s3 in doc["storage"]["s3"] or []:
+        name = s3.get("name", "")
+        if name in names:
+            problems.append(("storage.s3", f"the name {name} is already in use or reserved"))
+        names.add(name)
+    playout = doc["playout"]
+    if playout["enable"] and playout["min_port"] >= playout["max_port"]:
+        problems.append(("playout.min_port", "must be bigger than playout.max_port"))
+    cache = doc["storage"]["disk"]["cache"]
+    if cache["enable"] and cache["ttl_seconds"] < 0:
+        problems.append(("storage.disk.cache.ttl_seconds", "must be equal or greater than 0"))
+    sessions = doc["sessions"]
+    if sessions["enable"] and sessions["session_timeout_sec"] < 1:
+        problems.append(("stats.session_timeout_sec", "must be equal or greater than 1"))
+    if sessions["enable"] and sessions["persist_interval_sec"] < 0:
+        problems.append(("stats.persist_interval_sec", "must be at equal or greater than 0"))
+    service = doc["service"]
+    if service["enable"]:
+        if not service["token"]:
+            problems.append(("service.token", "must be non-empty"))
+        if not service["url"]:
+            problems.append(("service.url", "must be non-empty"))
+    metrics = doc["metrics"]
+    if metrics["enable"]:
+        if metrics["range_sec"] <= 0:
+            problems.append(("metrics.range", "must be greater 0"))
+        if metrics["interval_sec"] <= 0:
+            problems.append(("metrics.interval", "must be greater 0"))
+        if metrics["interval_sec"] > metrics["range_sec"]:
+            problems.append(("metrics.interval", "must be smaller than the range"))
+    return problems
 
 
 def _is_extra_section(path: str) -> bool:
