@@ -403,6 +403,30 @@ async def test_reload_into_a_config_that_cannot_start_keeps_serving(tmp_path: Pa
             runs[-1].shutdown()
 
 
+async def test_reload_without_stored_config_keeps_tokens_valid(tmp_path: Path,
+                                                               ffmpeg: str) -> None:
+    config = make_config(tmp_path, ffmpeg, **AUTH)
+    runs: list[Running] = []
+    async with trio.open_nursery() as nursery:
+        first: Running = await nursery.start(partial(
+            serve_reloading, config, load=lambda _path: make_config(tmp_path, ffmpeg, **AUTH),
+            on_running=runs.append))
+        try:
+            first.context.auth.login_delay = 0.05
+            tokens = (await Api(first.url).post("/api/login", {"username": "admin",
+                                                               "password": "s3cret"})).json()
+            api = Api(first.url, tokens["access_token"])
+            assert (await api.get("/api/v3/config/reload")).json() == "OK"
+            await wait_for(_async(lambda: len(runs) == 2), timeout=30)
+            # the random per-start JWT secret survived the reload
+            assert (await Api(runs[1].url, tokens["access_token"]).get("/api/v3/process")
+                    ).status_code == 200
+            refreshed = await Api(runs[1].url, tokens["refresh_token"]).get("/api/login/refresh")
+            assert refreshed.status_code == 200
+        finally:
+            runs[-1].shutdown()
+
+
 def _async_state(api: Api, pid: str, exec_state: str) -> Any:
     async def check() -> bool:
         resp = await api.get(f"/api/v3/process/{pid}/state")

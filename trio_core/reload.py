@@ -74,6 +74,11 @@ async def serve_reloading(
                 host = running.host
                 shown = f"[{host}]" if ":" in host else host
                 new_config = new_config.replace(**{"api.address": f"{shown}:{running.port}"})
+            secret = "api.auth.jwt.secret"
+            if new_config.sources.get(secret) == "default" and (
+                    config.sources.get(secret) in ("default", "override")):
+                # a random per-start secret is kept: tokens stay valid across the reload
+                new_config = new_config.replace(**{secret: config[secret]})
         except SettingError as exc:
             log.error("reload: %s; serving the previous configuration", exc)
             new_config = config
