@@ -562,10 +562,11 @@ def _overrides(config: Config, environ: Mapping[str, str]) -> tuple[list[str], d
 
 def build_document(
     values: Mapping[str, Any], passthrough: Mapping[str, Any], instance: Instance,
-    created_at: str,
+    created_at: str, defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Core's defaults, then the passthrough values, then every setting at its path."""
-    doc = core_defaults()
+    """Core's defaults (``defaults``, else fresh ones), then the passthrough values, then
+    every setting at its path."""
+    doc = copy.deepcopy(dict(defaults)) if defaults is not None else core_defaults()
     for path, value in passthrough.items():
         set_path(doc, path, copy.deepcopy(value))
     for setting in SETTINGS:
@@ -619,6 +620,7 @@ class CoreConfigStore:
         self.loaded_at = _rfc3339(now)
         self.updated_at = self.created_at
         self.reload: Callable[[], None] | None = None
+        self._defaults = core_defaults()  # Core's random defaults drawn once per server run
         base_values = {}
         for setting in SETTINGS:
             if config.sources.get(setting.name, "").startswith("env:"):
@@ -632,14 +634,14 @@ class CoreConfigStore:
         base_instance = Instance(contents.identity.get("id", stored.id),
                                  contents.identity.get("name", stored.name))
         self.base = build_document(base_values, contents.passthrough, base_instance,
-                                   self.created_at)
+                                   self.created_at, self._defaults)
         self.overrides, env_passthrough = _overrides(config, self._environ)
         if any(self._environ.get(f"CORE_{k.upper()}") for k in _IDENTITY):
             self.overrides = sorted(set(self.overrides) | {
                 k for k in _IDENTITY if self._environ.get(f"CORE_{k.upper()}")})
         self.active = build_document(
             config.values, {**contents.passthrough, **env_passthrough}, self.instance,
-            self.created_at,
+            self.created_at, self._defaults,
         )
 
     def response(self) -> dict[str, Any]:
@@ -694,7 +696,7 @@ class CoreConfigStore:
             _, env_passthrough = _overrides(new_config, self._environ)
             checked = build_document(new_config.values,
                                      {**contents.passthrough, **env_passthrough},
-                                     self.instance, self.created_at)
+                                     self.instance, self.created_at, self._defaults)
             for name, message in core_checks(checked):
                 errors.setdefault(name, []).append(message)
         if errors:
@@ -708,7 +710,8 @@ class CoreConfigStore:
                             contents.identity.get("name", self.instance.name))
         _, env_passthrough = _overrides(new_config, self._environ)
         self.active = build_document(new_config.values,
-                                     {**contents.passthrough, **env_passthrough}, identity, now)
+                                     {**contents.passthrough, **env_passthrough}, identity, now,
+                                     self._defaults)
 
     def _merge(self, target: dict[str, Any], patch: Mapping[str, Any], prefix: str) -> None:
         """Go's json.Unmarshal onto a copy: objects merge key by key, anything else replaces;
