@@ -672,7 +672,10 @@ class CoreConfigStore:
             raise ConfigRejected(400, "Invalid config version", f"version {version}")
         merged = copy.deepcopy(self.base)
         self._merge(merged, body, "")
-        contents = split_document(merged, "request", strict=False)
+        try:
+            contents = split_document(merged, "request", strict=False)
+        except SettingError as exc:
+            raise ConfigRejected(409, errors={exc.key: [exc.message]}) from None
         errors: dict[str, list[str]] = {}
         for name, raw in contents.settings.items():
             setting = _BY_NAME[name]
