@@ -629,3 +629,38 @@ def test_cli_core_config_file_env_names_and_reload(tmp_path: Path, ffmpeg: str) 
             proc.wait()
     assert proc.returncode == 0, err
     assert out.count(f"trio-core listening on {base}") == 2
+
+
+def test_config_put_edge_cases(tmp_path: Path) -> None:
+    """PUT semantics on the store itself: Go-like merge, kinds, conflicts, nothing half-written."""
+    cfg = core_config.load(None, env={"CORE_DB_DIR": str(tmp_path / "db")})
+    store = core_config.CoreConfigStore(cfg, environ={})
+    before = store.response()
+
+    def rejected(body: Any) -> core_config.ConfigRejected:
+        with pytest.raises(core_config.ConfigRejected) as info:
+            store.put(body)
+        return info.value
+
+    assert rejected({"version": 3, "api": {"address": "127.0.0.1:1"}}).errors == {
+        "address": ["address and api.address disagree; set only one"]}
+    assert rejected({"version": 3, "router": {"routes": {"/a": 1}}}).status == 400
+    assert rejected({"version": 3, "rtmp": []}).details.endswith("of type struct")
+    assert rejected({"version": 3, "sessions": {"max_sessions": -1}}).status == 400
+    assert rejected({"version": True}).status == 400
+    assert rejected({"version": 3, "log": {"level": "loud"}}).errors.keys() == {"log.level"}
+    assert store.response()["config"] == before["config"]
+    assert not (tmp_path / "db" / "config.json").exists()
+
+    store.put({"version": 3, "log": {"level": "warn"}, "router": {"routes": None},
+               "storage": {"disk": {"cache": {"ttl_seconds": 60.0}}},
+               "host": {"name": ["a.example", "b.example"]}})
+    doc = store.response()["config"]
+    assert doc["log"]["level"] == "warn"  # Core's name, our "warning" inside
+    assert doc["storage"]["disk"]["cache"]["ttl_seconds"] == 60
+    assert doc["storage"]["disk"]["cache"]["types"]["block"] == [".m3u8", ".mpd"]  # kept
+    assert doc["host"]["name"] == ["a.example", "b.example"]
+    assert doc["router"]["routes"] is None
+    reloaded = core_config.load(None, env={"CORE_DB_DIR": str(tmp_path / "db")})
+    assert reloaded.config_file == str(tmp_path / "db" / "config.json")
+    assert reloaded["log.level"] == "warning"
