@@ -242,6 +242,9 @@ async def test_skills_from_the_ffmpeg_in_use(tmp_path: Path, ffmpeg: str) -> Non
         assert "file" in {p["id"] for p in skills["protocols"]["output"]}
         lavfi = next(d for d in skills["devices"]["demuxers"] if d["id"] == "lavfi")
         assert set(lavfi) == {"id", "name", "devices"} and lavfi["devices"] == []
+        for device_format in skills["devices"]["demuxers"] + skills["devices"]["muxers"]:
+            for hw in device_format["devices"]:  # swagger api.SkillsHWDevice
+                assert set(hw) == {"id", "name", "extra", "media"}
         for hw in skills["hwaccels"]:
             assert set(hw) == {"id", "name"}
         # the UI spreads encoders/decoders only when not null: each is a list or null
@@ -278,6 +281,37 @@ def test_skills_parsers_read_older_ffmpeg_tables() -> None:
         {"id": "vaapi", "name": "vaapi"}]
     assert sk.parse_protocols("Supported file protocols:\nInput:\n  file\nOutput:\n  rtmp\n") == {
         "input": [{"id": "file", "name": "file"}], "output": [{"id": "rtmp", "name": "rtmp"}]}
+
+
+def test_skills_device_parsers() -> None:
+    """Hardware inside devices[] (Core's formats: ALSA, v4l2-ctl, fbset)."""
+    from trio_core import skills as sk
+    from trio_core import skills_devices as dev
+
+    cards = (" 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n"
+             "                      bcm2835 Headphones\n"
+             " 1 [Device         ]: USB-Audio - USB PnP Sound Device\n")
+    devices = ("  0: [ 0]   : control\n 16: [ 0- 0]: digital audio playback\n"
+               " 32: [ 1- 0]: digital audio capture\n 33:        : timer\n")
+    assert dev.parse_alsa(cards, devices) == [
+        {"id": "hw:1,0", "name": "USB-Audio - USB PnP Sound Device", "extra": "",
+         "media": "audio"}]
+    v4l = ("mmal service 16.1 (platform:bcm2835-v4l2):\n\t/dev/video0\n\n"
+           "USB Camera (usb-0000:01:00.0-1.4):\n\t/dev/video1\n\t/dev/video2\n")
+    assert [d["id"] for d in dev.parse_v4l2(v4l)] == ["/dev/video0", "/dev/video1",
+                                                       "/dev/video2"]
+    assert dev.parse_v4l2(v4l)[0] == {"id": "/dev/video0", "name": "mmal service 16.1",
+                                      "extra": "platform:bcm2835-v4l2", "media": "video"}
+    fbset = ('mode "1920x1080"\n    geometry 1920 1080 1920 1080 32\n'
+             "    rgba 8/16,8/8,8/0,8/24\nendmode\n")
+    assert dev.parse_fbset(fbset) == "1920x1080 bgra"
+    assert dev.parse_fbset("") == ""
+    table = " D. = Demuxing\n --\n D  alsa            ALSA audio input\n DE fbdev   Linux fb\n"
+    parsed = sk.parse_devices(table, lambda fmt: [{"id": f"{fmt}0", "name": "x", "extra": "",
+                                                   "media": "video"}])
+    assert parsed["demuxers"][0]["devices"][0]["id"] == "alsa0"
+    assert parsed["muxers"] == [{"id": "fbdev", "name": "Linux fb", "devices": [
+        {"id": "fbdev0", "name": "x", "extra": "", "media": "video"}]}]
 
 
 # ------------------------------------------------------------------------------ config

@@ -5,8 +5,8 @@ Sans-IO parsers (``parse_version``, ``parse_codecs``, ``parse_filters``, ``parse
 ``-codecs``, ``-filters``, ``-formats``, ``-devices``, ``-protocols``, ``-hwaccels`` into the
 JSON Core answers with (same line patterns as Core's ``ffmpeg/skills``). ``encoders`` /
 ``decoders`` of a codec are ``null`` when it has none, as in Core; every list the API always
-emits is a list. Device enumeration (ALSA, V4L2, framebuffer cards inside ``devices[]``) is
-not done: each device format has an empty ``devices`` list.
+emits is a list. The hardware inside ``devices[].devices`` (ALSA capture PCMs, V4L2 devices,
+framebuffers) comes from :mod:`trio_core.skills_devices`.
 
 :func:`probe_skills` runs the seven FFmpeg calls (blocking; :class:`SkillsCache` runs it in a
 worker thread via ``trio.to_thread.run_sync``, so the event loop never waits on it) and
@@ -18,9 +18,12 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import trio
+
+from .skills_devices import list_devices
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +118,24 @@ def parse_formats(text: str) -> dict[str, list[dict[str, str]]]:
     }
 
 
-def parse_devices(text: str) -> dict[str, list[dict[str, Any]]]:
-    """``ffmpeg -devices`` -> ``{"demuxers", "muxers"}`` of ``{"id", "name", "devices": []}``."""
+def parse_devices(
+    text: str, hardware: Callable[[str], list[dict[str, str]]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """``ffmpeg -devices`` -> ``{"demuxers", "muxers"}`` of ``{"id", "name", "devices"}``;
+    ``hardware(format_id)`` lists a format's devices (none when not given)."""
     demuxers, muxers = _parse_muxer_table(text)
+    found: dict[str, list[dict[str, str]]] = {}
+
+    def devices(format_id: str) -> list[dict[str, str]]:
+        if hardware is None:
+            return []
+        if format_id not in found:
+            found[format_id] = hardware(format_id)
+        return [dict(d) for d in found[format_id]]
+
     return {
-        "demuxers": [{"id": i, "name": n, "devices": []} for i, n in demuxers],
-        "muxers": [{"id": i, "name": n, "devices": []} for i, n in muxers],
+        "demuxers": [{"id": i, "name": n, "devices": devices(i)} for i, n in demuxers],
+        "muxers": [{"id": i, "name": n, "devices": devices(i)} for i, n in muxers],
     }
 
 
@@ -187,7 +202,7 @@ def probe_skills(binary: str) -> dict[str, Any]:
     skills["hwaccels"] = parse_hwaccels(_run(binary, "-hwaccels"))
     skills["codecs"] = parse_codecs(_run(binary, "-codecs"))
     skills["formats"] = parse_formats(_run(binary, "-formats"))
-    skills["devices"] = parse_devices(_run(binary, "-devices"))
+    skills["devices"] = parse_devices(_run(binary, "-devices"), list_devices)
     skills["protocols"] = parse_protocols(_run(binary, "-protocols"))
     return skills
 
