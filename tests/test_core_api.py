@@ -93,6 +93,9 @@ async def test_about_login_refresh_as_core(tmp_path: Path, ffmpeg: str) -> None:
         missing = assert_error(await anon.post("/api/login", {"username": "admin"}), 400)
         assert missing == {"code": 400, "message": "Bad Request",
                            "details": ["Missing authorization credentials"]}
+        no_json = await anon.request("POST", "/api/login",
+                                     content=b'{"username": "admin", "password": "s3cret"}')
+        assert assert_error(no_json, 400)["details"] == ["Missing authorization credentials"]
 
         resp = await anon.post("/api/login", {"username": "admin", "password": "s3cret"})
         assert resp.status_code == 200, resp.text
@@ -515,7 +518,10 @@ async def test_global_metadata_and_log(tmp_path: Path, ffmpeg: str) -> None:
         assert (await api.get("/api/v3/metadata/restreamer-ui")).json() == value
         assert (await api.put("/api/v3/metadata/tmp", "x")).json() == "x"
         assert (await api.get("/api/v3/metadata")).json() == {"restreamer-ui": value, "tmp": "x"}
-        assert (await api.request("PUT", "/api/v3/metadata/tmp", content=b"null")).status_code == 200
+        body = assert_error(await api.request("PUT", "/api/v3/metadata/tmp", content=b"null"), 400)
+        assert body["details"] == ["request doesn't contain JSON content"]  # as Core
+        assert (await api.request("PUT", "/api/v3/metadata/tmp", content=b"null",
+                                  headers={"Content-Type": "application/json"})).status_code == 200
         assert_error(await api.get("/api/v3/metadata/tmp"), 404)
         assert_error(await api.put("/api/v3/metadata/" + "k" * 300, 1), 400)
 
@@ -582,7 +588,8 @@ async def test_hostile_json_and_500s(tmp_path: Path, ffmpeg: str,
                     if expected == 400:
                         assert body["message"] == "Invalid JSON", (name, path, body)
             too_big = b'{"a": "' + b"x" * (5 * 1024 * 1024) + b'"}'
-            resp = await api.request("PUT", "/api/v3/metadata/k", content=too_big)
+            resp = await api.request("PUT", "/api/v3/metadata/k", content=too_big,
+                                     headers={"Content-Type": "application/json"})
             assert resp.status_code == 413
             assert (await api.get("/api/v3/metadata")).json() is None  # nothing stored
 

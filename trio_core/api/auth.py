@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import jwt
 from quart import Blueprint, Quart, Request, Response, current_app, request
 
-from .errors import ApiError, json_response, parse_json
+from .errors import ApiError, json_content_problem, json_response, parse_json
 from .login_throttle import LoginThrottle, Throttled
 
 ISSUER = "datarhei-core"  # Core signs with its app name as issuer (realm)
@@ -206,8 +206,8 @@ class Authenticator:
             data = await request.get_data()
             try:
                 async with self.throttle.attempt(request.remote_addr or "") as attempt:
-                    try:
-                        body = parse_json(data)
+                    try:  # Core's local validator binds like ShouldBindJSON
+                        body = None if json_content_problem() else parse_json(data)
                     except ApiError:
                         body = None
                     username = body.get("username") if isinstance(body, dict) else None

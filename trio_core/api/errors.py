@@ -6,7 +6,8 @@ JSON shape. A 500 never carries exception text: it is logged with a request id, 
 response carries the same id (``X-Request-ID`` header and ``request_id`` in the body), so an
 operator can find the traceback.
 
-:func:`read_json` is the one way handlers read a JSON body: bounded in size (the app's
+:func:`read_json` (and :func:`bind_json`, which also wants a JSON Content-Type, as Core's
+``ShouldBindJSON``) is the one way handlers read a JSON body: bounded in size (the app's
 ``MAX_CONTENT_LENGTH`` -> 413), depth (:data:`MAX_JSON_DEPTH`) and integer length
 (:data:`MAX_INT_DIGITS`); every parse failure is a 400 with a plain message. All of it is
 synchronous apart from reading the body (cancellable like any request read).
@@ -174,3 +175,21 @@ def parse_json(data: bytes) -> Any:
 async def read_json() -> Any:
     """Read the request body and parse it with :func:`parse_json` (400s as described there)."""
     return parse_json(await request.get_data())
+
+
+def json_content_problem() -> str | None:
+    """Core's ``ShouldBindJSON`` preconditions: the reason the request is refused, or None."""
+    if request.content_length == 0:
+        return "request doesn't contain any content"
+    if not (request.headers.get("Content-Type") or "").startswith("application/json"):
+        return "request doesn't contain JSON content"
+    return None
+
+
+async def bind_json() -> Any:
+    """Like Core's ``ShouldBindJSON``: a JSON Content-Type is required, then :func:`read_json`
+    (400 ``Invalid JSON`` otherwise)."""
+    problem = json_content_problem()
+    if problem:
+        raise ApiError(400, "Invalid JSON", problem)
+    return await read_json()

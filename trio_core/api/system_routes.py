@@ -8,8 +8,8 @@
   ``GET /api/v3/config/reload`` -> 200 ``"OK"``, then the server restarts in-process with the
   stored config (:mod:`trio_core.core_config`).
 * ``GET /api/v3/metadata`` (all, ``null`` when empty), ``GET /api/v3/metadata/{key}`` (404
-  ``Metadata not found``), ``PUT /api/v3/metadata/{key}`` (any JSON; ``null`` deletes; the
-  value is echoed) — persisted with the process database.
+  ``Metadata not found``), ``PUT /api/v3/metadata/{key}`` (any JSON with a JSON Content-Type,
+  as Core; ``null`` deletes; the value is echoed) — persisted with the process database.
 * ``GET /api/v3/log[?format=raw]`` — the server's recent log lines (:mod:`trio_core.log_ring`).
 
 All behind the default ``/api/v3`` guard. Handlers only touch in-memory state apart from the
@@ -26,7 +26,7 @@ from quart import Blueprint, Response, request
 from ..core_config import ConfigRejected, CoreConfigStore
 from ..log_ring import LogRing
 from ..skills import SkillsCache
-from .errors import ApiError, json_response, read_json
+from .errors import ApiError, bind_json, json_response, read_json
 
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
@@ -93,7 +93,7 @@ def system_blueprint(
         if len(key) > MAX_METADATA_KEY_LENGTH:
             raise ApiError(400, "Invalid key",
                            f"The key must not be longer than {MAX_METADATA_KEY_LENGTH} characters")
-        value: Any = await read_json()
+        value: Any = await bind_json()
         existing = supervisor.get_system_metadata() or {}
         if value is not None and key not in existing and len(existing) >= MAX_METADATA_KEYS:
             raise ApiError(400, "Invalid metadata",
