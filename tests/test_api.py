@@ -141,7 +141,8 @@ async def test_about_and_errors(tmp_path: Path, ffmpeg: str) -> None:
         api = Api(srv.url)
         assert srv.url == f"http://127.0.0.1:{srv.port}"
         about = (await api.get("/api")).json()
-        assert about["app"] == "trio-core"
+        assert about["app"] == "datarhei-core"
+        assert about["implementation"]["name"] == "trio-core"
         assert isinstance(about["uptime_seconds"], int)
         assert about["version"]["number"]
         assert (await api.get("/ping")).text == "pong"

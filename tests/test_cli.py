@@ -91,7 +91,8 @@ def test_serve_and_sigint(tmp_path: Path, ffmpeg: str) -> None:
     )
     try:
         about = wait_http(base + "/api", proc).json()
-        assert about["app"] == "trio-core"
+        assert about["app"] == "datarhei-core"
+        assert about["implementation"]["name"] == "trio-core"
         resp = httpx.post(base + "/api/v3/process", json=tiny_process("cli"), timeout=20)
         assert resp.status_code == 200, resp.text
         deadline = time.monotonic() + 15

@@ -2,7 +2,10 @@
 
 ``trio-core [--config PATH] [--help-config]``: loads the settings (file + ``CORE_*`` env),
 starts the server, prints ``trio-core listening on http://HOST:PORT`` and runs until SIGINT or
-SIGTERM, then stops every FFmpeg process and exits 0.
+SIGTERM, then stops every FFmpeg process and exits 0. The config file may be a trio-core file or
+a datarhei Core (version 3) file; without one, ``<db.dir>/config.json`` is used when it exists
+(``PUT /api/v3/config`` writes it). ``GET /api/v3/config/reload`` restarts the server in-process
+with the stored config (:func:`trio_core.reload.serve_reloading`).
 
 Exit codes: 0 clean shutdown, 2 configuration/startup refused (bad setting, public bind
 without auth, no FFmpeg, unusable db), 1 unexpected error.
@@ -19,7 +22,8 @@ from collections.abc import Sequence
 import trio
 
 from . import __version__
-from .config import SettingError, help_config, load_config
+from .config import SettingError, help_config
+from .core_config import load as load_config
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -40,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: object, status: dict[str, bool]) -> None:
-    from .server import Running, serve
+    from .reload import serve_reloading
+    from .server import Running
+
+    def on_running(running: Running) -> None:
+        status["started"] = True
+        print(f"trio-core listening on {running.url}", flush=True)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
@@ -51,14 +60,10 @@ async def _run(config: object, status: dict[str, bool]) -> None:
                 )
                 return
 
-        async with trio.open_nursery() as nursery:
-            running: Running = await nursery.start(
-                lambda task_status: serve(
-                    config, shutdown_trigger=until_signal, task_status=task_status  # type: ignore[arg-type]
-                )
-            )
-            status["started"] = True
-            print(f"trio-core listening on {running.url}", flush=True)
+        await serve_reloading(
+            config, load=load_config, shutdown_trigger=until_signal,  # type: ignore[arg-type]
+            on_running=on_running,
+        )
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -240,6 +240,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webrtc.bind_address", "ip", "127.0.0.1",
             "IP address the WebRTC UDP socket binds to.", _parse_ip),
     # -- api (identity, Core config layout, login backoff, request limits): issue 9 / 12 --
+    Setting("api.auth.disable_localhost", "bool", False,
+            "Let requests from 127.0.0.1/::1 through without a token (Core's option).",
+            _parse_bool),
+    Setting("api.auth.login_backoff_ms", "int", 1000,
+            "First wait after a failed login from an address; doubles per failure.",
+            _parse_nonneg_int),
+    Setting("api.auth.login_backoff_max_ms", "int", 30000,
+            "Longest wait between login attempts from one address.", _parse_nonneg_int),
+    Setting("log.max_lines", "int", 1000,
+            "Server log lines kept in memory for GET /api/v3/log.", _parse_nonneg_int,
+            alt_env=("CORE_LOG_MAXLINES",)),
     # (end api)
     # -- process engine hardening (pid records, hung FFmpeg): issue 12 --
     # (end engine)
@@ -392,17 +403,21 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def load_config(
-    config_file: str | None = None, env: Mapping[str, str] | None = None
+    config_file: str | None = None, env: Mapping[str, str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the effective configuration: defaults < ``config_file`` < environment.
 
     ``config_file`` defaults to ``$CORE_CONFIGFILE`` (none when unset/empty); ``env`` defaults to
-    ``os.environ``. Raises SettingError naming the first bad key.
+    ``os.environ``. ``file_values`` (dotted name -> raw value), when given, are used instead of
+    reading ``config_file`` (trio_core.core_config reads Core-layout files that way). Raises
+    SettingError naming the first bad key.
     """
     environ = os.environ if env is None else env
     if config_file is None:
         config_file = environ.get(CONFIGFILE_ENV) or None
-    file_values = read_config_file(config_file) if config_file else {}
+    if file_values is None:
+        file_values = read_config_file(config_file) if config_file else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:

@@ -51,6 +51,8 @@ WEBRTC_SUBSYSTEM_MODULE = "trio_core.webrtc.subsystem"
 # with the boolean setting that enables it (None = always on). A module that does not exist
 # is skipped, so a package can be added without touching anything else here.
 SUBSYSTEM_MODULES: tuple[tuple[str, str | None], ...] = (
+    # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
+    ("trio_core.api.core_subsystem", None),
     # storage: memfs, disk mount, /api/v3/fs, cleanup rules (issue 10)
     ("trio_core.storage.subsystem", None),
     # WebRTC / WHEP playback
@@ -81,6 +83,17 @@ class ServerContext:
     supervisor: Any  # trio_core.supervisor.Supervisor
     app: QuartTrio
     auth: Authenticator
+    # set() stops ``serve`` gracefully; request_reload() also marks the stop as a reload
+    # (Core's GET /api/v3/config/reload), which :func:`trio_core.reload.serve_reloading` acts on
+    stop: trio.Event = field(default_factory=trio.Event)
+    reload_requested: bool = False
+    reload_config_file: str | None = None  # the config file a reload loads
+
+    def request_reload(self, config_file: str | None = None) -> None:
+        """Stop ``serve`` and ask :func:`trio_core.reload.serve_reloading` to start it again."""
+        self.reload_requested = True
+        self.reload_config_file = config_file
+        self.stop.set()
 
 
 class Subsystem(Protocol):
@@ -264,7 +277,7 @@ async def serve(
         subsystem.install(ctx)
     add_fallback_index(app)
     hc = hypercorn_config(config)
-    stop = trio.Event()
+    stop = ctx.stop
 
     async def wait_for_stop() -> None:
         if shutdown_trigger is None:

@@ -2,7 +2,13 @@
 
 ``create_app(supervisor, auth)`` returns a :class:`QuartTrio` app with ``GET /api`` (about),
 ``GET /ping``, ``POST /api/login`` (+ refresh) and the ``/api/v3/process`` routes, JSON errors
-everywhere, CORS ``*`` on ``/api``. Subsystems register more blueprints on the returned app
+everywhere, CORS ``*`` on ``/api``.
+
+``GET /api`` answers Core v16.16's ``About``: ``app`` is ``"datarhei-core"`` (the API family
+datarhei's clients check), ``name``/``id`` the instance's, ``version.number`` the Core API level
+implemented (:data:`CORE_VERSION`); trio-core's own name and version are in the extra field
+``implementation``. With auth on and no valid token it is Core's ``MinimalAbout`` (``app``,
+``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
 before it is served; :func:`add_fallback_index` then adds a ``/`` page if nobody claimed it.
 
 The app holds no tasks of its own; hypercorn serves it (see ``trio_core.server``).
@@ -10,7 +16,9 @@ The app holds no tasks of its own; hypercorn serves it (see ``trio_core.server``
 
 from __future__ import annotations
 
+import platform
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +26,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from .. import NAME, __version__
+from ..instance import Instance
 from .auth import Authenticator
 from .errors import install_error_handlers, json_response
 from .process_routes import process_blueprint
@@ -25,32 +34,71 @@ from .process_routes import process_blueprint
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
-APP_KEY = "trio_core"  # app.extensions[APP_KEY] -> {"supervisor", "auth", "started_at"}
+APP_KEY = "trio_core"  # app.extensions[APP_KEY] -> {"supervisor", "auth", "started_at", "instance"}
+CORE_APP = "datarhei-core"  # Core's app.Name: what clients check in GET /api
+CORE_VERSION = "16.16.0"  # the Core API level implemented
+CORE_MAJOR_VERSION = CORE_VERSION.split(".")[0] + ".0.0"  # MinimalAbout's version.number
+
+_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+           "armv7l": "arm", "i686": "386", "i386": "386"}
+
+
+def build_arch() -> str:
+    """``os/arch`` in Go's spelling (Core reports ``runtime.GOOS + "/" + runtime.GOARCH``)."""
+    machine = platform.machine().lower()
+    return f"{platform.system().lower()}/{_GOARCH.get(machine, machine)}"
+
+
+def rfc3339(timestamp: float) -> str:
+    """A Unix time as RFC 3339 in UTC, seconds precision (Go's ``time.RFC3339``)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def create_app(
-    supervisor: Supervisor, auth: Authenticator | None = None, *, name: str = NAME
+    supervisor: Supervisor, auth: Authenticator | None = None, *, name: str = NAME,
+    instance: Instance | None = None,
 ) -> QuartTrio:
-    """Build the API app over ``supervisor``; ``auth`` None = authentication disabled."""
+    """Build the API app over ``supervisor``; ``auth`` None = authentication disabled.
+
+    ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None).
+    """
     auth = auth or Authenticator(enabled=False)
+    instance = instance or Instance(str(uuid.uuid4()), name)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 2
     started_at = time.time()
-    app.extensions[APP_KEY] = {"supervisor": supervisor, "auth": auth, "started_at": started_at}
+    app.extensions[APP_KEY] = {
+        "supervisor": supervisor, "auth": auth, "started_at": started_at, "instance": instance,
+    }
     install_error_handlers(app)
     auth.install(app)
     app.register_blueprint(process_blueprint(supervisor))
 
     @app.get("/api")
     async def about() -> Response:
+        if not auth.skips(request) and auth.bearer_subject(request) is None:
+            return json_response({
+                "app": CORE_APP, "auths": auth.about_auths,
+                "version": {"number": CORE_MAJOR_VERSION},
+            })
+        current = app.extensions[APP_KEY]["instance"]
         return json_response({
-            "app": NAME,
-            "name": name,
-            "auths": ["jwt"] if auth.enabled else [],
-            "created_at": datetime.fromtimestamp(started_at, UTC).isoformat(timespec="seconds"),
+            "app": CORE_APP,
+            "auths": auth.about_auths,
+            "name": current.name,
+            "id": current.id,
+            "created_at": rfc3339(started_at),
             "uptime_seconds": int(time.time() - started_at),
-            "version": {"number": __version__, "api": "v3"},
+            "version": {
+                "number": CORE_VERSION,
+                "repository_commit": "",
+                "repository_branch": "",
+                "build_date": "",
+                "arch": build_arch(),
+                "compiler": f"{platform.python_implementation()} {platform.python_version()}",
+            },
+            "implementation": {"name": NAME, "version": __version__},
         })
 
     @app.get("/ping")

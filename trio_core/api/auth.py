@@ -1,11 +1,21 @@
-"""API authentication: JWT login (datarhei style) and the ``/api/v3`` guard.
+"""API authentication as datarhei Core v16 does it: JWT login and the ``/api/v3`` guard.
 
 When ``enabled``, ``POST /api/login`` with ``{"username", "password"}`` returns
-``{"access_token", "refresh_token"}`` (HS256, claims ``iss="trio-core"``, ``sub``, ``usefor``
-``"access"|"refresh"``, ``iat``, ``exp``, ``jti``); ``GET /api/login/refresh`` with
-``Authorization: Bearer <refresh>`` returns a new ``{"access_token"}``. Every route under
-``/api/v3`` then needs ``Authorization: Bearer <access>`` — otherwise 401
-``{"code":401,"message":"Unauthorized","details":["Missing or invalid JWT token"]}``.
+``{"access_token", "refresh_token"}`` (HS256; claims exactly Core's: ``iss="datarhei-core"``,
+``sub`` = user name, ``usefor`` ``"access"|"refresh"``, ``iat``, ``exp``, ``exi`` = lifetime in
+seconds, ``jti`` a UUID; access tokens live 10 minutes, refresh tokens 24 hours);
+``GET /api/login/refresh`` with ``Authorization: Bearer <refresh>`` returns a new
+``{"access_token"}``. Errors as Core: a body without both credentials -> 400
+``{"code":400,"message":"Bad Request","details":["Missing authorization credentials"]}``;
+wrong credentials -> 401 ``"Unauthorized"`` / ``"Invalid authorization credentials: invalid
+username or password"``; a missing or wrong token on ``/api/v3`` or on refresh -> 401
+``"Missing or invalid JWT token"``. When auth is disabled both login routes do not exist (404,
+as in Core). ``about_auths`` is what ``GET /api`` lists (``["localjwt"]`` with auth on).
+``disable_localhost`` (Core's ``api.auth.disable_localhost``) lets 127.0.0.1/::1 through.
+
+Failed logins are slowed down per client address (:class:`LoginThrottle`: exponential backoff
+starting at ``login_delay`` seconds, attempts of one address evaluated one at a time, so
+parallel guesses do not help; 429 when too many wait). Waits are cancellable trio sleeps.
 
 Extension points (for e.g. per-process WHEP tokens):
 
@@ -16,8 +26,6 @@ Extension points (for e.g. per-process WHEP tokens):
 * ``@auth.public`` marks a view that needs no credentials at all.
 * Views under ``/api/v3`` without either decorator get the default guard (bearer only),
   so a new blueprint is protected by default.
-
-Login failures sleep ``login_delay`` seconds (brute-force damping) — a cancellable sleep.
 """
 
 from __future__ import annotations
@@ -31,12 +39,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import jwt
-import trio
 from quart import Blueprint, Quart, Request, Response, current_app, request
 
-from .errors import ApiError, json_response, read_json
+from .errors import ApiError, json_content_problem, json_response, parse_json
+from .login_throttle import LoginThrottle, Throttled
 
-ISSUER = "trio-core"
+ISSUER = "datarhei-core"  # Core signs with its app name as issuer (realm)
+LOCAL_VALIDATOR = "localjwt"  # what Core lists in GET /api "auths" for user/password login
+ACCESS_TTL = 600.0  # Core: 10 minutes
+REFRESH_TTL = 86400.0  # Core: 24 hours
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 AUTH_ATTR = "_trio_core_auth"  # set on view functions: "public" or a tuple of alternatives
 
 Alternative = Callable[[Request], bool | Awaitable[bool]]
@@ -53,7 +65,8 @@ class Authenticator:
 
     def __init__(
         self, *, enabled: bool, username: str = "", password: str = "", secret: str = "",
-        access_ttl: float = 600.0, refresh_ttl: float = 86400.0, login_delay: float = 1.0,
+        access_ttl: float = ACCESS_TTL, refresh_ttl: float = REFRESH_TTL, login_delay: float = 1.0,
+        login_max_delay: float = 30.0, disable_localhost: bool = False,
     ) -> None:
         if enabled and not (username and password):
             raise ValueError("auth needs a username and a password")
@@ -64,7 +77,29 @@ class Authenticator:
         self._key = f"{username}{password}{secret}".encode()
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
-        self.login_delay = login_delay
+        self.disable_localhost = disable_localhost
+        self.throttle = LoginThrottle(delay=login_delay, max_delay=login_max_delay)
+
+    @property
+    def login_delay(self) -> float:
+        """Seconds of the first backoff step after a failed login."""
+        return self.throttle.delay
+
+    @login_delay.setter
+    def login_delay(self, value: float) -> None:
+        self.throttle.delay = value
+        self.throttle.max_delay = max(self.throttle.max_delay, value)
+
+    @property
+    def about_auths(self) -> list[str]:
+        """The ``auths`` list of ``GET /api`` (Core: the registered validators)."""
+        return [LOCAL_VALIDATOR] if self.enabled else []
+
+    def skips(self, req: Request) -> bool:
+        """True when the request needs no token: auth off, or localhost with disable_localhost."""
+        if not self.enabled:
+            return True
+        return self.disable_localhost and (req.remote_addr or "") in LOOPBACK
 
     # -- tokens -------------------------------------------------------------------------------
     def issue(self, subject: str, usefor: str) -> str:
@@ -73,7 +108,7 @@ class Authenticator:
         ttl = self.access_ttl if usefor == "access" else self.refresh_ttl
         claims = {
             "iss": ISSUER, "sub": subject, "usefor": usefor, "iat": now,
-            "exp": now + int(ttl), "exi": int(ttl), "jti": uuid.uuid4().hex,
+            "exp": now + int(ttl), "exi": int(ttl), "jti": str(uuid.uuid4()),
         }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
@@ -107,7 +142,7 @@ class Authenticator:
     # -- guards -------------------------------------------------------------------------------
     async def authorize(self, req: Request, alternatives: tuple[Alternative, ...] = ()) -> bool:
         """True when auth is off, the bearer token is valid, or an alternative accepts."""
-        if not self.enabled or self.bearer_subject(req) is not None:
+        if self.skips(req) or self.bearer_subject(req) is not None:
             return True
         for alternative in alternatives:
             result = alternative(req)
@@ -140,7 +175,7 @@ class Authenticator:
 
     async def _guard(self) -> None:
         """before_request: default protection of ``/api/v3`` (skipped for decorated views)."""
-        if not self.enabled or request.method == "OPTIONS":
+        if self.skips(request) or request.method == "OPTIONS":
             return  # CORS preflights carry no credentials
         path = request.path
         if not (path == "/api/v3" or path.startswith("/api/v3/")):
@@ -158,24 +193,40 @@ class Authenticator:
 
     # -- login routes -------------------------------------------------------------------------
     def login_blueprint(self) -> Blueprint:
-        """``POST /api/login`` and ``GET /api/login/refresh``."""
+        """``POST /api/login`` and ``GET /api/login/refresh`` (404 while auth is disabled)."""
         bp = Blueprint("auth", __name__)
+
+        def not_found() -> ApiError:
+            return ApiError(404, "Not Found", "Not Found")
 
         @bp.post("/api/login")
         async def login() -> Response:
             if not self.enabled:
-                raise ApiError(400, "Authentication is disabled", "api.auth.enable is false")
-            body = await read_json()
-            username = body.get("username") if isinstance(body, dict) else None
-            password = body.get("password") if isinstance(body, dict) else None
-            if not isinstance(username, str) or not isinstance(password, str) or not username:
-                await trio.sleep(self.login_delay)
-                raise ApiError(400, "Missing authorization credentials",
-                               "expected {\"username\": ..., \"password\": ...}")
-            if not self.check_credentials(username, password):
-                await trio.sleep(self.login_delay)
-                raise ApiError(401, "Invalid authorization credentials",
-                               "invalid username or password")
+                raise not_found()
+            data = await request.get_data()
+            try:
+                async with self.throttle.attempt(request.remote_addr or "") as attempt:
+                    try:  # Core's local validator binds like ShouldBindJSON
+                        body = None if json_content_problem() else parse_json(data)
+                    except ApiError:
+                        body = None
+                    username = body.get("username") if isinstance(body, dict) else None
+                    password = body.get("password") if isinstance(body, dict) else None
+                    if not (isinstance(username, str) and isinstance(password, str)
+                            and username and password):
+                        attempt.failed()
+                        raise ApiError(400, "Bad Request", "Missing authorization credentials")
+                    if not self.check_credentials(username, password):
+                        attempt.failed()
+                        raise ApiError(
+                            401, "Unauthorized",
+                            "Invalid authorization credentials: invalid username or password",
+                        )
+                    attempt.succeeded()
+            except Throttled as exc:
+                retry = max(1, int(exc.retry_after + 0.999))
+                raise ApiError(429, "Too Many Requests", str(exc),
+                               headers={"Retry-After": str(retry)}) from None
             return json_response({
                 "access_token": self.issue(username, "access"),
                 "refresh_token": self.issue(username, "refresh"),
@@ -184,10 +235,10 @@ class Authenticator:
         @bp.get("/api/login/refresh")
         async def refresh() -> Response:
             if not self.enabled:
-                raise ApiError(400, "Authentication is disabled", "api.auth.enable is false")
+                raise not_found()
             subject = self.bearer_subject(request, "refresh")
             if subject is None:
-                raise unauthorized("Missing or invalid refresh token")
+                raise unauthorized()
             return json_response({"access_token": self.issue(subject, "access")})
 
         return bp

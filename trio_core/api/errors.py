@@ -1,13 +1,24 @@
 """The API's error body ``{"code", "message", "details"}`` (datarhei shape) and helpers.
 
 Handlers raise :class:`ApiError`; :func:`install_error_handlers` turns it, and every other
-HTTP error (unknown route, wrong method, uncaught exception -> 500), into that JSON shape.
+HTTP error (unknown route, wrong method, too large body, uncaught exception -> 500), into that
+JSON shape. A 500 never carries exception text: it is logged with a request id, and the
+response carries the same id (``X-Request-ID`` header and ``request_id`` in the body), so an
+operator can find the traceback.
+
+:func:`read_json` (and :func:`bind_json`, which also wants a JSON Content-Type, as Core's
+``ShouldBindJSON``) is the one way handlers read a JSON body: bounded in size (the app's
+``MAX_CONTENT_LENGTH`` -> 413), depth (:data:`MAX_JSON_DEPTH`) and integer length
+(:data:`MAX_INT_DIGITS`); every parse failure is a 400 with a plain message. All of it is
+synchronous apart from reading the body (cancellable like any request read).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +62,11 @@ def error_response(
     return json_response(body, status, headers)
 
 
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_JSON_DEPTH = 64  # objects/arrays nested deeper than this are refused
+MAX_INT_DIGITS = 40  # no API value needs an integer longer than this
+
+
 def install_error_handlers(app: Quart) -> None:
     """Answer ApiError, HTTP errors and uncaught exceptions with the JSON error body."""
 
@@ -68,17 +84,70 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _internal(error: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "Internal Server Error", f"{type(error).__name__}: {error}")
+        request_id = uuid.uuid4().hex
+        log.error("internal error (request id %s) in %s %s", request_id, request.method,
+                  request.path, exc_info=error)
+        headers = {REQUEST_ID_HEADER: request_id}
+        if request.method == "HEAD":
+            return Response(b"", status=500, headers=headers)
+        return json_response(
+            {"code": 500, "message": "Internal Server Error",
+             "details": [f"internal error; request id {request_id}"], "request_id": request_id},
+            500, headers,
+        )
 
 
-async def read_json() -> Any:
-    """Parse the request body as JSON or raise ApiError(400, "Invalid JSON", details)."""
-    data = await request.get_data()
+class _TooLong(ValueError):
+    pass
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLong(text)
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _NotFinite(text)  # NaN, Infinity, -Infinity are not JSON
+
+
+def _too_deep(value: Any) -> bool:
+    """True when ``value`` nests objects/arrays deeper than MAX_JSON_DEPTH (iterative walk)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse ``data`` as bounded JSON; ApiError(400, "Invalid JSON", <plain reason>) otherwise."""
     if not data:
         raise ApiError(400, "Invalid JSON", "request doesn't contain any content")
     try:
-        return json.loads(data)
+        value = json.loads(
+            data.decode("utf-8"), parse_int=_parse_int, parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
     except UnicodeDecodeError:
         raise ApiError(400, "Invalid JSON", "request body is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -86,3 +155,41 @@ async def read_json() -> Any:
             400, "Invalid JSON",
             f"{exc.msg} at line {exc.lineno}, character {exc.colno}",
         ) from None
+    except _TooLong:
+        raise ApiError(
+            400, "Invalid JSON", f"an integer has more than {MAX_INT_DIGITS} digits"
+        ) from None
+    except _NotFinite:
+        raise ApiError(400, "Invalid JSON", "numbers must be finite") from None
+    except RecursionError:
+        raise ApiError(
+            400, "Invalid JSON", f"nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError:  # any other value the decoder refuses
+        raise ApiError(400, "Invalid JSON", "unparsable value") from None
+    if _too_deep(value):
+        raise ApiError(400, "Invalid JSON", f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+async def read_json() -> Any:
+    """Read the request body and parse it with :func:`parse_json` (400s as described there)."""
+    return parse_json(await request.get_data())
+
+
+def json_content_problem() -> str | None:
+    """Core's ``ShouldBindJSON`` preconditions: the reason the request is refused, or None."""
+    if request.content_length == 0:
+        return "request doesn't contain any content"
+    if not (request.headers.get("Content-Type") or "").startswith("application/json"):
+        return "request doesn't contain JSON content"
+    return None
+
+
+async def bind_json() -> Any:
+    """Like Core's ``ShouldBindJSON``: a JSON Content-Type is required, then :func:`read_json`
+    (400 ``Invalid JSON`` otherwise)."""
+    problem = json_content_problem()
+    if problem:
+        raise ApiError(400, "Invalid JSON", problem)
+    return await read_json()

@@ -1,0 +1,86 @@
+"""Serve, and serve again after Core's ``GET /api/v3/config/reload``: what the CLI runs.
+
+:func:`serve_reloading` runs :func:`trio_core.server.serve` in a nursery of its own. A reload
+request (``ServerContext.request_reload``) stops that ``serve`` gracefully — HTTP first, then
+the processes with their orders kept, then the subsystems — and when it has returned, the
+config is loaded again (``load(config_file)``: the file ``PUT /api/v3/config`` wrote) and
+``serve`` starts again; processes come back as after a restart. One ``serve`` at a time,
+nothing of the previous one left running. Cancellation ends the current ``serve`` like any
+shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+
+from .config import Config, SettingError
+from .server import Running, serve
+
+log = logging.getLogger(__name__)
+
+
+async def serve_reloading(
+    config: Config,
+    *,
+    load: Callable[[str | None], Config],
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    on_running: Callable[[Running], None] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``serve`` again and again while reloads are requested.
+
+    ``load(config_file)`` builds the next config (the CLI passes
+    :func:`trio_core.core_config.load`); when it fails, the previous config is served again.
+    An ephemeral API port (0) is kept across reloads. ``task_status`` reports the first
+    :class:`Running`; ``on_running`` is called with every one. Returns when a ``serve`` ends
+    without a reload request. Startup errors of the first ``serve`` propagate; those of a
+    reloaded config make it serve the previous config again (once).
+    """
+    first = True
+    fallback: Config | None = None  # the config that served before a reload
+    while True:
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                running: Running = await nursery.start(
+                    partial(serve, config, shutdown_trigger=shutdown_trigger)
+                )
+                started = True
+                if on_running is not None:
+                    on_running(running)
+                if first:
+                    task_status.started(running)
+                    first = False
+        except Exception as exc:  # re-raised unless a reloaded config failed to start
+            if started or fallback is None:
+                raise
+            log.error("reload: the new configuration does not start (%s); serving the "
+                      "previous one", exc)
+            config, fallback = fallback, None
+            continue
+        context = running.context
+        if not context.reload_requested:
+            return
+        log.info("reloading the configuration (%s)",
+                 context.reload_config_file or "no config file")
+        try:
+            new_config = load(context.reload_config_file)
+            if new_config["api.address"] == config["api.address"] and config.api_port == 0:
+                host = running.host
+                shown = f"[{host}]" if ":" in host else host
+                new_config = new_config.replace(**{"api.address": f"{shown}:{running.port}"})
+            secret = "api.auth.jwt.secret"
+            if new_config.sources.get(secret) == "default" and (
+                    config.sources.get(secret) in ("default", "override")):
+                # a random per-start secret is kept: tokens stay valid across the reload
+                new_config = new_config.replace(**{secret: config[secret]})
+        except SettingError as exc:
+            log.error("reload: %s; serving the previous configuration", exc)
+            new_config = config
+        fallback = config
+        config = new_config
