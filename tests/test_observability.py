@@ -1,0 +1,313 @@
+"""Observability through the real server: OpenAPI, metrics history, Prometheus, sessions.
+
+Real server (port 0), real FFmpeg, real WebRTC viewers (aiortc in subprocesses), real HTTP
+(httpx); the Prometheus exposition is read with prometheus_client's own text parser and the
+OpenAPI document is checked with openapi-spec-validator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+from quart import Blueprint, Response, send_from_directory
+
+from tests.aiortc_viewer import run_aiortc_viewer
+from tests.test_api import Api, make_config
+from tests.test_whep import wait_live, webrtc_process, whep_offer
+from trio_core.observability.hls import SESSION_ID
+from trio_core.observability.openapi import _path
+from trio_core.server import Running, default_subsystems, serve
+
+OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
+
+
+@asynccontextmanager
+async def server(tmp_path: Path, ffmpeg: str, extra: Any = None, **overrides: Any
+                 ) -> AsyncIterator[Running]:
+    config = make_config(tmp_path, ffmpeg, **overrides)
+    subsystems = default_subsystems(config) + ([extra] if extra is not None else [])
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(partial(serve, config, subsystems=subsystems))
+        try:
+            yield running
+        finally:
+            running.shutdown()
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition: (name, sorted labels) -> value."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str, /,
+          **labels: str) -> float:
+    """The sum of the samples ``metric`` whose labels include ``labels``."""
+    hits = [v for (n, ls), v in samples.items()
+            if n == metric and all((k, w) in ls for k, w in labels.items())]
+    assert hits, f"no sample {metric}{labels}"
+    return sum(hits)
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+
+
+async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Path) -> None:
+    async with server(tmp_path, ffmpeg, **{"webrtc.enable": True}) as srv:
+        api = Api(srv.url)
+        resp = await api.get("/api/swagger/doc.json")
+        assert resp.status_code == 200
+        spec = resp.json()
+        validate(spec)  # raises on an invalid OpenAPI document
+        rules = list(srv.app.url_map.iter_rules())
+        assert len(rules) > 20
+        for rule in rules:
+            path, _ = _path(rule.rule)
+            methods = set(rule.methods or ()) - {"HEAD"}
+            if methods != {"OPTIONS"}:
+                methods.discard("OPTIONS")
+            assert path in spec["paths"], f"{rule.rule} missing"
+            for method in methods:
+                assert method.lower() in spec["paths"][path], f"{method} {rule.rule} missing"
+        whep = spec["paths"]["/api/v3/process/{process_id}/whep"]["post"]
+        assert whep["parameters"][0]["name"] == "process_id"
+        assert whep["security"] == [{"ApiKeyAuth": []}]
+        query = spec["paths"]["/api/v3/metrics"]["post"]
+        schema = query["requestBody"]["content"]["application/json"]["schema"]
+        assert "timerange_sec" in schema["properties"]
+        assert "security" not in spec["paths"]["/ping"]["get"]
+
+        ui = await api.get("/api/swagger/index.html")
+        assert ui.status_code == 200 and "swagger-ui-bundle.js" in ui.text
+        bundle = await api.get("/api/swagger/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        assert (await api.get("/api/swagger/..%2Fsecret")).status_code == 404
+
+
+# -- /api/v3/metrics -------------------------------------------------------------------------
+
+
+async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -> None:
+    overrides = {"metrics.enable": True, "metrics.interval_seconds": 1,
+                 "metrics.range_seconds": 30}
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        described = (await api.get("/api/v3/metrics")).json()
+        names = [d["name"] for d in described]
+        assert names == sorted(names)
+        for name in ("uptime_uptime", "cpu_idle", "mem_total", "restream_process",
+                     "session_active", "filesystem_usage"):
+            assert name in names
+        proc = next(d for d in described if d["name"] == "restream_process")
+        assert proc["labels"] == ["processid", "state", "order", "name"]
+
+        body = {"metrics": [{"name": "mem_total"}, {"name": "session_active",
+                                                     "labels": {"collector": "^web"}}]}
+        now = (await api.post("/api/v3/metrics", body)).json()
+        assert now["timerange_sec"] == 30 and now["interval_sec"] == 1
+        by_name = {m["name"]: m for m in now["metrics"]}
+        assert by_name["mem_total"]["values"][0][1] > 0
+        assert by_name["session_active"]["labels"] == {"collector": "webrtc"}
+        assert len(now["metrics"]) == 2
+
+        query = {"timerange_sec": 10, "interval_sec": 1, "metrics": [{"name": "uptime_uptime"}]}
+        with trio.fail_after(30):  # the sampler adds one snapshot a second
+            while True:
+                hist = (await api.post("/api/v3/metrics", query)).json()
+                values = hist["metrics"][0]["values"] if hist["metrics"] else []
+                if len(values) >= 3:
+                    break
+                await trio.sleep(0.5)
+        assert len(values) <= 10
+        uptimes = [v for _, v in values]
+        assert uptimes == sorted(uptimes) and uptimes[-1] > uptimes[0]
+
+        for bad in ({"timerange_sec": "x"}, [], {"metrics": [{"labels": {"a": 1}}]},
+                    {"timerange_sec": 10**9, "interval_sec": 1}):
+            resp = await api.post("/api/v3/metrics", bad)
+            assert resp.status_code == 400, bad
+            assert resp.json()["message"] == "Invalid JSON"
+        assert (await api.request("POST", "/api/v3/metrics", content=b"{")).status_code == 400
+
+
+# -- HLS sessions at the HTTP layer ----------------------------------------------------------
+
+
+class HlsFiles:
+    """A test subsystem serving a directory under /hls (stands in for the disk/memfs mount)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def install(self, ctx: Any) -> None:
+        bp = Blueprint("hlsfiles", __name__)
+
+        @bp.get("/hls/<path:name>")
+        async def hls_file(name: str) -> Response:
+            return await send_from_directory(self.root, name)
+
+        ctx.app.register_blueprint(bp)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+
+async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
+    root = tmp_path / "hlsroot"
+    root.mkdir()
+    (root / "main.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlive.m3u8\n")
+    (root / "live.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg0.ts\n")
+    (root / "seg0.ts").write_bytes(b"\x47" * 188 * 100)
+    async with server(tmp_path, ffmpeg, HlsFiles(root),
+                      **{**OPEN, "sessions.max_sessions": 1}) as srv:
+        api = Api(srv.url)
+        master = await api.get("/hls/main.m3u8")
+        assert master.status_code == 200
+        variant = [line for line in master.text.splitlines() if line.startswith("live.m3u8")]
+        assert len(variant) == 1
+        sid = variant[0].split("session=")[1]
+        assert SESSION_ID.match(sid)
+        media = await api.get(f"/hls/{variant[0]}")
+        assert media.status_code == 200
+        assert f"seg0.ts?session={sid}" in media.text
+        seg = await api.get(f"/hls/seg0.ts?session={sid}")
+        assert seg.status_code == 200
+
+        active = (await api.get("/api/v3/session/active?collectors=hls")).json()
+        assert [s["id"] for s in active["hls"]] == [sid]
+        assert active["hls"][0]["reference"] == "live"
+        assert active["hls"][0]["bytes_tx"] > 188 * 100
+
+        # the one allowed session is taken: a new playlist viewer gets 509
+        refused = await api.get("/hls/main.m3u8")
+        assert refused.status_code == 509
+        assert refused.json()["message"] == "Number of sessions exceeded"
+        # the known session goes on
+        assert (await api.get(f"/hls/{variant[0]}")).status_code == 200
+        assert (await api.get("/hls/live.m3u8?session=bad")).status_code in (403, 509)
+
+        summary = (await api.get("/api/v3/session?collectors=hls,webrtc")).json()
+        assert set(summary) == {"hls", "webrtc"}
+        assert summary["hls"]["active"]["sessions"] == 1
+        assert summary["hls"]["active"]["max_sessions"] == 1
+
+
+# -- WebRTC viewers: Prometheus, sessions, 509 -----------------------------------------------
+
+
+async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: Path) -> None:
+    overrides = {**OPEN, "webrtc.enable": True, "metrics.enable_prometheus": True,
+                 "sessions.max_sessions": 2}
+    results: list[dict[str, Any]] = []
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        async with trio.open_nursery() as nursery:
+            assert (await api.post("/api/v3/process", webrtc_process("cam"))).status_code == 200
+            await wait_live(api, "cam")
+
+            async def viewer() -> None:
+                results.append(await run_aiortc_viewer(
+                    ["--whep", f"{srv.url}/api/v3/process/cam/whep", "--duration", "12"],
+                    timeout=90))
+
+            nursery.start_soon(viewer)
+            nursery.start_soon(viewer)
+
+            async def metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                resp = await api.get("/metrics")
+                assert resp.status_code == 200
+                assert resp.headers["content-type"].startswith("text/plain")
+                return scrape(resp.text)
+
+            with trio.fail_after(60):
+                while True:
+                    first = await metrics()
+                    if value(first, "webrtc_viewers", process="cam", state="connected") == 2:
+                        break
+                    await trio.sleep(0.3)
+            active1 = (await api.get("/api/v3/session/active?collectors=webrtc")).json()["webrtc"]
+            assert len(active1) == 2
+
+            # a third viewer is refused before anything is allocated
+            refused = await whep_offer(api, "cam", OFFER)
+            assert refused.status_code == 509, refused.text
+            assert refused.json()["message"] == "Number of sessions exceeded"
+            state = (await api.get("/api/v3/process/cam/state")).json()
+            assert len(state["webrtc"]["viewers"]) == 2
+
+            await trio.sleep(3)
+            second = await metrics()
+            active2 = (await api.get("/api/v3/session/active?collectors=webrtc")).json()["webrtc"]
+            by_id = {s["id"]: s for s in active1}
+            for s in active2:
+                assert s["bytes_tx"] > by_id[s["id"]]["bytes_tx"] > 0
+                assert s["reference"] == "cam"
+                assert s["local"] == "/api/v3/process/cam/whep"
+                assert s["remote"] == "127.0.0.1"
+                assert s["bandwidth_tx_kbit"] > 0
+
+            assert value(second, "ffmpeg_process", process="cam", name="frame") > \
+                value(first, "ffmpeg_process", process="cam", name="frame") > 0
+            assert value(second, "webrtc_sent_bytes_total", process="cam") > \
+                value(first, "webrtc_sent_bytes_total", process="cam") > 0
+            assert value(second, "webrtc_sent_packets_total", process="cam") > \
+                value(first, "webrtc_sent_packets_total", process="cam")
+            assert value(second, "session_active", collector="webrtc") == 2
+            assert value(second, "session_tx_bytes", collector="webrtc") > \
+                value(first, "session_tx_bytes", collector="webrtc")
+            assert value(second, "webrtc_setup_seconds_count") >= 2
+            assert value(second, "ffmpeg_states", state="running") >= 1
+            assert value(second, "uptime_seconds") >= 0
+            assert value(second, "webrtc_viewer_fraction_lost", process="cam", stat="max") <= 1
+            # receiver reports from aiortc carry LSR/DLSR: the server knows the round trip
+            assert 0 <= value(second, "webrtc_viewer_rtt_seconds", process="cam", stat="max") < 1
+            viewers = (await api.get("/api/v3/process/cam/state")).json()["webrtc"]["viewers"]
+            reports = [v["receiver_reports"]["video"] for v in viewers
+                       if "video" in v["receiver_reports"]]
+            assert reports, viewers
+            assert all(0 <= r["fraction_lost"] <= 1 and r["jitter_seconds"] >= 0 for r in reports)
+
+        # the viewers said goodbye (WHEP DELETE): their sessions went into the history
+        with trio.fail_after(20):
+            while True:
+                summary = (await api.get("/api/v3/session?collectors=webrtc")).json()["webrtc"]
+                if summary["active"]["sessions"] == 0:
+                    break
+                await trio.sleep(0.5)
+        assert summary["summary"]["sessions"] == 2
+        assert summary["summary"]["reference"]["cam"]["sessions"] == 2
+        assert summary["summary"]["remote"]["127.0.0.1"]["sessions"] == 2
+
+    for result in results:
+        assert result["error"] is None, result
+        assert result["video_frames"] > 50, result
+
+
+OFFER = """v=0\r
+o=- 1 2 IN IP4 127.0.0.1\r
+s=-\r
+t=0 0\r
+a=group:BUNDLE 0\r
+m=video 9 UDP/TLS/RTP/SAVPF 102\r
+c=IN IP4 0.0.0.0\r
+a=mid:0\r
+a=recvonly\r
+a=rtcp-mux\r
+a=ice-ufrag:abcd\r
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r
+a=fingerprint:sha-256 {fp}\r
+a=setup:actpass\r
+a=rtpmap:102 H264/90000\r
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r
+""".format(fp=":".join(["AB"] * 32))
+
