@@ -7,6 +7,7 @@ OpenAPI document is checked with openapi-spec-validator.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -311,3 +312,44 @@ a=rtpmap:102 H264/90000\r
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r
 """.format(fp=":".join(["AB"] * 32))
 
+
+
+# -- auth as Core, persistence ---------------------------------------------------------------
+
+
+async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path: Path) -> None:
+    root = tmp_path / "hlsroot"
+    root.mkdir()
+    (root / "main.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlive.m3u8\n")
+    (root / "live.m3u8").write_text("#EXTM3U\n#EXTINF:2,\nseg0.ts\n")
+    (root / "seg0.ts").write_bytes(b"\x47" * 188)
+    overrides = {**OPEN, "sessions.persist": True, "sessions.session_timeout_sec": 1,
+                 "metrics.enable_prometheus": True, "api.auth.enable": True,
+                 "api.auth.username": "admin", "api.auth.password": "secret"}
+    async with server(tmp_path, ffmpeg, HlsFiles(root), **overrides) as srv:
+        anon = Api(srv.url)
+        assert (await anon.get("/metrics")).status_code == 200  # no auth, as Core
+        assert (await anon.get("/api/swagger/doc.json")).status_code == 200
+        assert (await anon.get("/api/v3/session")).status_code == 401
+        assert (await anon.get("/api/v3/metrics")).status_code == 401
+        login = await anon.post("/api/login", {"username": "admin", "password": "secret"})
+        api = Api(srv.url, login.json()["access_token"])
+        master = await anon.get("/hls/main.m3u8")
+        variant = next(line for line in master.text.splitlines() if line.startswith("live"))
+        sid = variant.split("session=")[1]
+        await anon.get(f"/hls/{variant}")
+        await anon.get(f"/hls/seg0.ts?session={sid}")
+        # no request for session_timeout_sec: the session ends and goes into the history
+        with trio.fail_after(20):
+            while True:
+                summary = (await api.get("/api/v3/session?collectors=hls")).json()["hls"]
+                if summary["summary"]["sessions"] == 1:
+                    break
+                await trio.sleep(0.3)
+        assert summary["active"]["sessions"] == 0
+    stored = json.loads((tmp_path / "db" / "sessions" / "hls.json").read_text())
+    assert [v["reference"] for v in stored["sessions"].values()] == ["live"]
+    async with server(tmp_path, ffmpeg, **{**overrides, "api.auth.enable": False}) as srv:
+        summary = (await Api(srv.url).get("/api/v3/session?collectors=hls")).json()["hls"]
+        assert summary["summary"]["sessions"] == 1
+        assert summary["summary"]["reference"]["live"]["sessions"] == 1
