@@ -101,6 +101,8 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
 async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -> None:
     overrides = {"metrics.enable": True, "metrics.interval_seconds": 1,
                  "metrics.range_seconds": 30}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.ts").write_bytes(b"x" * 1234)
     async with server(tmp_path, ffmpeg, **overrides) as srv:
         api = Api(srv.url)
         described = (await api.get("/api/v3/metrics")).json()
@@ -120,6 +122,16 @@ async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -
         assert by_name["mem_total"]["values"][0][1] > 0
         assert by_name["session_active"]["labels"] == {"collector": "webrtc"}
         assert len(now["metrics"]) == 2
+        fs_query = {"metrics": [{"name": "filesystem_usage", "labels": {"name": "diskfs"}},
+                                {"name": "filesystem_files", "labels": {"name": "diskfs"}}]}
+        with trio.fail_after(20):  # the first walk runs in a worker thread at start
+            while True:
+                fs = (await api.post("/api/v3/metrics", fs_query)).json()
+                found = {m["name"]: m["values"][0][1] for m in fs["metrics"]}
+                if found.get("filesystem_files"):
+                    break
+                await trio.sleep(0.2)
+        assert found == {"filesystem_usage": 1234, "filesystem_files": 1}
 
         query = {"timerange_sec": 10, "interval_sec": 1, "metrics": [{"name": "uptime_uptime"}]}
         with trio.fail_after(30):  # the sampler adds one snapshot a second

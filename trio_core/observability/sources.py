@@ -7,13 +7,14 @@
 * :class:`NetSource` — ``net_rx``, ``net_tx`` {interface}
 * :class:`DiskSource` — ``disk_total``, ``disk_usage`` {path}
 * :class:`FilesystemSource` — ``filesystem_limit``, ``filesystem_usage``, ``filesystem_files``
-  {name} of a directory tree (walk capped at :data:`MAX_WALK_ENTRIES`, cached 10 s)
+  {name} of a directory tree (walked in a worker thread every 10 s, capped)
 * :class:`RestreamSource` — ``restream_process``, ``restream_process_states``,
   ``restream_io``, ``restream_state``, ``ffmpeg_process`` from the Supervisor's processes
   and :class:`StateCounter` (a supervisor hook counting state changes)
 * :class:`SessionSource` — ``session_*`` {collector} from the session registry
 
-All ``collect`` calls are synchronous reads (psutil reads ``/proc``); none waits on anything.
+All ``collect`` calls are synchronous reads of memory (psutil reads ``/proc``); none waits on
+anything or walks a directory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 MAX_WALK_ENTRIES = 200_000
+REFRESH_SECONDS = 10.0
 PROCESS_STATES = ("failed", "finished", "finishing", "killed", "running", "starting")
 
 
@@ -139,26 +141,31 @@ class DiskSource:
 
 
 class FilesystemSource:
-    """Size and file count of a directory tree as filesystem ``name`` (limit -1: unlimited)."""
+    """Size and file count of a directory tree as filesystem ``name`` (limit -1: unlimited).
 
-    def __init__(self, name: str, path: str, *, limit: int = -1, cache_seconds: float = 10.0
-                 ) -> None:
+    ``collect`` returns the figures of the last :meth:`refresh` (a blocking walk, capped at
+    :data:`MAX_WALK_ENTRIES` entries, which the subsystem runs in a worker thread every
+    :data:`REFRESH_SECONDS`), so a scrape never walks a directory tree.
+    """
+
+    def __init__(self, name: str, path: str, *, limit: int = -1) -> None:
         self.name = name
         self.path = path
         self.limit_bytes = limit
-        self.cache_seconds = cache_seconds
         self.limit = Description("filesystem_limit", "Total size of the filesystem in bytes, "
                                  "negative if unlimited", ("name",))
         self.usage = Description("filesystem_usage", "Number of used bytes on the filesystem",
                                  ("name",))
         self.files = Description("filesystem_files", "Number of files on the filesystem "
                                  "(excluding directories)", ("name",))
-        self._cached: tuple[float, int, int] | None = None
+        self.size_bytes = 0
+        self.file_count = 0
 
     def describe(self) -> Sequence[Description]:
         return [self.limit, self.usage, self.files]
 
-    def _walk(self) -> tuple[int, int]:
+    def refresh(self) -> None:
+        """Walk the tree now (blocking file-system I/O: call it from a worker thread)."""
         size = files = seen = 0
         stack = [self.path]
         while stack and seen < MAX_WALK_ENTRIES:
@@ -176,15 +183,12 @@ class FilesystemSource:
                             continue
             except OSError:
                 continue
-        return size, files
+        self.size_bytes, self.file_count = size, files
 
     def collect(self) -> Iterable[Value]:
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > self.cache_seconds:
-            self._cached = (now, *self._walk())
-        _, size, files = self._cached
         return [Value.of(self.limit, self.limit_bytes, self.name),
-                Value.of(self.usage, size, self.name), Value.of(self.files, files, self.name)]
+                Value.of(self.usage, self.size_bytes, self.name),
+                Value.of(self.files, self.file_count, self.name)]
 
 
 class StateCounter:

@@ -16,7 +16,8 @@
 
 ``run()`` owns the tasks, all inside its nursery and ended by cancellation: the history
 sampler (every ``metrics.interval_seconds`` when ``metrics.enable``), the session tick (every
-second: WebRTC viewers sync, idle HLS sessions end) and the persister (every
+second: WebRTC viewers sync, idle HLS sessions end), the directory walker (``filesystem_*``
+of the disk, in a worker thread every 10 s) and the persister (every
 ``sessions.persist_interval_sec``). When cancelled it writes the session history one last
 time (shielded, at most 5 s, in a worker thread).
 """
@@ -40,6 +41,7 @@ from .prometheus import build_registry, exposition
 from .routes import metrics_blueprint, prometheus_blueprint, session_blueprint
 from .sessions import SessionRegistry
 from .sources import (
+    REFRESH_SECONDS,
     CpuSource,
     DiskSource,
     FilesystemSource,
@@ -101,6 +103,9 @@ class ObservabilitySubsystem:
             self.sessions.register("hlsingress", limited=False, companions=False)
         self.states = StateCounter()
         self.viewers: WebRTCViewers | None = None
+        #: directory-tree sources refreshed in a worker thread (others may append theirs)
+        self.filesystems: list[FilesystemSource] = []
+        self.supervisor: Any = None
         self.core_id = str(config.values.get("id") or socket.gethostname())
 
     def install(self, ctx: Any) -> None:
@@ -118,8 +123,10 @@ class ObservabilitySubsystem:
         app.extensions[ADMISSION_KEY] = self.viewers
         app.extensions[EXTENSION_KEY] = self
 
+        self.filesystems.append(FilesystemSource("diskfs", disk_dir))
+        self.supervisor = supervisor
         for source in (UptimeSource(started_at or 0.0), CpuSource(), MemSource(), NetSource(),
-                       DiskSource(disk_dir), FilesystemSource("diskfs", disk_dir),
+                       DiskSource(disk_dir), *self.filesystems,
                        RestreamSource(supervisor, self.states)):
             self.monitor.register(source)
         registry = self.sessions or SessionRegistry()
@@ -141,6 +148,7 @@ class ObservabilitySubsystem:
                 if self.history is not None:
                     nursery.start_soon(self._sample, self.history)
                 nursery.start_soon(self._tick)
+                nursery.start_soon(self._walk_filesystems)
                 if self.sessions is not None and self.sessions.persist_dir is not None \
                         and self.config["sessions.persist_interval_sec"] > 0:
                     nursery.start_soon(self._persist, self.sessions,
@@ -164,6 +172,14 @@ class ObservabilitySubsystem:
                 self.viewers.sync()
             if self.sessions is not None:
                 self.sessions.expire()
+            if self.supervisor is not None:
+                self.states.forget_missing(self.supervisor.ids())
+
+    async def _walk_filesystems(self) -> None:
+        while True:
+            for fs in list(self.filesystems):
+                await trio.to_thread.run_sync(fs.refresh)
+            await trio.sleep(REFRESH_SECONDS)
 
     async def _persist(self, sessions: SessionRegistry, interval: float) -> None:
         while True:
