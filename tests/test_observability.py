@@ -83,6 +83,12 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
         whep = spec["paths"]["/api/v3/process/{process_id}/whep"]["post"]
         assert whep["parameters"][0]["name"] == "process_id"
         assert whep["security"] == [{"ApiKeyAuth": []}]
+        assert "application/sdp" in whep["requestBody"]["content"]
+        assert {"201", "406", "409", "509"} <= set(whep["responses"])
+        add = spec["paths"]["/api/v3/process"]["post"]
+        assert add["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ProcessConfig"}
+        assert "input" in spec["components"]["schemas"]["ProcessConfig"]["properties"]
         query = spec["paths"]["/api/v3/metrics"]["post"]
         schema = query["requestBody"]["content"]["application/json"]["schema"]
         assert "timerange_sec" in schema["properties"]

@@ -8,7 +8,8 @@ a summary (the view's docstring's first line), a tag (its blueprint), the securi
 requirement (``ApiKeyAuth`` bearer JWT under ``/api/v3`` unless the view is public, see
 :mod:`trio_core.api.auth`) and the datarhei ``Error`` body for errors. A view may declare
 more with :func:`doc` (summary, tags, parameters, request and response schemas), which the
-document then carries.
+document then carries; views of other modules are described by :data:`KNOWN_OPERATIONS`
+(keyed by endpoint name) so that their files need no change.
 
 Routes: ``GET /api/swagger/doc.json`` (the document), ``GET /api/swagger/index.html``
 (Swagger UI from the ``swagger-ui-bundle`` package's files, served locally, no CDN),
@@ -28,7 +29,8 @@ from .. import __version__
 from ..api.auth import AUTH_ATTR
 from ..api.errors import json_response
 
-__all__ = ["DOC_ATTR", "build_openapi", "doc", "swagger_blueprint"]
+__all__ = ["DOC_ATTR", "KNOWN_OPERATIONS", "SCHEMAS", "build_openapi", "doc",
+           "swagger_blueprint"]
 
 DOC_ATTR = "_trio_core_openapi"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +67,126 @@ def doc(*, summary: str | None = None, description: str | None = None,
     return decorate
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+#: Component schemas referenced by :data:`KNOWN_OPERATIONS` (Core's ``api.*`` types, the
+#: fields trio-core implements).
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {"type": "object", "properties": {
+        "code": {"type": "integer"}, "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "string"}}}},
+    "About": {"type": "object", "properties": {
+        "app": {"type": "string"}, "name": {"type": "string"},
+        "auths": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string"}, "uptime_seconds": {"type": "integer"},
+        "version": {"type": "object", "properties": {"number": {"type": "string"},
+                                                     "api": {"type": "string"}}}}},
+    "Login": {"type": "object", "required": ["username", "password"], "properties": {
+        "username": {"type": "string"}, "password": {"type": "string"}}},
+    "JWT": {"type": "object", "properties": {
+        "access_token": {"type": "string"}, "refresh_token": {"type": "string"}}},
+    "ProcessConfigIO": {"type": "object", "required": ["id", "address"], "properties": {
+        "id": {"type": "string"}, "address": {"type": "string"},
+        "options": {"type": "array", "items": {"type": "string"}}}},
+    "ProcessConfig": {"type": "object", "required": ["input", "output"], "properties": {
+        "id": {"type": "string"}, "type": {"type": "string"},
+        "reference": {"type": "string"},
+        "input": {"type": "array", "items": _ref("ProcessConfigIO")},
+        "output": {"type": "array", "items": _ref("ProcessConfigIO")},
+        "options": {"type": "array", "items": {"type": "string"}},
+        "reconnect": {"type": "boolean"}, "reconnect_delay_seconds": {"type": "integer"},
+        "autostart": {"type": "boolean"}, "stale_timeout_seconds": {"type": "integer"},
+        "limits": {"type": "object", "properties": {
+            "cpu_usage": {"type": "number"}, "memory_mbytes": {"type": "integer"},
+            "waitfor_seconds": {"type": "integer"}}},
+        "webrtc": {"type": "object", "description": "trio-core: WHEP playback",
+                   "properties": {"enabled": {"type": "boolean"},
+                                  "video_pt": {"type": "integer"},
+                                  "audio_pt": {"type": "integer"},
+                                  "force_transcode": {"type": "boolean"},
+                                  "token": {"type": "string"}}}}},
+    "ProcessState": {"type": "object", "properties": {
+        "order": {"type": "string"}, "exec": {"type": "string"},
+        "runtime_seconds": {"type": "integer"}, "reconnect_seconds": {"type": "integer"},
+        "last_logline": {"type": "string"}, "progress": {"type": "object"},
+        "memory_bytes": {"type": "integer"}, "cpu_usage": {"type": "number"},
+        "command": {"type": "array", "items": {"type": "string"}},
+        "webrtc": {"type": "object", "description": "trio-core: source and viewers"}}},
+    "ProcessReport": {"type": "object", "properties": {
+        "created_at": {"type": "integer"},
+        "prelude": {"type": "array", "items": {"type": "string"}},
+        "log": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        "history": {"type": "array", "items": {"type": "object"}}}},
+    "Process": {"type": "object", "properties": {
+        "id": {"type": "string"}, "type": {"type": "string"},
+        "reference": {"type": "string"}, "created_at": {"type": "integer"},
+        "updated_at": {"type": "integer"}, "config": _ref("ProcessConfig"),
+        "state": _ref("ProcessState"), "report": _ref("ProcessReport"),
+        "metadata": {}}},
+    "Command": {"type": "object", "required": ["command"], "properties": {
+        "command": {"type": "string", "enum": ["start", "stop", "restart", "reload"]}}},
+}
+
+_SDP = {"type": "string", "description": "SDP"}
+_FILTER = [{"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "Comma separated list of fields (config, state, report, metadata)"}]
+
+#: Declarations for views registered by other modules (used when a view has no ``@doc``),
+#: keyed by endpoint name; ``(summary, tags, request, responses)`` per method.
+KNOWN_OPERATIONS: dict[str, dict[str, Any]] = {
+    "about": {"summary": "API information", "tags": ["v16.7.2"], "security": False,
+              "responses": {200: _ref("About")}},
+    "ping": {"summary": "Liveliness check", "tags": ["v16.7.2"], "produces": "text/plain",
+             "responses": {200: {"type": "string"}}},
+    "auth.login": {"summary": "Retrieve an access and a refresh token", "tags": ["v16.7.2"],
+                   "request": _ref("Login"),
+                   "responses": {200: _ref("JWT"), 400: None, 401: None}},
+    "auth.refresh": {"summary": "Retrieve a new access token", "tags": ["v16.7.2"],
+                     "responses": {200: _ref("JWT"), 401: None}},
+    "process.list_processes": {
+        "summary": "List all known processes", "tags": ["v16.7.2"],
+        "parameters": [*_FILTER] + [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in ("reference", "id", "idpattern", "refpattern")],
+        "responses": {200: {"type": "array", "items": _ref("Process")}, 400: None}},
+    "process.add_process": {"summary": "Add a new process", "tags": ["v16.7.2"],
+                            "request": _ref("ProcessConfig"),
+                            "responses": {200: _ref("ProcessConfig"), 400: None, 409: None}},
+    "process.get_process": {"summary": "List a process by its ID", "tags": ["v16.7.2"],
+                            "parameters": _FILTER,
+                            "responses": {200: _ref("Process"), 404: None}},
+    "process.update_process": {"summary": "Replace an existing process", "tags": ["v16.7.2"],
+                               "request": _ref("ProcessConfig"),
+                               "responses": {200: _ref("ProcessConfig"), 400: None,
+                                             404: None, 409: None}},
+    "process.delete_process": {"summary": "Delete a process by its ID", "tags": ["v16.7.2"],
+                               "responses": {200: {"type": "string"}, 404: None}},
+    "process.command": {"summary": "Issue a command to a process", "tags": ["v16.7.2"],
+                        "request": _ref("Command"),
+                        "responses": {200: {"type": "string"}, 400: None, 404: None}},
+    "process.get_config": {"summary": "Get the configuration of a process",
+                           "tags": ["v16.7.2"],
+                           "responses": {200: _ref("ProcessConfig"), 404: None}},
+    "process.get_state": {"summary": "Get the state of a process", "tags": ["v16.7.2"],
+                          "responses": {200: _ref("ProcessState"), 404: None}},
+    "process.get_report": {"summary": "Get the logs of a process", "tags": ["v16.7.2"],
+                           "responses": {200: _ref("ProcessReport"), 404: None}},
+    "whep.whep_post": {"summary": "Start a WHEP (WebRTC) viewer session", "tags": ["webrtc"],
+                       "request": _SDP, "request_type": "application/sdp",
+                       "produces": "application/sdp",
+                       "responses": {201: _SDP, 400: None, 404: None, 406: None, 409: None,
+                                     413: None, 415: None, 509: None}},
+    "whep.whep_delete": {"summary": "End a WHEP session", "tags": ["webrtc"],
+                         "responses": {204: None, 404: None}},
+    "whep.whep_patch": {"summary": "Trickle ICE (accepted and ignored; ICE-lite)",
+                        "tags": ["webrtc"], "request": {"type": "string"},
+                        "request_type": "application/trickle-ice-sdpfrag",
+                        "responses": {204: None, 404: None, 415: None, 422: None}},
+}
+
+
 def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params: list[dict[str, Any]] = []
 
@@ -99,6 +221,10 @@ def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]
             methods.discard("OPTIONS")  # automatic OPTIONS: not an operation of its own
         path, path_params = _path(rule.rule)
         declared: dict[str, Any] = getattr(view, DOC_ATTR, None) or {}
+        if not declared and rule.endpoint in KNOWN_OPERATIONS:
+            declared = {"parameters": [], "request_type": "application/json",
+                        "produces": "application/json", "security": None,
+                        **KNOWN_OPERATIONS[rule.endpoint]}
         auth_marker = getattr(view, AUTH_ATTR, None)
         if declared.get("security") is not None:
             secured = bool(declared["security"])
@@ -162,11 +288,7 @@ def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]
             "securitySchemes": {
                 "ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
             },
-            "schemas": {
-                "Error": {"type": "object", "properties": {
-                    "code": {"type": "integer"}, "message": {"type": "string"},
-                    "details": {"type": "array", "items": {"type": "string"}}}},
-            },
+            "schemas": SCHEMAS,
         },
     }
 
