@@ -286,6 +286,8 @@ async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: 
                 value(first, "session_tx_bytes", collector="webrtc")
             assert value(second, "webrtc_setup_seconds_count") >= 2
             assert value(second, "ffmpeg_states", state="running") >= 1
+            assert value(second, "ffmpeg_states_total", state="starting") >= 1
+            assert value(second, "ffmpeg_process_states", process="cam", state="running") >= 1
             assert value(second, "uptime_seconds") >= 0
             assert value(second, "webrtc_viewer_fraction_lost", process="cam", stat="max") <= 1
             # receiver reports from aiortc carry LSR/DLSR: the server knows the round trip

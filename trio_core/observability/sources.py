@@ -193,27 +193,36 @@ class FilesystemSource:
 
 class StateCounter:
     """A supervisor hook counting state changes per process and in total (Core's
-    ``States``): ``starting`` per FFmpeg start, ``running`` per FFmpeg run that was exec'd,
-    and the state a run ended in (``finished``, ``failed``, ``killed``, ``finishing``)."""
+    ``States``): ``starting`` per start attempt, ``running`` per FFmpeg run that was exec'd
+    (from ``Process.runs``, noticed by :meth:`poll` every second and at each stop) and the
+    state each run ended in (``finished``, ``failed``, ``killed``, ``finishing``)."""
 
     def __init__(self) -> None:
         self.per_process: dict[str, Counter[str]] = {}
         self.total: Counter[str] = Counter()
         self._runs: dict[str, int] = {}
 
-    def _count(self, process_id: str, state: str) -> None:
-        self.per_process.setdefault(process_id, Counter())[state] += 1
-        self.total[state] += 1
+    def _count(self, process_id: str, state: str, n: int = 1) -> None:
+        self.per_process.setdefault(process_id, Counter())[state] += n
+        self.total[state] += n
+
+    def _runs_seen(self, process: Any) -> None:
+        new = process.runs - self._runs.get(process.id, 0)
+        if new > 0:
+            self._count(process.id, "running", new)
+        self._runs[process.id] = process.runs
+
+    def poll(self, processes: Iterable[Any]) -> None:
+        """Count the FFmpeg runs started since the last call."""
+        for process in processes:
+            self._runs_seen(process)
 
     async def on_start(self, ctx: RunContext) -> None:
-        self._runs[ctx.process.id] = ctx.process.runs
         self._count(ctx.process.id, "starting")
 
     async def on_stop(self, ctx: RunContext, final: bool) -> None:
         process = ctx.process
-        if process.runs > self._runs.get(process.id, process.runs):
-            self._count(process.id, "running")
-        self._runs[process.id] = process.runs
+        self._runs_seen(process)
         state = process.exec_state
         if state in PROCESS_STATES and state not in ("running", "starting"):
             self._count(process.id, state)
@@ -223,7 +232,8 @@ class StateCounter:
         keep = set(ids)
         for pid in [p for p in self.per_process if p not in keep]:
             del self.per_process[pid]
-            self._runs.pop(pid, None)
+        for pid in [p for p in self._runs if p not in keep]:
+            del self._runs[pid]
 
 
 class RestreamSource:

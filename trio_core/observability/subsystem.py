@@ -173,7 +173,18 @@ class ObservabilitySubsystem:
             if self.sessions is not None:
                 self.sessions.expire()
             if self.supervisor is not None:
-                self.states.forget_missing(self.supervisor.ids())
+                ids = self.supervisor.ids()
+                self.states.forget_missing(ids)
+                self.states.poll(self._processes(ids))
+
+    def _processes(self, ids: list[str]) -> list[Any]:
+        out = []
+        for pid in ids:
+            try:
+                out.append(self.supervisor.get(pid))
+            except KeyError:
+                continue
+        return out
 
     async def _walk_filesystems(self) -> None:
         while True:
