@@ -234,3 +234,16 @@ def test_playlist_rewrite_as_core() -> None:
 def test_collector_names() -> None:
     with pytest.raises(ValueError):
         Collector("")
+
+
+def test_tracked_sessions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trio_core.observability import sessions
+
+    monkeypatch.setattr(sessions, "MAX_TRACKED_SESSIONS", 3)
+    c = registry(Clock()).register("hls")
+    for i in range(10):
+        c.register(f"s{i}")
+        c.activate(f"s{i}")
+    assert c.sessions() == 3
+    c.egress("s9", 100)  # never registered: not accounted
+    assert c.tx_bytes == 0

@@ -13,7 +13,8 @@ Shapes as Core v16.16 (``http/handler/api/session.go``, ``metrics.go``, ``http/a
   ``timerange_sec``/``interval_sec`` are the history's resolution, 0 when disabled).
   Label values in the query are regular expressions. 400 ``Invalid JSON`` names the problem.
 * ``GET /metrics`` (``metrics.enable_prometheus``): the Prometheus text exposition; no
-  authentication, as Core (which only IP-limits it).
+  authentication, as Core (which only IP-limits it); rendered at most once a second (an
+  unauthenticated client cannot make the server do more work by scraping faster).
 
 All views are async and cheap (synchronous reads of in-memory state); ``/metrics`` and the
 session views first sync the WebRTC viewers.
@@ -35,6 +36,8 @@ from .sessions import SessionRegistry
 __all__ = ["metrics_blueprint", "prometheus_blueprint", "session_blueprint"]
 
 MAX_QUERY_METRICS = 1000
+MAX_RESPONSE_VALUES = 1_000_000  # [ts, value] pairs in one POST /api/v3/metrics answer
+PROMETHEUS_CACHE_SECONDS = 1.0
 
 _SESSION = {"type": "object", "properties": {
     "id": {"type": "string"}, "reference": {"type": "string"},
@@ -159,6 +162,11 @@ def metrics_blueprint(monitor: Monitor, history: History | None) -> Blueprint:
                 snapshots = history.query(timerange, interval, patterns)
             except ValueError as exc:
                 raise ApiError(400, "Invalid JSON", str(exc)) from None
+            total = sum(len(s.values) for s in snapshots if s.values)
+            if total > MAX_RESPONSE_VALUES:
+                raise ApiError(400, "Invalid JSON", f"the query selects {total} values, at most "
+                               f"{MAX_RESPONSE_VALUES}: narrow the metrics/labels or raise "
+                               "interval_sec")
         return json_response({
             "timerange_sec": history.range if history is not None else 0,
             "interval_sec": history.interval if history is not None else 0,
@@ -171,12 +179,16 @@ def metrics_blueprint(monitor: Monitor, history: History | None) -> Blueprint:
 def prometheus_blueprint(render: Callable[[], tuple[bytes, str]]) -> Blueprint:
     """``GET /metrics``: ``render()`` returns the exposition and its content type."""
     bp = Blueprint("prometheus", __name__)
+    cache: list[Any] = [-1e9, b"", ""]  # rendered at, body, content type
 
     @bp.get("/metrics")
     @doc(summary="Prometheus metrics", tags=["v16.7.2"], produces="text/plain",
          responses={200: {"type": "string"}}, security=False)
     async def prometheus_metrics() -> Response:
-        body, content_type = render()
-        return Response(body, content_type=content_type)
+        now = time.monotonic()
+        if now - cache[0] >= PROMETHEUS_CACHE_SECONDS:  # unauthenticated: bound the work
+            cache[1], cache[2] = render()
+            cache[0] = now
+        return Response(cache[1], content_type=cache[2])
 
     return bp

@@ -48,6 +48,7 @@ AVERAGE_WINDOW = 10.0  # seconds, as Core (prep/average, 1 s granularity)
 TOP_DECAY = 0.95  # Core decays a session's top bitrate by 5 % per second
 _NAME = re.compile(r"^[0-9A-Za-z]+$")
 MAX_HISTORY_KEYS = 100_000  # distinct (local, remote, reference) totals kept per collector
+MAX_TRACKED_SESSIONS = 100_000  # sessions (pending + active) per collector, whatever the limits
 
 
 class SessionLimit(Exception):
@@ -209,6 +210,8 @@ class Collector:
                  peer: str = "", *, expires: bool = True) -> None:
         """A new pending session (no-op when ``session_id`` is known or empty)."""
         if not session_id or session_id in self._sessions:
+            return
+        if len(self._sessions) >= MAX_TRACKED_SESSIONS:  # memory bound: not accounted
             return
         self._sessions[session_id] = _Session(
             id=session_id, reference=reference, location=location or "unknown",
