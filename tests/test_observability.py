@@ -14,10 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, request, send_from_directory
 
 from tests.aiortc_viewer import run_aiortc_viewer
 from tests.test_api import Api, make_config
@@ -175,6 +176,11 @@ class HlsFiles:
         async def hls_file(name: str) -> Response:
             return await send_from_directory(self.root, name)
 
+        @bp.put("/hls/<name>")
+        async def hls_put(name: str) -> Response:
+            (self.root / name).write_bytes(await request.get_data())
+            return Response(b"", status=201)
+
         ctx.app.register_blueprint(bp)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -214,6 +220,20 @@ async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
         # the known session goes on
         assert (await api.get(f"/hls/{variant[0]}")).status_code == 200
         assert (await api.get("/hls/live.m3u8?session=bad")).status_code in (403, 509)
+
+        # ingest, as FFmpeg's HLS muxer does it: chunked PUTs of segments, then the playlist
+        async def chunks(data: bytes) -> Any:
+            for i in range(0, len(data), 1000):
+                yield data[i:i + 1000]
+
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            seg = await http.put("/hls/up0.ts", content=chunks(b"\x47" * 188 * 50))
+            assert seg.status_code == 201 and "content-length" not in seg.request.headers
+            playlist = b"#EXTM3U\n#EXTINF:2,\nup0.ts\n"
+            assert (await http.put("/hls/up.m3u8", content=chunks(playlist))).status_code == 201
+        ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
+        assert [s["id"] for s in ingest["hlsingress"]] == ["/hls/up.m3u8"]
+        assert ingest["hlsingress"][0]["bytes_rx"] > 188 * 50 + len(playlist)
 
         summary = (await api.get("/api/v3/session?collectors=hls,webrtc")).json()
         assert set(summary) == {"hls", "webrtc"}

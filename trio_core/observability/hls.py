@@ -28,6 +28,7 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import trio
 from quart import Quart, Response, g, request
 
 from ..api.errors import ApiError
@@ -137,7 +138,17 @@ def install_hls_sessions(app: Quart, registry: SessionRegistry) -> None:
 
     async def _ingress(path: str) -> None:
         assert ingress is not None
-        size = (request.content_length or 0) + _header_size(request.headers)
+        length = request.content_length
+        body = b""
+        if length is None or (path.endswith(".m3u8") and length <= MAX_PLAYLIST_BYTES):
+            # chunked uploads (FFmpeg's default) have no length: the body the handler read
+            # is cached by Quart; a handler that streamed it away leaves b"" here
+            with trio.move_on_after(1.0):
+                try:
+                    body = await request.get_data()
+                except Exception:
+                    body = b""
+        size = (length if length is not None else len(body)) + _header_size(request.headers)
         if path.endswith(".ts"):
             pending_segments[path] = size
             pending_segments.move_to_end(path)
@@ -149,14 +160,8 @@ def install_hls_sessions(app: Quart, registry: SessionRegistry) -> None:
             ingress.register_and_activate(path, reference, path, "", expires=True)
             ingress.extra(path, request.headers.get("User-Agent", "")[:200])
         ingress.ingress(path, size)
-        if (request.content_length or 0) > MAX_PLAYLIST_BYTES:
-            return
-        try:
-            body = await request.get_data()  # cached when the handler read it
-        except Exception:  # the handler streamed it away: segment sizes stay unknown
-            return
         directory = posixpath.dirname(path)
-        for line in body.decode("utf-8", "replace").splitlines():
+        for line in body[:MAX_PLAYLIST_BYTES].decode("utf-8", "replace").splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
