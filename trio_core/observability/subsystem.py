@@ -163,19 +163,25 @@ class ObservabilitySubsystem:
     async def _sample(self, history: History) -> None:
         while True:
             await trio.sleep(history.interval)
-            history.sample()
+            try:
+                history.sample()
+            except Exception:  # a broken source must not take the server down
+                log.exception("observability: metrics sample failed")
 
     async def _tick(self) -> None:
         while True:
             await trio.sleep(TICK_SECONDS)
-            if self.viewers is not None:
-                self.viewers.sync()
-            if self.sessions is not None:
-                self.sessions.expire()
-            if self.supervisor is not None:
-                ids = self.supervisor.ids()
-                self.states.forget_missing(ids)
-                self.states.poll(self._processes(ids))
+            try:
+                if self.viewers is not None:
+                    self.viewers.sync()
+                if self.sessions is not None:
+                    self.sessions.expire()
+                if self.supervisor is not None:
+                    ids = self.supervisor.ids()
+                    self.states.forget_missing(ids)
+                    self.states.poll(self._processes(ids))
+            except Exception:  # accounting must never take the server down
+                log.exception("observability: session tick failed")
 
     def _processes(self, ids: list[str]) -> list[Any]:
         out = []
