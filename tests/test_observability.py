@@ -393,3 +393,35 @@ async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path
         summary = (await Api(srv.url).get("/api/v3/session?collectors=hls")).json()["hls"]
         assert summary["summary"]["sessions"] == 1
         assert summary["summary"]["reference"]["live"]["sessions"] == 1
+
+
+async def test_webrtc_bitrate_limit_answers_509(ffmpeg: str, tmp_path: Path) -> None:
+    overrides = {**OPEN, "webrtc.enable": True, "sessions.max_bitrate_mbit": 1}
+    noisy = webrtc_process("noisy", input=[
+        {"id": "video", "address": "testsrc2=size=640x360:rate=25,noise=alls=60:allf=t",
+         "options": ["-re", "-f", "lavfi"]}])
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        assert (await api.post("/api/v3/process", noisy)).status_code == 200
+        await wait_live(api, "noisy")
+        # wait until the source's measured input rate makes one viewer (2x, as Core counts
+        # the initial peak) exceed the 1 Mbit/s limit
+        with trio.fail_after(30):
+            last: tuple[float, int] | None = None
+            while True:
+                state = (await api.get("/api/v3/process/noisy/state")).json()
+                received = sum(t["bytes"] for t in state["webrtc"]["source"]["tracks"].values())
+                now = trio.current_time()
+                if last is not None and now - last[0] >= 2:
+                    if (received - last[1]) * 8 / (now - last[0]) > 0.6 * 1024 * 1024:
+                        break
+                    last = (now, received)
+                elif last is None:
+                    last = (now, received)
+                await trio.sleep(0.5)
+        await trio.sleep(1.5)  # the server measures it once a second too
+        refused = await whep_offer(api, "noisy", OFFER)
+        assert refused.status_code == 509, refused.text
+        assert refused.json()["message"] == "Bitrate limit exceeded"
+        state = (await api.get("/api/v3/process/noisy/state")).json()
+        assert state["webrtc"]["viewers"] == []
