@@ -127,6 +127,7 @@ async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -
         assert now["timerange_sec"] == 30 and now["interval_sec"] == 1
         by_name = {m["name"]: m for m in now["metrics"]}
         assert by_name["mem_total"]["values"][0][1] > 0
+        assert by_name["mem_total"]["labels"] is None  # as Core (no labels -> null)
         assert by_name["session_active"]["labels"] == {"collector": "webrtc"}
         assert len(now["metrics"]) == 2
         fs_query = {"metrics": [{"name": "filesystem_usage", "labels": {"name": "diskfs"}},

@@ -212,7 +212,10 @@ def series_json(snapshots: Sequence[Snapshot]) -> list[dict[str, Any]]:
         for v in snap.values:
             entry = series.get(v.key)
             if entry is None:
-                entry = series[v.key] = {"name": v.name, "labels": dict(v.labels), "values": []}
+                # Core: a metric without labels has "labels": null
+                entry = series[v.key] = {"name": v.name,
+                                         "labels": dict(v.labels) if v.labels else None,
+                                         "values": []}
             value = v.value
             entry["values"].append([int(snap.ts), _number(value) if value == value else 0])
     return list(series.values())
