@@ -130,6 +130,16 @@ async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -
         assert by_name["mem_total"]["labels"] is None  # as Core (no labels -> null)
         assert by_name["session_active"]["labels"] == {"collector": "webrtc"}
         assert len(now["metrics"]) == 2
+        # the Restreamer UI's system panel query (restreamer.js _getResources)
+        ui_names = ["uptime_uptime", "cpu_ncpu", "cpu_idle", "mem_total", "mem_free",
+                    "filesystem_limit", "filesystem_usage", "session_limit", "session_active",
+                    "session_txbitrate", "session_maxtxbitrate"]
+        ui = (await api.post("/api/v3/metrics", {"metrics": [{"name": n} for n in ui_names]}
+                             )).json()
+        assert {m["name"] for m in ui["metrics"]} == set(ui_names)
+        hls_active = [m for m in ui["metrics"] if m["name"] == "session_active"
+                      and m["labels"] == {"collector": "hls"}]
+        assert hls_active and hls_active[0]["values"][0][1] == 0
         fs_query = {"metrics": [{"name": "filesystem_usage", "labels": {"name": "diskfs"}},
                                 {"name": "filesystem_files", "labels": {"name": "diskfs"}}]}
         with trio.fail_after(20):  # the first walk runs in a worker thread at start
