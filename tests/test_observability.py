@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
@@ -436,3 +437,27 @@ async def test_webrtc_bitrate_limit_answers_509(ffmpeg: str, tmp_path: Path) -> 
         assert refused.json()["message"] == "Bitrate limit exceeded"
         state = (await api.get("/api/v3/process/noisy/state")).json()
         assert state["webrtc"]["viewers"] == []
+
+
+async def test_disabled_sessions_and_prometheus(ffmpeg: str, tmp_path: Path) -> None:
+    async with server(tmp_path, ffmpeg, **{"sessions.enable": False}) as srv:
+        api = Api(srv.url)
+        assert (await api.get("/metrics")).status_code == 404  # metrics.enable_prometheus off
+        summary = (await api.get("/api/v3/session")).json()
+        assert list(summary) == [""]  # Core splits the missing parameter into [""]
+        assert summary[""]["active"]["sessions"] == 0
+        assert (await api.get("/api/v3/session/active?collectors=hls")).json() == {"hls": []}
+        query = await api.post("/api/v3/metrics", {"timerange_sec": 60, "interval_sec": 1,
+                                                   "metrics": [{"name": "uptime_uptime"}]})
+        assert query.json() == {"timerange_sec": 0, "interval_sec": 0, "metrics": []}
+
+
+def test_metrics_settings_are_checked(tmp_path: Path) -> None:
+    from trio_core.config import SettingError
+    from trio_core.observability.subsystem import create_subsystem
+
+    config = make_config(tmp_path, "ffmpeg", **{"metrics.enable": True,
+                                                "metrics.range_seconds": 10,
+                                                "metrics.interval_seconds": 20})
+    with pytest.raises(SettingError, match="metrics.interval_seconds"):
+        create_subsystem(config)
