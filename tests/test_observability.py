@@ -324,6 +324,13 @@ async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: 
             assert value(second, "webrtc_viewer_fraction_lost", process="cam", stat="max") <= 1
             # receiver reports from aiortc carry LSR/DLSR: the server knows the round trip
             assert 0 <= value(second, "webrtc_viewer_rtt_seconds", process="cam", stat="max") < 1
+            history = (await api.post("/api/v3/metrics", {"metrics": [
+                {"name": "webrtc_viewers", "labels": {"processid": "^cam$"}},
+                {"name": "webrtc_txbytes"}]})).json()
+            current = {m["name"]: m["values"][0][1] for m in history["metrics"]}
+            assert current["webrtc_viewers"] == 2
+            assert current["webrtc_txbytes"] >= value(second, "webrtc_sent_bytes_total",
+                                                      process="cam")
             viewers = (await api.get("/api/v3/process/cam/state")).json()["webrtc"]["viewers"]
             reports = [v["receiver_reports"]["video"] for v in viewers
                        if "video" in v["receiver_reports"]]

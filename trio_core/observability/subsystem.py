@@ -52,7 +52,7 @@ from .sources import (
     StateCounter,
     UptimeSource,
 )
-from .webrtc_viewers import WebRTCViewers
+from .webrtc_viewers import WebRTCSource, WebRTCViewers
 
 __all__ = ["EXTENSION_KEY", "ObservabilitySubsystem", "create_subsystem"]
 
@@ -129,6 +129,7 @@ class ObservabilitySubsystem:
                        DiskSource(disk_dir), *self.filesystems,
                        RestreamSource(supervisor, self.states)):
             self.monitor.register(source)
+        self.monitor.register(WebRTCSource(self.viewers))
         registry = self.sessions or SessionRegistry()
         self.monitor.register(SessionSource(registry, before=self.viewers.sync))
 

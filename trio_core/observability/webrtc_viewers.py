@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
 
 from ..api.errors import ApiError
+from .monitor import Description, Value
 from .sessions import Collector, SessionLimit
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from rtp.forwarder import Forwarder
     from rtp.peer import Peer
 
-__all__ = ["ADMISSION_KEY", "WebRTCViewers", "admission"]
+__all__ = ["ADMISSION_KEY", "WebRTCSource", "WebRTCViewers", "admission"]
 
 ADMISSION_KEY = "trio_core_webrtc_admission"
 SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
@@ -119,6 +120,10 @@ class WebRTCViewers:
         entry = self._source_rate.get(process_id)
         return entry[2] if entry is not None else 0.0
 
+    def measured_sources(self) -> list[str]:
+        """Process ids whose source bitrate is being measured (the open Sources)."""
+        return list(self._source_rate)
+
     def sync(self) -> None:
         """Follow the Peers (see module docstring)."""
         forwarder = self.forwarder()
@@ -193,3 +198,40 @@ def peer_counters(peer: Peer) -> Counter[str]:
     out["srtp_dropped"] += sum(n for reason, n in peer.dropped.items()
                                if reason.startswith("srtp"))
     return out
+
+
+class WebRTCSource:
+    """Metric source for the history (``/api/v3/metrics``): ``webrtc_viewers{processid}``
+    (open viewers), ``webrtc_txbytes{processid}`` (bytes sent, closed viewers included) and
+    ``webrtc_txbitrate{processid}`` (bit/s over the sessions' 10 s window is not per
+    process, so this is the source's measured input rate times the connected viewers)."""
+
+    def __init__(self, viewers: WebRTCViewers) -> None:
+        self.viewers = viewers
+        labels = ("processid",)
+        self.count = Description("webrtc_viewers", "Number of open WebRTC viewers", labels)
+        self.tx = Description("webrtc_txbytes", "Bytes sent to WebRTC viewers", labels)
+        self.rate = Description("webrtc_txbitrate", "Estimated bit/s sent to WebRTC viewers "
+                                "(input rate x connected viewers)", labels)
+
+    def describe(self) -> Sequence[Description]:
+        return [self.count, self.tx, self.rate]
+
+    def collect(self) -> Iterable[Value]:
+        self.viewers.sync()
+        count: Counter[str] = Counter()
+        connected: Counter[str] = Counter()
+        sent: Counter[str] = Counter()
+        for pid, totals in self.viewers.closed.items():
+            sent[pid] += totals["bytes"]
+        for pid, peer in self.viewers.peers():
+            count[pid] += 1
+            connected[pid] += 1 if peer.live else 0
+            sent[pid] += sum(t.bytes for t in peer.out.values())
+        out = []
+        for pid in sorted(set(count) | set(sent) | set(self.viewers.measured_sources())):
+            out.append(Value.of(self.count, count[pid], pid))
+            out.append(Value.of(self.tx, sent[pid], pid))
+            out.append(Value.of(self.rate, self.viewers.stream_bitrate(pid) * connected[pid],
+                                pid))
+        return out
