@@ -468,3 +468,27 @@ def test_metrics_settings_are_checked(tmp_path: Path) -> None:
                                                 "metrics.interval_seconds": 20})
     with pytest.raises(SettingError, match="metrics.interval_seconds"):
         create_subsystem(config)
+
+
+async def test_concurrent_offers_cannot_overshoot_max_sessions(ffmpeg: str, tmp_path: Path
+                                                                ) -> None:
+    overrides = {**OPEN, "webrtc.enable": True, "sessions.max_sessions": 1}
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        assert (await api.post("/api/v3/process", webrtc_process("cam"))).status_code == 200
+        await wait_live(api, "cam")
+        # offers that fail after admission give their slot back
+        for _ in range(3):
+            bad = await whep_offer(api, "cam", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")
+            assert bad.status_code == 400, bad.text
+        statuses: list[int] = []
+
+        async def offer() -> None:
+            statuses.append((await whep_offer(api, "cam", OFFER)).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(offer)
+        assert sorted(statuses) == [201, 509, 509, 509, 509, 509], statuses
+        state = (await api.get("/api/v3/process/cam/state")).json()
+        assert len(state["webrtc"]["viewers"]) == 1

@@ -183,12 +183,13 @@ class Collector:
         """True when sessions of client ``ip`` are counted (not in the ignore list)."""
         return self.ignore.collectable(ip)
 
-    def admit(self, ip: str, stream_bitrate: float = 0.0, *, count_pending: bool = False
-              ) -> None:
+    def admit(self, ip: str, stream_bitrate: float = 0.0, *, count_pending: bool = False,
+              reserved: int = 0) -> None:
         """Raise SessionLimit when a new session of client ``ip`` exceeds a limit.
 
         Core's rules (HLS middleware): ignored clients always pass; ``max_sessions`` counts
-        active sessions (``count_pending`` adds the registered, not yet active ones);
+        active sessions (``count_pending`` adds the registered, not yet active ones,
+        ``reserved`` the admissions still being set up);
         with a bitrate limit, ``2 * stream_bitrate`` (the new viewer, initial peak included)
         plus 1.15 × the top egress bitrates of this collector and its companions must stay
         below it.
@@ -196,7 +197,7 @@ class Collector:
         if not self.collectable(ip):
             return
         if self.max_sessions > 0:
-            count = len(self._sessions) if count_pending else self.sessions()
+            count = (len(self._sessions) if count_pending else self.sessions()) + reserved
             if count >= self.max_sessions:
                 raise SessionLimit("Number of sessions exceeded")
         if self.max_tx_bitrate > 0:

@@ -121,6 +121,11 @@ class ObservabilitySubsystem:
         webrtc = self.sessions.collector("webrtc") if self.sessions is not None else None
         self.viewers = WebRTCViewers(forwarder, webrtc, supervisor)
         app.extensions[ADMISSION_KEY] = self.viewers
+        viewers = self.viewers
+
+        @app.teardown_request
+        async def release_whep_reservation(exc: BaseException | None) -> None:
+            viewers.release()  # an offer that failed after admission frees its slot
         app.extensions[EXTENSION_KEY] = self
 
         self.filesystems.append(FilesystemSource("diskfs", disk_dir))

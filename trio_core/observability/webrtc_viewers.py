@@ -8,6 +8,9 @@ object stored in ``app.extensions[ADMISSION_KEY]`` (see :func:`admission`):
   ``sessions.max_sessions`` / ``sessions.max_bitrate_mbit`` would be exceeded (viewers still
   connecting count too, so a burst of offers cannot overshoot); clients in
   ``sessions.ip_ignorelist`` are neither limited nor counted, as in Core;
+  an admitted offer holds a reserved slot until ``opened`` or the end of its request
+  (``teardown_request`` -> :meth:`WebRTCViewers.release`), so concurrent offers cannot
+  overshoot the limit while they wait for negotiation;
 * ``opened(request, process_id, peer)`` right after the Peer exists: registers the session
   (reference = the process's ``reference`` or id, local = the WHEP path, remote = client
   IP, extra = User-Agent) and starts following the Peer.
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
+from quart import g
 
 from ..api.errors import ApiError
 from .monitor import Description, Value
@@ -82,23 +86,37 @@ class WebRTCViewers:
         self.closed: dict[str, Counter[str]] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._source_rate: dict[str, tuple[float, int, float]] = {}  # id -> (t, bytes, bit/s)
+        #: admitted offers still being negotiated (count toward max_sessions)
+        self.reserved = 0
 
     # -- WHEP route calls ----------------------------------------------------------------
 
     def admit(self, request: Request, process_id: str) -> None:
-        """Raise ApiError 509 when a new viewer would exceed a session limit."""
+        """Raise ApiError 509 when a new viewer would exceed a session limit; else reserve a
+        slot until :meth:`opened` or the end of the request (:meth:`release`), so that
+        concurrent offers cannot overshoot the limit while they are negotiated."""
         if self.collector is None:
             return
         self.sync()
         try:
             self.collector.admit(request.remote_addr or "", self.stream_bitrate(process_id),
-                                 count_pending=True)
+                                 count_pending=True, reserved=self.reserved)
         except SessionLimit as exc:
             raise ApiError(509, str(exc), "sessions.max_sessions / sessions.max_bitrate_mbit"
                            ) from None
+        if self.collector.collectable(request.remote_addr or ""):
+            self.reserved += 1
+            g.trio_core_whep_reserved = True
+
+    def release(self) -> None:
+        """End the current request's reservation (idempotent; teardown_request calls it)."""
+        if g.get("trio_core_whep_reserved"):
+            g.trio_core_whep_reserved = False
+            self.reserved -= 1
 
     def opened(self, request: Request, process_id: str, peer: Peer) -> None:
         """Start following ``peer`` (and account it as a session unless ignored)."""
+        self.release()
         sid: str | None = None
         ip = request.remote_addr or ""
         if self.collector is not None and self.collector.collectable(ip):
