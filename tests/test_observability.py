@@ -347,6 +347,14 @@ async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: 
         assert summary["summary"]["sessions"] == 2
         assert summary["summary"]["reference"]["cam"]["sessions"] == 2
         assert summary["summary"]["remote"]["127.0.0.1"]["sessions"] == 2
+        # counters keep what the closed viewers were sent (they never go back)
+        await trio.sleep(1.1)  # past the exposition cache
+        after = scrape((await api.get("/metrics")).text)
+        assert value(after, "webrtc_viewers", process="cam", state="connected") == 0
+        assert value(after, "webrtc_viewer_sessions_total", process="cam") == 2
+        assert value(after, "webrtc_sent_bytes_total", process="cam") >= \
+            value(second, "webrtc_sent_bytes_total", process="cam")
+        assert value(after, "session_total", collector="webrtc") == 2
 
     for result in results:
         assert result["error"] is None, result
