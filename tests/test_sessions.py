@@ -247,3 +247,16 @@ def test_tracked_sessions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert c.sessions() == 3
     c.egress("s9", 100)  # never registered: not accounted
     assert c.tx_bytes == 0
+
+
+def test_series_json_numbers_as_core() -> None:
+    from trio_core.observability.monitor import Snapshot, series_json
+
+    desc = Description("x", "x", ("k",))
+    values = [Value.of(desc, 2.0, "int"), Value.of(desc, 1.23456, "float"),
+              Value.of(desc, float("nan"), "nan"), Value.of(desc, float("inf"), "inf")]
+    out = series_json([Snapshot(1000.7, values), Snapshot(1001.0, None)])
+    assert [(s["labels"]["k"], s["values"]) for s in out] == [
+        ("int", [[1000, 2]]), ("float", [[1000, 1.235]]), ("nan", [[1000, 0]]),
+        ("inf", [[1000, 0]])]
+    assert json.dumps(out)  # valid JSON (no NaN/Infinity)

@@ -16,6 +16,7 @@ Nothing here blocks or does I/O by itself; the sources it calls are cheap reads 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -198,6 +199,9 @@ class History:
 
 
 def _number(value: float) -> float | int:
+    """Core's JSON number: integers without decimals, else 3 decimals; NaN/inf -> 0."""
+    if not math.isfinite(value):
+        return 0
     if value == int(value):
         return int(value)
     return round(value, 3)
@@ -217,5 +221,5 @@ def series_json(snapshots: Sequence[Snapshot]) -> list[dict[str, Any]]:
                                          "labels": dict(v.labels) if v.labels else None,
                                          "values": []}
             value = v.value
-            entry["values"].append([int(snap.ts), _number(value) if value == value else 0])
+            entry["values"].append([int(snap.ts), _number(value)])
     return list(series.values())

@@ -31,6 +31,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -56,7 +57,9 @@ class SessionLimit(Exception):
 
 
 def number(value: float) -> float | int:
-    """Core's ``toNumber``: integers as integers, else 3 decimals."""
+    """Core's ``toNumber``: integers as integers, else 3 decimals (NaN/inf -> 0)."""
+    if not math.isfinite(value):
+        return 0
     if value == int(value):
         return int(value)
     return round(value, 3)
