@@ -19,6 +19,7 @@ anything or walks a directory.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -64,8 +65,9 @@ class CpuSource:
         self.user = Description("cpu_user", "Percentage of CPU used for the user")
         self.idle = Description("cpu_idle", "Percentage of idle CPU")
         self.other = Description("cpu_other", "Percentage of CPU used for other subsystems")
-        self._last = psutil.cpu_times()
-        self._last_at = time.monotonic()
+        now = psutil.cpu_times()
+        self._last = type(now)(*([0.0] * len(now)))  # first reading: the since-boot average
+        self._last_at = -math.inf
         self._percent = (0.0, 0.0, 100.0, 0.0)
 
     def describe(self) -> Sequence[Description]:
