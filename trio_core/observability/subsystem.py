@@ -3,8 +3,9 @@
 ``install(ctx)``:
 
 * a :class:`~.sessions.SessionRegistry` (``sessions.*``; persisted under
-  ``<db.dir>/sessions/`` with ``sessions.persist``) with the collectors ``hls``,
-  ``hlsingress``, ``webrtc``, ``rtmp`` and ``srt`` — the RTMP/SRT servers fetch theirs with
+  ``<db.dir>/sessions/`` with ``sessions.persist``) with Core's collectors ``hls``,
+  ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus ``webrtc`` — the
+  RTMP/SRT servers fetch theirs with
   ``app.extensions[EXTENSION_KEY].sessions.collector("rtmp")``; HLS is accounted at the HTTP
   layer (:mod:`.hls`) and WebRTC viewers through the WHEP route's admission seam
   (:mod:`.webrtc_viewers`);
@@ -59,7 +60,8 @@ __all__ = ["EXTENSION_KEY", "ObservabilitySubsystem", "create_subsystem"]
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "trio_core_observability"
-COLLECTORS = ("hls", "webrtc", "rtmp", "srt")
+#: collectors whose egress shares one bitrate limit (Core: hls, rtmp, srt, ffmpeg; + webrtc)
+COMPANIONS = ("hls", "webrtc", "rtmp", "srt", "ffmpeg")
 TICK_SECONDS = 1.0
 FINAL_PERSIST_TIMEOUT = 5.0
 
@@ -98,9 +100,11 @@ class ObservabilitySubsystem:
                 ignore=config["sessions.ip_ignorelist"],
                 session_timeout=config["sessions.session_timeout_sec"],
                 persist_dir=persist)
-            for name in COLLECTORS:
+            for name in COMPANIONS:
                 self.sessions.register(name)
             self.sessions.register("hlsingress", limited=False, companions=False)
+            for name in ("http", "https"):  # as Core; nothing accounts into them yet
+                self.sessions.register(name, companions=False)
         self.states = StateCounter()
         self.viewers: WebRTCViewers | None = None
         #: directory-tree sources refreshed in a worker thread (others may append theirs)
