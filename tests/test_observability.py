@@ -500,3 +500,39 @@ async def test_concurrent_offers_cannot_overshoot_max_sessions(ffmpeg: str, tmp_
         assert sorted(statuses) == [201, 509, 509, 509, 509, 509], statuses
         state = (await api.get("/api/v3/process/cam/state")).json()
         assert len(state["webrtc"]["viewers"]) == 1
+
+
+async def test_hls_from_a_real_ffmpeg_muxer(ffmpeg: str, tmp_path: Path) -> None:
+    """FFmpeg's HLS muxer PUTs (chunked) segments and playlists; a player reads them."""
+    root = tmp_path / "hlsroot"
+    root.mkdir()
+    async with server(tmp_path, ffmpeg, HlsFiles(root), **OPEN) as srv, \
+            trio.open_nursery() as nursery:
+        api = Api(srv.url)
+        argv = [ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
+                "-i", "testsrc=size=160x120:rate=10", "-c:v", "libx264", "-preset",
+                "ultrafast", "-g", "10", "-b:v", "200k", "-f", "hls", "-hls_time", "1", "-hls_list_size", "3",
+                "-method", "PUT", "-master_pl_name", "main.m3u8",
+                f"{srv.url}/hls/live.m3u8"]
+        nursery.start_soon(partial(trio.run_process, argv, check=False))
+        with trio.fail_after(30):
+            while not ((root / "main.m3u8").exists() and (root / "live.m3u8").exists()):
+                await trio.sleep(0.2)
+            while True:
+                ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
+                streams = {s["id"]: s for s in ingest["hlsingress"]}
+                if streams.get("/hls/live.m3u8", {}).get("bytes_rx", 0) > 10_000:
+                    break  # playlists plus the segments they list
+                await trio.sleep(0.3)
+        master = await api.get("/hls/main.m3u8")
+        variant = next(line for line in master.text.splitlines()
+                       if line.startswith("live.m3u8"))
+        sid = variant.split("session=")[1]
+        media = (await api.get(f"/hls/{variant}")).text
+        segment = next(line for line in media.splitlines() if ".ts?" in line)
+        assert segment.endswith(f"session={sid}")
+        assert (await api.get(f"/hls/{segment}")).status_code == 200
+        active = (await api.get("/api/v3/session/active?collectors=hls")).json()["hls"]
+        assert [s["id"] for s in active] == [sid]
+        assert active[0]["bytes_tx"] > 1000
+        nursery.cancel_scope.cancel()

@@ -142,8 +142,11 @@ def install_hls_sessions(app: Quart, registry: SessionRegistry) -> None:
         body = b""
         if length is None or (path.endswith(".m3u8") and length <= MAX_PLAYLIST_BYTES):
             # chunked uploads (FFmpeg's default) have no length: the body the handler read
-            # is cached by Quart; a handler that streamed it away leaves b"" here
-            with trio.move_on_after(1.0):
+            # is cached by Quart (a handler that streamed it away leaves b"" here). Shielded:
+            # FFmpeg hangs up right after its upload, which cancels this request, and the
+            # upload must be accounted all the same (bounded: the body is complete by now)
+            with trio.move_on_after(1.0) as scope:
+                scope.shield = True
                 try:
                     body = await request.get_data()
                 except Exception:
