@@ -225,6 +225,15 @@ async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
         assert active["hls"][0]["reference"] == "live"
         assert active["hls"][0]["bytes_tx"] > 188 * 100
 
+        # the public widget counts the viewers of a process by its reference (as Core)
+        process = {"id": "p1", "reference": "live",
+                   "input": [{"id": "in", "address": "testsrc", "options": ["-f", "lavfi"]}],
+                   "output": [{"id": "out", "address": "-", "options": ["-f", "null"]}]}
+        assert (await api.post("/api/v3/process", process)).status_code == 200
+        widget = await api.get("/api/v3/widget/process/p1")
+        assert widget.json() == {"current_sessions": 1, "total_sessions": 0, "uptime": 0}
+        assert (await api.get("/api/v3/widget/process/nope")).status_code == 404
+
         # the one allowed session is taken: a new playlist viewer gets 509
         refused = await api.get("/hls/main.m3u8")
         assert refused.status_code == 509
@@ -399,6 +408,7 @@ async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path
         assert (await anon.get("/api/swagger/doc.json")).status_code == 200
         assert (await anon.get("/api/v3/session")).status_code == 401
         assert (await anon.get("/api/v3/metrics")).status_code == 401
+        assert (await anon.get("/api/v3/widget/process/none")).status_code == 404  # public
         login = await anon.post("/api/login", {"username": "admin", "password": "secret"})
         api = Api(srv.url, login.json()["access_token"])
         master = await anon.get("/hls/main.m3u8")

@@ -12,6 +12,10 @@ Shapes as Core v16.16 (``http/handler/api/session.go``, ``metrics.go``, ``http/a
   (``timerange_sec`` 0: the current values; else the history resampled; the response's
   ``timerange_sec``/``interval_sec`` are the history's resolution, 0 when disabled).
   Label values in the query are regular expressions. 400 ``Invalid JSON`` names the problem.
+* ``GET /api/v3/widget/process/{id}`` (no authentication, as Core: the public player
+  page shows it) -> ``{current_sessions, total_sessions, uptime}``: sessions whose
+  reference starts with the process's reference, in the ``hls`` collector as Core and, in
+  trio-core, the ``webrtc`` one too; ``uptime`` 0 unless running; 404 unknown process.
 * ``GET /metrics`` (``metrics.enable_prometheus``): the Prometheus text exposition; no
   authentication, as Core (which only IP-limits it); rendered at most once a second (an
   unauthenticated client cannot make the server do more work by scraping faster).
@@ -33,7 +37,8 @@ from .monitor import History, Monitor, Pattern, Snapshot, series_json
 from .openapi import doc
 from .sessions import SessionRegistry
 
-__all__ = ["metrics_blueprint", "prometheus_blueprint", "session_blueprint"]
+__all__ = ["metrics_blueprint", "prometheus_blueprint", "session_blueprint",
+           "widget_blueprint"]
 
 MAX_QUERY_METRICS = 1000
 MAX_RESPONSE_VALUES = 1_000_000  # [ts, value] pairs in one POST /api/v3/metrics answer
@@ -190,5 +195,41 @@ def prometheus_blueprint(render: Callable[[], tuple[bytes, str]]) -> Blueprint:
             cache[1], cache[2] = render()
             cache[0] = now
         return Response(cache[1], content_type=cache[2])
+
+    return bp
+
+
+def widget_blueprint(supervisor: Any, registry: SessionRegistry, auth: Any,
+                     before: Callable[[], None]) -> Blueprint:
+    """``GET /api/v3/widget/process/<id>`` (public)."""
+    bp = Blueprint("widget", __name__)
+
+    @bp.get("/api/v3/widget/process/<process_id>")
+    @auth.public
+    @doc(summary="Fetch minimal statistics about a process", tags=["v16.7.2"],
+         responses={200: {"type": "object", "properties": {
+             "current_sessions": {"type": "integer"}, "total_sessions": {"type": "integer"},
+             "uptime": {"type": "integer"}}}, 404: None}, security=False)
+    async def widget_process(process_id: str) -> Response:
+        try:
+            process = supervisor.get(process_id)
+        except KeyError:
+            raise ApiError(404, "Unknown process ID", f"no process with id {process_id!r}"
+                           ) from None
+        state = process.state_json()
+        reference = process.config.reference
+        before()
+        current = total = 0
+        for name in ("hls", "webrtc"):
+            summary = registry.summary(name)
+            current += sum(1 for s in summary["active"]["list"]
+                           if s["reference"].startswith(reference))
+            total += sum(stats["sessions"]
+                         for ref, stats in summary["summary"]["reference"].items()
+                         if ref.startswith(reference))
+        return json_response({
+            "current_sessions": current, "total_sessions": total,
+            "uptime": state["runtime_seconds"] if state["exec"] == "running" else 0,
+        })
 
     return bp

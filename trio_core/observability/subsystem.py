@@ -39,7 +39,12 @@ from .hls import install_hls_sessions
 from .monitor import History, Monitor
 from .openapi import swagger_blueprint
 from .prometheus import build_registry, exposition
-from .routes import metrics_blueprint, prometheus_blueprint, session_blueprint
+from .routes import (
+    metrics_blueprint,
+    prometheus_blueprint,
+    session_blueprint,
+    widget_blueprint,
+)
 from .sessions import SessionRegistry
 from .sources import (
     REFRESH_SECONDS,
@@ -144,6 +149,8 @@ class ObservabilitySubsystem:
 
         app.register_blueprint(session_blueprint(registry, self.viewers.sync))
         app.register_blueprint(metrics_blueprint(self.monitor, self.history))
+        app.register_blueprint(widget_blueprint(supervisor, registry, ctx.auth,
+                                                self.viewers.sync))
         if config["metrics.enable_prometheus"]:
             prom = build_registry(self.monitor, self.core_id, self.viewers, supervisor.ids)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
