@@ -316,6 +316,8 @@ async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: 
                 assert s["remote"] == "127.0.0.1"
                 assert s["bandwidth_tx_kbit"] > 0
 
+            widget = (await api.get("/api/v3/widget/process/cam")).json()
+            assert widget["current_sessions"] == 2 and widget["uptime"] > 0
             assert value(second, "ffmpeg_process", process="cam", name="frame") > \
                 value(first, "ffmpeg_process", process="cam", name="frame") > 0
             assert value(second, "webrtc_sent_bytes_total", process="cam") > \
