@@ -260,3 +260,11 @@ def test_series_json_numbers_as_core() -> None:
         ("int", [[1000, 2]]), ("float", [[1000, 1.235]]), ("nan", [[1000, 0]]),
         ("inf", [[1000, 0]])]
     assert json.dumps(out)  # valid JSON (no NaN/Infinity)
+
+
+def test_anonymize_ip_as_core() -> None:
+    from trio_core.observability.hls import anonymize_ip
+
+    assert anonymize_ip("192.0.2.77") == "192.0.2.0"
+    assert anonymize_ip("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::"
+    assert anonymize_ip("nonsense") == "nonsense"

@@ -8,7 +8,7 @@ file route (disk ``/``, ``/memfs``, …) whoever registers it, for paths outside
   checked against the limits (509 ``Number of sessions exceeded`` / ``Bitrate limit
   exceeded``); a given but malformed session id is refused with 403; a well-formed new one is
   registered (reference = file name without extension, local = path, remote = Referer host,
-  extra = ``[ip] User-Agent``). A successful playlist is rewritten like Core does: in a
+  extra = ``[anonymized ip] User-Agent``, as Core). A successful playlist is rewritten like Core does: in a
   master playlist each variant URI gets a fresh ``session`` id, in a media playlist each
   segment URI gets the request's id. Bytes of playlists and ``.ts`` segments (headers +
   body) are accounted to the session; the first segment activates it. Sessions end after
@@ -21,6 +21,7 @@ file route (disk ``/``, ``/memfs``, …) whoever registers it, for paths outside
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 import secrets
@@ -34,7 +35,7 @@ from quart import Quart, Response, g, request
 from ..api.errors import ApiError
 from .sessions import SessionLimit, SessionRegistry
 
-__all__ = ["install_hls_sessions", "new_session_id", "rewrite_playlist"]
+__all__ = ["anonymize_ip", "install_hls_sessions", "new_session_id", "rewrite_playlist"]
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"  # shortuuid's
 SESSION_ID = re.compile(f"^[{ALPHABET}]{{22}}$")
@@ -65,6 +66,16 @@ def rewrite_playlist(text: str, session_id: str, request_path: str) -> str:
                       else session_id))
         out.append(urlunsplit(parts._replace(query=urlencode(sorted(query)))))
     return "\n".join(out)
+
+
+def anonymize_ip(ip: str) -> str:
+    """Core's ``AnonymizeIPString``: IPv4 /24, IPv6 /64 (host part zeroed); else as given."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
 
 def _header_size(headers: Any) -> int:
@@ -108,7 +119,8 @@ def install_hls_sessions(app: Quart, registry: SessionRegistry) -> None:
             referrer = urlsplit(referrer).hostname or referrer
             reference = posixpath.splitext(posixpath.basename(path))[0]
             egress.register(sid, reference, path, referrer[:200], expires=True)
-            egress.extra(sid, f"[{ip}] {request.headers.get('User-Agent', '')[:200]}")
+            agent = request.headers.get("User-Agent", "")[:200]
+            egress.extra(sid, f"[{anonymize_ip(ip)}] {agent}")
             egress.set_top_egress_bitrate(sid, stream_bitrate * 2.0)
 
     @app.after_request
