@@ -65,8 +65,34 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric:
 # -- OpenAPI ---------------------------------------------------------------------------------
 
 
+class OddRoutes:
+    """A subsystem registering routes the generator has never seen (as other helpers will)."""
+
+    def install(self, ctx: Any) -> None:
+        bp = Blueprint("odd", __name__)
+
+        @bp.get("/odd/<int:n>/items/<path:rest>")
+        async def odd_items(n: int, rest: str) -> str:
+            """Odd items."""
+            return "x"
+
+        @bp.route("/odd/a", methods=["PUT", "DELETE"])
+        @bp.route("/odd/b", methods=["PUT", "DELETE"])
+        async def odd_two_rules() -> str:
+            return "x"
+
+        @bp.route("/odd/only-options", methods=["OPTIONS"])
+        async def odd_options() -> str:
+            return "x"
+
+        ctx.app.register_blueprint(bp)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+
 async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Path) -> None:
-    async with server(tmp_path, ffmpeg, **{"webrtc.enable": True}) as srv:
+    async with server(tmp_path, ffmpeg, OddRoutes(), **{"webrtc.enable": True}) as srv:
         api = Api(srv.url)
         resp = await api.get("/api/swagger/doc.json")
         assert resp.status_code == 200
@@ -95,6 +121,12 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
         schema = query["requestBody"]["content"]["application/json"]["schema"]
         assert "timerange_sec" in schema["properties"]
         assert "security" not in spec["paths"]["/ping"]["get"]
+        odd = spec["paths"]["/odd/{n}/items/{rest}"]["get"]
+        assert odd["summary"] == "Odd items." and odd["tags"] == ["odd"]
+        assert [(p["name"], p["schema"]["type"]) for p in odd["parameters"]] == [
+            ("n", "integer"), ("rest", "string")]
+        assert set(spec["paths"]["/odd/a"]) == set(spec["paths"]["/odd/b"]) == {"put", "delete"}
+        assert list(spec["paths"]["/odd/only-options"]) == ["options"]
 
         ui = await api.get("/api/swagger/index.html")
         assert ui.status_code == 200 and "swagger-ui-bundle.js" in ui.text
