@@ -135,6 +135,7 @@ class Peer:
         self.nacks = 0
         self.plis = 0
         self.firs = 0
+        self.rtcp_bytes = 0  # SRTCP bytes received from the viewer (session ingress)
         #: the viewer's latest RTCP receiver report per track (by kind): fraction_lost
         #: (0..1), packets_lost (cumulative), jitter_seconds, rtt_seconds (None until an SR
         #: of ours was echoed)
@@ -220,6 +221,7 @@ class Peer:
         if self.srtp is None or self.closed:
             self.dropped["rtcp-before-dtls"] += 1
             return
+        self.rtcp_bytes += len(data)
         try:
             plain = self.srtp.unprotect_rtcp(data)
         except ParseError as exc:

@@ -347,6 +347,7 @@ async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: 
                 assert s["local"] == "/api/v3/process/cam/whep"
                 assert s["remote"] == "127.0.0.1"
                 assert s["bandwidth_tx_kbit"] > 0
+                assert s["bytes_rx"] > 0  # the viewer's RTCP (receiver reports)
 
             widget = (await api.get("/api/v3/widget/process/cam")).json()
             assert widget["current_sessions"] == 2 and widget["uptime"] > 0

@@ -17,7 +17,8 @@ object stored in ``app.extensions[ADMISSION_KEY]`` (see :func:`admission`):
 
 :meth:`WebRTCViewers.sync` (called every second by the subsystem and before every read)
 moves each Peer's byte counter delta into the session (egress), activates the session when
-DTLS is up (observing the setup time in the ``webrtc_setup_seconds`` histogram) and ends it
+DTLS is up (observing the setup time in the ``webrtc_setup_seconds`` histogram), the viewer's
+SRTCP bytes into it as ingress, and ends it
 when the Peer has closed, keeping the counters of closed viewers per process so that the
 Prometheus ``*_total`` series never go backwards. Everything is synchronous (no I/O).
 """
@@ -68,6 +69,7 @@ class _Tracked:
     process_id: str
     session: str | None  # registered session id, None when not collected
     last_bytes: int = 0
+    last_rx: int = 0
     setup_seen: bool = False
 
 
@@ -176,9 +178,13 @@ class WebRTCViewers:
             if t.session is not None and self.collector is not None:
                 self.collector.activate(t.session)
         sent = sum(track.bytes for track in peer.out.values())
-        if sent > t.last_bytes and t.session is not None and self.collector is not None:
-            self.collector.egress(t.session, sent - t.last_bytes)
-        t.last_bytes = sent
+        received = getattr(peer, "rtcp_bytes", 0)
+        if t.session is not None and self.collector is not None:
+            if sent > t.last_bytes:
+                self.collector.egress(t.session, sent - t.last_bytes)
+            if received > t.last_rx:
+                self.collector.ingress(t.session, received - t.last_rx)
+        t.last_bytes, t.last_rx = sent, received
 
     def _finish(self, t: _Tracked) -> None:
         totals = self.closed.setdefault(t.process_id, Counter())
