@@ -36,6 +36,7 @@ from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
 from .packet import rewrite
 from .rtcp import Bye, Fir, Nack, Pli, ReceiverReport, build_sdes_cname, build_sr, parse_rtcp
+from .rtcp import rtt_from_report as _rtt
 from .sdp import NegotiatedTrack
 from .srtp import SrtpSession
 from .stun import IceLite
@@ -134,7 +135,11 @@ class Peer:
         self.nacks = 0
         self.plis = 0
         self.firs = 0
-        self.receiver_reports: dict[int, dict[str, int]] = {}
+        self.rtcp_bytes = 0  # SRTCP bytes received from the viewer (session ingress)
+        #: the viewer's latest RTCP receiver report per track (by kind): fraction_lost
+        #: (0..1), packets_lost (cumulative), jitter_seconds, rtt_seconds (None until an SR
+        #: of ours was echoed)
+        self.receiver_reports: dict[str, dict[str, float | int | None]] = {}
         self._dtls_addr: tuple[str, int] | None = None
         self._pending: list[MediaPacket] | None = None
         self._burst: list[MediaPacket] = []
@@ -170,6 +175,7 @@ class Peer:
             "tracks": {k: {"payload_type": t.payload_type, "ssrc": t.ssrc, "packets": t.packets}
                        for k, t in self.out.items()},
             "dropped": dict(self.dropped),
+            "receiver_reports": {k: dict(v) for k, v in self.receiver_reports.items()},
             "close_reason": self.close_reason,
         }
 
@@ -215,6 +221,7 @@ class Peer:
         if self.srtp is None or self.closed:
             self.dropped["rtcp-before-dtls"] += 1
             return
+        self.rtcp_bytes += len(data)
         try:
             plain = self.srtp.unprotect_rtcp(data)
         except ParseError as exc:
@@ -240,11 +247,15 @@ class Peer:
                 self._on_keyframe_request(now)
             elif isinstance(pkt, ReceiverReport):
                 for block in pkt.reports:
-                    self.receiver_reports[block.ssrc] = {
-                        "fraction_lost": block.fraction_lost,
-                        "packets_lost": block.packets_lost,
-                        "jitter": block.jitter,
-                    }
+                    track = self._by_ssrc.get(block.ssrc)
+                    if track is not None:  # only our SSRCs: the dict stays bounded
+                        clock = self.source.state[track.kind].clock_rate or 90000
+                        self.receiver_reports[track.kind] = {
+                            "fraction_lost": round(block.fraction_lost / 256, 4),
+                            "packets_lost": block.packets_lost,
+                            "jitter_seconds": round(block.jitter / clock, 6),
+                            "rtt_seconds": _rtt(block.lsr, block.dlsr, time.time()),
+                        }
             elif isinstance(pkt, Bye):
                 self.close("viewer sent BYE")
                 return

@@ -16,7 +16,7 @@ from .errors import ParseError
 __all__ = [
     "Bye", "Fir", "Nack", "Pli", "ReceiverReport", "ReportBlock", "RtcpPacket", "SenderReport",
     "build_fir", "build_nack", "build_pli", "build_rr", "build_sdes_cname", "build_sr",
-    "ntp_to_unix", "parse_rtcp", "unix_to_ntp",
+    "ntp_to_unix", "parse_rtcp", "rtt_from_report", "unix_to_ntp",
 ]
 
 SR, RR, SDES, BYE, RTPFB, PSFB = 200, 201, 202, 203, 205, 206
@@ -90,6 +90,19 @@ def unix_to_ntp(t: float) -> int:
 def ntp_to_unix(ntp: int) -> float:
     """Unix time of a 64-bit NTP timestamp."""
     return (ntp >> 32) - NTP_EPOCH_OFFSET + (ntp & 0xFFFFFFFF) / (1 << 32)
+
+
+def rtt_from_report(lsr: int, dlsr: int, now: float) -> float | None:
+    """Round-trip time in seconds from a report block's LSR/DLSR received at unix time ``now``
+    (RFC 3550 6.4.1: arrival - LSR - DLSR in 1/65536 s); None without an SR echoed (LSR 0)
+    or when the result is implausible (negative, i.e. clock trouble, or over a minute)."""
+    if lsr == 0:
+        return None
+    arrival = (unix_to_ntp(now) >> 16) & 0xFFFFFFFF
+    rtt = (arrival - lsr - dlsr) & 0xFFFFFFFF
+    if rtt > 60 * 65536:
+        return None
+    return rtt / 65536
 
 
 def _blocks(data: bytes, pos: int, count: int, end: int) -> list[ReportBlock]:

@@ -297,6 +297,38 @@ SETTINGS: tuple[Setting, ...] = (
     # -- webrtc admission limits and interop: issue 12 / 13 --
     # (end webrtc)
     # -- metrics, sessions, prometheus: issue 14 --
+    Setting("metrics.enable", "bool", False,
+            "Keep a history of metrics in memory (GET/POST /api/v3/metrics).", _parse_bool),
+    Setting("metrics.enable_prometheus", "bool", False,
+            "Serve Prometheus metrics on GET /metrics.", _parse_bool),
+    Setting("metrics.range_seconds", "int", 300,
+            "Seconds of metrics history kept (metrics.enable).", _parse_nonneg_int),
+    Setting("metrics.interval_seconds", "int", 2,
+            "Seconds between two metrics history samples (<= metrics.range_seconds).",
+            _parse_nonneg_int),
+    Setting("sessions.enable", "bool", True,
+            "Collect session statistics (HLS, WebRTC, ...; GET /api/v3/session).", _parse_bool),
+    Setting("sessions.ip_ignorelist", "cidr list", ["127.0.0.1/32", "::1/128"],
+            "Client networks (CIDR) whose sessions are neither counted nor limited; "
+            "env: comma-separated.",
+            lambda v: [str(ipaddress.ip_network(_parse_str(x).strip(), strict=False))
+                       for x in (v.split(",") if isinstance(v, str) else
+                                 v if isinstance(v, list) else [v])
+                       if not (isinstance(x, str) and not x.strip())]),
+    Setting("sessions.session_timeout_sec", "int", 30,
+            "Seconds without traffic after which an HLS session ends (>= 1).",
+            _parse_nonneg_int),
+    Setting("sessions.persist", "bool", False,
+            "Persist the session history in <db.dir>/sessions/<collector>.json.", _parse_bool),
+    Setting("sessions.persist_interval_sec", "int", 300,
+            "Seconds between two writes of the session history (0 = only at shutdown).",
+            _parse_nonneg_int),
+    Setting("sessions.max_bitrate_mbit", "int", 0,
+            "Max. outgoing bitrate in Mbit/s per collector, 0 = unlimited (509 beyond).",
+            _parse_nonneg_int, alt_env=("CORE_SESSIONS_MAXBITRATE_MBIT",)),
+    Setting("sessions.max_sessions", "int", 0,
+            "Max. simultaneous sessions per collector, 0 = unlimited (509 beyond).",
+            _parse_nonneg_int, alt_env=("CORE_SESSIONS_MAXSESSIONS",)),
     # (end metrics)
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING
 
-from quart import Blueprint, Request, Response, request
+from quart import Blueprint, Request, Response, current_app, request
 
 from rtp.errors import NoCommonCodec, SdpError, SourceNotReady
 from rtp.forwarder import Forwarder
@@ -31,7 +31,12 @@ from ..api.errors import ApiError
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
-__all__ = ["whep_blueprint"]
+__all__ = ["ADMISSION_KEY", "whep_blueprint"]
+
+#: ``app.extensions[ADMISSION_KEY]``: session accounting/limits (trio_core.observability);
+#: ``admit(request, process_id)`` may raise ApiError 509 before anything is allocated,
+#: ``opened(request, process_id, peer)`` is told about each new viewer.
+ADMISSION_KEY = "trio_core_webrtc_admission"
 
 MAX_OFFER_BYTES = 64 * 1024
 RETRY_AFTER = "2"
@@ -111,6 +116,9 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         if process_id not in forwarder.sources:
             raise ApiError(409, "Process is not running", "start the process, then retry",
                            headers={"Retry-After": RETRY_AFTER})
+        sessions = current_app.extensions.get(ADMISSION_KEY)
+        if sessions is not None:
+            sessions.admit(request, process_id)
         try:
             peer, answer = await forwarder.add_peer(process_id, offer)
         except NoCommonCodec as exc:
@@ -123,6 +131,8 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         except KeyError:
             raise ApiError(409, "Process is not running", "the process stopped",
                            headers={"Retry-After": RETRY_AFTER}) from None
+        if sessions is not None:
+            sessions.opened(request, process_id, peer)
         location = f"/api/v3/process/{process_id}/whep/{peer.id}"
         try:
             process = supervisor.get(process_id)
