@@ -1,0 +1,94 @@
+"""The RTMP server inside trio-core: real FFmpeg publishers and players, the HTTP API.
+
+FFmpeg pushes H264 + AAC as OBS does (``-f flv rtmp://…``); a second FFmpeg plays and
+decodes; tokens, a second publisher and the API listing are checked against Core's rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from tests.rtmp_helpers import play_frames, publisher_argv, run_ffmpeg, start_ffmpeg
+from tests.test_api import Api, make_config, running_server
+from trio_core.rtmp.subsystem import RtmpSubsystem
+from trio_core.server import Running
+
+
+@asynccontextmanager
+async def rtmp_server(tmp_path, ffmpeg: str, **overrides: Any) -> AsyncIterator[tuple[Running, int]]:
+    config = make_config(tmp_path, ffmpeg, **{"rtmp.enable": True,
+                                              "rtmp.address": "127.0.0.1:0", **overrides})
+    async with running_server(config) as srv:
+        sub: RtmpSubsystem = srv.app.extensions["trio_core_rtmp"]
+        yield srv, sub.server.ports[0]
+
+
+async def wait_listed(api: Api, name: str, present: bool = True, timeout: float = 20.0) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            resp = await api.get("/api/v3/rtmp")
+            assert resp.status_code == 200
+            names = [c["name"] for c in resp.json()]
+            if (name in names) == present:
+                return
+            await trio.sleep(0.2)
+
+
+async def test_publish_play_token_and_conflict(ffmpeg: str, tmp_path) -> None:
+    async with trio.open_nursery() as nursery, rtmp_server(
+            tmp_path, ffmpeg, **{"rtmp.token": "secret"}) as (srv, port):
+        api = Api(srv.url)
+        assert (await api.get("/api/v3/rtmp")).json() == []
+        base = f"rtmp://127.0.0.1:{port}"
+        publisher = await start_ffmpeg(nursery, publisher_argv(ffmpeg, f"{base}/live/x?token=secret"))
+        await wait_listed(api, "/live/x")
+        assert (await api.get("/api/v3/rtmp")).json() == [{"name": "/live/x"}]
+
+        # a player with the token as the last path element decodes video and sees audio
+        rc, frames, err = await play_frames(ffmpeg, f"{base}/live/x/secret", 2)
+        assert rc == 0, err[-2000:]
+        assert frames >= 40, err[-2000:]
+        assert b"Video: h264" in err and b"Audio: aac" in err
+
+        # wrong or missing token: refused for play and publish; nothing new is listed
+        rc, frames, err = await play_frames(ffmpeg, f"{base}/live/x?token=wrong", 1)
+        assert rc != 0 and frames == 0, err[-2000:]
+        rc, frames, err = await play_frames(ffmpeg, f"{base}/live/x", 1)
+        assert rc != 0 and frames == 0, err[-2000:]
+        rc, err = await run_ffmpeg(publisher_argv(ffmpeg, f"{base}/live/y?token=wrong", seconds=3))
+        assert rc != 0, err[-2000:]
+        assert b"Rejected" in err or b"error" in err.lower()
+
+        # a second publisher on the same path is refused; the first one keeps going
+        rc, err = await run_ffmpeg(publisher_argv(ffmpeg, f"{base}/live/x?token=secret", seconds=3))
+        assert rc != 0, err[-2000:]
+        assert b"already being published" in err, err[-2000:]
+        assert publisher.returncode is None
+        assert [c["name"] for c in (await api.get("/api/v3/rtmp")).json()] == ["/live/x"]
+        rc, frames, err = await play_frames(ffmpeg, f"{base}/live/x?token=secret", 2)
+        assert rc == 0 and frames >= 40, err[-2000:]
+
+        # publisher gone -> the path is no longer listed and playing it is refused
+        publisher.terminate()
+        await wait_listed(api, "/live/x", present=False)
+        rc, frames, err = await play_frames(ffmpeg, f"{base}/live/x/secret", 1)
+        assert rc != 0 and frames == 0
+
+
+async def test_app_is_required_for_publishing(ffmpeg: str, tmp_path) -> None:
+    async with rtmp_server(tmp_path, ffmpeg, **{"rtmp.app": "/live"}) as (srv, port):
+        api = Api(srv.url)
+        rc, err = await run_ffmpeg(publisher_argv(ffmpeg, f"rtmp://127.0.0.1:{port}/other/x", seconds=2))
+        assert rc != 0 and b"invalid app" in err, err[-2000:]
+        assert (await api.get("/api/v3/rtmp")).json() == []
+
+
+async def test_api_needs_auth_when_enabled(ffmpeg: str, tmp_path) -> None:
+    async with rtmp_server(tmp_path, ffmpeg, **{
+            "api.auth.enable": True, "api.auth.username": "u", "api.auth.password": "p"}) as (srv, _):
+        resp = await Api(srv.url).get("/api/v3/rtmp")
+        assert resp.status_code == 401
