@@ -174,12 +174,14 @@ class _Endpoint:
         return self.writer.chunk_size
 
     def _messages(self, data: bytes) -> list[Message]:
-        msgs = self.reader.receive_data(data)
+        return self.reader.receive_data(data)
+
+    def _maybe_ack(self) -> None:
+        """Acknowledge once the peer's announced window of bytes has arrived."""
         if self.peer_window and self.reader.bytes_received - self._last_ack >= self.peer_window:
             self._last_ack = self.reader.bytes_received
             self.send(_control(MessageType.ACKNOWLEDGEMENT,
                                (self._last_ack & 0xFFFFFFFF).to_bytes(4, "big")))
-        return msgs
 
     def _handle_control(self, msg: Message) -> bool:
         """Handle protocol control messages; True when ``msg`` was one."""
@@ -250,6 +252,7 @@ class ServerConnection(_Endpoint):
         events: list[Any] = []
         for msg in self._messages(data):
             self._handle(msg, events)
+        self._maybe_ack()
         return events
 
     def _handle(self, msg: Message, events: list[Any]) -> None:
@@ -483,6 +486,7 @@ class ClientConnection(_Endpoint):
                 values = amf0.decode_all(_amf_body(msg))
                 if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
                     events.append(MetadataReceived(msg.stream_id, msg.payload, dict(values[1])))
+        self._maybe_ack()
         return events
 
     def _client_command(self, msg: Message, events: list[Any]) -> None:

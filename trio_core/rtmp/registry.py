@@ -240,18 +240,14 @@ class Channel:
         player.offer(first, True)
 
     def add_player(self, player: Player) -> None:
-        """Attach a player; it starts on the cached GOP when there is one."""
+        """Attach a player; it starts on the cached GOP when there is one, else on the next
+        keyframe (audio-only streams: the next audio message)."""
         self.players.append(player)
         if self.gop and self.gop[0][1]:
             first, _ = self.gop[0]
             self._start(player, first)
             for item, keyframe in self.gop[1:]:
                 player.offer(item, keyframe)
-        elif not self.has_video and (self.audio_config is not None or self.has_audio):
-            player.started = True
-            player.waiting_keyframe = False
-            if self.audio_config is not None:
-                player.push_control(player.encode(self.audio_config))
 
     def remove_player(self, player: Player) -> None:
         if player in self.players:
