@@ -78,6 +78,7 @@ class Player:
         self.messages = 0
         self.since = time.time()
         self.conn: Any = None  # the player's ServerConnection (end-of-stream notices)
+        self.send_scope: trio.CancelScope | None = None  # the writer's current send
         self._wake = trio.Event()
 
     # --- producer side (the publisher's task) ---------------------------------------------
@@ -121,6 +122,8 @@ class Player:
                             self.remote, self.name, self.skips - 1)
                 self.dropped = True
                 self._wake.set()
+                if self.send_scope is not None:  # abandon a send that is stuck right now
+                    self.send_scope.cancel()
                 return
             log.info("RTMP: player %s of %s is too slow; skipping to the next keyframe",
                      self.remote, self.name)

@@ -204,8 +204,11 @@ class RtmpServer:
                     break
                 data = out.take()
                 if data:
-                    with trio.fail_after(self.idle_timeout):
+                    with trio.CancelScope() as out.send_scope, trio.fail_after(self.idle_timeout):
                         await stream.send_all(data)
+                    out.send_scope = None
+                    if out.dropped:
+                        break
                 if out.closed and not out.queue:
                     break
         finally:
