@@ -92,3 +92,69 @@ async def test_api_needs_auth_when_enabled(ffmpeg: str, tmp_path) -> None:
             "api.auth.enable": True, "api.auth.username": "u", "api.auth.password": "p"}) as (srv, _):
         resp = await Api(srv.url).get("/api/v3/rtmp")
         assert resp.status_code == 401
+
+
+def write_self_signed(tmp_path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+async def test_rtmps_publish_and_rtmp_play(ffmpeg: str, tmp_path) -> None:
+    cert, key = write_self_signed(tmp_path)
+    async with trio.open_nursery() as nursery, rtmp_server(tmp_path, ffmpeg, **{
+            "rtmp.enable_tls": True, "rtmp.address_tls": "127.0.0.1:0",
+            "tls.cert_file": cert, "tls.key_file": key}) as (srv, port):
+        api = Api(srv.url)
+        tls_port = srv.app.extensions["trio_core_rtmp"].server.tls_ports[0]
+        assert tls_port != port
+        # FFmpeg 9 verifies the server certificate: trust ours explicitly
+        await start_ffmpeg(nursery, publisher_argv(ffmpeg, f"rtmps://127.0.0.1:{tls_port}/live/s",
+                                                   extra=("-ca_file", cert)))
+        await wait_listed(api, "/live/s")
+        rc, frames, err = await play_frames(ffmpeg, f"rtmp://127.0.0.1:{port}/live/s", 2)
+        assert rc == 0 and frames >= 40, err[-2000:]
+        rc, err = await run_ffmpeg([ffmpeg, "-hide_banner", "-nostdin", "-ca_file", cert, "-i",
+                                    f"rtmps://127.0.0.1:{tls_port}/live/s", "-t", "2", "-map", "0:v",
+                                    "-f", "null", "-"])
+        assert rc == 0 and b"Video: h264" in err, err[-2000:]
+        # without trusting the certificate the client refuses, and the server logs and goes on
+        rc, frames, err = await play_frames(ffmpeg, f"rtmps://127.0.0.1:{tls_port}/live/s", 1)
+        assert rc != 0 and frames == 0
+        assert "/live/s" in [c["name"] for c in (await api.get("/api/v3/rtmp")).json()]
+        nursery.cancel_scope.cancel()
+
+
+def test_rtmps_without_certificate_refuses_to_start(ffmpeg: str, tmp_path) -> None:
+    import pytest
+
+    from trio_core.rtmp.subsystem import create_subsystem
+    from trio_core.server import StartupError
+
+    config = make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.enable_tls": True})
+    with pytest.raises(StartupError, match="tls.cert_file"):
+        create_subsystem(config)
+    with pytest.raises(StartupError, match="rtmp.app"):
+        create_subsystem(make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.app": "live"}))
