@@ -20,6 +20,10 @@ Client role (:class:`ClientConnection`): enough for tests and benchmarks — con
 createStream, publish/play, send media; events :class:`Connected`, :class:`StreamCreated`,
 :class:`StatusReceived`, media and metadata.
 
+Limits: before a publish is accepted (and for players) messages are limited to
+``COMMAND_MESSAGE_LIMIT`` (64 KiB); publishers may send up to ``max_message_size``; at most
+``max_streams`` ``createStream`` per connection.
+
 Errors: :class:`~rtmp.errors.RtmpError` for malformed input or protocol violations (commands
 before ``connect``, publish/play on a stream that was never created, bogus AMF, …),
 :class:`~rtmp.errors.LimitExceeded` for limits; after either, drop the connection.
@@ -43,6 +47,7 @@ __all__ = [
 
 CONTROL_CSID, COMMAND_CSID, AUDIO_CSID, DATA_CSID, VIDEO_CSID = 2, 3, 4, 5, 6
 UC_STREAM_BEGIN, UC_STREAM_EOF, UC_PING_REQUEST, UC_PING_RESPONSE = 0, 1, 6, 7
+COMMAND_MESSAGE_LIMIT = 64 * 1024  # largest message accepted before a publish is accepted
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -223,6 +228,10 @@ class ServerConnection(_Endpoint):
         max_message_size: int = 8 * 1024 * 1024, epoch_ms: int = 0,
     ) -> None:
         super().__init__(chunk_size=chunk_size, max_message_size=max_message_size)
+        # until a publish is accepted only commands arrive: keep the peer to small messages
+        self.media_limits = (max_message_size, self.reader.max_pending_bytes)
+        self.reader.max_message_size = min(max_message_size, COMMAND_MESSAGE_LIMIT)
+        self.reader.max_pending_bytes = min(self.reader.max_pending_bytes, 4 * COMMAND_MESSAGE_LIMIT)
         self.handshake: ServerHandshake | None = ServerHandshake(epoch_ms)
         self.window_ack_size = window_ack_size
         self.max_streams = max_streams
@@ -347,8 +356,10 @@ class ServerConnection(_Endpoint):
     # --- decisions -----------------------------------------------------------------------------
 
     def accept_publish(self, stream_id: int, name: str) -> None:
-        """Tell the publisher to start (StreamBegin + ``NetStream.Publish.Start``)."""
+        """Tell the publisher to start (StreamBegin + ``NetStream.Publish.Start``); from now
+        on messages up to ``max_message_size`` are accepted."""
         self.publishing.add(stream_id)
+        self.reader.max_message_size, self.reader.max_pending_bytes = self.media_limits
         self.send(_user_control(UC_STREAM_BEGIN, stream_id))
         self.send_command(stream_id, "onStatus", 0.0, None,
                           _status("status", "NetStream.Publish.Start", f"{name} is now published.",

@@ -276,6 +276,10 @@ def test_protocol_violations_are_typed_errors() -> None:
     server3, _ = _connected_pair()
     with pytest.raises(AmfError):
         server3.receive_data(encode_message(Message(MessageType.COMMAND_AMF0, 0, 0, b"\x02\x00\x09abc", 3), 128))
+    server5, _ = _connected_pair()  # before publishing, only command-sized messages
+    with pytest.raises(LimitExceeded) as info5:
+        server5.receive_data(encode_message(Message(MessageType.DATA_AMF0, 1, 0, bytes(100_000), 5), 4096))
+    assert info5.value.reason == "message-size"
     server4, _ = _connected_pair()
     many = b"".join(encode_message(Message(MessageType.COMMAND_AMF0, 0, 0,
                                            amf0.encode_all("createStream", float(i), None), 3), 128)

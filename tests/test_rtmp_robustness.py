@@ -48,7 +48,7 @@ async def handshaken(port: int) -> trio.SocketStream:
 
 async def test_garbage_is_dropped_and_other_streams_continue(ffmpeg: str, caplog) -> None:
     caplog.set_level(logging.INFO, logger="trio_core.rtmp")
-    server = RtmpServer(host="127.0.0.1", port=0, idle_timeout=2.0)
+    server = RtmpServer(host="127.0.0.1", port=0, idle_timeout=2.0, setup_timeout=4.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         port = server.ports[0]
@@ -91,7 +91,20 @@ async def test_garbage_is_dropped_and_other_streams_continue(ffmpeg: str, caplog
         c2 = c5.data_to_send()
         await s5.send_all(c2 + encode_message(Message(
             MessageType.COMMAND_AMF0, 0, 0, amf0.encode_all("createStream", 2.0, None), 3), 128))
-        for stream in (s1, s2, s3, s4, s5):
+        # 6. connected, then only pings (keeps the idle timer happy) and never publishes/plays
+        s6 = await handshaken(port)
+        ping = encode_message(Message(MessageType.USER_CONTROL, 0, 0, b"\x00\x06\x00\x00\x00\x01", 2), 4096)
+
+        async def pinger() -> None:
+            try:
+                while True:
+                    await s6.send_all(ping)
+                    await trio.sleep(0.5)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+        nursery.start_soon(pinger)
+        for stream in (s1, s2, s3, s4, s5, s6):
             assert await closed_by_server(stream), "the server kept a hostile connection open"
             await stream.aclose()
 
@@ -109,6 +122,7 @@ async def test_garbage_is_dropped_and_other_streams_continue(ffmpeg: str, caplog
     assert "message-size" in text
     assert "amf-marker" in text
     assert "not-connected" in text
+    assert "no publish or play within 4 s" in text
     assert server.connections == 0
 
 

@@ -15,9 +15,10 @@ disconnected, the first is untouched); playing an unknown path gets
 ``NetStream.Play.StreamNotFound``. Refusals are logged and the connection is closed.
 
 Hostile or broken peers (bad handshake, malformed chunks, bogus AMF, limits exceeded,
-no progress for ``idle_timeout`` seconds before publishing/playing, a player whose socket
-accepts nothing for ``idle_timeout`` seconds) are disconnected with one log line; other
-connections are unaffected. ``max_connections`` bounds concurrent connections.
+nothing received for ``idle_timeout`` seconds unless playing, no accepted publish/play within
+``setup_timeout`` seconds, a player whose socket accepts nothing for ``idle_timeout`` seconds)
+are disconnected with one log line; other connections are unaffected. ``max_connections``
+bounds concurrent connections (more are accepted and closed at once).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class RtmpServer:
         self, *, host: str = "127.0.0.1", port: int = 1935, app: str = "/", token: str = "",
         tls_host: str = "127.0.0.1", tls_port: int | None = None,
         ssl_context: ssl.SSLContext | None = None, idle_timeout: float = 10.0,
+        setup_timeout: float = 30.0,
         max_connections: int = 1000, max_queue_bytes: int = 8 * 1024 * 1024, max_skips: int = 3,
         chunk_size: int = 4096, max_message_size: int = 8 * 1024 * 1024,
     ) -> None:
@@ -77,6 +79,7 @@ class RtmpServer:
         self.tls_port = tls_port
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
+        self.setup_timeout = setup_timeout
         self.max_connections = max_connections
         self.max_queue_bytes = max_queue_bytes
         self.max_skips = max_skips
@@ -216,7 +219,13 @@ class RtmpServer:
 
     async def _reader(self, state: _Conn, stream: trio.abc.Stream) -> None:
         conn = state.conn
+        setup_deadline = trio.current_time() + self.setup_timeout
         while True:
+            if state.playing is None and not state.publishing and \
+                    trio.current_time() > setup_deadline:
+                log.warning("RTMP: dropped connection from %s: no publish or play within %.0f s",
+                            state.remote, self.setup_timeout)
+                return
             timeout = float("inf") if state.playing is not None else self.idle_timeout
             with trio.move_on_after(timeout) as idle:
                 data = await stream.receive_some(RECEIVE_SIZE)
