@@ -158,3 +158,32 @@ def test_rtmps_without_certificate_refuses_to_start(ffmpeg: str, tmp_path) -> No
         create_subsystem(config)
     with pytest.raises(StartupError, match="rtmp.app"):
         create_subsystem(make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.app": "live"}))
+
+
+async def test_restreamer_ui_style_process_publishes_through_the_placeholder(ffmpeg: str, tmp_path) -> None:
+    """Restreamer UI's shape: the channel process outputs to ``[f=flv]{rtmp,name=<ch>.stream}``
+    through the tee muxer; players then pull ``rtmp://host/<ch>.stream?token=…``."""
+    async with rtmp_server(tmp_path, ffmpeg, **{"rtmp.token": "t0k"}) as (srv, port):
+        api = Api(srv.url)
+        process = {
+            "id": "restreamer-ui:ingest:ch1",
+            "options": ["-loglevel", "level+info"],
+            "input": [{"id": "video", "address": "testsrc2=size=320x240:rate=25",
+                       "options": ["-re", "-f", "lavfi"]}],
+            "output": [{"id": "out", "address": "[f=flv]{rtmp,name=ch1.stream}",
+                        "options": ["-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                                    "-g", "25", "-flags", "+global_header", "-tag:v", "7",
+                                    "-f", "tee"]}],
+            "reconnect": True, "reconnect_delay_seconds": 1, "autostart": True,
+        }
+        resp = await api.post("/api/v3/process", process)
+        assert resp.status_code == 200, resp.text
+        try:
+            await wait_listed(api, "/ch1.stream", timeout=30)
+        except trio.TooSlowError:
+            report = (await api.get("/api/v3/process/restreamer-ui:ingest:ch1/report")).json()
+            raise AssertionError(report) from None
+        state = (await api.get("/api/v3/process/restreamer-ui:ingest:ch1/state")).json()
+        assert f"[f=flv]rtmp://127.0.0.1:{port}/ch1.stream?token=t0k" in state["command"]
+        rc, frames, err = await play_frames(ffmpeg, f"rtmp://127.0.0.1:{port}/ch1.stream?token=t0k", 2)
+        assert rc == 0 and frames >= 40, err[-2000:]
