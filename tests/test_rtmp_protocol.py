@@ -420,3 +420,19 @@ def test_registry_one_publisher_per_path_and_close_notifies_players() -> None:
     assert notified == [player] and player.closed
     reg.unpublish(ch)
     assert reg.names() == [] and reg.publish("/live/x") is not None
+
+
+def test_metadata_update_reaches_started_players() -> None:
+    ch = Channel("/x")
+    ch.set_metadata(amf0.encode_all("onMetaData", {"width": 320.0}), {"width": 320.0, "videocodecid": 7.0})
+    ch.on_media(9, 0, AVC_SEQ)
+    ch.on_media(9, 0, _key(0))
+    player = _player()
+    ch.add_player(player)
+    player.take()
+    update = amf0.encode_all("onMetaData", {"width": 640.0})
+    ch.set_metadata(update, {"width": 640.0})
+    reader = ChunkReader()
+    reader.chunk_size = 4096
+    assert [(m.type_id, m.payload) for m in reader.receive_data(player.take())] == [(18, update)]
+    assert ch.metadata == update

@@ -30,8 +30,8 @@ from typing import Any
 
 import trio
 
-from rtmp.chunk import MessageType, continuation, message_header
-from rtmp.connection import AUDIO_CSID, VIDEO_CSID
+from rtmp.chunk import Message, MessageType, continuation, encode_message, message_header
+from rtmp.connection import AUDIO_CSID, DATA_CSID, VIDEO_CSID
 from rtmp.errors import RtmpError
 from rtmp.media import parse_audio, parse_video
 
@@ -181,9 +181,16 @@ class Channel:
     dropped_messages: int = 0
 
     def set_metadata(self, payload: bytes, values: dict[str, object]) -> None:
+        """``onMetaData`` from the publisher: kept for new players, sent to started ones."""
+        update = self.metadata is not None
         self.metadata = payload
         if values.get("videocodecid") not in (None, 0, 0.0, ""):
             self.has_video = True
+        if update:
+            for player in self.players:
+                if player.started:
+                    player.push_control(encode_message(Message(
+                        MessageType.DATA_AMF0, player.stream_id, 0, payload, DATA_CSID), player.chunk_size))
 
     def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
         """One message from the publisher: update headers/GOP cache and fan it out."""
