@@ -436,3 +436,24 @@ def test_metadata_update_reaches_started_players() -> None:
     reader.chunk_size = 4096
     assert [(m.type_id, m.payload) for m in reader.receive_data(player.take())] == [(18, update)]
     assert ch.metadata == update
+
+
+def test_digest_handshake_only_for_a_valid_client_digest() -> None:
+    import hashlib
+    import hmac
+
+    from rtmp.handshake import CLIENT_PARTIAL_KEY, SERVER_KEY, SERVER_PARTIAL_KEY, find_digest
+
+    c1 = bytearray(bytes(4) + b"\x09\x00\x7c\x02" + bytes(range(256)) * 6)[:HANDSHAKE_SIZE]
+    plain = ServerHandshake()
+    plain.receive_data(b"\x03" + bytes(c1))  # a version but no valid digest: simple answer
+    assert not plain.complex
+    pos = sum(c1[8:12]) % 728 + 12  # the digest position of scheme "base 8"
+    c1[pos:pos + 32] = hmac.new(CLIENT_PARTIAL_KEY, bytes(c1[:pos] + c1[pos + 32:]), hashlib.sha256).digest()
+    server = ServerHandshake()
+    reply = server.receive_data(b"\x03" + bytes(c1))
+    assert server.complex
+    s1, s2 = reply[1:1 + HANDSHAKE_SIZE], reply[1 + HANDSHAKE_SIZE:]
+    assert s1[4:8] != bytes(4) and find_digest(s1, SERVER_PARTIAL_KEY) is not None
+    key = hmac.new(SERVER_KEY, bytes(c1[pos:pos + 32]), hashlib.sha256).digest()
+    assert s2[-32:] == hmac.new(key, s2[:-32], hashlib.sha256).digest()

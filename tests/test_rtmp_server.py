@@ -187,3 +187,32 @@ async def test_restreamer_ui_style_process_publishes_through_the_placeholder(ffm
         assert f"[f=flv]rtmp://127.0.0.1:{port}/ch1.stream?token=t0k" in state["command"]
         rc, frames, err = await play_frames(ffmpeg, f"rtmp://127.0.0.1:{port}/ch1.stream?token=t0k", 2)
         assert rc == 0 and frames >= 40, err[-2000:]
+
+
+async def test_ffmpeg_verifies_our_digest_handshake(ffmpeg: str) -> None:
+    """FFmpeg sends a C1 with a client version and digest and, when playing, checks the
+    server's S1 digest and S2 signature before it sends C2 ("Signature mismatch" otherwise)."""
+    from rtmp.handshake import CLIENT_PARTIAL_KEY, HANDSHAKE_SIZE, ServerHandshake, find_digest
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery, listeners[0]:
+        nursery.start_soon(run_ffmpeg, [ffmpeg, "-hide_banner", "-rw_timeout", "5000000",
+                                        "-i", f"rtmp://127.0.0.1:{port}/live/x", "-f", "null", "-"])
+        with trio.fail_after(20):
+            stream = await listeners[0].accept()
+            data = b""
+            while len(data) < 1 + HANDSHAKE_SIZE:
+                data += await stream.receive_some(65536)
+            assert data[5:9] != bytes(4) and find_digest(data[1:1 + HANDSHAKE_SIZE], CLIENT_PARTIAL_KEY)
+            handshake = ServerHandshake()
+            await stream.send_all(handshake.receive_data(data))
+            assert handshake.complex
+            c2 = b""
+            while len(c2) < HANDSHAKE_SIZE:
+                chunk = await stream.receive_some(65536)
+                assert chunk, "FFmpeg refused our S1/S2"
+                c2 += chunk
+            handshake.receive_data(c2)
+            assert handshake.done
+        await stream.aclose()
