@@ -195,3 +195,37 @@ async def test_refusals_reach_the_client() -> None:
             await player.aclose()
         assert server.channels() == ["/live/x"]
         nursery.cancel_scope.cancel()
+
+
+async def test_players_are_told_when_the_publisher_leaves() -> None:
+    from rtmp.connection import MediaReceived, StatusReceived
+
+    server = RtmpServer(host="127.0.0.1", port=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        port = server.ports[0]
+        pub = await RtmpClient.open("127.0.0.1", port, "live")
+        await pub.publish("x")
+        await pub.send_media(MessageType.VIDEO, 1000, b"\x17\x00\x00\x00\x00cfg")
+        await pub.send_media(MessageType.VIDEO, 1000, b"\x17\x01\x00\x00\x00key")
+        player = await RtmpClient.open("127.0.0.1", port, "live")
+        await player.play("x")
+        await pub.send_media(MessageType.VIDEO, 1040, b"\x27\x01\x00\x00\x00p")
+        await pub.aclose()
+        seen: list[object] = []
+        with trio.fail_after(15):
+            while True:
+                try:
+                    seen += await player.receive_events()
+                except EOFError:
+                    break
+        media = [(e.timestamp, e.payload) for e in seen if isinstance(e, MediaReceived)]
+        assert media == [(0, b"\x17\x00\x00\x00\x00cfg"), (0, b"\x17\x01\x00\x00\x00key"),
+                         (40, b"\x27\x01\x00\x00\x00p")]  # headers, keyframe, rebased times
+        codes = [e.code for e in seen if isinstance(e, StatusReceived)]
+        assert codes[-1] == "NetStream.Play.UnpublishNotify"
+        with trio.fail_after(10):
+            while server.connections:
+                await trio.sleep(0.05)
+        assert server.channels() == []
+        nursery.cancel_scope.cancel()
