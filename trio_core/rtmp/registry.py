@@ -47,7 +47,14 @@ class _Cached:
     type_id: int
     timestamp: int
     payload: bytes
+    first: bytes  # the first chunk's data (shared by every player)
     cont: bytes  # chunk continuation for the server's chunk size (timestamps < 2^24-1 ms)
+
+
+def _cached(type_id: int, timestamp: int, payload: bytes, chunk_size: int) -> _Cached:
+    csid = VIDEO_CSID if type_id == MessageType.VIDEO else AUDIO_CSID
+    return _Cached(type_id, timestamp, payload, payload[:chunk_size],
+                   continuation(payload, chunk_size, csid))
 
 
 class Player:
@@ -96,13 +103,19 @@ class Player:
         delta = (timestamp - self.base) & 0xFFFFFFFF
         return 0 if delta >= 0x80000000 else delta  # earlier than the base: clamp to 0
 
-    def encode(self, item: _Cached) -> bytes:
+    def parts(self, item: _Cached) -> tuple[bytes, bytes, bytes]:
+        """The message as this player receives it: its own header (rebased timestamp, its
+        stream id), then the first chunk's data and the continuation, both shared by every
+        player — a queue of slow players holds references, not copies."""
         ts = self.rebase(item.timestamp)
         csid = VIDEO_CSID if item.type_id == MessageType.VIDEO else AUDIO_CSID
         payload = item.payload
         cont = item.cont if ts < EXTENDED else continuation(payload, self.chunk_size, csid, ts)
-        return (message_header(item.type_id, self.stream_id, ts, len(payload), csid)
-                + payload[:self.chunk_size] + cont)
+        return (message_header(item.type_id, self.stream_id, ts, len(payload), csid),
+                item.first, cont)
+
+    def encode(self, item: _Cached) -> bytes:
+        return b"".join(self.parts(item))
 
     def offer(self, item: _Cached, keyframe: bool) -> None:
         """Queue a live message; skips to the next keyframe when the queue is full."""
@@ -112,8 +125,9 @@ class Player:
             if not keyframe:
                 return
             self.waiting_keyframe = False
-        data = self.encode(item)
-        if self.queued_bytes + len(data) > self.max_queue_bytes:
+        head, first, cont = self.parts(item)
+        size = len(head) + len(first) + len(cont)
+        if self.queued_bytes + size > self.max_queue_bytes:
             self.queue.clear()
             self.queued_bytes = 0
             self.skips += 1
@@ -132,8 +146,11 @@ class Player:
                 self.waiting_keyframe = False
             else:
                 return
-        self.queue.append(data)
-        self.queued_bytes += len(data)
+        self.queue.append(head)
+        self.queue.append(first)
+        if cont:
+            self.queue.append(cont)
+        self.queued_bytes += size
         self.messages += 1
         self._wake.set()
 
@@ -196,7 +213,6 @@ class Channel:
         """One message from the publisher: update headers/GOP cache and fan it out."""
         self.bytes_in += len(payload)
         self.messages_in += 1
-        csid = VIDEO_CSID if type_id == MessageType.VIDEO else AUDIO_CSID
         try:
             if type_id == MessageType.VIDEO:
                 vinfo = parse_video(payload)
@@ -212,7 +228,7 @@ class Channel:
         except RtmpError:
             self.dropped_messages += 1
             return
-        item = _Cached(type_id, timestamp, payload, continuation(payload, self.chunk_size, csid))
+        item = _cached(type_id, timestamp, payload, self.chunk_size)
         if is_config:
             if type_id == MessageType.VIDEO:
                 self.video_config = item
@@ -246,7 +262,7 @@ class Channel:
         player.base = first.timestamp
         for cfg in (self.video_config, self.audio_config):
             if cfg is not None:
-                player.push_control(player.encode(_Cached(cfg.type_id, first.timestamp, cfg.payload, cfg.cont)))
+                player.push_control(player.encode(_Cached(cfg.type_id, first.timestamp, cfg.payload, cfg.first, cfg.cont)))
         player.offer(first, True)
 
     def add_player(self, player: Player) -> None:
