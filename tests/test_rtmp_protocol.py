@@ -457,3 +457,20 @@ def test_digest_handshake_only_for_a_valid_client_digest() -> None:
     assert s1[4:8] != bytes(4) and find_digest(s1, SERVER_PARTIAL_KEY) is not None
     key = hmac.new(SERVER_KEY, bytes(c1[pos:pos + 32]), hashlib.sha256).digest()
     assert s2[-32:] == hmac.new(key, s2[:-32], hashlib.sha256).digest()
+
+
+def test_player_queues_share_the_message_body() -> None:
+    ch = Channel("/x")
+    ch.on_media(9, 0, AVC_SEQ)
+    ch.on_media(9, 0, _key(0))
+    a, b = _player(), _player()
+    ch.add_player(a)
+    ch.add_player(b)
+    a.take(), b.take()
+    big = b"\x27\x01\x00\x00\x00" + bytes(20000)
+    ch.on_media(9, 40, big)
+    # each queue: own header, then the same first-chunk and continuation objects
+    assert a.queue[0] is not b.queue[0]
+    assert a.queue[1] is b.queue[1] and a.queue[2] is b.queue[2]
+    assert len(a.queue[1]) == 4096 and a.queued_bytes == sum(len(x) for x in a.queue)
+    assert _received(a) == _received(b) == [(9, 40, big)]
