@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import amf0
-from .chunk import ChunkReader, ChunkWriter, Message, MessageType, encode_message
+from .chunk import ChunkReader, ChunkWriter, Message, MessageType
 from .errors import AmfError, LimitExceeded, RtmpError
 from .handshake import ClientHandshake, ServerHandshake
 
@@ -522,9 +522,3 @@ class ClientConnection(_Endpoint):
             events.append(StatusReceived(msg.stream_id, str(info.get("level", "")),
                                          str(info.get("code", "")), str(info.get("description", ""))))
 
-
-def encode_for_player(type_id: int, stream_id: int, timestamp: int, payload: bytes,
-                      chunk_size: int) -> bytes:
-    """A media message as the chunks a player receives (see :mod:`rtmp.chunk`)."""
-    csid = VIDEO_CSID if type_id == MessageType.VIDEO else AUDIO_CSID
-    return encode_message(Message(type_id, stream_id, timestamp, payload, csid), chunk_size)
