@@ -474,3 +474,10 @@ def test_player_queues_share_the_message_body() -> None:
     assert a.queue[1] is b.queue[1] and a.queue[2] is b.queue[2]
     assert len(a.queue[1]) == 4096 and a.queued_bytes == sum(len(x) for x in a.queue)
     assert _received(a) == _received(b) == [(9, 40, big)]
+
+
+def test_replies_a_peer_never_reads_are_bounded() -> None:
+    player = _player(max_queue_bytes=1000)
+    for _ in range(150):
+        player.push_control(b"x" * 18)  # e.g. ping responses
+    assert player.dropped and player.queued_bytes == 0

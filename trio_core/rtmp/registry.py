@@ -91,10 +91,20 @@ class Player:
     # --- producer side (the publisher's task) ---------------------------------------------
 
     def push_control(self, data: bytes) -> None:
-        """Queue bytes that must not be dropped (status messages); wakes the writer."""
-        if data:
+        """Queue bytes that must not be dropped (status messages, replies); wakes the writer.
+        A peer that makes us queue more than twice ``max_queue_bytes`` this way without reading
+        (e.g. pings while never reading the answers) is dropped."""
+        if data and not self.dropped:
             self.queue.append(data)
             self.queued_bytes += len(data)
+            if self.queued_bytes > 2 * self.max_queue_bytes:
+                log.warning("RTMP: %s dropped: %d bytes of replies it does not read",
+                            self.remote, self.queued_bytes)
+                self.dropped = True
+                self.queue.clear()
+                self.queued_bytes = 0
+                if self.send_scope is not None:
+                    self.send_scope.cancel()
             self._wake.set()
 
     def rebase(self, timestamp: int) -> int:
