@@ -211,6 +211,13 @@ async def test_players_are_told_when_the_publisher_leaves() -> None:
         player = await RtmpClient.open("127.0.0.1", port, "live")
         await player.play("x")
         await pub.send_media(MessageType.VIDEO, 1040, b"\x27\x01\x00\x00\x00p")
+        with trio.fail_after(10):
+            while not (stats := server.stats())["channels"] or \
+                    stats["channels"][0]["messages_in"] < 3:
+                await trio.sleep(0.05)
+        [channel] = stats["channels"]
+        assert channel["name"] == "/live/x" and channel["video_codec"] == "h264"
+        assert len(channel["players"]) == 1 and stats["connections"] == 2
         await pub.aclose()
         seen: list[object] = []
         with trio.fail_after(15):

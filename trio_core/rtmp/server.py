@@ -95,6 +95,25 @@ class RtmpServer:
         """Paths currently being published (what ``GET /api/v3/rtmp`` lists)."""
         return self.registry.names()
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics/session accounting (JSON-ready): connections, and per published
+        path its publisher, bytes in, codecs and each player's bytes sent and skips."""
+        return {
+            "connections": self.connections,
+            "refused_connections": self.refused_connections,
+            "channels": [
+                {
+                    "name": ch.path, "publisher": ch.remote, "since": round(ch.created_at, 3),
+                    "bytes_in": ch.bytes_in, "messages_in": ch.messages_in,
+                    "video_codec": ch.video_codec, "audio_codec": ch.audio_codec,
+                    "players": [{"remote": p.remote, "since": round(p.since, 3),
+                                 "bytes_sent": p.bytes_sent, "skips": p.skips}
+                                for p in ch.players],
+                }
+                for ch in self.registry.channels.values()
+            ],
+        }
+
     async def run(self, *, task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
         listeners: list[trio.SocketListener] = []
         try:
