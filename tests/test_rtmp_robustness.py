@@ -237,3 +237,30 @@ async def test_players_are_told_when_the_publisher_leaves() -> None:
                 await trio.sleep(0.05)
         assert server.channels() == []
         nursery.cancel_scope.cancel()
+
+
+async def test_cancelling_the_server_closes_listeners_and_connections() -> None:
+    from tests.conftest import open_fds
+
+    before = open_fds()
+    server = RtmpServer(host="127.0.0.1", port=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        port = server.ports[0]
+        pub = await RtmpClient.open("127.0.0.1", port, "live")
+        await pub.publish("x")
+        player = await RtmpClient.open("127.0.0.1", port, "live")
+        await player.play("x")
+        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        nursery.cancel_scope.cancel()
+    for client in (pub, player):
+        with trio.fail_after(5):
+            try:
+                while await client.stream.receive_some(65536):
+                    pass
+            except trio.BrokenResourceError:
+                pass
+        await client.aclose()
+    await idle.aclose()
+    assert server.connections == 0 and server.channels() == []
+    assert open_fds() <= before  # no listener or connection socket left open

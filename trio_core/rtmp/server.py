@@ -132,8 +132,9 @@ class RtmpServer:
                     nursery.start_soon(self._accept_loop, lst, True, nursery)
                 task_status.started(self)
         finally:
-            for lst in listeners:
-                await lst.aclose()
+            with trio.CancelScope(shield=True):  # close every listener, even when cancelled
+                for lst in listeners:
+                    await lst.aclose()
 
     async def _accept_loop(self, listener: trio.SocketListener, tls: bool,
                            nursery: trio.Nursery) -> None:
