@@ -4,6 +4,7 @@ a real FFmpeg stream and its player go on undisturbed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -243,15 +244,23 @@ async def test_cancelling_the_server_closes_listeners_and_connections() -> None:
     from tests.conftest import open_fds
 
     before = open_fds()
-    server = RtmpServer(host="127.0.0.1", port=0)
+    server = RtmpServer(host="", port=0)  # all interfaces: one listener per address family
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
-        port = server.ports[0]
-        pub = await RtmpClient.open("127.0.0.1", port, "live")
+        assert len(server.ports) == 2  # IPv4 and IPv6, each on its own ephemeral port
+        reachable = []
+        for host in ("127.0.0.1", "::1"):
+            for port in server.ports:
+                with contextlib.suppress(OSError):
+                    await (await trio.open_tcp_stream(host, port)).aclose()
+                    reachable.append((host, port))
+        assert len(reachable) == 2, reachable
+        (host4, port4), (host6, port6) = reachable
+        pub = await RtmpClient.open(host4, port4, "live")
         await pub.publish("x")
-        player = await RtmpClient.open("127.0.0.1", port, "live")
+        player = await RtmpClient.open(host6, port6, "live")
         await player.play("x")
-        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        idle = await trio.open_tcp_stream(host6, port6)
         nursery.cancel_scope.cancel()
     for client in (pub, player):
         with trio.fail_after(5):
