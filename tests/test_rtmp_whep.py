@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from tests.aiortc_viewer import run_aiortc_viewer
-from tests.rtmp_helpers import publisher_argv, start_ffmpeg
+from tests.rtmp_helpers import play_frames, publisher_argv, start_ffmpeg
 from tests.test_api import Api
 from tests.test_rtmp_server import rtmp_server, wait_listed
 from tests.test_whep import wait_live
@@ -63,6 +63,9 @@ async def test_rtmp_to_whep_survives_publisher_restart(ffmpeg: str, tmp_path) ->
                     viewers[0]["tracks"].get("video", {}).get("packets", 0) < 50:
                 await trio.sleep(0.3)
         viewer_id = viewers[0]["id"]
+        # a second reader of the same path (besides the process's FFmpeg) decodes too
+        rc, frames, err = await play_frames(ffmpeg, url, 2)
+        assert rc == 0 and frames >= 40, err[-2000:]
 
         # the publisher goes away: the stream ends, the process's FFmpeg exits and retries
         publisher.terminate()
