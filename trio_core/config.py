@@ -278,6 +278,24 @@ SETTINGS: tuple[Setting, ...] = (
                 ",".join(map(_parse_str, v)) if isinstance(v, list) else v).split(",") if o.strip()]),
     # (end storage)
     # -- rtmp server: issue 11 --
+    Setting("rtmp.enable", "bool", False, "Enable the RTMP server (publish/play by path).",
+            _parse_bool),
+    Setting("rtmp.enable_tls", "bool", False,
+            "Enable the RTMPS server too (needs tls.cert_file and tls.key_file).", _parse_bool),
+    Setting("rtmp.address", "address", "127.0.0.1:1935",
+            "RTMP listen address (Core: \":1935\"; \":1935\" = all interfaces).", _parse_address),
+    Setting("rtmp.address_tls", "address", "127.0.0.1:1936",
+            "RTMPS listen address (Core: \":1936\").", _parse_address),
+    Setting("rtmp.app", "string", "/",
+            "RTMP app: publish paths must start with it; absolute (\"/\", \"/live\").",
+            _parse_str),
+    Setting("rtmp.token", "string", "",
+            "Token required to publish and play (?token=T or last path element); empty = none.",
+            _parse_str, secret=True),
+    Setting("tls.cert_file", "path", "", "TLS certificate (PEM) for RTMPS.", _parse_str,
+            alt_env=("CORE_TLS_CERTFILE",)),
+    Setting("tls.key_file", "path", "", "TLS private key (PEM) for RTMPS.", _parse_str,
+            alt_env=("CORE_TLS_KEYFILE",)),
     # (end rtmp)
     # -- srt server: issue 11 --
     Setting("srt.enable", "bool", False,

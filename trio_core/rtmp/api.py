@@ -1,0 +1,22 @@
+"""``GET /api/v3/rtmp``: the paths being published, in Core's shape ``[{"name": "/live/x"}]``
+(``http/handler/api/rtmp.go``); protected like the rest of ``/api/v3``."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify
+
+from ..api.auth import Authenticator
+from .server import RtmpServer
+
+__all__ = ["rtmp_blueprint"]
+
+
+def rtmp_blueprint(server: RtmpServer, auth: Authenticator) -> Blueprint:
+    bp = Blueprint("rtmp", __name__)
+
+    @bp.get("/api/v3/rtmp")
+    @auth.require_auth()
+    async def list_channels() -> Response:
+        return jsonify([{"name": name} for name in server.channels()])
+
+    return bp

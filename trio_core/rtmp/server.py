@@ -1,0 +1,363 @@
+"""The RTMP/RTMPS server: listeners, one task pair per connection, publish/play by path.
+
+``await nursery.start(server.run)`` binds the listeners (``host``/``port``, and the RTMPS
+pair when an ``ssl_context`` is given), reports the server through ``task_status`` (``ports``
+and ``tls_ports`` are then the bound ports) and serves until cancelled; cancellation closes
+every listener and connection, and nothing it started outlives it.
+
+Per connection: a reader task feeds :class:`rtmp.connection.ServerConnection` and acts on its
+events, and a writer task drains the connection's :class:`~trio_core.rtmp.registry.Player`
+queue (also used for control replies), so a publisher never waits for a player. Rules as
+datarhei Core (``rtmp/rtmp.go``): the token (``rtmp.token``) is required for publish and
+play, as ``?token=`` or as the last path element; a publish path must start with
+``rtmp.app``; one publisher per path (a second one gets ``NetStream.Publish.BadName`` and is
+disconnected, the first is untouched); playing an unknown path gets
+``NetStream.Play.StreamNotFound``. Refusals are logged and the connection is closed.
+
+Hostile or broken peers (bad handshake, malformed chunks, bogus AMF, limits exceeded,
+nothing received for ``idle_timeout`` seconds unless playing, no accepted publish/play within
+``setup_timeout`` seconds, a player whose socket accepts nothing for ``idle_timeout`` seconds)
+are disconnected with one log line; other connections are unaffected. ``max_connections``
+bounds concurrent connections (more are accepted and closed at once).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from rtmp.connection import (
+    MediaReceived,
+    MetadataReceived,
+    PlayRequested,
+    PublishRequested,
+    ServerConnection,
+    StreamDeleted,
+)
+from rtmp.errors import RtmpError
+
+from .paths import StreamRequest, resolve_request
+from .registry import Channel, Player, StreamRegistry
+
+__all__ = ["RtmpServer"]
+
+log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 65536
+
+
+@dataclass
+class _Conn:
+    remote: str
+    conn: ServerConnection
+    out: Player
+    publishing: dict[int, Channel] = field(default_factory=dict)
+    playing: Channel | None = None
+
+
+class RtmpServer:
+    """An RTMP server (see the module docstring)."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 1935, app: str = "/", token: str = "",
+        tls_host: str = "127.0.0.1", tls_port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None, idle_timeout: float = 10.0,
+        setup_timeout: float = 30.0,
+        max_connections: int = 1000, max_queue_bytes: int = 8 * 1024 * 1024, max_skips: int = 3,
+        chunk_size: int = 4096, max_message_size: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.app = app or "/"
+        self.token = token
+        self.tls_host = tls_host
+        self.tls_port = tls_port
+        self.ssl_context = ssl_context
+        self.idle_timeout = idle_timeout
+        self.setup_timeout = setup_timeout
+        self.max_connections = max_connections
+        self.max_queue_bytes = max_queue_bytes
+        self.max_skips = max_skips
+        self.chunk_size = chunk_size
+        self.max_message_size = max_message_size
+        self.registry = StreamRegistry(chunk_size)
+        self.ports: list[int] = []
+        self.tls_ports: list[int] = []
+        self.connections = 0
+        self.refused_connections = 0
+
+    def channels(self) -> list[str]:
+        """Paths currently being published (what ``GET /api/v3/rtmp`` lists)."""
+        return self.registry.names()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics/session accounting (JSON-ready): connections, and per published
+        path its publisher, bytes in, codecs and each player's bytes sent and skips."""
+        return {
+            "connections": self.connections,
+            "refused_connections": self.refused_connections,
+            "channels": [
+                {
+                    "name": ch.path, "publisher": ch.remote, "since": round(ch.created_at, 3),
+                    "bytes_in": ch.bytes_in, "messages_in": ch.messages_in,
+                    "video_codec": ch.video_codec, "audio_codec": ch.audio_codec,
+                    "players": [{"remote": p.remote, "since": round(p.since, 3),
+                                 "bytes_sent": p.bytes_sent, "skips": p.skips}
+                                for p in ch.players],
+                }
+                for ch in self.registry.channels.values()
+            ],
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners: list[trio.SocketListener] = []
+        try:
+            plain = await trio.open_tcp_listeners(self.port, host=self.host or None)
+            listeners += plain
+            self.ports = [lst.socket.getsockname()[1] for lst in plain]
+            tls: list[trio.SocketListener] = []
+            if self.ssl_context is not None and self.tls_port is not None:
+                tls = await trio.open_tcp_listeners(self.tls_port, host=self.tls_host or None)
+                listeners += tls
+                self.tls_ports = [lst.socket.getsockname()[1] for lst in tls]
+            async with trio.open_nursery() as nursery:
+                for lst in plain:
+                    nursery.start_soon(self._accept_loop, lst, False, nursery)
+                for lst in tls:
+                    nursery.start_soon(self._accept_loop, lst, True, nursery)
+                task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):  # close every listener, even when cancelled
+                for lst in listeners:
+                    await lst.aclose()
+
+    async def _accept_loop(self, listener: trio.SocketListener, tls: bool,
+                           nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                log.warning("RTMP: accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            if self.connections >= self.max_connections:
+                self.refused_connections += 1
+                log.warning("RTMP: connection limit (%d) reached; refusing %s",
+                            self.max_connections, _peer(stream))
+                await stream.aclose()
+                continue
+            self.connections += 1
+            nursery.start_soon(self._connection, stream, tls)
+
+    async def _connection(self, sock_stream: trio.SocketStream, tls: bool) -> None:
+        remote = _peer(sock_stream)
+        stream: trio.abc.Stream = sock_stream
+        if tls:
+            assert self.ssl_context is not None
+            stream = trio.SSLStream(sock_stream, self.ssl_context, server_side=True)
+        conn = ServerConnection(chunk_size=self.chunk_size, max_message_size=self.max_message_size)
+        out = Player("", 0, self.chunk_size, max_queue_bytes=self.max_queue_bytes,
+                     max_skips=self.max_skips, remote=remote)
+        state = _Conn(remote, conn, out)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guarded, state, self._writer, stream, nursery.cancel_scope)
+                await self._guarded(state, self._reader, stream)
+                out.close()  # let the writer flush what is queued, then end
+        finally:
+            self.connections -= 1
+            self._cleanup(state)
+            with trio.CancelScope(shield=True) as cs:
+                cs.deadline = trio.current_time() + 2.0
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+
+    async def _guarded(self, state: _Conn, fn: Any, *args: Any) -> None:
+        """Run the reader or the writer; the errors a peer can cause end with a log line."""
+        remote = state.remote
+        try:
+            await fn(state, *args)
+        except RtmpError as exc:
+            log.warning("RTMP: dropped connection from %s: %s", remote, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("RTMP: connection from %s broken: %s", remote, exc.__cause__ or exc)
+        except trio.TooSlowError:
+            log.warning("RTMP: dropped connection from %s: it accepted nothing for %.0f s",
+                        remote, self.idle_timeout)
+        except Exception:  # a bug must not take the server down with it
+            log.exception("RTMP: connection from %s failed", remote)
+        finally:
+            state.out.close()
+
+    def _cleanup(self, state: _Conn) -> None:
+        for channel in state.publishing.values():
+            self._unpublish(state, channel)
+        state.publishing.clear()
+        if state.playing is not None:
+            state.playing.remove_player(state.out)
+            state.playing = None
+
+    def _unpublish(self, state: _Conn, channel: Channel) -> None:
+        self.registry.unpublish(channel)
+        log.info("RTMP: PUBLISH STOP %s from %s (%d bytes in)", channel.path, state.remote,
+                 channel.bytes_in)
+
+        def notify(player: Player) -> None:
+            pconn: ServerConnection | None = player.conn
+            if pconn is not None:
+                pconn.end_play(player.stream_id, player.name)
+                player.push_control(pconn.data_to_send())
+
+        channel.close(notify)
+
+    async def _writer(self, state: _Conn, stream: trio.abc.Stream,
+                      cancel_scope: trio.CancelScope) -> None:
+        out = state.out
+        try:
+            while True:
+                await out.wait()
+                if out.dropped:
+                    break
+                data = out.take()
+                if data:
+                    with trio.CancelScope() as out.send_scope, trio.fail_after(self.idle_timeout):
+                        await stream.send_all(data)
+                    out.send_scope = None
+                    if out.dropped:
+                        break
+                if out.closed and not out.queue:
+                    break
+        finally:
+            cancel_scope.cancel()
+
+    async def _reader(self, state: _Conn, stream: trio.abc.Stream) -> None:
+        conn = state.conn
+        setup_deadline = trio.current_time() + self.setup_timeout
+        while True:
+            if state.playing is None and not state.publishing and \
+                    trio.current_time() > setup_deadline:
+                log.warning("RTMP: dropped connection from %s: no publish or play within %.0f s",
+                            state.remote, self.setup_timeout)
+                return
+            timeout = float("inf") if state.playing is not None else self.idle_timeout
+            with trio.move_on_after(timeout) as idle:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            if idle.cancelled_caught:
+                where = "during the handshake" if not conn.handshake_done else "while idle"
+                log.warning("RTMP: dropped connection from %s: nothing received for %.0f s %s",
+                            state.remote, self.idle_timeout, where)
+                return
+            if not data:
+                return
+            events = conn.receive_data(data)
+            keep_going = True
+            for event in events:
+                if isinstance(event, MediaReceived):
+                    channel = state.publishing.get(event.stream_id)
+                    if channel is not None:
+                        channel.on_media(event.type_id, event.timestamp, event.payload)
+                elif not self._on_event(state, event):
+                    keep_going = False
+                    break
+            state.out.push_control(conn.data_to_send())
+            if not keep_going:
+                return
+
+    def _authorise(self, state: _Conn, action: str, name: str) -> StreamRequest | str:
+        """The stream request, or the reason it is refused."""
+        req = resolve_request(state.conn.app, name, token_required=bool(self.token))
+        if self.token:
+            if not req.token:
+                log.warning("RTMP: %s FORBIDDEN %s from %s: no streamkey provided",
+                            action, req.path, state.remote)
+                return "no streamkey provided"
+            if not hmac.compare_digest(req.token.encode(), self.token.encode()):
+                log.warning("RTMP: %s FORBIDDEN %s from %s: invalid streamkey",
+                            action, req.path, state.remote)
+                return "invalid streamkey"
+        return req
+
+    def _on_event(self, state: _Conn, event: Any) -> bool:
+        """Handle a non-media event; False ends the connection (after flushing replies)."""
+        conn = state.conn
+        if isinstance(event, PublishRequested):
+            req = self._authorise(state, "PUBLISH", event.name)
+            if isinstance(req, str):
+                conn.reject(event.stream_id, "NetStream.Publish.Rejected", f"Forbidden: {req}")
+                return False
+            if not req.path.startswith(self.app):
+                log.warning("RTMP: PUBLISH FORBIDDEN %s from %s: invalid app",
+                            req.url_path, state.remote)
+                conn.reject(event.stream_id, "NetStream.Publish.Rejected", "Forbidden: invalid app")
+                return False
+            if state.playing is not None or state.publishing:
+                conn.reject(event.stream_id, "NetStream.Publish.Rejected",
+                            "one publish or play per connection")
+                return False
+            channel = self.registry.publish(req.path, state.remote)
+            if channel is None:
+                log.warning("RTMP: PUBLISH CONFLICT %s from %s: already publishing",
+                            req.path, state.remote)
+                conn.reject(event.stream_id, "NetStream.Publish.BadName",
+                            f"{req.path} is already being published")
+                return False
+            state.publishing[event.stream_id] = channel
+            conn.accept_publish(event.stream_id, event.name.partition("?")[0])
+            log.info("RTMP: PUBLISH START %s from %s", req.path, state.remote)
+            return True
+        if isinstance(event, PlayRequested):
+            req = self._authorise(state, "PLAY", event.name)
+            if isinstance(req, str):
+                conn.reject(event.stream_id, "NetStream.Play.Failed", f"Forbidden: {req}")
+                return False
+            if state.playing is not None or state.publishing:
+                conn.reject(event.stream_id, "NetStream.Play.Failed",
+                            "one publish or play per connection")
+                return False
+            channel = self.registry.get(req.path)
+            if channel is None:
+                log.warning("RTMP: PLAY NOTFOUND %s from %s", req.path, state.remote)
+                conn.reject(event.stream_id, "NetStream.Play.StreamNotFound",
+                            f"{req.path} is not being published")
+                return False
+            name = event.name.partition("?")[0]
+            conn.accept_play(event.stream_id, name, channel.metadata)
+            out = state.out
+            out.push_control(conn.data_to_send())
+            out.name, out.stream_id = name, event.stream_id
+            out.conn = conn  # for end_play when the publisher leaves
+            state.playing = channel
+            channel.add_player(out)
+            log.info("RTMP: PLAY START %s from %s", req.path, state.remote)
+            return True
+        if isinstance(event, MetadataReceived):
+            channel = state.publishing.get(event.stream_id)
+            if channel is not None:
+                channel.set_metadata(event.payload, event.values)
+            return True
+        if isinstance(event, StreamDeleted):
+            channel = state.publishing.pop(event.stream_id, None)
+            if channel is not None:
+                self._unpublish(state, channel)
+            elif state.playing is not None and event.stream_id == state.out.stream_id:
+                state.playing.remove_player(state.out)
+                state.playing = None
+            return True
+        return True  # ConnectRequested and the like: already answered
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        addr = stream.socket.getpeername()
+    except OSError:
+        return "?"
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
