@@ -45,7 +45,7 @@ from .routes import (
     session_blueprint,
     widget_blueprint,
 )
-from .sessions import SessionRegistry
+from .sessions import Collector, SessionRegistry
 from .sources import (
     REFRESH_SECONDS,
     CpuSource,
@@ -232,3 +232,12 @@ class ObservabilitySubsystem:
 def create_subsystem(config: Config) -> ObservabilitySubsystem:
     """Entry point used by :func:`trio_core.server.default_subsystems`."""
     return ObservabilitySubsystem(config)
+
+
+def session_collector(app: Any, name: str) -> Collector | None:
+    """The session collector ``name`` of ``app`` (``"rtmp"``, ``"srt"``, …), or None when the
+    observability subsystem is not installed or sessions are off. Servers call it per
+    connection: observability is installed after them (``SUBSYSTEM_MODULES`` order)."""
+    obs = app.extensions.get(EXTENSION_KEY)
+    sessions = getattr(obs, "sessions", None)
+    return sessions.collector(name) if sessions else None

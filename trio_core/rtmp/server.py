@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import posixpath
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -51,6 +53,22 @@ log = logging.getLogger(__name__)
 RECEIVE_SIZE = 65536
 
 
+class SessionSink(Protocol):
+    """What the server needs of a session collector (``trio_core.observability``'s ``rtmp``
+    collector): synchronous, no I/O."""
+
+    def collectable(self, ip: str) -> bool: ...
+
+    def register_and_activate(self, session_id: str, reference: str = "", location: str = "",
+                              peer: str = "", *, expires: bool = False) -> None: ...
+
+    def ingress(self, session_id: str, size: int) -> None: ...
+
+    def egress(self, session_id: str, size: int) -> None: ...
+
+    def unregister(self, session_id: str) -> None: ...
+
+
 @dataclass
 class _Conn:
     remote: str
@@ -58,6 +76,16 @@ class _Conn:
     out: Player
     publishing: dict[int, Channel] = field(default_factory=dict)
     playing: Channel | None = None
+    sessions: SessionSink | None = None  # set while the connection is an accounted session
+    session_id: str = ""
+
+    def ingress(self, size: int) -> None:
+        if self.sessions is not None:
+            self.sessions.ingress(self.session_id, size)
+
+    def egress(self, size: int) -> None:
+        if self.sessions is not None:
+            self.sessions.egress(self.session_id, size)
 
 
 class RtmpServer:
@@ -90,6 +118,9 @@ class RtmpServer:
         self.tls_ports: list[int] = []
         self.connections = 0
         self.refused_connections = 0
+        #: returns the session collector to account publishers and players in (or None);
+        #: asked once per accepted publish/play, so it may appear after the server started
+        self.sessions: Callable[[], SessionSink | None] = lambda: None
 
     def channels(self) -> list[str]:
         """Paths currently being published (what ``GET /api/v3/rtmp`` lists)."""
@@ -196,7 +227,24 @@ class RtmpServer:
         finally:
             state.out.close()
 
+    def _start_session(self, state: _Conn, session_id: str, path: str, action: str) -> None:
+        """Account the connection as a session (Core's ``rtmp.go``: a publisher is the session
+        ``path``, a player ``ip:port``; reference = the path without app and extension)."""
+        sessions = self.sessions()
+        host = state.remote.rpartition(":")[0].strip("[]")
+        if sessions is None or not sessions.collectable(host):
+            return
+        reference = posixpath.splitext(path)[0]
+        prefix = self.app.rstrip("/") + "/"
+        if reference.startswith(prefix):
+            reference = reference[len(prefix):]
+        sessions.register_and_activate(session_id, reference, f"{action}:{path}", state.remote)
+        state.sessions, state.session_id = sessions, session_id
+
     def _cleanup(self, state: _Conn) -> None:
+        if state.sessions is not None:
+            state.sessions.unregister(state.session_id)
+            state.sessions = None
         for channel in state.publishing.values():
             self._unpublish(state, channel)
         state.publishing.clear()
@@ -230,6 +278,7 @@ class RtmpServer:
                     with trio.CancelScope() as out.send_scope, trio.fail_after(self.idle_timeout):
                         await stream.send_all(data)
                     out.send_scope = None
+                    state.egress(len(data))
                     if out.dropped:
                         break
                 if out.closed and not out.queue:
@@ -256,6 +305,7 @@ class RtmpServer:
                 return
             if not data:
                 return
+            state.ingress(len(data))
             events = conn.receive_data(data)
             keep_going = True
             for event in events:
@@ -309,6 +359,7 @@ class RtmpServer:
                             f"{req.path} is already being published")
                 return False
             state.publishing[event.stream_id] = channel
+            self._start_session(state, req.path, req.path, "publish")
             conn.accept_publish(event.stream_id, event.name.partition("?")[0])
             log.info("RTMP: PUBLISH START %s from %s", req.path, state.remote)
             return True
@@ -334,6 +385,7 @@ class RtmpServer:
             out.name, out.stream_id = name, event.stream_id
             out.conn = conn  # for end_play when the publisher leaves
             state.playing = channel
+            self._start_session(state, state.remote, req.path, "play")
             channel.add_player(out)
             log.info("RTMP: PLAY START %s from %s", req.path, state.remote)
             return True

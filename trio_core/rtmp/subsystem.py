@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from ..config import Config, is_loopback_host, parse_address
+from ..observability.subsystem import session_collector
 from .api import rtmp_blueprint
 from .paths import placeholder_template
 from .server import RtmpServer
@@ -73,6 +74,7 @@ class RtmpSubsystem:
 
     def install(self, ctx: Any) -> None:
         self.supervisor = ctx.supervisor
+        self.server.sessions = lambda: session_collector(ctx.app, "rtmp")
         ctx.app.register_blueprint(rtmp_blueprint(self.server, ctx.auth))
         ctx.app.extensions["trio_core_rtmp"] = self
 
