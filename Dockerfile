@@ -13,13 +13,14 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg libsrt1.5-openssl \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY trio_core ./trio_core
 COPY rtp ./rtp
+COPY rtmp ./rtmp
 COPY web ./web
 # gcc only to build the C fan-out (rtp/_fanout.c), npm only to fetch hls.js (web/) for the
 # HLS player; both removed again in the same layer
@@ -38,11 +39,16 @@ ENV CORE_API_ADDRESS=0.0.0.0:8080 \
     CORE_WEBRTC_ENABLE=true \
     CORE_WEBRTC_BIND_ADDRESS=0.0.0.0 \
     CORE_WEBRTC_UDP_MUX_PORT=8555 \
+    CORE_RTMP_ADDRESS=:1935 \
+    CORE_RTMP_ADDRESS_TLS=:1936 \
+    CORE_SRT_ADDRESS=:6000 \
     CORE_DEMO_ENABLE=false
 # No demo process in production (it would burn CPU); for a try-out add -e CORE_DEMO_ENABLE=true:
 # the demo is then created once, on a fresh db, and stays deleted once deleted.
 VOLUME ["/core/config", "/core/data"]
-EXPOSE 8080/tcp 8555/udp
+# RTMP (1935/tcp, RTMPS 1936/tcp) and SRT (6000/udp) are off unless CORE_RTMP_ENABLE=true /
+# CORE_SRT_ENABLE=true (set CORE_RTMP_TOKEN / CORE_SRT_TOKEN when publishing ports).
+EXPOSE 8080/tcp 8555/udp 1935/tcp 1936/tcp 6000/udp
 
 # Without auth the server refuses a public bind: set CORE_API_AUTH_* (recommended) or
 # CORE_API_ALLOW_PUBLIC_BIND=true for a trusted network.
