@@ -25,7 +25,7 @@ from tests.aiortc_viewer import run_aiortc_viewer
 from tests.test_api import Api, make_config, wait_for
 from tests.test_whep import wait_live, webrtc_process, whep_offer
 from trio_core.observability.hls import SESSION_ID
-from trio_core.observability.openapi import _path
+from trio_core.observability.openapi import EXTERNAL_KEY, _path
 from trio_core.server import Running, default_subsystems, serve
 
 OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
@@ -92,7 +92,8 @@ class OddRoutes:
 
 
 async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Path) -> None:
-    async with server(tmp_path, ffmpeg, OddRoutes(), **{"webrtc.enable": True}) as srv:
+    overrides = {"webrtc.enable": True, "srt.enable": True, "srt.address": "127.0.0.1:0"}
+    async with server(tmp_path, ffmpeg, OddRoutes(), **overrides) as srv:
         api = Api(srv.url)
         resp = await api.get("/api/swagger/doc.json")
         assert resp.status_code == 200
@@ -108,6 +109,28 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
             assert path in spec["paths"], f"{rule.rule} missing"
             for method in methods:
                 assert method.lower() in spec["paths"][path], f"{method} {rule.rule} missing"
+        # routes answered below the app (the storage mounts' ASGI layer) are there too
+        external = srv.app.extensions[EXTERNAL_KEY]
+        assert external
+        for route in external:
+            path, _ = _path(route.rule)
+            for method in route.methods:
+                assert method.lower() in spec["paths"].get(path, {}), f"{method} {path} missing"
+        # every subsystem's routes: storage, SRT, Core's API, sessions/metrics
+        for path, methods in {
+                "/api/v3/fs": {"get"}, "/api/v3/fs/{storage}": {"get"},
+                "/api/v3/fs/{storage}/{filepath}": {"get", "put", "delete"},
+                "/memfs/{path}": {"get", "put", "post", "delete"}, "/{path}": {"get"},
+                "/hls/{process_id}": {"get"}, "/api/v3/srt": {"get"}, "/api/v3/config": {"get", "put"},
+                "/api/v3/skills": {"get"}, "/api/v3/session/active": {"get"},
+                "/api/v3/metrics": {"get", "post"}}.items():
+            assert methods <= set(spec["paths"].get(path, {})), (path, spec["paths"].get(path))
+        fs_file = spec["paths"]["/api/v3/fs/{storage}/{filepath}"]
+        assert fs_file["put"]["security"] == [{"ApiKeyAuth": []}]
+        assert [p["name"] for p in fs_file["get"]["parameters"]] == ["storage", "filepath"]
+        memfs = spec["paths"]["/memfs/{path}"]
+        assert memfs["put"]["security"] == [{"BasicAuth": []}]
+        assert "security" not in memfs["get"] and "509" in memfs["get"]["responses"]
         whep = spec["paths"]["/api/v3/process/{process_id}/whep"]["post"]
         assert whep["parameters"][0]["name"] == "process_id"
         assert whep["security"] == [{"ApiKeyAuth": []}]
