@@ -331,6 +331,32 @@ async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
         assert summary["hls"]["active"]["max_sessions"] == 1
 
 
+async def test_hls_bitrate_limit_uses_the_ingest_bitrate(ffmpeg: str, tmp_path: Path) -> None:
+    """Core's bitrate rule on the real mounts: a new player of a stream uploaded at a high
+    rate (hlsingress) gets 509 when 2 x its bitrate passes sessions.max_bitrate_mbit; a
+    playlist nobody uploads (a disk file) has no bitrate and is admitted."""
+    hls_files(tmp_path / "data")
+    overrides = {**OPEN, "sessions.max_bitrate_mbit": 1,
+                 "storage.memory.auth.username": MEMFS_AUTH[0],
+                 "storage.memory.auth.password": MEMFS_AUTH[1]}
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        async with httpx.AsyncClient(base_url=srv.url, auth=MEMFS_AUTH) as http:
+            # 2 MB of segments within a second: ~1.6 Mbit/s over Core's 10 s window
+            for i in range(4):
+                seg = await http.put(f"/memfs/fast{i}.ts", content=b"\x47" * 500_000)
+                assert seg.status_code == 201
+            playlist = "#EXTM3U\n" + "".join(f"#EXTINF:1,\nfast{i}.ts\n" for i in range(4))
+            assert (await http.put("/memfs/fast.m3u8", content=playlist)).status_code == 201
+        refused = await api.get("/memfs/fast.m3u8")
+        assert refused.status_code == 509, refused.text
+        assert refused.json() == {"code": 509, "message": "Bandwith limit exceeded",
+                                  "details": ["Bitrate limit exceeded"]}
+        assert (await api.get("/main.m3u8")).status_code == 200
+        ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
+        assert ingest["hlsingress"][0]["bytes_rx"] > 2_000_000
+
+
 async def test_hls_ignored_clients_get_the_files_unchanged(ffmpeg: str, tmp_path: Path) -> None:
     """Default ignore list (Core's): players on 127.0.0.1 are neither rewritten nor counted."""
     hls_files(tmp_path / "data")
