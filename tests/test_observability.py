@@ -357,6 +357,26 @@ async def test_hls_bitrate_limit_uses_the_ingest_bitrate(ffmpeg: str, tmp_path: 
         assert ingest["hlsingress"][0]["bytes_rx"] > 2_000_000
 
 
+def test_rewrite_playlist_as_core() -> None:
+    from trio_core.observability.hls import rewrite_playlist
+    sid = "A" * 22
+    master = rewrite_playlist("#EXTM3U\r\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/low.m3u8?b=2&a=1\n"
+                              "/x/main.m3u8\nother.txt\n", "", "/x/main.m3u8")
+    lines = master.splitlines()
+    assert lines[:2] == ["#EXTM3U", "#EXT-X-STREAM-INF:BANDWIDTH=1"]
+    assert lines[2].startswith("v/low.m3u8?a=1&b=2&session=")  # Go's sorted Encode
+    assert SESSION_ID.match(lines[2].rsplit("=", 1)[1])
+    assert lines[3].startswith("# m3u8 is referencing itself: /x/main.m3u8?session=")
+    assert lines[4] == "other.txt"
+    media = rewrite_playlist("#EXTM3U\n#EXTINF:1,\ns1.ts\nhttp://h/s2.ts?t=1\n", sid, "/l.m3u8")
+    assert media == (f"#EXTM3U\n#EXTINF:1,\ns1.ts?session={sid}\n"
+                     f"http://h/s2.ts?session={sid}&t=1\n")
+    fake = rewrite_playlist("#EXTM3U\n#EXTINF:1,\ns1.ts\n", "", "/a/l.m3u8", "z=1&session=x")
+    head, last = fake.rsplit("\n", 1)
+    assert head == "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=1024"
+    assert last.startswith("l.m3u8?session=") and last.endswith("&z=1")
+
+
 async def test_hls_ignored_clients_get_the_files_unchanged(ffmpeg: str, tmp_path: Path) -> None:
     """Default ignore list (Core's): players on 127.0.0.1 are neither rewritten nor counted."""
     hls_files(tmp_path / "data")
