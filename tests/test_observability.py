@@ -19,13 +19,13 @@ import pytest
 import trio
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
-from quart import Blueprint, Response, request, send_from_directory
+from quart import Blueprint
 
 from tests.aiortc_viewer import run_aiortc_viewer
-from tests.test_api import Api, make_config
+from tests.test_api import Api, make_config, wait_for
 from tests.test_whep import wait_live, webrtc_process, whep_offer
 from trio_core.observability.hls import SESSION_ID
-from trio_core.observability.openapi import _path
+from trio_core.observability.openapi import EXTERNAL_KEY, _path
 from trio_core.server import Running, default_subsystems, serve
 
 OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
@@ -92,7 +92,8 @@ class OddRoutes:
 
 
 async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Path) -> None:
-    async with server(tmp_path, ffmpeg, OddRoutes(), **{"webrtc.enable": True}) as srv:
+    overrides = {"webrtc.enable": True, "srt.enable": True, "srt.address": "127.0.0.1:0"}
+    async with server(tmp_path, ffmpeg, OddRoutes(), **overrides) as srv:
         api = Api(srv.url)
         resp = await api.get("/api/swagger/doc.json")
         assert resp.status_code == 200
@@ -108,6 +109,28 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
             assert path in spec["paths"], f"{rule.rule} missing"
             for method in methods:
                 assert method.lower() in spec["paths"][path], f"{method} {rule.rule} missing"
+        # routes answered below the app (the storage mounts' ASGI layer) are there too
+        external = srv.app.extensions[EXTERNAL_KEY]
+        assert external
+        for route in external:
+            path, _ = _path(route.rule)
+            for method in route.methods:
+                assert method.lower() in spec["paths"].get(path, {}), f"{method} {path} missing"
+        # every subsystem's routes: storage, SRT, Core's API, sessions/metrics
+        for path, methods in {
+                "/api/v3/fs": {"get"}, "/api/v3/fs/{storage}": {"get"},
+                "/api/v3/fs/{storage}/{filepath}": {"get", "put", "delete"},
+                "/memfs/{path}": {"get", "put", "post", "delete"}, "/{path}": {"get"},
+                "/hls/{process_id}": {"get"}, "/api/v3/srt": {"get"}, "/api/v3/config": {"get", "put"},
+                "/api/v3/skills": {"get"}, "/api/v3/session/active": {"get"},
+                "/api/v3/metrics": {"get", "post"}}.items():
+            assert methods <= set(spec["paths"].get(path, {})), (path, spec["paths"].get(path))
+        fs_file = spec["paths"]["/api/v3/fs/{storage}/{filepath}"]
+        assert fs_file["put"]["security"] == [{"ApiKeyAuth": []}]
+        assert [p["name"] for p in fs_file["get"]["parameters"]] == ["storage", "filepath"]
+        memfs = spec["paths"]["/memfs/{path}"]
+        assert memfs["put"]["security"] == [{"BasicAuth": []}]
+        assert "security" not in memfs["get"] and "509" in memfs["get"]["responses"]
         whep = spec["paths"]["/api/v3/process/{process_id}/whep"]["post"]
         assert whep["parameters"][0]["name"] == "process_id"
         assert whep["security"] == [{"ApiKeyAuth": []}]
@@ -204,57 +227,61 @@ async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -
         assert (await api.request("POST", "/api/v3/metrics", content=b"{")).status_code == 400
 
 
-# -- HLS sessions at the HTTP layer ----------------------------------------------------------
+# -- HLS sessions on the storage mounts ------------------------------------------------------
+
+MEMFS_AUTH = ("writer", "secret")
 
 
-class HlsFiles:
-    """A test subsystem serving a directory under /hls (stands in for the disk/memfs mount)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def install(self, ctx: Any) -> None:
-        bp = Blueprint("hlsfiles", __name__)
-
-        @bp.get("/hls/<path:name>")
-        async def hls_file(name: str) -> Response:
-            return await send_from_directory(self.root, name)
-
-        @bp.put("/hls/<name>")
-        async def hls_put(name: str) -> Response:
-            (self.root / name).write_bytes(await request.get_data())
-            return Response(b"", status=201)
-
-        ctx.app.register_blueprint(bp)
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+def hls_files(data: Path, segment_size: int = 188 * 100) -> None:
+    """A master playlist, a media playlist and one segment on the disk mount (``/``)."""
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "main.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlive.m3u8\n")
+    (data / "live.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg0.ts\n")
+    (data / "seg0.ts").write_bytes(b"\x47" * segment_size)
 
 
 async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
-    root = tmp_path / "hlsroot"
-    root.mkdir()
-    (root / "main.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlive.m3u8\n")
-    (root / "live.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg0.ts\n")
-    (root / "seg0.ts").write_bytes(b"\x47" * 188 * 100)
-    async with server(tmp_path, ffmpeg, HlsFiles(root),
-                      **{**OPEN, "sessions.max_sessions": 1}) as srv:
+    """Core's HLS middleware on the real mounts: disk files read through ``/``, uploads
+    to ``/memfs``: playlist rewrite, sessions, 403/509 as Core, ingress accounting."""
+    hls_files(tmp_path / "data")
+    overrides = {**OPEN, "sessions.max_sessions": 1,
+                 "storage.memory.auth.username": MEMFS_AUTH[0],
+                 "storage.memory.auth.password": MEMFS_AUTH[1]}
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
         api = Api(srv.url)
-        master = await api.get("/hls/main.m3u8")
+        # FFmpeg asks for "Range: bytes=0-": a playlist is answered whole (Core: no Range)
+        master = await api.get("/main.m3u8", headers={"Range": "bytes=0-10"})
         assert master.status_code == 200
+        assert master.headers["cache-control"] == "private"
+        assert int(master.headers["content-length"]) == len(master.content)
         variant = [line for line in master.text.splitlines() if line.startswith("live.m3u8")]
         assert len(variant) == 1
         sid = variant[0].split("session=")[1]
         assert SESSION_ID.match(sid)
-        media = await api.get(f"/hls/{variant[0]}")
+        # a malformed session id is refused (Core: 403) while a slot is free
+        forbidden = await api.get("/live.m3u8?session=bad")
+        assert forbidden.status_code == 403
+        assert forbidden.json() == {"code": 403, "message": "Forbidden", "details": ["Forbidden"]}
+        # a media playlist without a session id becomes a master pointing back at itself
+        bare = await api.get("/live.m3u8?x=1")
+        assert bare.status_code == 200
+        lines = bare.text.splitlines()
+        assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-STREAM-INF:BANDWIDTH=1024"]
+        assert len(lines) == 4 and lines[3].startswith("live.m3u8?session=")
+        assert SESSION_ID.match(lines[3][18:40]) and lines[3].endswith("&x=1")
+        media = await api.get(f"/{variant[0]}")
         assert media.status_code == 200
         assert f"seg0.ts?session={sid}" in media.text
-        seg = await api.get(f"/hls/seg0.ts?session={sid}")
-        assert seg.status_code == 200
+        seg = await api.get(f"/seg0.ts?session={sid}")
+        assert seg.status_code == 200 and seg.content == b"\x47" * 188 * 100
+        part = await api.get(f"/seg0.ts?session={sid}", headers={"Range": "bytes=188-375"})
+        assert part.status_code == 206 and len(part.content) == 188  # segments: as stored
 
         active = (await api.get("/api/v3/session/active?collectors=hls")).json()
         assert [s["id"] for s in active["hls"]] == [sid]
         assert active["hls"][0]["reference"] == "live"
+        assert active["hls"][0]["local"] == "/live.m3u8"
+        assert active["hls"][0]["extra"].startswith("[127.0.0.0] ")
         assert active["hls"][0]["bytes_tx"] > 188 * 100
 
         # the public widget counts the viewers of a process by its reference (as Core)
@@ -266,32 +293,101 @@ async def test_hls_sessions_and_limit(ffmpeg: str, tmp_path: Path) -> None:
         assert widget.json() == {"current_sessions": 1, "total_sessions": 0, "uptime": 0}
         assert (await api.get("/api/v3/widget/process/nope")).status_code == 404
 
-        # the one allowed session is taken: a new playlist viewer gets 509
-        refused = await api.get("/hls/main.m3u8")
+        # the one allowed session is taken: a new playlist viewer gets Core's 509
+        refused = await api.get("/main.m3u8")
         assert refused.status_code == 509
-        assert refused.json()["message"] == "Number of sessions exceeded"
+        assert refused.json() == {"code": 509, "message": "Bandwith limit exceeded",
+                                  "details": ["Number of sessions exceeded"]}
+        assert (await api.get("/live.m3u8?session=bad")).status_code == 509  # limits first
         # the known session goes on
-        assert (await api.get(f"/hls/{variant[0]}")).status_code == 200
-        assert (await api.get("/hls/live.m3u8?session=bad")).status_code in (403, 509)
+        assert (await api.get(f"/{variant[0]}")).status_code == 200
+        # other files on the mounts are not HLS: untouched, not refused
+        assert (await api.get("/nothing.txt")).status_code == 404
 
         # ingest, as FFmpeg's HLS muxer does it: chunked PUTs of segments, then the playlist
         async def chunks(data: bytes) -> Any:
             for i in range(0, len(data), 1000):
                 yield data[i:i + 1000]
 
-        async with httpx.AsyncClient(base_url=srv.url) as http:
-            seg = await http.put("/hls/up0.ts", content=chunks(b"\x47" * 188 * 50))
+        async with httpx.AsyncClient(base_url=srv.url, auth=MEMFS_AUTH) as http:
+            seg = await http.put("/memfs/up0.ts", content=chunks(b"\x47" * 188 * 50))
             assert seg.status_code == 201 and "content-length" not in seg.request.headers
             playlist = b"#EXTM3U\n#EXTINF:2,\nup0.ts\n"
-            assert (await http.put("/hls/up.m3u8", content=chunks(playlist))).status_code == 201
+            assert (await http.put("/memfs/up.m3u8", content=chunks(playlist))).status_code == 201
+            # refused uploads are not ingress
+            refused_put = await http.put("/memfs/nope.m3u8", content=b"x", auth=("a", "b"))
+            assert refused_put.status_code == 401
         ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
-        assert [s["id"] for s in ingest["hlsingress"]] == ["/hls/up.m3u8"]
+        assert [s["id"] for s in ingest["hlsingress"]] == ["/memfs/up.m3u8"]
+        assert ingest["hlsingress"][0]["reference"] == "up"
         assert ingest["hlsingress"][0]["bytes_rx"] > 188 * 50 + len(playlist)
+        # the upload is served from memfs, rewritten for the known viewer
+        assert (await api.get(f"/memfs/up.m3u8?session={sid}")).text.endswith(
+            f"up0.ts?session={sid}\n")
 
         summary = (await api.get("/api/v3/session?collectors=hls,webrtc")).json()
         assert set(summary) == {"hls", "webrtc"}
         assert summary["hls"]["active"]["sessions"] == 1
         assert summary["hls"]["active"]["max_sessions"] == 1
+
+
+async def test_hls_bitrate_limit_uses_the_ingest_bitrate(ffmpeg: str, tmp_path: Path) -> None:
+    """Core's bitrate rule on the real mounts: a new player of a stream uploaded at a high
+    rate (hlsingress) gets 509 when 2 x its bitrate passes sessions.max_bitrate_mbit; a
+    playlist nobody uploads (a disk file) has no bitrate and is admitted."""
+    hls_files(tmp_path / "data")
+    overrides = {**OPEN, "sessions.max_bitrate_mbit": 1,
+                 "storage.memory.auth.username": MEMFS_AUTH[0],
+                 "storage.memory.auth.password": MEMFS_AUTH[1]}
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
+        api = Api(srv.url)
+        async with httpx.AsyncClient(base_url=srv.url, auth=MEMFS_AUTH) as http:
+            # 2 MB of segments within a second: ~1.6 Mbit/s over Core's 10 s window
+            for i in range(4):
+                seg = await http.put(f"/memfs/fast{i}.ts", content=b"\x47" * 500_000)
+                assert seg.status_code == 201
+            playlist = "#EXTM3U\n" + "".join(f"#EXTINF:1,\nfast{i}.ts\n" for i in range(4))
+            assert (await http.put("/memfs/fast.m3u8", content=playlist)).status_code == 201
+        refused = await api.get("/memfs/fast.m3u8")
+        assert refused.status_code == 509, refused.text
+        assert refused.json() == {"code": 509, "message": "Bandwith limit exceeded",
+                                  "details": ["Bitrate limit exceeded"]}
+        assert (await api.get("/main.m3u8")).status_code == 200
+        ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
+        assert ingest["hlsingress"][0]["bytes_rx"] > 2_000_000
+
+
+def test_rewrite_playlist_as_core() -> None:
+    from trio_core.observability.hls import rewrite_playlist
+    sid = "A" * 22
+    master = rewrite_playlist("#EXTM3U\r\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/low.m3u8?b=2&a=1\n"
+                              "/x/main.m3u8\nother.txt\n", "", "/x/main.m3u8")
+    lines = master.splitlines()
+    assert lines[:2] == ["#EXTM3U", "#EXT-X-STREAM-INF:BANDWIDTH=1"]
+    assert lines[2].startswith("v/low.m3u8?a=1&b=2&session=")  # Go's sorted Encode
+    assert SESSION_ID.match(lines[2].rsplit("=", 1)[1])
+    assert lines[3].startswith("# m3u8 is referencing itself: /x/main.m3u8?session=")
+    assert lines[4] == "other.txt"
+    media = rewrite_playlist("#EXTM3U\n#EXTINF:1,\ns1.ts\nhttp://h/s2.ts?t=1\n", sid, "/l.m3u8")
+    assert media == (f"#EXTM3U\n#EXTINF:1,\ns1.ts?session={sid}\n"
+                     f"http://h/s2.ts?session={sid}&t=1\n")
+    fake = rewrite_playlist("#EXTM3U\n#EXTINF:1,\ns1.ts\n", "", "/a/l.m3u8", "z=1&session=x")
+    head, last = fake.rsplit("\n", 1)
+    assert head == "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=1024"
+    assert last.startswith("l.m3u8?session=") and last.endswith("&z=1")
+
+
+async def test_hls_ignored_clients_get_the_files_unchanged(ffmpeg: str, tmp_path: Path) -> None:
+    """Default ignore list (Core's): players on 127.0.0.1 are neither rewritten nor counted."""
+    hls_files(tmp_path / "data")
+    async with server(tmp_path, ffmpeg, **{"sessions.max_sessions": 1}) as srv:
+        api = Api(srv.url)
+        for _ in range(3):  # more viewers than the limit: not limited either
+            master = await api.get("/main.m3u8")
+            assert master.status_code == 200
+            assert master.text == (tmp_path / "data" / "main.m3u8").read_text()
+        active = (await api.get("/api/v3/session/active?collectors=hls")).json()
+        assert active == {"hls": []}
 
 
 # -- WebRTC viewers: Prometheus, sessions, 509 -----------------------------------------------
@@ -429,15 +525,11 @@ a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
 
 
 async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path: Path) -> None:
-    root = tmp_path / "hlsroot"
-    root.mkdir()
-    (root / "main.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlive.m3u8\n")
-    (root / "live.m3u8").write_text("#EXTM3U\n#EXTINF:2,\nseg0.ts\n")
-    (root / "seg0.ts").write_bytes(b"\x47" * 188)
+    hls_files(tmp_path / "data", segment_size=188)
     overrides = {**OPEN, "sessions.persist": True, "sessions.session_timeout_sec": 1,
                  "metrics.enable_prometheus": True, "api.auth.enable": True,
                  "api.auth.username": "admin", "api.auth.password": "secret"}
-    async with server(tmp_path, ffmpeg, HlsFiles(root), **overrides) as srv:
+    async with server(tmp_path, ffmpeg, **overrides) as srv:
         anon = Api(srv.url)
         assert (await anon.get("/metrics")).status_code == 200  # no auth, as Core
         assert (await anon.get("/api/swagger/doc.json")).status_code == 200
@@ -446,11 +538,11 @@ async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path
         assert (await anon.get("/api/v3/widget/process/none")).status_code == 404  # public
         login = await anon.post("/api/login", {"username": "admin", "password": "secret"})
         api = Api(srv.url, login.json()["access_token"])
-        master = await anon.get("/hls/main.m3u8")
+        master = await anon.get("/main.m3u8")
         variant = next(line for line in master.text.splitlines() if line.startswith("live"))
         sid = variant.split("session=")[1]
-        await anon.get(f"/hls/{variant}")
-        await anon.get(f"/hls/seg0.ts?session={sid}")
+        await anon.get(f"/{variant}")
+        await anon.get(f"/seg0.ts?session={sid}")
         # no request for session_timeout_sec: the session ends and goes into the history
         with trio.fail_after(20):
             while True:
@@ -547,37 +639,55 @@ async def test_concurrent_offers_cannot_overshoot_max_sessions(ffmpeg: str, tmp_
         assert len(state["webrtc"]["viewers"]) == 1
 
 
-async def test_hls_from_a_real_ffmpeg_muxer(ffmpeg: str, tmp_path: Path) -> None:
-    """FFmpeg's HLS muxer PUTs (chunked) segments and playlists; a player reads them."""
-    root = tmp_path / "hlsroot"
-    root.mkdir()
-    async with server(tmp_path, ffmpeg, HlsFiles(root), **OPEN) as srv, \
-            trio.open_nursery() as nursery:
+async def test_hls_from_a_real_ffmpeg_writer_into_memfs(ffmpeg: str, tmp_path: Path) -> None:
+    """A process writes HLS to ``{memfs}`` (FFmpeg's chunked PUTs through the loopback
+    endpoint) -> ``hlsingress``; an independent FFmpeg plays it from the public ``/memfs``
+    -> one ``hls`` session whose bytes grow."""
+    overrides = {**OPEN, "storage.memory.auth.username": MEMFS_AUTH[0],
+                 "storage.memory.auth.password": MEMFS_AUTH[1]}
+    async with server(tmp_path, ffmpeg, **overrides) as srv, trio.open_nursery() as nursery:
         api = Api(srv.url)
-        argv = [ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
-                "-i", "testsrc=size=160x120:rate=10", "-c:v", "libx264", "-preset",
-                "ultrafast", "-g", "10", "-b:v", "200k", "-f", "hls", "-hls_time", "1", "-hls_list_size", "3",
-                "-method", "PUT", "-master_pl_name", "main.m3u8",
-                f"{srv.url}/hls/live.m3u8"]
-        nursery.start_soon(partial(trio.run_process, argv, check=False))
-        with trio.fail_after(30):
-            while not ((root / "main.m3u8").exists() and (root / "live.m3u8").exists()):
-                await trio.sleep(0.2)
-            while True:
-                ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
-                streams = {s["id"]: s for s in ingest["hlsingress"]}
-                if streams.get("/hls/live.m3u8", {}).get("bytes_rx", 0) > 10_000:
-                    break  # playlists plus the segments they list
-                await trio.sleep(0.3)
-        master = await api.get("/hls/main.m3u8")
-        variant = next(line for line in master.text.splitlines()
-                       if line.startswith("live.m3u8"))
-        sid = variant.split("session=")[1]
-        media = (await api.get(f"/hls/{variant}")).text
-        segment = next(line for line in media.splitlines() if ".ts?" in line)
-        assert segment.endswith(f"session={sid}")
-        assert (await api.get(f"/hls/{segment}")).status_code == 200
-        active = (await api.get("/api/v3/session/active?collectors=hls")).json()["hls"]
-        assert [s["id"] for s in active] == [sid]
-        assert active[0]["bytes_tx"] > 1000
+        process = {
+            "id": "cam", "reference": "live",
+            "input": [{"id": "in", "address": "testsrc=size=160x120:rate=10",
+                       "options": ["-re", "-f", "lavfi"]}],
+            "output": [{"id": "hls", "address": "{memfs}/live.m3u8", "options": [
+                "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-b:v", "200k",
+                "-threads", "1", "-f", "hls", "-hls_time", "1", "-hls_list_size", "4",
+                "-hls_flags", "delete_segments", "-master_pl_name", "main.m3u8",
+                "-method", "PUT"]}],
+            "autostart": True, "reconnect": False}
+        assert (await api.post("/api/v3/process", process)).status_code == 200
+
+        async def ingested() -> bool:
+            ingest = (await api.get("/api/v3/session/active?collectors=hlsingress")).json()
+            streams = {s["id"]: s for s in ingest["hlsingress"]}
+            return streams.get("/memfs/live.m3u8", {}).get("bytes_rx", 0) > 10_000
+
+        await wait_for(ingested, timeout=60)  # playlists plus the segments they list
+        assert (await api.get("/api/v3/session/active?collectors=hls")).json() == {"hls": []}
+
+        player = [ffmpeg, "-nostdin", "-loglevel", "error", "-re",
+                  "-i", f"{srv.url}/memfs/main.m3u8", "-t", "30", "-f", "null", "-"]
+        nursery.start_soon(partial(trio.run_process, player, check=False))
+
+        async def session_bytes() -> tuple[str, int] | None:
+            active = (await api.get("/api/v3/session/active?collectors=hls")).json()["hls"]
+            if len(active) != 1 or active[0]["bytes_tx"] < 188 * 10:
+                return None
+            return active[0]["id"], active[0]["bytes_tx"]
+
+        sid, first = await wait_for(session_bytes, timeout=60)
+        assert SESSION_ID.match(sid)
+
+        async def grown() -> dict[str, Any] | None:
+            active = (await api.get("/api/v3/session/active?collectors=hls")).json()["hls"]
+            return active[0] if [s["id"] for s in active] == [sid] and \
+                active[0]["bytes_tx"] > first + 10_000 else None
+
+        session = await wait_for(grown, timeout=60)
+        assert session["reference"] == "live"
+        assert session["local"] == "/memfs/live.m3u8"
+        summary = (await api.get("/api/v3/session?collectors=hls")).json()["hls"]
+        assert summary["active"]["sessions"] == 1
         nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ import logging
 import random
 import socket
 import struct
+from functools import partial
 from typing import Any
 
 import trio
@@ -348,3 +349,61 @@ async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, t
             ffmpeg, srt_url(server.port, f"fromproc,token:{TOKEN}",
                             passphrase="correct%20horse%20%26%20battery"), frames=10)
         assert (rc, frames) == (0, 10), err
+
+
+async def test_srt_connections_are_sessions_of_the_srt_collector(ffmpeg: str, tmp_path) -> None:
+    """A real FFmpeg publisher (ingress) and subscriber (egress) in
+    ``/api/v3/session/active?collectors=srt`` with growing bytes, as Core accounts them;
+    a subscriber that leaves ends its session (history)."""
+    config = make_config(tmp_path, ffmpeg, **{
+        "srt.enable": True, "srt.address": "127.0.0.1:0", "sessions.ip_ignorelist": []})
+    async with running_server(config) as srv:
+        api = Api(srv.url)
+        port = srv.app.extensions["trio_core_srt"].server.port
+        assert port
+
+        async def active() -> dict[str, dict[str, Any]]:
+            resp = await api.get("/api/v3/session/active?collectors=srt")
+            assert resp.status_code == 200, resp.text
+            return {s["local"]: s for s in resp.json()["srt"]}
+
+        async with ffmpeg_publisher(ffmpeg, srt_url(port, "live,mode:publish"),
+                                    tmp_path / "pub.log"):
+            publisher = await wait_until(
+                lambda: _session_with(active, "publish:live", "bytes_rx", 20_000), 30,
+                "the publisher's session")
+            assert publisher["id"] == "live" and publisher["reference"] == "live"
+            assert publisher["remote"].startswith("127.0.0.1:")
+
+            reader = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+                      "-i", srt_url(port, "live"), "-t", "60", "-f", "null", "-"]
+            async with trio.open_nursery() as reading:
+                reading.start_soon(partial(trio.run_process, reader, check=False,
+                                           capture_stderr=True))
+                player = await wait_until(
+                    lambda: _session_with(active, "play:live", "bytes_tx", 20_000), 30,
+                    "the subscriber's session")
+                assert player["id"] == player["remote"] and player["id"].startswith("127.0.0.1:")
+                assert player["reference"] == "live"
+                more = player["bytes_tx"] + 20_000
+                grown = await wait_until(
+                    lambda: _session_with(active, "play:live", "bytes_tx", more), 30,
+                    "the subscriber's bytes to grow")
+                assert grown["id"] == player["id"]
+                assert (await active())["publish:live"]["bytes_rx"] > publisher["bytes_rx"]
+                reading.cancel_scope.cancel()
+
+            async def player_gone() -> bool:
+                return "play:live" not in await active()
+
+            await wait_until(player_gone, 20, "the subscriber's session to end")
+            summary = (await api.get("/api/v3/session?collectors=srt")).json()["srt"]
+            assert summary["summary"]["sessions"] == 1  # the subscriber, in the history
+            assert summary["summary"]["reference"]["live"]["traffic_tx_mb"] >= 0
+            assert summary["active"]["sessions"] == 1  # the publisher goes on
+
+
+async def _session_with(active: Any, location: str, field: str, minimum: int
+                        ) -> dict[str, Any] | None:
+    session = (await active()).get(location)
+    return session if session is not None and session[field] > minimum else None

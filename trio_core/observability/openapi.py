@@ -9,7 +9,9 @@ requirement (``ApiKeyAuth`` bearer JWT under ``/api/v3`` unless the view is publ
 :mod:`trio_core.api.auth`) and the datarhei ``Error`` body for errors. A view may declare
 more with :func:`doc` (summary, tags, parameters, request and response schemas), which the
 document then carries; views of other modules are described by :data:`KNOWN_OPERATIONS`
-(keyed by endpoint name) so that their files need no change.
+(keyed by endpoint name) so that their files need no change. Routes answered below the
+Quart app (the storage mounts' ASGI layer: ``/memfs/*``, ``/api/v3/fs/{storage}/{path}``,
+the disk mount) are added with :func:`document_route`.
 
 Routes: ``GET /api/swagger/doc.json`` (the document), ``GET /api/swagger/index.html``
 (Swagger UI from the ``swagger-ui-bundle`` package's files, served locally, no CDN),
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from quart import Blueprint, Quart, Response, current_app, redirect, send_from_directory
@@ -29,10 +32,11 @@ from .. import __version__
 from ..api.auth import AUTH_ATTR
 from ..api.errors import json_response
 
-__all__ = ["DOC_ATTR", "KNOWN_OPERATIONS", "SCHEMAS", "build_openapi", "doc",
-           "swagger_blueprint"]
+__all__ = ["DOC_ATTR", "EXTERNAL_KEY", "KNOWN_OPERATIONS", "SCHEMAS", "ExternalRoute",
+           "build_openapi", "doc", "document_route", "swagger_blueprint"]
 
 DOC_ATTR = "_trio_core_openapi"
+EXTERNAL_KEY = "trio_core_openapi_routes"  # app.extensions: [ExternalRoute]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CONVERTER_TYPES = {"int": "integer", "float": "number"}
@@ -208,8 +212,28 @@ def _error_response(status: int) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+@dataclass(frozen=True)
+class ExternalRoute:
+    """A route answered below the Quart app (an ASGI layer such as the storage mounts),
+    documented like a view: ``rule`` in werkzeug syntax, ``declared`` as :func:`doc`'s
+    keywords; ``security_scheme`` names the scheme instead of the derived ``ApiKeyAuth``
+    (``"BasicAuth"`` for memfs writes)."""
+
+    rule: str
+    methods: tuple[str, ...]
+    endpoint: str
+    declared: dict[str, Any] = field(default_factory=dict)
+    security_scheme: str | None = None
+
+
+def document_route(app: Quart, route: ExternalRoute) -> None:
+    """Add ``route`` to the document of ``app`` (for routes not in ``app.url_map``)."""
+    app.extensions.setdefault(EXTERNAL_KEY, []).append(route)
+
+
 def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]:
-    """The OpenAPI 3.0 document of every route registered on ``app`` right now."""
+    """The OpenAPI 3.0 document of every route registered on ``app`` right now (its URL
+    map plus the :class:`ExternalRoute` entries of :func:`document_route`)."""
     paths: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
     for rule in app.url_map.iter_rules():
@@ -219,65 +243,85 @@ def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]
         methods = set(rule.methods or ()) - _SKIP_METHODS
         if methods != {"OPTIONS"}:
             methods.discard("OPTIONS")  # automatic OPTIONS: not an operation of its own
-        path, path_params = _path(rule.rule)
         declared: dict[str, Any] = getattr(view, DOC_ATTR, None) or {}
         if not declared and rule.endpoint in KNOWN_OPERATIONS:
-            declared = {"parameters": [], "request_type": "application/json",
-                        "produces": "application/json", "security": None,
-                        **KNOWN_OPERATIONS[rule.endpoint]}
-        auth_marker = getattr(view, AUTH_ATTR, None)
-        if declared.get("security") is not None:
-            secured = bool(declared["security"])
-        else:
-            secured = (path == "/api/v3" or path.startswith("/api/v3/")) and \
-                auth_marker != "public"
+            declared = {**KNOWN_OPERATIONS[rule.endpoint]}
         docstring = (view.__doc__ or "").strip().splitlines()
-        summary = declared.get("summary") or (docstring[0] if docstring else rule.endpoint)
-        tag = rule.endpoint.split(".", 1)[0] if "." in rule.endpoint else "core"
-        for method in sorted(methods):
-            op_id = _operation_id(rule.endpoint, method)
-            if op_id in used:  # one view on several rules
-                op_id = _operation_id(f"{rule.endpoint}-{path}", method)
-            used.add(op_id)
-            op: dict[str, Any] = {
-                "operationId": op_id,
-                "summary": summary,
-                "tags": declared.get("tags") or [tag],
-            }
-            if declared.get("description"):
-                op["description"] = declared["description"]
-            names = {p["name"] for p in path_params}
-            params = path_params + [p for p in declared.get("parameters", [])
-                                    if p.get("name") not in names]
-            if params:
-                op["parameters"] = params
-            if declared.get("request") is not None and method in ("POST", "PUT", "PATCH"):
-                op["requestBody"] = {"required": True, "content": {
-                    declared["request_type"]: {"schema": declared["request"]}}}
-            responses: dict[str, Any] = {}
-            for status, schema in sorted((declared.get("responses") or {}).items()):
-                if status >= 400 and schema is None:
-                    responses[str(status)] = _error_response(status)
-                elif schema is None:
-                    responses[str(status)] = {"description": _REASONS.get(status, "OK")}
-                else:
-                    responses[str(status)] = {"description": _REASONS.get(status, "OK"),
-                                              "content": {declared.get("produces",
-                                                                       "application/json"):
-                                                          {"schema": schema}}}
-            if not any(s.startswith("2") for s in responses):
-                responses["200"] = {"description": "OK"}
-            if secured:
-                op["security"] = [{"ApiKeyAuth": []}]
-                responses.setdefault("401", _error_response(401))
-                if auth_marker not in (None, "public"):
-                    op["description"] = (op.get("description", "") + " Also accepts the "
-                                         "route's own credentials (e.g. a process's WebRTC "
-                                         "token).").strip()
-            if path_params:
-                responses.setdefault("404", _error_response(404))
-            op["responses"] = responses
-            paths.setdefault(path, {})[method.lower()] = op
+        _add_operations(paths, used, rule.rule, rule.endpoint, methods, declared,
+                        getattr(view, AUTH_ATTR, None), docstring[0] if docstring else None)
+    for route in app.extensions.get(EXTERNAL_KEY, ()):
+        declared = {**route.declared}
+        if route.security_scheme is not None:
+            declared["security_scheme"] = route.security_scheme
+        _add_operations(paths, used, route.rule, route.endpoint,
+                        set(route.methods) - _SKIP_METHODS, declared, None, None)
+    return _document(paths, title)
+
+
+def _add_operations(paths: dict[str, dict[str, Any]], used: set[str], rule: str,
+                    endpoint: str, methods: set[str], declared: dict[str, Any],
+                    auth_marker: Any, first_doc_line: str | None) -> None:
+    """Add the operations of one route (``declared``: :func:`doc`'s keywords, may be partial)."""
+    declared = {"parameters": [], "request_type": "application/json",
+                "produces": "application/json", "security": None, **declared}
+    path, path_params = _path(rule)
+    scheme = declared.get("security_scheme")
+    if declared.get("security") is not None:
+        secured = bool(declared["security"])
+    else:
+        secured = scheme is not None or (
+            (path == "/api/v3" or path.startswith("/api/v3/")) and auth_marker != "public")
+    summary = declared.get("summary") or first_doc_line or endpoint
+    tag = endpoint.split(".", 1)[0] if "." in endpoint else "core"
+    for method in sorted(methods):
+        op_id = _operation_id(endpoint, method)
+        if op_id in used:  # one view on several rules
+            op_id = _operation_id(f"{endpoint}-{path}", method)
+        used.add(op_id)
+        op: dict[str, Any] = {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": declared.get("tags") or [tag],
+        }
+        if declared.get("description"):
+            op["description"] = declared["description"]
+        names = {p["name"] for p in path_params}
+        params = path_params + [p for p in declared.get("parameters", [])
+                                if p.get("name") not in names]
+        if params:
+            op["parameters"] = params
+        if declared.get("request") is not None and method in ("POST", "PUT", "PATCH"):
+            op["requestBody"] = {"required": True, "content": {
+                declared["request_type"]: {"schema": declared["request"]}}}
+        responses: dict[str, Any] = {}
+        for status, schema in sorted((declared.get("responses") or {}).items()):
+            if status >= 400 and schema is None:
+                responses[str(status)] = _error_response(status)
+            elif schema is None:
+                responses[str(status)] = {"description": _REASONS.get(status, "OK")}
+            else:
+                responses[str(status)] = {"description": _REASONS.get(status, "OK"),
+                                          "content": {declared.get("produces",
+                                                                   "application/json"):
+                                                      {"schema": schema}}}
+        if not any(s.startswith("2") for s in responses):
+            responses["200"] = {"description": "OK"}
+        # a scheme that applies to some methods only (memfs: writes) is listed per method
+        applies = declared.get("secured_methods")
+        if secured and (applies is None or method in applies):
+            op["security"] = [{scheme or "ApiKeyAuth": []}]
+            responses.setdefault("401", _error_response(401))
+            if auth_marker not in (None, "public"):
+                op["description"] = (op.get("description", "") + " Also accepts the "
+                                     "route's own credentials (e.g. a process's WebRTC "
+                                     "token).").strip()
+        if path_params:
+            responses.setdefault("404", _error_response(404))
+        op["responses"] = responses
+        paths.setdefault(path, {})[method.lower()] = op
+
+
+def _document(paths: dict[str, dict[str, Any]], title: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": __version__,
@@ -287,6 +331,7 @@ def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]
         "components": {
             "securitySchemes": {
                 "ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "BasicAuth": {"type": "http", "scheme": "basic"},
             },
             "schemas": SCHEMAS,
         },

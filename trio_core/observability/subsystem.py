@@ -6,8 +6,8 @@
   ``<db.dir>/sessions/`` with ``sessions.persist``) with Core's collectors ``hls``,
   ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus ``webrtc`` — the
   RTMP/SRT servers fetch theirs with
-  ``app.extensions[EXTENSION_KEY].sessions.collector("rtmp")``; HLS is accounted at the HTTP
-  layer (:mod:`.hls`) and WebRTC viewers through the WHEP route's admission seam
+  ``app.extensions[EXTENSION_KEY].sessions.collector("rtmp")``; HLS is accounted by the storage
+  mounts (``StorageHTTP.sessions`` = :class:`.hls.HLSSessions`) and WebRTC viewers through the WHEP route's admission seam
   (:mod:`.webrtc_viewers`);
 * the :class:`~.monitor.Monitor` with Core's sources (:mod:`.sources`); others register more
   with ``app.extensions[EXTENSION_KEY].monitor.register(source)`` (e.g. memfs as a
@@ -35,7 +35,7 @@ import trio
 from ..api.app import APP_KEY
 from ..config import Config, SettingError
 from ..webrtc.whep import ADMISSION_KEY
-from .hls import install_hls_sessions
+from .hls import HLSSessions
 from .monitor import History, Monitor
 from .openapi import swagger_blueprint
 from .prometheus import build_registry, exposition
@@ -65,6 +65,7 @@ __all__ = ["EXTENSION_KEY", "ObservabilitySubsystem", "create_subsystem"]
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "trio_core_observability"
+STORAGE_KEY = "trio_core_storage"  # the storage subsystem (installed before this one)
 #: collectors whose egress shares one bitrate limit (Core: hls, rtmp, srt, ffmpeg; + webrtc)
 COMPANIONS = ("hls", "webrtc", "rtmp", "srt", "ffmpeg")
 TICK_SECONDS = 1.0
@@ -155,8 +156,11 @@ class ObservabilitySubsystem:
             prom = build_registry(self.monitor, self.core_id, self.viewers, supervisor.ids)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
         app.register_blueprint(swagger_blueprint())
-        if self.sessions is not None:
-            install_hls_sessions(app, self.sessions)
+        storage_http = getattr(app.extensions.get(STORAGE_KEY), "http", None)
+        if self.sessions is not None and storage_http is not None:
+            # Core's HLS middleware on the storage mounts (public port and {memfs} loopback)
+            storage_http.sessions = HLSSessions(self.sessions.collector("hls"),
+                                                self.sessions.collector("hlsingress"))
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
                   ) -> None:

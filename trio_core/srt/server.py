@@ -163,6 +163,11 @@ class SrtServer:
         """Call ``callback(event)`` in trio for every event (after it is logged)."""
         self._on_event.append(callback)
 
+    @property
+    def snapshot(self) -> Snapshot:
+        """The relay's state as the I/O thread last published it (immutable; any thread)."""
+        return self._snapshot
+
     def channels(self) -> dict[str, Any]:
         """Core's ``GET /api/v3/srt`` body (``api.SRTChannels``): publishers, subscribers,
         per-connection statistics; ``log`` stays empty (libsrt's log is not collected)."""

@@ -7,7 +7,8 @@ runs). ``run`` binds the listener, sets ``supervisor.placeholders["srt"]`` to Co
 for the bound port and serves until cancelled (the server starts it before the supervisor
 and cancels it after every process has stopped). A bind failure (port taken, bad
 passphrase) is logged and disables the subsystem too, as Core logs an SRT server error and
-carries on.
+carries on. Connections are accounted in the observability subsystem's ``srt`` session
+collector (:mod:`.sessions`, a task of ``run``).
 
 ``{srt,name=X[,latency=µs]}`` resolves as Core's ``app/api/api.go`` template:
 ``srt://HOST:PORT?mode=caller&transtype=live&latency={latency}&streamid={name},mode:request``
@@ -31,12 +32,14 @@ from ..placeholders import Template
 from .binding import SrtError, SrtUnavailable, load
 from .routes import srt_blueprint
 from .server import SrtServer
+from .sessions import SrtSessions
 
 __all__ = ["SrtSubsystem", "create_subsystem", "placeholder_template"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LATENCY_US = "20000"
+OBSERVABILITY_KEY = "trio_core_observability"  # app.extensions key of the sessions registry
 
 
 def placeholder_template(host: str, port: int, *, token: str = "", passphrase: str = "") -> Template:
@@ -65,6 +68,7 @@ class SrtSubsystem:
         self.server: SrtServer | None = None
         self._supervisor: Any = None
         self.error: str | None = None
+        self.sessions: SrtSessions | None = None
 
     def install(self, ctx: Any) -> None:
         try:
@@ -85,6 +89,15 @@ class SrtSubsystem:
             log.error("SRT server disabled: %s", self.error)
             return
         self._supervisor = ctx.supervisor
+        app = ctx.app
+
+        def collector() -> Any:
+            # looked up per sync: observability installs after this subsystem
+            obs = app.extensions.get(OBSERVABILITY_KEY)
+            sessions = getattr(obs, "sessions", None)
+            return sessions.collector("srt") if sessions is not None else None
+
+        self.sessions = SrtSessions(self.server, collector)
         ctx.app.register_blueprint(srt_blueprint(self.server))
         ctx.app.extensions["trio_core_srt"] = self
 
@@ -107,6 +120,8 @@ class SrtSubsystem:
                 )
                 log.info("SRT server listening on %s:%d (libsrt %s)", server.host or "0.0.0.0",
                          port, server.lib.version)
+                if self.sessions is not None:
+                    nursery.start_soon(self.sessions.run)
                 task_status.started(self)
         except Exception as exc:  # after start: keep the rest of the server running
             self.error = f"SRT server failed: {exc!r}"

@@ -22,6 +22,11 @@ what memfs accounted), and files go out in :data:`CHUNK` slices of the stored by
 per reader beyond the slice being sent). Bad paths (``..``, NUL, backslash) get 400, never
 a traceback. A client that disconnects mid-upload leaves nothing behind.
 
+Sessions: when set, ``StorageHTTP.sessions`` (the observability subsystem's
+:class:`~trio_core.observability.hls.HLSSessions`, Core's HLS session middleware) is called
+around every request to the memfs and disk mounts (not ``/api/v3/fs``, as in Core); it
+passes segment bodies through unchanged and only buffers playlists it rewrites.
+
 Cancellation: each request is one call of this ASGI app in the server's request task;
 cancelling it drops an unfinished upload (memfs keeps the previous version of the file).
 """
@@ -57,6 +62,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: ``await middleware(scope, receive, send, handler)`` runs ``handler`` with accounting around it
+Middleware = Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]
 
 CORS_METHODS = b"GET,HEAD,PUT,POST,DELETE,PATCH"
 CORS_HEADERS = b"Origin,Content-Length,Content-Type,Authorization"
@@ -125,6 +133,8 @@ class StorageHTTP:
         self.api_token_ok = api_token_ok
         self.routes = routes
         self.storages: dict[str, MemFS | DiskFS] = {"mem": memfs, "disk": disk}
+        #: wraps every mount request (set by the observability subsystem: HLS sessions)
+        self.sessions: Middleware | None = None
 
     # -- dispatch -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,7 +144,7 @@ class StorageHTTP:
         path: str = scope["path"]
         method: str = scope["method"]
         if path == MEMFS_PREFIX or path.startswith(MEMFS_PREFIX + "/"):
-            await self._mount(scope, receive, send, "mem", path[len(MEMFS_PREFIX):])
+            await self._with_sessions(scope, receive, send, self._memfs_mount)
             return
         if path.startswith(API_FS_PREFIX):
             name, sep, rest = path[len(API_FS_PREFIX):].partition("/")
@@ -143,9 +153,23 @@ class StorageHTTP:
                 return
         elif (method in ("GET", "HEAD", "OPTIONS") and not path.startswith("/api")
               and not self._app_route(path)):
-            if await self._disk(scope, send, path):
-                return
+            await self._with_sessions(scope, receive, send, self._disk_or_app)
+            return
         await self.app(scope, receive, send)
+
+    async def _with_sessions(self, scope: Scope, receive: Receive, send: Send,
+                             handler: ASGIApp) -> None:
+        if self.sessions is None:
+            await handler(scope, receive, send)
+        else:
+            await self.sessions(scope, receive, send, handler)
+
+    async def _memfs_mount(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._mount(scope, receive, send, "mem", scope["path"][len(MEMFS_PREFIX):])
+
+    async def _disk_or_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self._disk(scope, send, scope["path"]):
+            await self.app(scope, receive, send)
 
     def _app_route(self, path: str) -> bool:
         """True when the app has a route for ``GET path`` (its pages win over disk files)."""

@@ -44,11 +44,11 @@ def fs_blueprint(memfs: MemFS, disk: DiskFS) -> Blueprint:
     async def list_storages() -> Response:
         return json_response([{"name": n, "type": fs.type, "mount": m} for n, fs, m in mounts])
 
-    @bp.get("/api/v3/fs/<name>")
-    async def list_files(name: str) -> Response:
-        fs = {n: f for n, f, _ in mounts}.get(name)
+    @bp.get("/api/v3/fs/<storage>")  # Core's parameter name (swagger: {storage})
+    async def list_files(storage: str) -> Response:
+        fs = {n: f for n, f, _ in mounts}.get(storage)
         if fs is None:
-            raise ApiError(404, "File not found", f"unknown filesystem: {name}")
+            raise ApiError(404, "File not found", f"unknown filesystem: {storage}")
         pattern = request.args.get("glob", "")
         try:
             compile_glob(pattern)

@@ -31,6 +31,7 @@ from .disk import DiskFS
 from .loopback import LoopbackServer
 from .memfs import MemFS
 from .mounts import StorageHTTP
+from .openapi import document_storage_routes
 from .pages import install_hls_pages
 from .routes import fs_blueprint
 
@@ -98,6 +99,7 @@ class StorageSubsystem:
             routes=lambda: app.url_map,
         )
         app.extensions["trio_core_storage"] = self
+        document_storage_routes(app)
 
     async def _memfs_only(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The loopback endpoint's app: /memfs only (and lifespan/other paths refused)."""
