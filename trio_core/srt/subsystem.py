@@ -28,6 +28,7 @@ from typing import Any
 import trio
 
 from ..config import Config
+from ..observability.subsystem import session_collector
 from ..placeholders import Template
 from .binding import SrtError, SrtUnavailable, load
 from .routes import srt_blueprint
@@ -39,7 +40,6 @@ __all__ = ["SrtSubsystem", "create_subsystem", "placeholder_template"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LATENCY_US = "20000"
-OBSERVABILITY_KEY = "trio_core_observability"  # app.extensions key of the sessions registry
 
 
 def placeholder_template(host: str, port: int, *, token: str = "", passphrase: str = "") -> Template:
@@ -90,14 +90,8 @@ class SrtSubsystem:
             return
         self._supervisor = ctx.supervisor
         app = ctx.app
-
-        def collector() -> Any:
-            # looked up per sync: observability installs after this subsystem
-            obs = app.extensions.get(OBSERVABILITY_KEY)
-            sessions = getattr(obs, "sessions", None)
-            return sessions.collector("srt") if sessions is not None else None
-
-        self.sessions = SrtSessions(self.server, collector)
+        # looked up per sync: observability installs after this subsystem
+        self.sessions = SrtSessions(self.server, lambda: session_collector(app, "srt"))
         ctx.app.register_blueprint(srt_blueprint(self.server))
         ctx.app.extensions["trio_core_srt"] = self
 
