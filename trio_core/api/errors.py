@@ -58,8 +58,15 @@ def error_response(
     detail_list = [details] if isinstance(details, str) else list(details)
     body = {"code": status, "message": message, "details": detail_list}
     if request.method == "HEAD":
-        return Response(b"", status=status, headers=headers)
+        return _head_error(status, headers)
     return json_response(body, status, headers)
+
+
+def _head_error(status: int, headers: dict[str, str] | None) -> Response:
+    """A failed HEAD as Core answers it: the status alone, no body and no Content-Type."""
+    response = Response(b"", status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -89,7 +96,7 @@ def install_error_handlers(app: Quart) -> None:
                   request.path, exc_info=error)
         headers = {REQUEST_ID_HEADER: request_id}
         if request.method == "HEAD":
-            return Response(b"", status=500, headers=headers)
+            return _head_error(500, headers)
         return json_response(
             {"code": 500, "message": "Internal Server Error",
              "details": [f"internal error; request id {request_id}"], "request_id": request_id},
