@@ -11,6 +11,11 @@ operator can find the traceback.
 ``MAX_CONTENT_LENGTH`` -> 413), depth (:data:`MAX_JSON_DEPTH`) and integer length
 (:data:`MAX_INT_DIGITS`); every parse failure is a 400 with a plain message. All of it is
 synchronous apart from reading the body (cancellable like any request read).
+
+Every answer of the app, error or not, is sent only after the request body was read to its end
+(an ``after_request`` hook, bounded by ``MAX_CONTENT_LENGTH``): with a body left unread,
+hypercorn + Quart left some keep-alive requests unanswered. A failed ``HEAD`` is answered as
+Core does: the status alone, without body or Content-Type.
 """
 
 from __future__ import annotations
