@@ -42,7 +42,7 @@ from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, ge
 from ..probe import run_probe
 from ..supervisor import DuplicateProcess, ProcessNotFound
 from .corejson import core_json_response
-from .errors import ApiError, json_response, read_json
+from .errors import ApiError, bind_json, json_response
 
 if TYPE_CHECKING:
     from ..supervisor import Process, Supervisor
@@ -91,15 +91,6 @@ def process_json(supervisor: Supervisor, proc: Process, filters: set[str]) -> di
     if "metadata" in filters:
         out["metadata"] = supervisor.get_metadata(proc.id, None)
     return out
-
-
-async def bind_json() -> Any:
-    """Core's ``ShouldBindJSON`` checks, then the body parsed (400 "Invalid JSON" otherwise)."""
-    if request.content_length == 0:
-        raise ApiError(400, "Invalid JSON", "request doesn't contain any content")
-    if not (request.headers.get("Content-Type") or "").startswith("application/json"):
-        raise ApiError(400, "Invalid JSON", "request doesn't contain JSON content")
-    return await read_json()
 
 
 def _required(merged: dict[str, Any], key: str) -> None:

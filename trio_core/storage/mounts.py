@@ -451,10 +451,15 @@ class StorageHTTP:
 
     async def _error(self, scope: Scope, send: Send, status: int, message: str, detail: str,
                      cors: Headers | None, extra: Headers | None = None) -> None:
+        headers = (cors or []) + (extra or [])
+        if scope["method"] == "HEAD":
+            # Core answers a failed HEAD with no content at all (no JSON Content-Type either):
+            # the Restreamer UI parses any JSON-typed error as JSON, and an empty body breaks it.
+            await self._respond(send, status, headers)
+            return
         body = json.dumps({"code": status, "message": message, "details": [detail]},
                           separators=(",", ":")).encode()
-        headers = (cors or []) + (extra or []) + [(b"content-type", b"application/json")]
-        await self._respond(send, status, headers, b"" if scope["method"] == "HEAD" else body)
+        await self._respond(send, status, headers + [(b"content-type", b"application/json")], body)
 
     @staticmethod
     async def _respond(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:
