@@ -31,6 +31,10 @@ CONFIGFILE_ENV = "CORE_CONFIGFILE"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+#: secrets drawn at random per start when left empty (as Core does): the JWT secret, and the
+#: memfs password (so ``GET /api/v3/config`` shows the one in use, as Core's does)
+RANDOM_WHEN_EMPTY = ("api.auth.jwt.secret", "storage.memory.auth.password")
+
 
 class SettingError(ValueError):
     """A setting has an invalid value (or the config file is unusable).
@@ -482,8 +486,9 @@ def load_config(
         sources[setting.name] = source
     if values["demo.enable"] is None:
         values["demo.enable"] = config_file is None
-    if not values["api.auth.jwt.secret"]:
-        values["api.auth.jwt.secret"] = secrets.token_urlsafe(32)
+    for name in RANDOM_WHEN_EMPTY:
+        if name in values and not values[name]:
+            values[name] = secrets.token_urlsafe(32 if name == "api.auth.jwt.secret" else 18)
     cfg = Config(values, sources, config_file)
     _validate(cfg)
     return cfg

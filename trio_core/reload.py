@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from .config import Config, SettingError
+from .config import RANDOM_WHEN_EMPTY, Config, SettingError
 from .server import Running, serve
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,12 @@ async def serve_reloading(
                 host = running.host
                 shown = f"[{host}]" if ":" in host else host
                 new_config = new_config.replace(**{"api.address": f"{shown}:{running.port}"})
-            secret = "api.auth.jwt.secret"
-            if new_config.sources.get(secret) == "default" and (
-                    config.sources.get(secret) in ("default", "override")):
-                # a random per-start secret is kept: tokens stay valid across the reload
-                new_config = new_config.replace(**{secret: config[secret]})
+            for secret in RANDOM_WHEN_EMPTY:
+                if new_config.sources.get(secret) == "default" and (
+                        config.sources.get(secret) in ("default", "override")):
+                    # a random per-start secret is kept: tokens (and {memfs} credentials)
+                    # stay valid across the reload
+                    new_config = new_config.replace(**{secret: config[secret]})
         except SettingError as exc:
             log.error("reload: %s; serving the previous configuration", exc)
             new_config = config
