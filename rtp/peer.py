@@ -100,13 +100,17 @@ class Peer:
         ice_ufrag, ice_pwd: our ICE credentials from the answer; remote_ufrag: the viewer's.
         tracks: negotiated tracks by kind (PT, SSRC) from the answer.
         cname: the RTCP CNAME announced in the answer.
+        client: the IP address the offer was posted from ("" when unknown).
     """
 
     def __init__(self, *, peer_id: str, source: Source, mux: UdpMux, certificate: Certificate,
                  remote_fingerprint: str, ice_ufrag: str, ice_pwd: str, remote_ufrag: str,
                  tracks: dict[str, NegotiatedTrack], cname: str,
-                 consent_timeout: float = 30.0, setup_timeout: float = 20.0) -> None:
+                 consent_timeout: float = 30.0, setup_timeout: float = 20.0,
+                 client: str = "") -> None:
         self.id = peer_id
+        #: the IP address the offer came from (admission limits count pending ones per client)
+        self.client = client
         self.source = source
         self.mux = mux
         self.cname = cname

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Request, Response, request
 
-from rtp.errors import NoCommonCodec, SdpError, SourceNotReady
+from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from rtp.forwarder import Forwarder
 
 from ..api.auth import Authenticator
@@ -112,7 +112,11 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
             raise ApiError(409, "Process is not running", "start the process, then retry",
                            headers={"Retry-After": RETRY_AFTER})
         try:
-            peer, answer = await forwarder.add_peer(process_id, offer)
+            peer, answer = await forwarder.add_peer(process_id, offer,
+                                                    client=request.remote_addr or "")
+        except Overloaded as exc:
+            raise ApiError(503, "Too many WebRTC sessions", str(exc),
+                           headers={"Retry-After": str(exc.retry_after)}) from None
         except NoCommonCodec as exc:
             raise ApiError(406, "No common codec", str(exc)) from None
         except SdpError as exc:
