@@ -34,7 +34,8 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
-from .packet import rewrite
+from .packet import parse_rtp, rewrite
+from .resend import SeqMap
 from .rtcp import Bye, Fir, Nack, Pli, ReceiverReport, build_sdes_cname, build_sr, parse_rtcp
 from .sdp import NegotiatedTrack
 from .srtp import SrtpSession
@@ -86,6 +87,10 @@ class OutTrack:
     #: for the C fan-out (``rtp.fanout``): the libsrtp context address and the mux socket
     srtp_ctx: int = 0
     fd: int = -1
+    #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
+    rtx_payload_type: int = -1
+    rtx_ssrc: int = 0
+    rtx_seq: int = 0
 
 
 class Peer:
@@ -119,9 +124,14 @@ class Peer:
         self.srtp: SrtpSession | None = None
         self.out: dict[str, OutTrack] = {
             kind: OutTrack(kind, t.payload_type, t.ssrc, random.getrandbits(16),
-                           random.getrandbits(32))
+                           random.getrandbits(32),
+                           rtx_payload_type=-1 if t.rtx_payload_type is None
+                           else t.rtx_payload_type,
+                           rtx_ssrc=t.rtx_ssrc or 0, rtx_seq=random.getrandbits(16))
             for kind, t in tracks.items()
         }
+        #: per kind: which source packet each of our sequence numbers carried
+        self._seqmaps = {kind: SeqMap(t.seq_delta, t.ts_delta) for kind, t in self.out.items()}
         self._by_ssrc = {t.ssrc: t for t in self.out.values()}
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
@@ -139,9 +149,18 @@ class Peer:
         self.plis = 0
         self.firs = 0
         self.receiver_reports: dict[int, dict[str, int]] = {}
+        #: PLI/FIR answers: GOP replays sent, and their packets; NACK repairs sent as RTX
+        self.keyframe_replays = 0
+        self.replayed_packets = 0
+        self.rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
+        #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
         self._pending: list[MediaPacket] | None = None
-        self._burst: list[MediaPacket] = []
+        #: the burst: (packet, our sequence number, our timestamp)
+        self._burst: list[tuple[MediaPacket, int, int]] = []
+        #: normalised timestamp of the frame in progress when a PLI asked for a replay (the
+        #: replay goes out at the next frame boundary); None when no replay is waiting
+        self._replay_after: int | None = None
         self._next_sr = 0.0
         self._last_pli_answer = -1e9
         self._scope: trio.CancelScope | None = None
@@ -170,6 +189,9 @@ class Peer:
             "nacks": self.nacks,
             "plis": self.plis,
             "firs": self.firs,
+            "keyframe_replays": self.keyframe_replays,
+            "replayed_packets": self.replayed_packets,
+            "rtx_sent": self.rtx_sent,
             "consent_age_seconds": None if last is None else round(now - last, 3),
             "tracks": {k: {"payload_type": t.payload_type, "ssrc": t.ssrc, "packets": t.packets}
                        for k, t in self.out.items()},
@@ -256,29 +278,47 @@ class Peer:
     # -- input from the Source (synchronous, the hot path) --------------------------------
 
     def forward(self, pkt: MediaPacket) -> None:
-        """Send one source packet to this viewer (rewrite, protect, send)."""
+        """Send one source packet to this viewer (rewrite, protect, send); the slow path,
+        while the viewer is off the Source's fan-out (a burst queues, a replay waits)."""
         pending = self._pending
         if pending is not None:
             pending.append(pkt)
             return
         track = self.out.get(pkt.kind)
-        if track is not None:
-            self._send(track, pkt)
+        if track is None:
+            return
+        if (self._replay_after is not None and pkt.kind == "video"
+                and pkt.ts != self._replay_after):
+            self._start_replay(track, pkt)
+            return
+        self._send(track, pkt)
 
-    def _send(self, track: OutTrack, pkt: MediaPacket, retransmission: bool = False) -> None:
-        data = rewrite(pkt.data, track.payload_type, pkt.seq + track.seq_delta,
-                       pkt.ts + track.ts_delta, track.ssrc)
+    def _send(self, track: OutTrack, pkt: MediaPacket, seq: int | None = None,
+              ts: int | None = None) -> bool:
+        """Send ``pkt`` as our ``seq``/``ts`` (default: its live numbering); False when it
+        was not sent (counted in :attr:`dropped`)."""
+        if seq is None:
+            seq = pkt.seq + track.seq_delta
+        if ts is None:
+            ts = pkt.ts + track.ts_delta
+        data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts & 0xFFFFFFFF, track.ssrc)
+        return self._send_protected(track, data, "srtp-protect")
+
+    def _send_protected(self, track: OutTrack, data: bytes, refused: str,
+                        retransmission: bool = False) -> bool:
         try:
             out = self.srtp.protect(data)  # type: ignore[union-attr]
-        except ParseError as exc:
-            self.dropped[exc.reason] += 1
-            return
-        if self.mux.send(out, self.addr):  # type: ignore[arg-type]
-            if retransmission:
-                track.retransmitted += 1
-            else:
-                track.packets += 1
-                track.bytes += len(out)
+        except ParseError:
+            self.dropped[refused] += 1
+            return False
+        if not self.mux.send(out, self.addr):  # type: ignore[arg-type]
+            return False
+        if retransmission:
+            track.retransmitted += 1
+        else:
+            track.packets += 1
+            track.bytes += len(out)
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -312,6 +352,7 @@ class Peer:
             self._flush_dtls()
         self._pending = None
         self._burst = []
+        self._replay_after = None
         self.source.detach(self)
         self.mux.unregister(self)
         if self._scope is not None:
@@ -326,8 +367,11 @@ class Peer:
         self.connected_at = now
         self._next_sr = now
         video = self.source.state.get("video")
-        self._burst = list(video.gop) if video is not None and "video" in self.out else []
-        if self._burst:
+        track = self.out.get("video")
+        if video is not None and track is not None and video.gop:
+            # the first packets this viewer sees: their live numbering is fresh for it
+            self._burst = [(p, p.seq + track.seq_delta, p.ts + track.ts_delta)
+                           for p in video.gop]
             self._pending = []
             self.source.listeners.append(self)  # live packets queue while the GOP goes out
         else:
@@ -346,22 +390,62 @@ class Peer:
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track not in fan:
                 fan.append(track)
+        if self in self.source.listeners:
+            self.source.listeners.remove(self)
+
+    def _leave_fanout(self) -> None:
+        """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
+        for track in self.out.values():
+            fan = self.source.fanout.get(track.kind)
+            if fan is not None and track in fan:
+                fan.remove(track)
+        if self not in self.source.listeners:
+            self.source.listeners.append(self)
+
+    def _start_replay(self, track: OutTrack, pkt: MediaPacket) -> None:
+        """At a frame boundary (``pkt`` starts a frame) after a PLI: queue the cached GOP as
+        new packets of our stream — the next sequence numbers, timestamps just after the
+        last frame sent (so the viewer's decoder takes them as new frames; the timestamp
+        offset grows by that many ticks) — then ``pkt`` and the live stream after them."""
+        self._replay_after = None
+        video = self.source.state["video"]
+        frames = [p for p in video.gop if p.ts != pkt.ts]
+        if pkt.keyframe or not frames or not frames[0].keyframe:
+            self._send(track, pkt)  # a keyframe comes now anyway, or there is nothing to send
+            self._steady()
+            return
+        seqmap = self._seqmaps["video"]
+        base = frames[-1].ts + track.ts_delta
+        items: list[tuple[MediaPacket, int]] = []
+        frame = 0
+        last_ts: int | None = None
+        for p in frames:
+            if p.ts != last_ts:
+                frame += 1
+                last_ts = p.ts
+            items.append((p, (base + frame) & 0xFFFFFFFF))
+        seqs = seqmap.insert(pkt.seq, items, ts_shift=frame)
+        track.seq_delta = seqmap.delta
+        track.ts_delta = seqmap.ts_delta
+        self._burst = [(p, seq, ts) for (p, ts), seq in zip(items, seqs, strict=True)]
+        self.keyframe_replays += 1
+        self.replayed_packets += len(items)
+        self._pending = [pkt]
+        self._wake()
 
     async def _send_burst(self) -> None:
-        """Send the cached GOP in small paced bursts, then whatever queued meanwhile."""
+        """Send the burst in small paced chunks, then whatever queued meanwhile."""
         track = self.out["video"]
         while self._burst and not self.closed:
             chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
-            for pkt in chunk:
-                self._send(track, pkt)
+            for pkt, seq, ts in chunk:
+                self._send(track, pkt, seq, ts)
             await trio.sleep(BURST_PAUSE)
         queued, self._pending = self._pending or [], None
         if self.closed:
             return
         for pkt in queued:
             self.forward(pkt)
-        if self in self.source.listeners:
-            self.source.listeners.remove(self)
         self._steady()
 
     def _on_nack(self, nack: Nack, now: float) -> None:
@@ -371,27 +455,55 @@ class Peer:
             self.dropped["nack-unknown-ssrc"] += 1
             return
         state = self.source.state[track.kind]
+        seqmap = self._seqmaps[track.kind]
+
+        def history(norm: int) -> MediaPacket | None:
+            return state.lookup(norm, now)
+
         for seq in nack.lost:
-            pkt = state.lookup((seq - track.seq_delta) & 0xFFFF, now)
-            if pkt is None:
+            found = seqmap.lookup(seq & 0xFFFF, history)
+            if found is None:
                 self.dropped["nack-miss"] += 1
+                continue
+            pkt, ts = found
+            if track.rtx_payload_type >= 0:
+                self._send_rtx(track, pkt, seq & 0xFFFF, ts)
             else:
-                self._send(track, pkt, retransmission=True)
+                # the original number again: libsrtp's sender allows a repeat only within
+                # its 128-packet window; older repairs need RTX
+                data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts, track.ssrc)
+                self._send_protected(track, data, "nack-too-old", retransmission=True)
+
+    def _send_rtx(self, track: OutTrack, pkt: MediaPacket, seq: int, ts: int) -> None:
+        """RFC 4588: the repair on the RTX stream (own SSRC and sequence numbers), the
+        original sequence number in front of the payload."""
+        try:
+            hdr = parse_rtp(pkt.data)
+        except ParseError:
+            self.dropped["nack-unparsable"] += 1
+            return
+        rtx_seq = track.rtx_seq
+        track.rtx_seq = (rtx_seq + 1) & 0xFFFF
+        head = rewrite(pkt.data[:hdr.header_size], track.rtx_payload_type, rtx_seq, ts,
+                       track.rtx_ssrc)
+        data = head + seq.to_bytes(2, "big") + pkt.data[hdr.header_size:]
+        if self._send_protected(track, data, "rtx-protect", retransmission=True):
+            self.rtx_sent += 1
 
     def _on_keyframe_request(self, now: float) -> None:
-        """PLI/FIR: resend the cached keyframe (the encoder cannot be asked)."""
+        """PLI/FIR: the encoder cannot be asked, so the cached GOP is replayed, as new
+        packets, at the next frame boundary (:meth:`_start_replay`)."""
         track = self.out.get("video")
         video = self.source.state.get("video")
-        if track is None or video is None or not video.gop:
+        if track is None or video is None or not video.gop or video.last_seq < 0:
             return
+        if self._pending is not None or self._replay_after is not None:
+            return  # a burst (which starts with a keyframe) is on its way already
         if now - self._last_pli_answer < PLI_MIN_INTERVAL:
             return
         self._last_pli_answer = now
-        first_ts = video.gop[0].ts
-        for pkt in video.gop:
-            if pkt.ts != first_ts:
-                break
-            self._send(track, pkt, retransmission=True)
+        self._replay_after = video.last_ts
+        self._leave_fanout()
 
     def _on_timer(self, now: float) -> None:
         if self.srtp is None:

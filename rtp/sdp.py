@@ -163,6 +163,9 @@ class NegotiatedTrack:
     payload_type: int
     ssrc: int
     codec: Codec
+    #: RTX (RFC 4588) payload type and SSRC when the viewer offered rtx for our payload type
+    rtx_payload_type: int | None = None
+    rtx_ssrc: int | None = None
 
 
 @dataclass
@@ -601,6 +604,14 @@ def _no_match_reason(kind: str, track: SourceTrack, offered: list[Codec]) -> str
     return reason + f"; offered: {_describe_offered(kind, offered)}"
 
 
+def _offered_rtx(offered: list[Codec], payload_type: int) -> Codec | None:
+    """The offered ``rtx/90000`` format whose ``apt`` is ``payload_type`` (RFC 4588)."""
+    for codec in offered:
+        if codec.mime == "RTX" and codec.param("apt") == str(payload_type):
+            return codec
+    return None
+
+
 def _random_ssrc(used: set[int]) -> int:
     while True:
         ssrc = secrets.randbits(32)
@@ -662,14 +673,18 @@ def build_answer(
             reasons.setdefault(m.kind, _no_match_reason(m.kind, track, m.codecs))
             plan.append((m, "inactive", None))
             continue
+        rtx: Codec | None = None
         if m.kind == "video":
             codec.rtcp_fb = ["nack", "nack pli"]
+            rtx = _offered_rtx(m.codecs, codec.payload_type)
         negotiated[m.kind] = NegotiatedTrack(
             kind=m.kind,
             mid=m.mid,
             payload_type=codec.payload_type,
             ssrc=_random_ssrc(used_ssrcs),
             codec=codec,
+            rtx_payload_type=None if rtx is None else rtx.payload_type,
+            rtx_ssrc=None if rtx is None else _random_ssrc(used_ssrcs),
         )
         plan.append((m, "send", codec))
     if not negotiated:
@@ -712,6 +727,9 @@ def build_answer(
         else:
             shown = codec
             pt_list = str(codec.payload_type)
+            rtx_pt = negotiated[m.kind].rtx_payload_type if mode == "send" else None
+            if rtx_pt is not None:
+                pt_list += f" {rtx_pt}"
         lines += [
             f"m={m.kind} {port} UDP/TLS/RTP/SAVPF {pt_list}",
             f"c=IN {ip_version} {host}",
@@ -734,11 +752,16 @@ def build_answer(
         if mode == "send":
             nt = negotiated[m.kind]
             track_id = f"{m.kind}-{nt.ssrc:08x}"
-            lines += [
-                f"a=msid:{stream_id} {track_id}",
-                f"a=ssrc:{nt.ssrc} cname:{cname}",
-                f"a=ssrc:{nt.ssrc} msid:{stream_id} {track_id}",
-            ]
+            if nt.rtx_payload_type is not None:
+                lines += [f"a=rtpmap:{nt.rtx_payload_type} rtx/{nt.codec.clock_rate}",
+                          f"a=fmtp:{nt.rtx_payload_type} apt={nt.payload_type}"]
+            lines.append(f"a=msid:{stream_id} {track_id}")
+            if nt.rtx_ssrc is not None:
+                lines.append(f"a=ssrc-group:FID {nt.ssrc} {nt.rtx_ssrc}")
+            for ssrc in (nt.ssrc, nt.rtx_ssrc):
+                if ssrc is not None:
+                    lines += [f"a=ssrc:{ssrc} cname:{cname}",
+                              f"a=ssrc:{ssrc} msid:{stream_id} {track_id}"]
         for index, (c_host, c_port) in enumerate(candidates):
             priority = 2130706431 - index
             lines.append(f"a=candidate:{index + 1} 1 udp {priority} {c_host} {c_port} typ host")

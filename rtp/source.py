@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MediaPacket", "Source", "TrackState"]
 
-#: Slots in the per-track retransmission ring (indexed by normalised sequence number).
-HISTORY_SLOTS = 2048
-#: Packets older than this are not retransmitted.
-HISTORY_SECONDS = 1.0
+#: Slots in the per-track retransmission ring (indexed by normalised sequence number; a
+#: divisor of 65536). 8192 slots hold 3 s of a ~25 Mb/s stream.
+HISTORY_SLOTS = 8192
+#: Packets older than this are not retransmitted: the GOP a viewer gets on joining is up to
+#: ~2 s old, and its NACKs for that must still be answered.
+HISTORY_SECONDS = 3.0
 #: The GOP cache is dropped (until the next keyframe) beyond this many packets.
 GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
@@ -365,8 +367,9 @@ class Source:
         fan = self.fanout[st.kind]
         if fan:
             fan_out(fan, pkt)
-        for peer in self.listeners:
-            peer.forward(pkt)
+        if self.listeners:
+            for peer in list(self.listeners):  # forward() may leave the list
+                peer.forward(pkt)
 
 
 def _seq_distance(a: int, b: int) -> int:
