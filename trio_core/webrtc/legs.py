@@ -6,12 +6,14 @@ FFmpeg option, given once with the first leg) so the Source learns the codec par
 
 Choices (see ``DESIGN.md``):
 
-* video is **copied** when it is H264 Constrained Baseline/Baseline/Main in yuv420p and
+* video is **copied** when it is H264 Constrained Baseline/Baseline/Main, 8-bit yuv420p,
+  progressive, and the probe decoded frames without B-frames (Baseline cannot have any), and
   ``force_transcode`` is off, with ``h264_mp4toannexb`` so SPS/PPS travel in-band before
-  each IDR (MP4/RTMP carry them out of band); Main may contain B-frames, which browsers
-  play badly over RTP: that is logged. Anything else — High/4:4:4 profiles (browsers offer
-  no High), other codecs, raw/lavfi video, unknown input — is **transcoded**: libx264
-  ``yuv420p`` Constrained Baseline, no B-frames, zerolatency, GOP of 2 s.
+  each IDR (MP4/RTMP carry them out of band). Anything else is **transcoded**: B-frames
+  (Chromium decodes a few frames of 165 and floods PLIs), Main whose frames could not be
+  checked, High/4:4:4/10-bit (browsers offer no High), interlaced video, other codecs,
+  raw/lavfi video, unknown input — to libx264 ``yuv420p`` Constrained Baseline, no
+  B-frames, zerolatency, GOP of 2 s. Each decision and its reason is in ``decisions``.
 * audio is copied only when it is already Opus (and not ``force_transcode``), else libopus
   48 kHz stereo.
 * a track the input does not have gets no leg (video-only and audio-only inputs work);
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .probe import MediaInfo
+from .probe import MediaInfo, VideoStream
 
 __all__ = ["RtpLegs", "build_rtp_outputs", "rtp_url"]
 
 COPYABLE_H264_PROFILES = {"constrained baseline", "baseline", "main"}
+#: pixel formats a browser's H264 decoder takes (8-bit 4:2:0)
+COPYABLE_PIX_FMTS = {"yuv420p", "yuvj420p"}
 GOP_SECONDS = 2
 VIDEO_BITRATE = "2M"
 AUDIO_BITRATE = "96k"
@@ -46,15 +50,15 @@ def rtp_url(port: int) -> str:
 
 def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
     video = info.video if info is not None else None
+    why = ""
     if video is not None and video.codec == "h264" and not force_transcode:
-        profile = (video.profile or "").lower()
-        yuv420 = (video.pix_fmt or "yuv420p").startswith(("yuv420p", "yuvj420p"))
-        if profile in COPYABLE_H264_PROFILES and yuv420:
-            note = f"video h264 ({video.profile}) copied, h264_mp4toannexb puts SPS/PPS in-band"
-            if profile == "main":
-                note += ("; Main may carry B-frames, which browsers play badly over RTP "
-                         "(set webrtc.force_transcode if playback stutters)")
-            return ["-c:v", "copy", "-bsf:v", "h264_mp4toannexb"], note
+        why = _not_copyable(video)
+        if not why:
+            checked = (f", no B-frames in {video.frames_checked} frames"
+                       if video.frames_checked else "")
+            return (["-c:v", "copy", "-bsf:v", "h264_mp4toannexb"],
+                    f"video h264 ({video.profile}, {video.pix_fmt}{checked}) copied, "
+                    "h264_mp4toannexb puts SPS/PPS in-band")
     fps = video.fps if video is not None and video.fps else 25.0
     gop = max(1, round(GOP_SECONDS * fps))
     options = [
@@ -67,12 +71,27 @@ def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[
         why = "input not probed"
     elif force_transcode:
         why = "webrtc.force_transcode"
-    elif video.codec == "h264":
-        why = (f"h264 ({video.profile or 'unknown profile'}, {video.pix_fmt}) is not playable "
-               "in every browser (no High/4:4:4 profiles)")
-    else:
+    elif video.codec != "h264":
         why = f"{video.codec} is not H264"
     return options, f"video → libx264 baseline, GOP {gop} frames, no B-frames ({why})"
+
+
+def _not_copyable(video: VideoStream) -> str:
+    """Why this H264 stream cannot be sent to browsers as it is ("" when it can)."""
+    profile = (video.profile or "").lower()
+    label = f"h264 {video.profile or '(unknown profile)'}"
+    if profile not in COPYABLE_H264_PROFILES:
+        return f"{label} is not playable in every browser (they offer no High/4:4:4/10-bit)"
+    if (video.pix_fmt or "yuv420p") not in COPYABLE_PIX_FMTS:
+        return f"{label} in {video.pix_fmt}: browsers decode 8-bit 4:2:0 only"
+    if video.interlaced:
+        return f"{label} is interlaced: browsers show field artefacts"
+    if video.b_frames:
+        return (f"{label} has B-frames (seen in the first {video.frames_checked} frames): "
+                "browsers play them badly over RTP")
+    if video.b_frames is None and profile == "main":
+        return f"{label} may have B-frames and no frame could be checked"
+    return ""
 
 
 def _audio_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
