@@ -24,6 +24,7 @@ when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent
 from __future__ import annotations
 
 import collections
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
     from .source import MediaPacket, Source
 
 __all__ = ["Peer"]
+
+#: One structured line per session event (``webrtc <event> session=… source=… k=v …``):
+#: offer, ice-connected, ice-switched, dtls-connected, dtls-failed, first-media,
+#: feedback (PLI/NACK bursts, at most every FEEDBACK_LOG_INTERVAL s), closed.
+log = logging.getLogger("rtp.session")
+FEEDBACK_LOG_INTERVAL = 5.0
 
 SR_INTERVAL = 1.0
 BURST_PACKETS = 32
@@ -165,6 +172,19 @@ class Peer:
         self._last_pli_answer = -1e9
         self._scope: trio.CancelScope | None = None
         self._wait: trio.CancelScope | None = None
+        self.closed_wall: float | None = None
+        self.first_media_at: float | None = None
+        self._feedback_logged = (0.0, 0, 0, 0)  # time, nacks, plis, nack misses
+        self.event("offer", client=client or "-",
+                   tracks=",".join(f"{k}:{t.codec.rtpmap()}" + ("+rtx" if t.rtx_ssrc else "")
+                                   for k, t in tracks.items()))
+
+    def event(self, name: str, level: int = logging.INFO, **fields: object) -> None:
+        """Log one structured session event (``key=value`` pairs after the event name)."""
+        if log.isEnabledFor(level):
+            text = " ".join(f"{k}={v}" for k, v in fields.items())
+            log.log(level, "webrtc %s session=%s source=%s %s", name, self.id[:8],
+                    self.source.id, text)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -177,11 +197,23 @@ class Peer:
         """Viewer statistics for the process state (JSON-ready)."""
         now = trio.current_time()
         last = self.ice.last_valid
+        # as far as each got (kept after close: "setup timeout" + ice "new" = no ICE at all)
+        ice = "connected" if self.ice.nominated else ("checking" if self.addrs else "new")
+        dtls = "connected" if self.srtp is not None else (
+            "connecting" if self._dtls_addr else "new")
+        profile = self.dtls.srtp_profile if self.srtp is not None else None
         return {
             "id": self.id,
             "remote_address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
+            "client": self.client or None,
             "since": round(self.created_wall, 3),
             "state": "closed" if self.closed else ("connected" if self.live else "connecting"),
+            "ice_state": ice,
+            "dtls_state": dtls,
+            "srtp_profile": profile.decode() if isinstance(profile, bytes) else profile,
+            "setup_seconds": (None if self.connected_at is None
+                              else round(self.connected_at - self.created, 3)),
+            "closed_at": None if self.closed_wall is None else round(self.closed_wall, 3),
             "packets_sent": sum(t.packets for t in self.out.values()),
             "bytes_sent": sum(t.bytes for t in self.out.values()),
             "retransmitted": sum(t.retransmitted for t in self.out.values()),
@@ -213,6 +245,9 @@ class Peer:
             self.mux.route(addr, self)
         self.mux.send(resp, addr)
         if self.ice.nominated is not None and self.ice.nominated != self.addr:
+            self.event("ice-connected" if self.addr is None else "ice-switched",
+                       remote=f"{addr[0]}:{addr[1]}",
+                       after=f"{now - self.created:.3f}s")
             self.addr = self.ice.nominated
             for track in self.out.values():
                 track.addr = self.addr
@@ -226,6 +261,7 @@ class Peer:
             self.dtls.receive(data, now)
         except DtlsError as exc:
             self._flush_dtls()
+            self.event("dtls-failed", logging.WARNING, error=str(exc).replace(" ", "_")[:120])
             self.close(f"dtls: {exc}")
             return
         self._flush_dtls()
@@ -347,6 +383,14 @@ class Peer:
             return
         self.closed = True
         self.close_reason = reason
+        self.closed_wall = time.time()
+        sent = sum(t.packets for t in self.out.values())
+        self.event("closed", reason=repr(reason),
+                   lived=f"{trio.current_time() - self.created:.1f}s",
+                   connected=self.connected_at is not None, packets=sent,
+                   bytes=sum(t.bytes for t in self.out.values()), nacks=self.nacks,
+                   plis=self.plis, replays=self.keyframe_replays, rtx=self.rtx_sent,
+                   dropped=dict(self.dropped) or "-")
         if self.dtls.handshake_complete and not self.dtls.closed and not self.dtls.released:
             self.dtls.close()  # close_notify: the browser ends the session at once
             self._flush_dtls()
@@ -365,6 +409,11 @@ class Peer:
         if self.addr is None:
             self.addr = self.ice.nominated or self._dtls_addr
         self.connected_at = now
+        profile = self.dtls.srtp_profile
+        self.event("dtls-connected", role="server",
+                   srtp=profile.decode() if isinstance(profile, bytes) else profile,
+                   remote=f"{self.addr[0]}:{self.addr[1]}" if self.addr else "-",
+                   after=f"{now - self.created:.3f}s")
         self._next_sr = now
         video = self.source.state.get("video")
         track = self.out.get("video")
@@ -523,6 +572,7 @@ class Peer:
         if self.srtp is not None and now >= self._next_sr:
             self._send_sender_reports(now)
             self._next_sr = now + SR_INTERVAL
+            self._log_progress(now)
 
     def _next_deadline(self) -> float:
         last = self.ice.last_valid if self.ice.last_valid is not None else self.created
@@ -535,6 +585,22 @@ class Peer:
         else:
             deadline = min(deadline, self._next_sr)
         return deadline
+
+    def _log_progress(self, now: float) -> None:
+        """First media sent; PLI/NACK bursts since the last such line (checked each SR)."""
+        if self.first_media_at is None and any(t.packets for t in self.out.values()):
+            self.first_media_at = now
+            after = now - (self.connected_at or self.created)
+            self.event("first-media", within=f"{after:.1f}s",
+                       packets=sum(t.packets for t in self.out.values()))
+        last, nacks, plis, misses = self._feedback_logged
+        miss = self.dropped["nack-miss"] + self.dropped["nack-too-old"]
+        if (now - last >= FEEDBACK_LOG_INTERVAL
+                and (self.nacks, self.plis, miss) != (nacks, plis, misses)):
+            self.event("feedback", nacks=self.nacks - nacks, plis=self.plis - plis,
+                       unrepaired=miss - misses, replays=self.keyframe_replays,
+                       rtx=self.rtx_sent, seconds=f"{now - last:.0f}" if last else "-")
+            self._feedback_logged = (now, self.nacks, self.plis, miss)
 
     def _send_sender_reports(self, now: float) -> None:
         wall = time.time()

@@ -49,6 +49,9 @@ HISTORY_SECONDS = 3.0
 GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
+#: Closed viewers kept (with their close reason and counters) for the process state.
+RECENTLY_CLOSED_MAX = 50
+RECENTLY_CLOSED_SECONDS = 300.0
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
 DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
 
@@ -152,6 +155,9 @@ class Source:
         #: sending its initial GOP burst queues live packets this way).
         self.listeners: list[Peer] = []
         self.dropped: collections.Counter[str] = collections.Counter()
+        #: (trio time, final stats) of the last closed viewers, newest last
+        self.recently_closed: collections.deque[tuple[float, dict[str, object]]] = (
+            collections.deque(maxlen=RECENTLY_CLOSED_MAX))
         self.closed = False
         self._ready = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -196,8 +202,10 @@ class Source:
         self._nursery.start_soon(peer.run)
 
     def detach(self, peer: Peer) -> None:
-        """Forget ``peer`` (called by the Peer when it ends)."""
-        self.peers.pop(peer.id, None)
+        """Forget ``peer`` (called by the Peer when it ends); its final statistics stay in
+        :meth:`closed_viewers` for a while."""
+        if self.peers.pop(peer.id, None) is not None:
+            self.recently_closed.append((trio.current_time(), peer.stats()))
         if peer in self.listeners:
             self.listeners.remove(peer)
         for track in peer.out.values():
@@ -239,6 +247,15 @@ class Source:
         with trio.move_on_after(timeout):
             await self._ready.wait()
         return self.ready
+
+    def closed_viewers(self, now: float | None = None) -> list[dict[str, object]]:
+        """Final statistics (with ``close_reason``) of viewers closed in the last
+        :data:`RECENTLY_CLOSED_SECONDS` seconds (at most :data:`RECENTLY_CLOSED_MAX`)."""
+        now = trio.current_time() if now is None else now
+        recent = self.recently_closed
+        while recent and now - recent[0][0] > RECENTLY_CLOSED_SECONDS:
+            recent.popleft()
+        return [stats for _, stats in recent]
 
     def stats(self) -> dict[str, object]:
         return {

@@ -75,6 +75,7 @@ class DoneDtls:
     handshake_complete = True
     closed = False
     released = True
+    srtp_profile = b"SRTP_AES128_CM_SHA1_80"
 
     def __init__(self, keys: SrtpKeys) -> None:
         self.keys = keys

@@ -192,5 +192,6 @@ def _state(session: _Session) -> dict[str, Any]:
         "input": _input_summary(session.info),
         "source": source.stats(),
         "viewers": [peer.stats() for peer in source.peers.values()],
+        "closed_viewers": source.closed_viewers(),
     }
 

@@ -25,6 +25,7 @@ the URL is the credential (and DELETE of an unknown id is a harmless ``204``).
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
 __all__ = ["whep_blueprint"]
+
+log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 RETRY_AFTER = "2"
@@ -131,6 +134,8 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
             peer, answer = await forwarder.add_peer(process_id, offer,
                                                     client=request.remote_addr or "")
         except Overloaded as exc:
+            log.debug("webrtc offer refused source=%s client=%s limit=%s", process_id,
+                      request.remote_addr, exc.limit)
             raise ApiError(503, "Too many WebRTC sessions", str(exc),
                            headers={"Retry-After": str(exc.retry_after)}) from None
         except NoCommonCodec as exc:
