@@ -249,8 +249,13 @@ class Peer:
                        remote=f"{addr[0]}:{addr[1]}",
                        after=f"{now - self.created:.3f}s")
             self.addr = self.ice.nominated
+            sendto = self.mux.sendto_for(self.addr)
+            fd = self.mux.fileno_for(self.addr)
             for track in self.out.values():
                 track.addr = self.addr
+                if self.srtp is not None:
+                    track.sendto = sendto
+                    track.fd = fd
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """A DTLS datagram from one of our checked addresses."""
@@ -429,13 +434,14 @@ class Peer:
     def _steady(self) -> None:
         """Join the Source's fast path: from now on it sends to us directly."""
         assert self.srtp is not None and self.addr is not None
-        sendto = self.mux.sendto
+        sendto = self.mux.sendto_for(self.addr)
+        fd = self.mux.fileno_for(self.addr)
         for track in self.out.values():
             track.protect = self.srtp.raw_protect
             track.sendto = sendto
             track.addr = self.addr
             track.srtp_ctx = self.srtp.context_address
-            track.fd = self.mux.fileno()
+            track.fd = fd
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track not in fan:
                 fan.append(track)

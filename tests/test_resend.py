@@ -60,6 +60,12 @@ class FakeMux:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def sendto_for(self, addr: tuple[str, int]) -> Any:
+        return self.sock.sendto
+
+    def fileno_for(self, addr: tuple[str, int]) -> int:
+        return self.sock.fileno()
+
     def send(self, data: bytes, addr: tuple[str, int]) -> bool:
         self.sock.sendto(data, addr)
         return True
