@@ -13,7 +13,9 @@ Choices (see ``DESIGN.md``):
   (Chromium decodes a few frames of 165 and floods PLIs), Main whose frames could not be
   checked, High/4:4:4/10-bit (browsers offer no High), interlaced video, other codecs,
   raw/lavfi video, unknown input — to libx264 ``yuv420p`` Constrained Baseline, no
-  B-frames, zerolatency, GOP of 2 s. Each decision and its reason is in ``decisions``.
+  B-frames, zerolatency, GOP of 2 s. VP8 is copied as it is (every browser decodes it; a
+  viewer that offers no VP8 then gets 406). Each decision and its reason is in
+  ``decisions``.
 * audio is copied only when it is already Opus (and not ``force_transcode``), else libopus
   48 kHz stereo.
 * a track the input does not have gets no leg (video-only and audio-only inputs work);
@@ -51,6 +53,9 @@ def rtp_url(port: int) -> str:
 def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
     video = info.video if info is not None else None
     why = ""
+    if video is not None and video.codec == "vp8" and not force_transcode:
+        # every browser decodes VP8; FFmpeg's RTP muxer packetizes it (RFC 7741)
+        return ["-c:v", "copy"], "video vp8 copied (browsers decode VP8; no H264 for them)"
     if video is not None and video.codec == "h264" and not force_transcode:
         why = _not_copyable(video)
         if not why:
