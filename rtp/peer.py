@@ -137,6 +137,8 @@ class Peer:
                            rtx_ssrc=t.rtx_ssrc or 0, rtx_seq=random.getrandbits(16))
             for kind, t in tracks.items()
         }
+        #: the source track this viewer's video comes from ("video" or "video2"), if any
+        self._video = next((k for k in self.out if k.startswith("video")), "")
         #: per kind: which source packet each of our sequence numbers carried
         self._seqmaps = {kind: SeqMap(t.seq_delta, t.ts_delta) for kind, t in self.out.items()}
         self._by_ssrc = {t.ssrc: t for t in self.out.values()}
@@ -328,7 +330,7 @@ class Peer:
         track = self.out.get(pkt.kind)
         if track is None:
             return
-        if (self._replay_after is not None and pkt.kind == "video"
+        if (self._replay_after is not None and pkt.kind == self._video
                 and pkt.ts != self._replay_after):
             self._start_replay(track, pkt)
             return
@@ -420,8 +422,8 @@ class Peer:
                    remote=f"{self.addr[0]}:{self.addr[1]}" if self.addr else "-",
                    after=f"{now - self.created:.3f}s")
         self._next_sr = now
-        video = self.source.state.get("video")
-        track = self.out.get("video")
+        video = self.source.state.get(self._video)
+        track = self.out.get(self._video)
         if video is not None and track is not None and video.gop:
             # the first packets this viewer sees: their live numbering is fresh for it
             self._burst = [(p, p.seq + track.seq_delta, p.ts + track.ts_delta)
@@ -463,13 +465,13 @@ class Peer:
         last frame sent (so the viewer's decoder takes them as new frames; the timestamp
         offset grows by that many ticks) — then ``pkt`` and the live stream after them."""
         self._replay_after = None
-        video = self.source.state["video"]
+        video = self.source.state[self._video]
         frames = [p for p in video.gop if p.ts != pkt.ts]
         if pkt.keyframe or not frames or not frames[0].keyframe:
             self._send(track, pkt)  # a keyframe comes now anyway, or there is nothing to send
             self._steady()
             return
-        seqmap = self._seqmaps["video"]
+        seqmap = self._seqmaps[self._video]
         base = frames[-1].ts + track.ts_delta
         items: list[tuple[MediaPacket, int]] = []
         frame = 0
@@ -490,7 +492,7 @@ class Peer:
 
     async def _send_burst(self) -> None:
         """Send the burst in small paced chunks, then whatever queued meanwhile."""
-        track = self.out["video"]
+        track = self.out[self._video]
         while self._burst and not self.closed:
             chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
             for pkt, seq, ts in chunk:
@@ -548,8 +550,8 @@ class Peer:
     def _on_keyframe_request(self, now: float) -> None:
         """PLI/FIR: the encoder cannot be asked, so the cached GOP is replayed, as new
         packets, at the next frame boundary (:meth:`_start_replay`)."""
-        track = self.out.get("video")
-        video = self.source.state.get("video")
+        track = self.out.get(self._video)
+        video = self.source.state.get(self._video)
         if track is None or video is None or not video.gop or video.last_seq < 0:
             return
         if self._pending is not None or self._replay_after is not None:

@@ -53,7 +53,15 @@ MAX_SEQ_JUMP = 3000
 RECENTLY_CLOSED_MAX = 50
 RECENTLY_CLOSED_SECONDS = 300.0
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
-DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
+DEFAULT_CODEC = {"video": "H264", "audio": "opus", "video2": "VP8"}
+#: Track names a Source accepts: one audio track, a video track and a second video track
+#: (another codec of the same picture, for viewers that cannot take the first).
+TRACK_NAMES = ("video", "audio", "video2")
+
+
+def media_of(kind: str) -> str:
+    """The media type of a track name: ``"video2"`` is video."""
+    return "video" if kind.startswith("video") else "audio"
 
 
 @dataclass(slots=True)
@@ -73,12 +81,13 @@ class TrackState:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.clock_rate = DEFAULT_CLOCK.get(kind, 90000)
+        self.media = media_of(kind)
+        self.clock_rate = DEFAULT_CLOCK.get(self.media, 90000)
         # what our FFmpeg legs produce; the producer's SDP confirms or corrects it, but
         # packets (e.g. the first keyframe) may arrive before FFmpeg has written its SDP
         self.codec_name = DEFAULT_CODEC.get(kind, "")
         #: "H264", "VP8" or "" for video tracks: how keyframes are recognised.
-        self.video_codec = self.codec_name.upper() if kind == "video" else ""
+        self.video_codec = self.codec_name.upper() if self.media == "video" else ""
         self.port = 0
         self.src_ssrc: int | None = None
         self.src_seq = 0
@@ -140,8 +149,8 @@ class Source:
 
     def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
                  host: str = "127.0.0.1") -> None:
-        if not kinds or any(k not in ("video", "audio") for k in kinds):
-            raise ValueError(f"kinds must be 'video' and/or 'audio', not {kinds!r}")
+        if not kinds or any(k not in TRACK_NAMES for k in kinds):
+            raise ValueError(f"kinds must be 'video', 'audio' and/or 'video2', not {kinds!r}")
         self.id = source_id
         self.kinds = tuple(kinds)
         self.host = host
@@ -228,7 +237,7 @@ class Source:
             st = self.state[kind]
             st.clock_rate = track.codec.clock_rate or st.clock_rate
             st.codec_name = track.codec.name
-            st.video_codec = track.codec.name.upper() if kind == "video" else ""
+            st.video_codec = track.codec.name.upper() if st.media == "video" else ""
             sprop = track.sprop_parameter_sets
             if sprop:
                 try:
@@ -300,7 +309,7 @@ class Source:
                 st.au_has_sps = False
             if 7 in types:
                 st.au_has_sps = True
-                if not st.sprop or not self._has_plid():
+                if not st.sprop or not self._has_plid(st.kind):
                     self._learn_parameter_sets(st, data[hdr.header_size:end])
             if 5 in types and not st.au_has_sps and st.sprop:
                 self._inject_parameter_sets(st, data, hdr.sequence, ts, now)
@@ -311,8 +320,8 @@ class Source:
         seq = (hdr.sequence + st.seq_off) & 0xFFFF
         self._emit(st, MediaPacket(kind, seq, ts, data, keyframe, now))
 
-    def _has_plid(self) -> bool:
-        track = self.tracks.get("video")
+    def _has_plid(self, kind: str = "video") -> bool:
+        track = self.tracks.get(kind)
         return track is None or track.profile_level_id is not None
 
     def _learn_parameter_sets(self, st: TrackState, payload: bytes) -> None:
@@ -327,7 +336,7 @@ class Source:
         pps = [u for u in units if u[0] & 0x1F == 8]
         if sps and pps and not st.sprop:
             st.sprop = [sps[0], pps[0]]
-        track = self.tracks.get("video")
+        track = self.tracks.get(st.kind)
         if sps and track is not None and track.profile_level_id is None:
             try:
                 track.codec.fmtp["profile-level-id"] = profile_level_id_from_sps(sps[0])
@@ -369,7 +378,7 @@ class Source:
         st.packets += 1
         st.bytes += len(pkt.data)
         st.history[pkt.seq % HISTORY_SLOTS] = pkt
-        if st.kind == "video":
+        if st.media == "video":
             gop = st.gop
             if pkt.keyframe and not (gop and gop[0].keyframe and gop[0].ts == pkt.ts):
                 st.gop = gop = []

@@ -104,3 +104,35 @@ async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path) -> None:
             [closed] = state["closed_viewers"]
             assert_clean(name, closed["dropped"])
             assert (await api.delete(f"/api/v3/process/{name}")).status_code == 200
+
+
+async def test_second_video_leg_serves_viewers_without_h264(ffmpeg: str, tmp_path: Path) -> None:
+    """``webrtc.video_codecs: ["h264", "vp8"]``: an H264-only and a VP8-only viewer of the
+    same process both decode video (Firefox without OpenH264 offers no H264)."""
+    async with webrtc_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        cfg = {"id": "cam", "input": [
+            {"id": "v", "address": f"testsrc2=size=320x240:rate={FPS}",
+             "options": ["-re", "-f", "lavfi"]},
+            {"id": "a", "address": "sine=frequency=440:sample_rate=48000",
+             "options": ["-re", "-f", "lavfi"]}],
+            "output": [{"id": "null", "address": "-", "options": ["-map", "0:v", "-f", "null"]}],
+            "webrtc": {"enabled": True, "video_codecs": ["h264", "vp8"]}}
+        resp = await api.post("/api/v3/process", cfg)
+        assert resp.status_code == 200, resp.text
+        state = await wait_live(api, "cam")
+        with trio.fail_after(20):
+            while len(state["webrtc"]["tracks"]) < 3:
+                await trio.sleep(0.2)
+                state = (await api.get("/api/v3/process/cam/state")).json()
+        assert state["webrtc"]["tracks"] == {"video": "H264/90000", "audio": "opus/48000/2",
+                                             "video2": "VP8/90000"}
+        assert any(d.startswith("second video → libvpx VP8") for d in state["webrtc"]["decisions"])
+        for codec in ("vp8", "h264"):
+            result = await run_aiortc_viewer(
+                ["--whep", f"{srv.url}/api/v3/process/cam/whep", "--duration", "3",
+                 "--video-codec", codec], timeout=90)
+            assert result["error"] is None, (codec, result)
+            assert result["video_codec"] == f"video/{codec.upper()}", result
+            assert result["video_frames"] >= 0.9 * FPS * (3 - result["first_frame_ms"] / 1000)
+            assert result["audio_frames"] > 50

@@ -531,3 +531,21 @@ def test_aiortc_accepts_inactive_section() -> None:
     assert set(ans.tracks) == {"audio"} and ans.warnings
     assert got["video"][0] == "inactive"
     assert got["audio"][0] == "recvonly"
+
+
+def test_a_second_video_track_serves_offers_without_its_first_codec() -> None:
+    two = parse_source_sdp(FFMPEG_SDP + "m=video 40006 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\n")
+    assert list(two) == ["video", "audio", "video2"]
+    assert two["video2"].kind == "video" and two["video2"].codec.name == "VP8"
+    # Chromium offers both: the first video track (H264) is chosen
+    ans = answer(tracks=two)
+    assert set(ans.tracks) == {"video", "audio"}
+    # without H264 in the offer the VP8 track carries the video section
+    vp8_only = "\n".join(line for line in CHROMIUM_OFFER.split("\n")
+                         if "H264" not in line and "packetization-mode" not in line)
+    ans = answer(vp8_only, tracks=two)
+    assert set(ans.tracks) == {"video2", "audio"}
+    video = ans.tracks["video2"]
+    assert video.codec.name == "VP8" and video.mid == "0"
+    assert f"a=rtpmap:{video.payload_type} VP8/90000" in ans.sdp
+    assert ans.warnings == []

@@ -77,6 +77,8 @@ class WebRTCHook:
                 raise HookAbort("webrtc: the WebRTC subsystem is not running")
             info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout)
             kinds = _kinds(info)
+            if "video" in kinds and len(cfg.webrtc.video_codecs) > 1:
+                kinds = (*kinds, "video2")  # a second video leg in another codec
             if info is None:
                 process.log("webrtc: inputs could not be probed; transcoding video and audio")
             try:
@@ -101,6 +103,8 @@ class WebRTCHook:
             audio_pt=cfg.webrtc.audio_pt,
             force_transcode=cfg.webrtc.force_transcode,
             sdp_path=session.sdp_path,
+            video_codecs=cfg.webrtc.video_codecs,
+            video2_port=session.source.ports.get("video2"),
         )
         if not legs.outputs:
             raise HookAbort("webrtc: the inputs have neither video nor audio")

@@ -50,10 +50,30 @@ def rtp_url(port: int) -> str:
     return f"udp://127.0.0.1:{port}?pkt_size=1200"
 
 
-def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[str], str]:
+def _vp8_options(video: VideoStream | None, force_transcode: bool, why: str
+                 ) -> tuple[list[str], str]:
+    if video is not None and video.codec == "vp8" and not force_transcode:
+        return ["-c:v", "copy"], "video vp8 copied"
+    fps = video.fps if video is not None and video.fps else 25.0
+    gop = max(1, round(GOP_SECONDS * fps))
+    options = [
+        "-c:v", "libvpx", "-pix_fmt", "yuv420p", "-deadline", "realtime", "-cpu-used", "8",
+        "-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1",
+        "-g", str(gop), "-keyint_min", str(gop),
+        "-b:v", VIDEO_BITRATE, "-maxrate", VIDEO_BITRATE, "-bufsize", "1M",
+    ]
+    return options, f"video → libvpx VP8, GOP {gop} frames ({why})"
+
+
+def _video_options(info: MediaInfo | None, force_transcode: bool, codec: str | None = None
+                   ) -> tuple[list[str], str]:
+    """The options of a video leg producing ``codec`` ("h264", "vp8"; None = automatic:
+    VP8 copied, else H264 copied or transcoded) and the decision for the log."""
     video = info.video if info is not None else None
     why = ""
-    if video is not None and video.codec == "vp8" and not force_transcode:
+    if codec == "vp8":
+        return _vp8_options(video, force_transcode, "webrtc.video_codecs")
+    if codec is None and video is not None and video.codec == "vp8" and not force_transcode:
         # every browser decodes VP8; FFmpeg's RTP muxer packetizes it (RFC 7741)
         return ["-c:v", "copy"], "video vp8 copied (browsers decode VP8; no H264 for them)"
     if video is not None and video.codec == "h264" and not force_transcode:
@@ -77,7 +97,7 @@ def _video_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[
     elif force_transcode:
         why = "webrtc.force_transcode"
     elif video.codec != "h264":
-        why = f"{video.codec} is not H264"
+        why = f"{video.codec} is not H264" + (" (webrtc.video_codecs)" if codec else "")
     return options, f"video → libx264 baseline, GOP {gop} frames, no B-frames ({why})"
 
 
@@ -112,8 +132,16 @@ def _audio_options(info: MediaInfo | None, force_transcode: bool) -> tuple[list[
 
 def build_rtp_outputs(info: MediaInfo | None, *, video_port: int | None,
                       audio_port: int | None, video_pt: int, audio_pt: int,
-                      force_transcode: bool, sdp_path: str) -> RtpLegs:
-    """The RTP legs for the tracks ``info`` says the inputs have (and a port exists for)."""
+                      force_transcode: bool, sdp_path: str,
+                      video_codecs: list[str] | None = None,
+                      video2_port: int | None = None) -> RtpLegs:
+    """The RTP legs for the tracks ``info`` says the inputs have (and a port exists for).
+
+    ``video_codecs`` (``webrtc.video_codecs``) fixes the codec of the video leg (its first
+    entry) and, with a second entry and ``video2_port``, adds a second video leg in that
+    codec — after the audio leg, so that FFmpeg's SDP lists it as the second video track.
+    """
+    codecs = list(video_codecs or [])
     legs = RtpLegs()
     want_video = video_port is not None and (info is None or info.video is not None)
     want_audio = audio_port is not None and (info is None or info.audio is not None)
@@ -122,7 +150,7 @@ def build_rtp_outputs(info: MediaInfo | None, *, video_port: int | None,
     if info is not None and info.audio is None:
         legs.decisions.append("no audio in the inputs: video only")
     if want_video:
-        options, note = _video_options(info, force_transcode)
+        options, note = _video_options(info, force_transcode, codecs[0] if codecs else None)
         source = (f"{info.video.input_index}:{info.video.stream_index}"  # type: ignore[union-attr]
                   if info is not None else "0:v:0?")
         legs.outputs.append((["-map", source, *options, "-an", "-payload_type", str(video_pt),
@@ -135,6 +163,14 @@ def build_rtp_outputs(info: MediaInfo | None, *, video_port: int | None,
         legs.outputs.append((["-map", source, *options, "-vn", "-payload_type", str(audio_pt),
                               "-f", "rtp"], rtp_url(audio_port)))  # type: ignore[arg-type]
         legs.decisions.append(note)
+    if want_video and len(codecs) > 1 and video2_port is not None:
+        options, note = _video_options(info, force_transcode, codecs[1])
+        source = (f"{info.video.input_index}:{info.video.stream_index}"  # type: ignore[union-attr]
+                  if info is not None else "0:v:0?")
+        pt = next(p for p in range(96, 128) if p not in (video_pt, audio_pt))
+        legs.outputs.append((["-map", source, *options, "-an", "-payload_type", str(pt),
+                              "-f", "rtp"], rtp_url(video2_port)))
+        legs.decisions.append("second " + note)
     if legs.outputs:
         first_options, first_address = legs.outputs[0]
         legs.outputs[0] = (["-sdp_file", sdp_path, *first_options], first_address)
