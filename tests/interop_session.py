@@ -1,13 +1,16 @@
-"""Chromium against every source kind, run *inside* a private network namespace.
+"""A browser against every source kind, run *inside* a private network namespace.
 
 Started by ``tests/test_interop.py`` as ``unshare -n python -m tests.interop_session
-SOURCES_JSON`` (``{"name": "/path/to/file", …}``): like ``tests/browser_session.py`` it brings
-up a veth pair, runs ``trio-core`` on 10.200.0.1 and creates one WebRTC process per source
-file (looped, real time). For each it opens a page in Debian's Chromium whose script is a
-plain ``RTCPeerConnection`` WHEP client (not the product's player): POST the recvonly
-offer, set the answer, then read ``getStats()`` — frames received/decoded/dropped, key
-frames, PLI/NACK counts, the codec, audio packets — over a 4 s window, read the server's
-view of the session from the process state, and DELETE the session. One JSON line out.
+{chromium|firefox} SOURCES_JSON`` (``{"name": "/path/to/file", …}``): like
+``tests/browser_session.py`` it brings up a veth pair, runs ``trio-core`` on 10.200.0.1 and
+creates one WebRTC process per source file (looped, real time; for Firefox with
+``webrtc.video_codecs: ["h264", "vp8"]``, since Debian's Firefox ESR has no OpenH264 and
+offers no H264). For each it opens a page whose script is a plain ``RTCPeerConnection`` WHEP
+client (not the product's player): POST the recvonly offer, set the answer, then read
+``getStats()`` — frames received/decoded/dropped, key frames, PLI/NACK counts, the codec,
+audio packets — over a 4 s window, read the server's view of the session from the process
+state, and DELETE the session. Chromium (Debian's) is driven by playwright, Firefox ESR
+(Debian's, headless) by Marionette (``marionette-driver``). One JSON line out.
 """
 
 from __future__ import annotations
@@ -59,33 +62,75 @@ STATS_JS = """async () => {
 }"""
 
 
-def process_config(name: str, path: str) -> dict[str, Any]:
+def process_config(name: str, path: str, video_codecs: list[str]) -> dict[str, Any]:
+    webrtc: dict[str, Any] = {"enabled": True}
+    if video_codecs:
+        webrtc["video_codecs"] = video_codecs
     return {
         "id": name,
         "input": [{"id": "in", "address": path, "options": ["-re", "-stream_loop", "-1"]}],
         "output": [{"id": "null", "address": "-", "options": ["-map", "0:v", "-f", "null"]}],
-        "webrtc": {"enabled": True},
+        "webrtc": webrtc,
     }
 
 
+class ChromiumPage:
+    def __init__(self, page: Any) -> None:
+        self.page = page
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url, wait_until="domcontentloaded")
+
+    def call(self, fn: str, arg: Any = None) -> Any:
+        return self.page.evaluate(fn, arg)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+class FirefoxPage:
+    """The same two operations over Marionette (the function runs as an async script)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def goto(self, url: str) -> None:
+        self.client.navigate(url)
+
+    def call(self, fn: str, arg: Any = None) -> Any:
+        script = ("const done = arguments[arguments.length - 1];"
+                  f"({fn})(arguments[0]).then(done, e => done({{error: String(e)}}));")
+        return self.client.execute_async_script(script, script_args=[arg], script_timeout=30000,
+                                                sandbox="interop", new_sandbox=False)
+
+    def close(self) -> None:
+        self.client.navigate("about:blank")  # the page and its peer connection go
+
+
 def play(page: Any, name: str) -> dict[str, Any]:
-    page.goto(f"http://{HOST}:{PORT}/api", wait_until="domcontentloaded")
-    started = page.evaluate(START_JS, f"/api/v3/process/{name}/whep")
+    page.goto(f"http://{HOST}:{PORT}/")  # an HTML page of the server: same origin
+    started = page.call(START_JS, f"/api/v3/process/{name}/whep")
     if started.get("error"):
         return {"error": started["error"]}
 
     def stats() -> dict[str, Any]:
-        return page.evaluate(STATS_JS)
+        return page.call(STATS_JS)
 
-    first = wait(lambda: (s := stats())["video"] and s["video"]["framesDecoded"] > 0 and s,
-                 30, f"{name}: the first decoded frame")
+    try:
+        first = wait(lambda: (s := stats())["video"] and s["video"]["framesDecoded"] > 0 and s,
+                     30, f"{name}: the first decoded frame")
+    except TimeoutError as exc:  # say what the browser and the server saw
+        state = api("GET", f"/api/v3/process/{name}/state")[1].get("webrtc") or {}
+        return {"error": str(exc), "browser_stats": stats(),
+                "server_viewers": state.get("viewers"),
+                "server_closed": state.get("closed_viewers")}
     t0 = time.monotonic()
     time.sleep(WINDOW)
     later = stats()
     elapsed = time.monotonic() - t0
     state = api("GET", f"/api/v3/process/{name}/state")[1]["webrtc"]
     viewer = state["viewers"][0] if state["viewers"] else {}
-    page.evaluate("fetch(window.loc, {method: 'DELETE'}).then(r => r.status)")
+    page.call("async () => (await fetch(window.loc, {method: 'DELETE'})).status")
     return {
         "error": None, "first": first, "later": later, "elapsed": elapsed,
         "decisions": state.get("decisions"), "tracks": state.get("tracks"),
@@ -94,10 +139,32 @@ def play(page: Any, name: str) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    from playwright.sync_api import sync_playwright
+def firefox(workdir: str) -> Any:
+    """Start Debian's Firefox ESR headless with Marionette; return (process, client)."""
+    from marionette_driver.marionette import Marionette
 
-    sources: dict[str, str] = json.loads(sys.argv[1])
+    profile = os.path.join(workdir, "firefox-profile")
+    os.makedirs(profile)
+    prefs = {
+        "browser.shell.checkDefaultBrowser": False, "app.update.enabled": False,
+        "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
+        "media.gmp-manager.updateEnabled": False, "network.proxy.type": 0,
+        "browser.aboutwelcome.enabled": False, "marionette.port": 2828,
+    }
+    with open(os.path.join(profile, "user.js"), "w") as f:
+        for key, value in prefs.items():
+            f.write(f"user_pref({json.dumps(key)}, {json.dumps(value)});\n")
+    proc = subprocess.Popen(["firefox-esr", "--headless", "--marionette", "--no-remote",
+                             "--profile", profile], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(workdir, "firefox.log"), "wb"))  # noqa: SIM115
+    client = Marionette(host="127.0.0.1", port=2828)
+    client.start_session(timeout=60)
+    return proc, client
+
+
+def main() -> int:
+    client_name = sys.argv[1]
+    sources: dict[str, str] = json.loads(sys.argv[2])
     network_up()
     workdir = tempfile.mkdtemp(prefix="trio-core-interop-")
     env = {
@@ -112,30 +179,60 @@ def main() -> int:
     server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
                                   os.path.join(workdir, "server.log"), "wb"))
+    codecs = ["h264", "vp8"] if client_name == "firefox" else []
+
+    def run_cases(new_page: Any) -> None:
+        for name, path in sources.items():
+            api("POST", "/api/v3/process",
+                process_config(name, path, [] if name == "vp8" else codecs))
+            try:
+                wait(lambda n=name: (api("GET", f"/api/v3/process/{n}/state")[1]
+                                     .get("webrtc") or {}).get("live"),
+                     30, f"{name} to be live")
+                page = new_page()
+                try:
+                    result["cases"][name] = play(page, name)
+                finally:
+                    page.close()
+            except Exception as exc:  # noqa: BLE001 - reported per case
+                result["cases"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            api("DELETE", f"/api/v3/process/{name}")
+
+    ff_proc = None
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        if client_name == "firefox":
+            ff_proc, ff = firefox(workdir)
             try:
-                for name, path in sources.items():
-                    api("POST", "/api/v3/process", process_config(name, path))
-                    try:
-                        wait(lambda n=name: (api("GET", f"/api/v3/process/{n}/state")[1]
-                                             .get("webrtc") or {}).get("live"),
-                             30, f"{name} to be live")
-                        page = browser.new_page()
-                        try:
-                            result["cases"][name] = play(page, name)
-                        finally:
-                            page.close()
-                    except Exception as exc:  # noqa: BLE001 - reported per case
-                        result["cases"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-                    api("DELETE", f"/api/v3/process/{name}")
+                result["browser"] = ff.session_capabilities.get("browserVersion")
+                run_cases(lambda: FirefoxPage(ff))
             finally:
-                browser.close()
+                ff.delete_session()
+        else:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    result["browser"] = browser.version
+                    run_cases(lambda: ChromiumPage(browser.new_page()))
+                finally:
+                    browser.close()
     except Exception as exc:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(exc).__name__}: {exc}"
+        try:
+            with open(os.path.join(workdir, "server.log"), "rb") as f:
+                result["server_log_tail"] = f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            pass
     finally:
+        if ff_proc is not None:
+            ff_proc.terminate()
+            try:
+                ff_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                ff_proc.kill()
+                ff_proc.wait()
         server.terminate()
         try:
             server.wait(timeout=15)
