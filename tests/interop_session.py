@@ -10,7 +10,9 @@ client (not the product's player): POST the recvonly offer, set the answer, then
 ``getStats()`` — frames received/decoded/dropped, key frames, PLI/NACK counts, the codec,
 audio packets — over a 4 s window, read the server's view of the session from the process
 state, and DELETE the session. Chromium (Debian's) is driven by playwright, Firefox ESR
-(Debian's, headless) by Marionette (``marionette-driver``). One JSON line out.
+(Debian's, headless) by Marionette (``marionette-driver``); ``gstreamer`` runs
+``tests/gst_viewer.py`` (webrtcbin, Debian's python3-gi) per source instead of a page.
+One JSON line out.
 """
 
 from __future__ import annotations
@@ -139,6 +141,25 @@ def play(page: Any, name: str) -> dict[str, Any]:
     }
 
 
+GST_PYTHON = "/usr/bin/python3"  # Debian's interpreter: python3-gi lives there
+
+
+def play_gstreamer(name: str) -> dict[str, Any]:
+    """GStreamer webrtcbin (``tests/gst_viewer.py``) as the client of ``name``."""
+    url = f"http://{HOST}:{PORT}/api/v3/process/{name}/whep"
+    viewer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gst_viewer.py")
+    proc = subprocess.run([GST_PYTHON, viewer, url, str(WINDOW)], capture_output=True,
+                          timeout=90, check=False)
+    lines = proc.stdout.decode().strip().splitlines()
+    if not lines:
+        return {"error": "gst_viewer printed nothing: " + proc.stderr.decode()[-1500:]}
+    gst = json.loads(lines[-1])
+    state = api("GET", f"/api/v3/process/{name}/state")[1].get("webrtc") or {}
+    closed = state.get("closed_viewers") or [{}]
+    return {"error": gst.pop("error"), "gst": gst, "decisions": state.get("decisions"),
+            "server_dropped": closed[-1].get("dropped")}
+
+
 def firefox(workdir: str) -> Any:
     """Start Debian's Firefox ESR headless with Marionette; return (process, client)."""
     from marionette_driver.marionette import Marionette
@@ -189,6 +210,9 @@ def main() -> int:
                 wait(lambda n=name: (api("GET", f"/api/v3/process/{n}/state")[1]
                                      .get("webrtc") or {}).get("live"),
                      30, f"{name} to be live")
+                if new_page is None:
+                    result["cases"][name] = play_gstreamer(name)
+                    continue
                 page = new_page()
                 try:
                     result["cases"][name] = play(page, name)
@@ -201,7 +225,9 @@ def main() -> int:
     ff_proc = None
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
-        if client_name == "firefox":
+        if client_name == "gstreamer":
+            run_cases(None)
+        elif client_name == "firefox":
             ff_proc, ff = firefox(workdir)
             try:
                 result["browser"] = ff.session_capabilities.get("browserVersion")

@@ -9,7 +9,7 @@ OpenH264 offers no H264, so its H264 processes run with ``webrtc.video_codecs: [
 measuring window (25 fps), receive audio, and the server must have refused no resend
 (``srtp-protect``) and failed no NACK repair it could make (``nack-miss``).
 
-GStreamer webrtcbin is not covered here (see README).
+GStreamer webrtcbin (Debian's python3-gi, ``tests/gst_viewer.py``) plays them too.
 """
 
 from __future__ import annotations
@@ -49,17 +49,10 @@ def make_sources(ffmpeg: str, where: Path) -> dict[str, str]:
     return out
 
 
-def assert_clean(name: str, dropped: dict[str, int] | None) -> None:
-    dropped = dropped or {}
-    assert not dropped.get("srtp-protect") and not dropped.get("nack-miss"), (name, dropped)
-
-
-@pytest.mark.parametrize("browser", ["chromium", "firefox"])
-async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: Path) -> None:
-    sources = make_sources(ffmpeg, tmp_path)
-    argv = ["unshare", "-n", sys.executable, "-m", "tests.interop_session", browser,
+async def run_session(client: str, sources: dict[str, str]) -> dict:
+    argv = ["unshare", "-n", sys.executable, "-m", "tests.interop_session", client,
             json.dumps(sources)]
-    with trio.fail_after(240):
+    with trio.fail_after(300):
         proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
                                       check=False)
     lines = proc.stdout.decode().strip().splitlines()
@@ -68,6 +61,17 @@ async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: P
     print(json.dumps(result, indent=1))
     assert result["error"] is None, result
     assert set(result["cases"]) == set(sources)
+    return result
+
+
+def assert_clean(name: str, dropped: dict[str, int] | None) -> None:
+    dropped = dropped or {}
+    assert not dropped.get("srtp-protect") and not dropped.get("nack-miss"), (name, dropped)
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: Path) -> None:
+    result = await run_session(browser, make_sources(ffmpeg, tmp_path))
     for name, case in result["cases"].items():
         assert case["error"] is None, (name, case)
         first, later = case["first"]["video"], case["later"]["video"]
@@ -82,6 +86,18 @@ async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: P
     decisions = {n: " ".join(c["decisions"]) for n, c in result["cases"].items()}
     assert "B-frames" in decisions["main_b"] and "libx264" in decisions["main_b"]
     assert "copied" in decisions["cbaseline"] and "copied" in decisions["vp8"]
+
+
+async def test_gstreamer_webrtcbin_plays_every_source(ffmpeg: str, tmp_path: Path) -> None:
+    result = await run_session("gstreamer", make_sources(ffmpeg, tmp_path))
+    for name, case in result["cases"].items():
+        assert case["error"] is None, (name, case)
+        gst = case["gst"]
+        assert gst["video_caps"] == ("VP8" if name == "vp8" else "H264"), case
+        assert gst["video_frames"] >= 0.9 * FPS * gst["window"], (name, gst)
+        assert gst["audio_buffers"] > 50, (name, gst)
+        assert gst["delete_status"] == 204
+        assert_clean(name, case["server_dropped"])
 
 
 async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path) -> None:
