@@ -9,7 +9,9 @@ offers no H264). For each it opens a page whose script is a plain ``RTCPeerConne
 client (not the product's player): POST the recvonly offer, set the answer, then read
 ``getStats()`` — frames received/decoded/dropped, key frames, PLI/NACK counts, the codec,
 audio packets — over a 4 s window, read the server's view of the session from the process
-state, and DELETE the session. Chromium (Debian's) is driven by playwright, Firefox ESR
+state, and DELETE the session. ``chromium-whip-whep`` uses medooze's ``whip-whep`` WHEP client library
+(its ``whep.js`` from npm, path in argv[3]) with a process token instead of the plain page.
+Chromium (Debian's) is driven by playwright, Firefox ESR
 (Debian's, headless) by Marionette (``marionette-driver``); ``gstreamer`` runs
 ``tests/gst_viewer.py`` (webrtcbin, Debian's python3-gi) per source instead of a page.
 One JSON line out.
@@ -44,6 +46,22 @@ START_JS = """async (url) => {
   return {ok: true};
 }"""
 
+#: With medooze's ``whip-whep`` library (npm, loaded as an ES module): ``view()`` POSTs the
+#: offer with ``Authorization: Bearer <token>``, trickles candidates with PATCH; ``stop()``
+#: DELETEs the session URL with the same header.
+LIB_START_JS = """async ([url, token, source]) => {
+  const lib = await import('data:text/javascript;base64,' + source);
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  const client = new lib.WHEPClient();
+  try { await client.view(pc, url, token); } catch (e) { return {error: String(e)}; }
+  window.pc = pc;
+  window.whep = client;
+  return {ok: true};
+}"""
+LIB_STOP_JS = "async () => { await window.whep.stop(); return 0; }"
+
 STATS_JS = """async () => {
   const out = {video: null, audio: null, state: window.pc.connectionState};
   const stats = await window.pc.getStats();
@@ -64,8 +82,14 @@ STATS_JS = """async () => {
 }"""
 
 
-def process_config(name: str, path: str, video_codecs: list[str]) -> dict[str, Any]:
+TOKEN = "viewer-secret"
+
+
+def process_config(name: str, path: str, video_codecs: list[str], token: str = ""
+                   ) -> dict[str, Any]:
     webrtc: dict[str, Any] = {"enabled": True}
+    if token:
+        webrtc["token"] = token
     if video_codecs:
         webrtc["video_codecs"] = video_codecs
     return {
@@ -109,9 +133,13 @@ class FirefoxPage:
         self.client.navigate("about:blank")  # the page and its peer connection go
 
 
-def play(page: Any, name: str) -> dict[str, Any]:
+def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
     page.goto(f"http://{HOST}:{PORT}/")  # an HTML page of the server: same origin
-    started = page.call(START_JS, f"/api/v3/process/{name}/whep")
+    if library:
+        started = page.call(LIB_START_JS, [f"http://{HOST}:{PORT}/api/v3/process/{name}/whep",
+                                           TOKEN, library])
+    else:
+        started = page.call(START_JS, f"/api/v3/process/{name}/whep")
     if started.get("error"):
         return {"error": started["error"]}
 
@@ -132,8 +160,16 @@ def play(page: Any, name: str) -> dict[str, Any]:
     elapsed = time.monotonic() - t0
     state = api("GET", f"/api/v3/process/{name}/state")[1]["webrtc"]
     viewer = state["viewers"][0] if state["viewers"] else {}
-    page.call("async () => (await fetch(window.loc, {method: 'DELETE'})).status")
+    if library:
+        page.call(LIB_STOP_JS)
+        time.sleep(0.5)
+        state = api("GET", f"/api/v3/process/{name}/state")[1]["webrtc"]
+        closed = [c for c in state.get("closed_viewers") or [] if c["id"] == viewer.get("id")]
+        viewer["closed_by"] = closed[0]["close_reason"] if closed else None
+    else:
+        page.call("async () => (await fetch(window.loc, {method: 'DELETE'})).status")
     return {
+        "closed_by": viewer.get("closed_by"),
         "error": None, "first": first, "later": later, "elapsed": elapsed,
         "decisions": state.get("decisions"), "tracks": state.get("tracks"),
         "server_dropped": viewer.get("dropped"), "server_replays": viewer.get("keyframe_replays"),
@@ -201,11 +237,18 @@ def main() -> int:
                               stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
                                   os.path.join(workdir, "server.log"), "wb"))
     codecs = ["h264", "vp8"] if client_name == "firefox" else []
+    library = ""
+    if client_name == "chromium-whip-whep":  # whep.js of the npm package, path in argv[3]
+        import base64
+
+        with open(sys.argv[3], "rb") as f:
+            library = base64.b64encode(f.read()).decode()
 
     def run_cases(new_page: Any) -> None:
         for name, path in sources.items():
             api("POST", "/api/v3/process",
-                process_config(name, path, [] if name == "vp8" else codecs))
+                process_config(name, path, [] if name == "vp8" else codecs,
+                               TOKEN if library else ""))
             try:
                 wait(lambda n=name: (api("GET", f"/api/v3/process/{n}/state")[1]
                                      .get("webrtc") or {}).get("live"),
@@ -215,7 +258,7 @@ def main() -> int:
                     continue
                 page = new_page()
                 try:
-                    result["cases"][name] = play(page, name)
+                    result["cases"][name] = play(page, name, library)
                 finally:
                     page.close()
             except Exception as exc:  # noqa: BLE001 - reported per case

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,9 @@ def make_sources(ffmpeg: str, where: Path) -> dict[str, str]:
     return out
 
 
-async def run_session(client: str, sources: dict[str, str]) -> dict:
+async def run_session(client: str, sources: dict[str, str], *extra: str) -> dict:
     argv = ["unshare", "-n", sys.executable, "-m", "tests.interop_session", client,
-            json.dumps(sources)]
+            json.dumps(sources), *extra]
     with trio.fail_after(300):
         proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
                                       check=False)
@@ -86,6 +87,34 @@ async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: P
     decisions = {n: " ".join(c["decisions"]) for n, c in result["cases"].items()}
     assert "B-frames" in decisions["main_b"] and "libx264" in decisions["main_b"]
     assert "copied" in decisions["cbaseline"] and "copied" in decisions["vp8"]
+
+
+def npm_whep_js(where: Path) -> Path:
+    """medooze's ``whip-whep`` WHEP client, fetched from npm now (not part of the repo)."""
+    subprocess.run(["npm", "pack", "--silent", "whip-whep@1.2.0", "--pack-destination",
+                    str(where)], check=True, timeout=120, capture_output=True)
+    with tarfile.open(where / "whip-whep-1.2.0.tgz") as tar:
+        member = tar.extractfile("package/whep.js")
+        assert member is not None
+        path = where / "whep.js"
+        path.write_bytes(member.read())
+    return path
+
+
+async def test_chromium_with_a_third_party_whep_library(ffmpeg: str, tmp_path: Path) -> None:
+    """medooze ``whip-whep`` in Chromium: Bearer viewer token on POST, trickle PATCHes and
+    the DELETE of ``stop()`` — all accepted; the session ends by that DELETE."""
+    sources = make_sources(ffmpeg, tmp_path)
+    picked = {k: sources[k] for k in ("main_b", "vp8")}
+    result = await run_session("chromium-whip-whep", picked, str(npm_whep_js(tmp_path)))
+    for name, case in result["cases"].items():
+        assert case["error"] is None, (name, case)
+        first, later = case["first"]["video"], case["later"]["video"]
+        decoded = later["framesDecoded"] - first["framesDecoded"]
+        assert decoded >= 0.9 * FPS * case["elapsed"], (name, decoded, case)
+        assert case["later"]["audio"]["packetsReceived"] > 50, (name, case)
+        assert case["closed_by"] == "deleted by the client (WHEP DELETE)", case
+        assert_clean(name, case["server_dropped"])
 
 
 async def test_gstreamer_webrtcbin_plays_every_source(ffmpeg: str, tmp_path: Path) -> None:
