@@ -9,7 +9,9 @@ offers no H264). For each it opens a page whose script is a plain ``RTCPeerConne
 client (not the product's player): POST the recvonly offer, set the answer, then read
 ``getStats()`` — frames received/decoded/dropped, key frames, PLI/NACK counts, the codec,
 audio packets — over a 4 s window, read the server's view of the session from the process
-state, and DELETE the session. ``chromium-whip-whep`` uses medooze's ``whip-whep`` WHEP client library
+state, and DELETE the session. ``firefox-multihome`` binds the WebRTC port to ``0.0.0.0`` with a second address
+(10.200.0.3) on the server's interface and announces only that one.
+``chromium-whip-whep`` uses medooze's ``whip-whep`` WHEP client library
 (its ``whep.js`` from npm, path in argv[3]) with a process token instead of the plain page.
 Chromium (Debian's) is driven by playwright, Firefox ESR
 (Debian's, headless) by Marionette (``marionette-driver``); ``gstreamer`` runs
@@ -83,6 +85,7 @@ STATS_JS = """async () => {
 
 
 TOKEN = "viewer-secret"
+SECOND_ADDRESS = "10.200.0.3"
 
 
 def process_config(name: str, path: str, video_codecs: list[str], token: str = ""
@@ -172,6 +175,7 @@ def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
         "closed_by": viewer.get("closed_by"),
         "error": None, "first": first, "later": later, "elapsed": elapsed,
         "decisions": state.get("decisions"), "tracks": state.get("tracks"),
+        "remote_address": viewer.get("remote_address"),
         "server_dropped": viewer.get("dropped"), "server_replays": viewer.get("keyframe_replays"),
         "server_rtx": viewer.get("rtx_sent"),
     }
@@ -223,12 +227,20 @@ def main() -> int:
     client_name = sys.argv[1]
     sources: dict[str, str] = json.loads(sys.argv[2])
     network_up()
+    # "firefox-multihome": the WebRTC port bound to 0.0.0.0 on a host with a second address
+    # on the server's interface, announced as the candidate (the browser sends there)
+    multihome = client_name.endswith("-multihome")
+    client_name = client_name.removesuffix("-multihome")
+    bind, public = HOST, HOST
+    if multihome:
+        subprocess.run(["ip", "addr", "add", f"{SECOND_ADDRESS}/24", "dev", "va"], check=True)
+        bind, public = "0.0.0.0", SECOND_ADDRESS
     workdir = tempfile.mkdtemp(prefix="trio-core-interop-")
     env = {
         **os.environ,
         "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
-        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
-        "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_DEMO_ENABLE": "false",
+        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": bind,
+        "CORE_WEBRTC_PUBLIC_IP": public, "CORE_DEMO_ENABLE": "false",
         "CORE_DB_DIR": os.path.join(workdir, "db"),
         "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
     }

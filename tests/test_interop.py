@@ -117,6 +117,20 @@ async def test_chromium_with_a_third_party_whep_library(ffmpeg: str, tmp_path: P
         assert_clean(name, case["server_dropped"])
 
 
+async def test_firefox_connects_to_a_server_bound_to_all_addresses(ffmpeg: str,
+                                                                   tmp_path: Path) -> None:
+    """WebRTC bound to 0.0.0.0 on a host with two addresses on one interface, the second
+    announced: Firefox checks that answers come from where it sent ("Peer address
+    mismatch" otherwise) and plays."""
+    sources = make_sources(ffmpeg, tmp_path)
+    result = await run_session("firefox-multihome", {"vp8": sources["vp8"]})
+    case = result["cases"]["vp8"]
+    assert case["error"] is None, case
+    decoded = case["later"]["video"]["framesDecoded"] - case["first"]["video"]["framesDecoded"]
+    assert decoded >= 0.9 * FPS * case["elapsed"], case
+    assert case["remote_address"].startswith("10.200.0."), case
+
+
 async def test_gstreamer_webrtcbin_plays_every_source(ffmpeg: str, tmp_path: Path) -> None:
     result = await run_session("gstreamer", make_sources(ffmpeg, tmp_path))
     for name, case in result["cases"].items():
