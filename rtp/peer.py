@@ -481,7 +481,7 @@ class Peer:
                 frame += 1
                 last_ts = p.ts
             items.append((p, (base + frame) & 0xFFFFFFFF))
-        seqs = seqmap.insert(pkt.seq, items, ts_shift=frame)
+        seqs = seqmap.insert(pkt.seq, items, ts_shift=frame, now=trio.current_time())
         track.seq_delta = seqmap.delta
         track.ts_delta = seqmap.ts_delta
         self._burst = [(p, seq, ts) for (p, ts), seq in zip(items, seqs, strict=True)]

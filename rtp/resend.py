@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SeqMap"]
 
-#: Inserted packets remembered for NACK repair.
-MAX_INSERTED = 4096
+#: Inserted packets remembered for NACK repair: at most this many, for at most
+#: ``INSERTED_SECONDS`` (they keep source packets alive beyond the Source's history).
+MAX_INSERTED = 2048
+INSERTED_SECONDS = 3.0
 #: Insertions remembered (older live packets are beyond any repair anyway).
 MAX_EPOCHS = 64
 
@@ -44,23 +46,25 @@ class SeqMap:
         self._epochs: collections.deque[tuple[int | None, int, int]] = collections.deque(
             [(None, self.delta, self.ts_delta)], maxlen=MAX_EPOCHS)
         self._inserted: dict[int, tuple[MediaPacket, int]] = {}
-        self._order: collections.deque[int] = collections.deque()
+        self._order: collections.deque[tuple[float, int]] = collections.deque()
 
     def insert(self, before_seq: int, packets: list[tuple[MediaPacket, int]],
-               ts_shift: int = 0) -> list[int]:
+               ts_shift: int = 0, now: float = 0.0) -> list[int]:
         """Insert ``packets`` (each with the viewer timestamp it is sent with) in front of
-        the live packet with normalised sequence ``before_seq``; returns the viewer
-        sequence numbers to send them with. ``delta`` grows by ``len(packets)``,
-        ``ts_delta`` by ``ts_shift``."""
+        the live packet with normalised sequence ``before_seq`` at time ``now``; returns the
+        viewer sequence numbers to send them with. ``delta`` grows by ``len(packets)``,
+        ``ts_delta`` by ``ts_shift``. Insertions older than ``INSERTED_SECONDS`` and all
+        but the newest ``MAX_INSERTED`` are forgotten."""
         first = (before_seq + self.delta) & 0xFFFF
         seqs = [(first + i) & 0xFFFF for i in range(len(packets))]
-        for seq, item in zip(seqs, packets, strict=True):
-            if seq in self._inserted:
-                self._order.remove(seq)
+        order = self._order
+        while order and (len(order) + len(seqs) > MAX_INSERTED
+                         or now - order[0][0] > INSERTED_SECONDS):
+            _, old = order.popleft()
+            self._inserted.pop(old, None)
+        for seq, item in zip(seqs[-MAX_INSERTED:], packets[-MAX_INSERTED:], strict=True):
             self._inserted[seq] = item
-            self._order.append(seq)
-        while len(self._order) > MAX_INSERTED:
-            self._inserted.pop(self._order.popleft(), None)
+            order.append((now, seq))
         self.delta = (self.delta + len(packets)) & 0xFFFF
         self.ts_delta = (self.ts_delta + ts_shift) & 0xFFFFFFFF
         self._epochs.append((before_seq & 0xFFFF, self.delta, self.ts_delta))

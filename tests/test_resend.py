@@ -239,3 +239,26 @@ async def test_pli_replay_and_late_nack_repairs(fanout_impl: str, with_rtx: bool
         nursery.cancel_scope.cancel()
     mux.sock.close()
     browser.sock.close()
+
+
+def test_seqmap_finds_live_and_inserted_packets_across_insertions() -> None:
+    from rtp.resend import INSERTED_SECONDS, SeqMap
+    from rtp.source import MediaPacket
+
+    history = {n: MediaPacket("video", n, n * 10, bytes([n & 0xFF]), False, 0.0)
+               for n in range(65530, 65536)} | {
+        n: MediaPacket("video", n, n * 10, bytes([n]), False, 0.0) for n in range(0, 40)}
+    m = SeqMap(delta=100, ts_delta=5)
+    assert m.lookup((65533 + 100) & 0xFFFF, history.get) == (history[65533], 65533 * 10 + 5)
+    # three packets go in before normalised seq 10: live packets from 10 on move up by 3
+    extra = [(MediaPacket("video", 1, 10, b"x", True, 0.0), 999 + i) for i in range(3)]
+    seqs = m.insert(10, extra, ts_shift=3, now=1.0)
+    assert seqs == [110, 111, 112] and (m.delta, m.ts_delta) == (103, 8)
+    assert m.lookup(111, history.get) == (extra[1][0], 1000)  # the inserted copy
+    assert m.lookup(109, history.get) == (history[9], 95)  # before the insertion
+    assert m.lookup(113, history.get) == (history[10], 108)  # after it
+    assert m.lookup(5000, history.get) is None
+    # the inserted copies are forgotten after INSERTED_SECONDS
+    m.insert(20, [], now=1.0 + INSERTED_SECONDS + 0.1)
+    assert m.lookup(111, history.get) is None
+    assert m.lookup(113, history.get) == (history[10], 108)
