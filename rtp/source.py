@@ -108,6 +108,8 @@ class TrackState:
         self.lost = 0
         self.injected = 0
         self.keyframes = 0
+        #: packets with the marker bit: video frames (audio: packets) sent by the producer
+        self.frames = 0
 
     def lookup(self, seq: int, now: float) -> MediaPacket | None:
         """The packet with normalised sequence ``seq`` if still in the history."""
@@ -129,6 +131,7 @@ class TrackState:
             "restarts": self.restarts,
             "lost": self.lost,
             "keyframes": self.keyframes,
+            "frames": self.frames,
             "gop_packets": len(self.gop),
             "injected_parameter_sets": self.injected,
         }
@@ -377,6 +380,8 @@ class Source:
         st.last_arrival = pkt.arrival
         st.packets += 1
         st.bytes += len(pkt.data)
+        if pkt.data[1] & 0x80:
+            st.frames += 1
         st.history[pkt.seq % HISTORY_SLOTS] = pkt
         if st.media == "video":
             gop = st.gop

@@ -136,6 +136,13 @@ class FirefoxPage:
         self.client.navigate("about:blank")  # the page and its peer connection go
 
 
+def source_frames(name: str) -> dict[str, int]:
+    """Frames (marker-bit packets) the producer has sent so far, per track."""
+    webrtc = api("GET", f"/api/v3/process/{name}/state")[1].get("webrtc") or {}
+    tracks = (webrtc.get("source") or {}).get("tracks") or {}
+    return {k: int(t.get("frames", 0)) for k, t in tracks.items()}
+
+
 def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
     page.goto(f"http://{HOST}:{PORT}/")  # an HTML page of the server: same origin
     if library:
@@ -157,12 +164,15 @@ def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
         return {"error": str(exc), "browser_stats": stats(),
                 "server_viewers": state.get("viewers"),
                 "server_closed": state.get("closed_viewers")}
+    sent_first = source_frames(name)
     t0 = time.monotonic()
     time.sleep(WINDOW)
     later = stats()
     elapsed = time.monotonic() - t0
+    sent_later = source_frames(name)
     state = api("GET", f"/api/v3/process/{name}/state")[1]["webrtc"]
     viewer = state["viewers"][0] if state["viewers"] else {}
+    track = next((k for k in viewer.get("tracks", {}) if k.startswith("video")), "video")
     if library:
         page.call(LIB_STOP_JS)
         time.sleep(0.5)
@@ -173,6 +183,8 @@ def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
         page.call("async () => (await fetch(window.loc, {method: 'DELETE'})).status")
     return {
         "closed_by": viewer.get("closed_by"),
+        # video frames the producer sent on the viewer's track during the window
+        "frames_sent": sent_later.get(track, 0) - sent_first.get(track, 0),
         "error": None, "first": first, "later": later, "elapsed": elapsed,
         "decisions": state.get("decisions"), "tracks": state.get("tracks"),
         "remote_address": viewer.get("remote_address"),

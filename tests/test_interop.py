@@ -5,9 +5,10 @@ High with B-frames + AAC, H264 Constrained Baseline + AAC, VP8 + Opus. Clients: 
 Chromium and Debian's Firefox ESR (headless, Marionette), each in a private network namespace
 with a plain RTCPeerConnection WHEP client, and aiortc (a subprocess). Firefox ESR without
 OpenH264 offers no H264, so its H264 processes run with ``webrtc.video_codecs: ["h264",
-"vp8"]`` and it plays their VP8 leg. Each case must decode ≥ 90 % of the frames the source sent during the
-measuring window (25 fps), receive audio, and the server must have refused no resend
-(``srtp-protect``) and failed no NACK repair it could make (``nack-miss``).
+"vp8"]`` and it plays their VP8 leg. A browser must decode ≥ 90 % of the frames the source
+sent during the measuring window (the server counts them), aiortc and GStreamer ≥ 90 % of
+25 fps; all must receive audio, and the server must have refused no resend (``srtp-protect``)
+and failed no NACK repair it could make (``nack-miss``).
 
 GStreamer webrtcbin (Debian's python3-gi, ``tests/gst_viewer.py``) plays them too.
 """
@@ -77,8 +78,9 @@ async def test_browser_plays_every_source(browser: str, ffmpeg: str, tmp_path: P
         assert case["error"] is None, (name, case)
         first, later = case["first"]["video"], case["later"]["video"]
         decoded = later["framesDecoded"] - first["framesDecoded"]
-        expected = FPS * case["elapsed"]
-        assert decoded >= 0.9 * expected, (name, decoded, expected, case)
+        # >= 90 % of the frames the source sent meanwhile (counted by the server)
+        assert case["frames_sent"] > 0.5 * FPS * case["elapsed"], (name, case)
+        assert decoded >= 0.9 * case["frames_sent"], (name, decoded, case)
         # Debian's Firefox ESR has no OpenH264: it gets the processes' second (VP8) leg
         h264 = name != "vp8" and browser == "chromium"
         assert later["codec"] == ("video/H264" if h264 else "video/VP8"), case
@@ -111,7 +113,7 @@ async def test_chromium_with_a_third_party_whep_library(ffmpeg: str, tmp_path: P
         assert case["error"] is None, (name, case)
         first, later = case["first"]["video"], case["later"]["video"]
         decoded = later["framesDecoded"] - first["framesDecoded"]
-        assert decoded >= 0.9 * FPS * case["elapsed"], (name, decoded, case)
+        assert decoded >= 0.9 * case["frames_sent"] > 0, (name, decoded, case)
         assert case["later"]["audio"]["packetsReceived"] > 50, (name, case)
         assert case["closed_by"] == "deleted by the client (WHEP DELETE)", case
         assert_clean(name, case["server_dropped"])
@@ -127,7 +129,7 @@ async def test_firefox_connects_to_a_server_bound_to_all_addresses(ffmpeg: str,
     case = result["cases"]["vp8"]
     assert case["error"] is None, case
     decoded = case["later"]["video"]["framesDecoded"] - case["first"]["video"]["framesDecoded"]
-    assert decoded >= 0.9 * FPS * case["elapsed"], case
+    assert decoded >= 0.9 * case["frames_sent"] > 0, case
     assert case["remote_address"].startswith("10.200.0."), case
 
 
