@@ -32,7 +32,8 @@ typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 static unsigned char bufs[BATCH][BUF_SIZE];
 static struct mmsghdr msgs[BATCH];
 static struct iovec iovs[BATCH];
-static struct sockaddr_in addrs[BATCH];
+static struct sockaddr_storage addrs[BATCH];
+static socklen_t addrlens[BATCH];
 static PyObject *owners[BATCH];
 
 static PyObject *s_srtp_ctx, *s_fd, *s_payload_type, *s_seq_delta, *s_ts_delta, *s_ssrc,
@@ -62,8 +63,9 @@ static int add_to(PyObject *obj, PyObject *name, long long delta) {
     return rc;
 }
 
-/* track.addr ("a.b.c.d", port) -> sockaddr_in; 0 ok, 1 unusable address, -1 error */
-static int get_addr(PyObject *obj, struct sockaddr_in *sa) {
+/* track.addr ("a.b.c.d" or an IPv6 literal, port, ...) -> sockaddr; 0 ok, 1 unusable
+ * address, -1 error */
+static int get_addr(PyObject *obj, struct sockaddr_storage *ss, socklen_t *len) {
     PyObject *addr = PyObject_GetAttr(obj, s_addr);
     if (addr == NULL) return -1;
     int rc = 1;
@@ -75,10 +77,20 @@ static int get_addr(PyObject *obj, struct sockaddr_in *sa) {
             if (h == NULL || (p == -1 && PyErr_Occurred())) {
                 PyErr_Clear();
             } else if (p > 0 && p < 65536) {
-                memset(sa, 0, sizeof(*sa));
-                sa->sin_family = AF_INET;
-                sa->sin_port = htons((unsigned short)p);
-                if (inet_pton(AF_INET, h, &sa->sin_addr) == 1) rc = 0;
+                memset(ss, 0, sizeof(*ss));
+                struct sockaddr_in *sa = (struct sockaddr_in *)ss;
+                struct sockaddr_in6 *sa6 = (struct sockaddr_in6 *)ss;
+                if (inet_pton(AF_INET, h, &sa->sin_addr) == 1) {
+                    sa->sin_family = AF_INET;
+                    sa->sin_port = htons((unsigned short)p);
+                    *len = sizeof(*sa);
+                    rc = 0;
+                } else if (inet_pton(AF_INET6, h, &sa6->sin6_addr) == 1) {
+                    sa6->sin6_family = AF_INET6;
+                    sa6->sin6_port = htons((unsigned short)p);
+                    *len = sizeof(*sa6);
+                    rc = 0;
+                }
             }
         }
     }
@@ -138,8 +150,9 @@ static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
             failed = 1;
             break;
         }
-        struct sockaddr_in sa;
-        int bad = get_addr(t, &sa);
+        struct sockaddr_storage sa;
+        socklen_t salen = 0;
+        int bad = get_addr(t, &sa, &salen);
         if (bad < 0) {
             Py_DECREF(t);
             failed = 1;
@@ -161,6 +174,7 @@ static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         batch_fd = (int)fd;
         addrs[n] = sa;
+        addrlens[n] = salen;
         unsigned char *b = bufs[n];
         unsigned short s16 = (unsigned short)((seq + sd) & 0xFFFF);
         unsigned int t32 = (unsigned int)((ts + tsd) & 0xFFFFFFFFu);
@@ -188,7 +202,7 @@ static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
         iovs[n].iov_len = (size_t)len;
         memset(&msgs[n], 0, sizeof(msgs[n]));
         msgs[n].msg_hdr.msg_name = &addrs[n];
-        msgs[n].msg_hdr.msg_namelen = sizeof(addrs[n]);
+        msgs[n].msg_hdr.msg_namelen = addrlens[n];
         msgs[n].msg_hdr.msg_iov = &iovs[n];
         msgs[n].msg_hdr.msg_iovlen = 1;
         owners[n] = t; /* the reference taken above */

@@ -6,7 +6,7 @@ Every parser in ``rtp`` raises one of these for malformed input; no other except
 
 from __future__ import annotations
 
-__all__ = ["DtlsError", "NoCommonCodec", "ParseError", "SdpError", "SourceNotReady"]
+__all__ = ["DtlsError", "NoCommonCodec", "Overloaded", "ParseError", "SdpError", "SourceNotReady"]
 
 
 class ParseError(ValueError):
@@ -36,3 +36,16 @@ class DtlsError(Exception):
 
 class SourceNotReady(Exception):
     """The source has no codec parameters yet (its producer is not live): retry later."""
+
+
+class Overloaded(Exception):
+    """A new viewer would exceed an admission limit (maps to HTTP 503 + ``Retry-After``).
+
+    ``limit`` names the setting-like limit that was hit (e.g. ``"max_pending_per_client"``),
+    ``retry_after`` is a hint in whole seconds.
+    """
+
+    def __init__(self, limit: str, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after = retry_after

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import trio
 
+from .admission import AdmissionLimits, check_admission
 from .dtls import Certificate
 from .errors import SourceNotReady
 from .mux import UdpMux
@@ -42,12 +43,15 @@ class Forwarder:
         port: UDP port of the mux (0 = ephemeral).
         advertise: IPs put in the answers' host candidates (public IP, NAT 1:1 IPs); when
             empty, the bound address (``127.0.0.1`` when bound to all interfaces).
-        consent_timeout, setup_timeout: per-Peer timeouts in seconds.
+        consent_timeout, setup_timeout: per-Peer timeouts in seconds (``setup_timeout`` is
+            how long a viewer may stay pending, i.e. connecting, before it is dropped).
+        limits: admission limits for new viewers (:mod:`rtp.admission`); none by default
+            (the server passes its configured ones).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  advertise: Sequence[str] = (), consent_timeout: float = 30.0,
-                 setup_timeout: float = 20.0) -> None:
+                 setup_timeout: float = 20.0, limits: AdmissionLimits | None = None) -> None:
         for ip in advertise:
             ipaddress.ip_address(ip)  # ValueError names the bad address
         self.mux = UdpMux(host, port)
@@ -56,6 +60,7 @@ class Forwarder:
         self.sources: dict[str, Source] = {}
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
+        self.limits = limits if limits is not None else AdmissionLimits.unlimited()
         self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -114,16 +119,24 @@ class Forwarder:
 
     # -- peers ---------------------------------------------------------------------------
 
-    async def add_peer(self, source_id: str, offer_sdp: str, *, ready_timeout: float = 5.0
-                       ) -> tuple[Peer, Answer]:
-        """Negotiate a new viewer of ``source_id`` from its SDP offer.
+    def admit(self, source_id: str, client: str = "") -> None:
+        """Raise :class:`~rtp.errors.Overloaded` when one more viewer of ``source_id`` from
+        ``client`` (IP address) would exceed :attr:`limits`; allocates nothing."""
+        check_admission(self.limits, {sid: s.peers.values() for sid, s in self.sources.items()},
+                        source_id, client)
 
-        Raises KeyError (no such source), SdpError (malformed offer, message says why),
+    async def add_peer(self, source_id: str, offer_sdp: str, *, ready_timeout: float = 5.0,
+                       client: str = "") -> tuple[Peer, Answer]:
+        """Negotiate a new viewer of ``source_id`` (from IP address ``client``) from its offer.
+
+        Raises Overloaded (an admission limit is reached: nothing was allocated),
+        KeyError (no such source), SdpError (malformed offer, message says why),
         NoCommonCodec (nothing offered can carry the source), SourceNotReady (the producer
         has not described its codecs within ``ready_timeout`` seconds), RuntimeError (the
         mux is not running).
         """
         source = self.source(source_id)
+        self.admit(source_id, client)
         offer = parse_offer(offer_sdp)
         if not self._running or self.port == 0:
             raise RuntimeError("the WebRTC UDP mux is not running")
@@ -131,6 +144,7 @@ class Forwarder:
             raise SourceNotReady(f"source {source_id!r} has no media description yet")
         if source.closed:
             raise KeyError(source_id)
+        self.admit(source_id, client)  # again: other offers may have been admitted meanwhile
         ice_ufrag = secrets.token_hex(4)
         ice_pwd = secrets.token_hex(16)
         cname = secrets.token_hex(8)
@@ -156,6 +170,7 @@ class Forwarder:
             cname=cname,
             consent_timeout=self.consent_timeout,
             setup_timeout=self.setup_timeout,
+            client=client,
         )
         self.mux.register(peer)
         try:

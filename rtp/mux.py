@@ -8,7 +8,14 @@ unknown address, is dropped and counted in :attr:`UdpMux.dropped` by reason.
 Sending uses the plain non-blocking socket (no await per packet): when the kernel buffer
 is full the datagram is dropped and counted (``send-blocked``), like any UDP loss.
 
-Cancellation: :meth:`run` owns the socket; cancelling it closes the socket.
+Bound to all interfaces (``0.0.0.0`` / ``::``) the mux opens **one socket per interface
+address** (same port) instead of one wildcard socket, and answers each viewer from the
+socket its STUN checks arrived on: replies and media then leave from the very address the
+viewer sent to (a wildcard socket would let the kernel pick the source address, and Firefox
+drops STUN responses from an address it did not send to: "Peer address mismatch").
+Addresses added to the host after start are not served until a restart.
+
+Cancellation: :meth:`run` owns the sockets; cancelling it closes them.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from .errors import ParseError
-from .sockets import close_udp_socket, open_udp_socket, receive_datagrams
+from .sockets import (
+    close_udp_socket,
+    is_wildcard,
+    local_addresses,
+    open_udp_socket,
+    receive_datagrams,
+)
 from .stun import peek_username
 
 if TYPE_CHECKING:
@@ -49,26 +62,65 @@ class UdpMux:
         self._by_ufrag: dict[str, Peer] = {}
         self._by_addr: dict[tuple[str, int], Peer] = {}
         self._sock: socket.socket | None = None
+        #: every bound socket (one per local address when bound to all interfaces)
+        self.sockets: list[socket.socket] = []
+        #: the socket each checked remote address talks to (replies leave from it)
+        self._via: dict[tuple[str, int], socket.socket] = {}
+
+    def _bind(self) -> list[socket.socket]:
+        if not is_wildcard(self.host):
+            return [open_udp_socket(self.host, self.requested_port)]
+        addresses = local_addresses(self.host)
+        socks: list[socket.socket] = []
+        try:
+            for ip in addresses:
+                port = socks[0].getsockname()[1] if socks else self.requested_port
+                try:
+                    socks.append(open_udp_socket(ip, port))
+                except OSError as exc:
+                    if not socks:
+                        raise
+                    log.warning("WebRTC: cannot bind %s:%d (%s); not serving that address",
+                                ip, port, exc)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks or [open_udp_socket(self.host, self.requested_port)]
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, report the bound port, receive and dispatch until cancelled."""
-        sock = open_udp_socket(self.host, self.requested_port)
+        socks = self._bind()
         try:
-            self.port = sock.getsockname()[1]
-            self._sock = sock
-            task_status.started(self.port)
+            self.port = socks[0].getsockname()[1]
+            self._sock = socks[0]
+            self.sockets = socks
             dispatch = self.dispatch
 
-            def on_datagram(data: bytes, addr: tuple[str, int], now: float) -> None:
-                self.received += 1
-                dispatch(data, addr, now)
+            def reader(sock: socket.socket) -> Callable[[bytes, tuple[str, int], float], None]:
+                def on_datagram(data: bytes, addr: tuple[str, int], now: float) -> None:
+                    self.received += 1
+                    # IPv6 gives (host, port, flowinfo, scope_id): one key form everywhere
+                    dispatch(data, addr[:2] if len(addr) > 2 else addr, now, sock)
+                return on_datagram
 
-            await receive_datagrams(sock, on_datagram, self.dropped)
+            async with trio.open_nursery() as nursery:
+                for sock in socks:
+                    nursery.start_soon(receive_datagrams, sock, reader(sock), self.dropped)
+                task_status.started(self.port)
         finally:
             self._sock = None
+            self.sockets = []
             for peer in list(self._by_ufrag.values()):
                 peer.close("mux closed")
-            close_udp_socket(sock)
+            self._via.clear()
+            for sock in socks:
+                close_udp_socket(sock)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The local (ip, port) of every bound socket."""
+        return [s.getsockname()[:2] for s in self.sockets]
 
     # -- routing -------------------------------------------------------------------------
 
@@ -87,6 +139,7 @@ class UdpMux:
         for addr in peer.addrs:
             if self._by_addr.get(addr) is peer:
                 del self._by_addr[addr]
+                self._via.pop(addr, None)
 
     @property
     def peer_count(self) -> int:
@@ -106,9 +159,25 @@ class UdpMux:
         """The mux socket's file descriptor (-1 when not running), for the C fan-out."""
         return -1 if self._sock is None else self._sock.fileno()
 
+    def _socket_for(self, addr: tuple[str, int]) -> socket.socket | None:
+        if self._sock is None:
+            return None
+        return self._via.get(addr, self._sock)
+
+    def sendto_for(self, addr: tuple[str, int]) -> Callable[[bytes, tuple[str, int]], object]:
+        """Like :attr:`sendto`, on the socket that ``addr`` talks to."""
+        sock = self._socket_for(addr)
+        return _closed_sendto if sock is None else sock.sendto
+
+    def fileno_for(self, addr: tuple[str, int]) -> int:
+        """Like :meth:`fileno`, for the socket that ``addr`` talks to."""
+        sock = self._socket_for(addr)
+        return -1 if sock is None else sock.fileno()
+
     def send(self, data: bytes, addr: tuple[str, int]) -> bool:
-        """Send one datagram now; False (and counted) when it could not be sent."""
-        sock = self._sock
+        """Send one datagram now (from the socket ``addr`` talks to); False (and counted)
+        when it could not be sent."""
+        sock = self._socket_for(addr)
         if sock is None:
             self.dropped["send-closed"] += 1
             return False
@@ -122,15 +191,17 @@ class UdpMux:
             return False
         return True
 
-    def dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """Route one received datagram (sans-IO entry point, used by tests too)."""
+    def dispatch(self, data: bytes, addr: tuple[str, int], now: float,
+                 sock: socket.socket | None = None) -> None:
+        """Route one received datagram that arrived on ``sock`` (sans-IO entry point, used
+        by tests too)."""
         if not data:
             self.dropped["empty"] += 1
             return
         first = data[0]
         try:
             if first < 4:
-                self._on_stun(data, addr, now)
+                self._on_stun(data, addr, now, sock)
             elif 20 <= first <= 63:
                 peer = self._by_addr.get(addr)
                 if peer is None:
@@ -156,7 +227,8 @@ class UdpMux:
             if peer is not None:
                 peer.close("internal error")
 
-    def _on_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+    def _on_stun(self, data: bytes, addr: tuple[str, int], now: float,
+                 sock: socket.socket | None = None) -> None:
         username = peek_username(data)
         if username is None:
             self.dropped["stun-no-username"] += 1
@@ -166,6 +238,11 @@ class UdpMux:
             self.dropped["stun-unknown-ufrag"] += 1
             return
         before = sum(peer.ice.dropped.values())
+        known = addr in peer.addrs
+        if sock is not None and len(self.sockets) > 1:
+            self._via[addr] = sock  # the answer (and later media) leaves from this address
         peer.handle_stun(data, addr, now)
         if sum(peer.ice.dropped.values()) != before:
             self.dropped["stun-rejected"] += 1
+        if not known and addr not in peer.addrs:
+            self._via.pop(addr, None)  # not a checked address: remember nothing

@@ -24,6 +24,7 @@ when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent
 from __future__ import annotations
 
 import collections
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -34,7 +35,8 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
-from .packet import rewrite
+from .packet import parse_rtp, rewrite
+from .resend import SeqMap
 from .rtcp import Bye, Fir, Nack, Pli, ReceiverReport, build_sdes_cname, build_sr, parse_rtcp
 from .rtcp import rtt_from_report as _rtt
 from .sdp import NegotiatedTrack
@@ -46,6 +48,12 @@ if TYPE_CHECKING:
     from .source import MediaPacket, Source
 
 __all__ = ["Peer"]
+
+#: One structured line per session event (``webrtc <event> session=… source=… k=v …``):
+#: offer, ice-connected, ice-switched, dtls-connected, dtls-failed, first-media,
+#: feedback (PLI/NACK bursts, at most every FEEDBACK_LOG_INTERVAL s), closed.
+log = logging.getLogger("rtp.session")
+FEEDBACK_LOG_INTERVAL = 5.0
 
 SR_INTERVAL = 1.0
 BURST_PACKETS = 32
@@ -87,6 +95,10 @@ class OutTrack:
     #: for the C fan-out (``rtp.fanout``): the libsrtp context address and the mux socket
     srtp_ctx: int = 0
     fd: int = -1
+    #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
+    rtx_payload_type: int = -1
+    rtx_ssrc: int = 0
+    rtx_seq: int = 0
 
 
 class Peer:
@@ -101,13 +113,17 @@ class Peer:
         ice_ufrag, ice_pwd: our ICE credentials from the answer; remote_ufrag: the viewer's.
         tracks: negotiated tracks by kind (PT, SSRC) from the answer.
         cname: the RTCP CNAME announced in the answer.
+        client: the IP address the offer was posted from ("" when unknown).
     """
 
     def __init__(self, *, peer_id: str, source: Source, mux: UdpMux, certificate: Certificate,
                  remote_fingerprint: str, ice_ufrag: str, ice_pwd: str, remote_ufrag: str,
                  tracks: dict[str, NegotiatedTrack], cname: str,
-                 consent_timeout: float = 30.0, setup_timeout: float = 20.0) -> None:
+                 consent_timeout: float = 30.0, setup_timeout: float = 20.0,
+                 client: str = "") -> None:
         self.id = peer_id
+        #: the IP address the offer came from (admission limits count pending ones per client)
+        self.client = client
         self.source = source
         self.mux = mux
         self.cname = cname
@@ -116,9 +132,16 @@ class Peer:
         self.srtp: SrtpSession | None = None
         self.out: dict[str, OutTrack] = {
             kind: OutTrack(kind, t.payload_type, t.ssrc, random.getrandbits(16),
-                           random.getrandbits(32))
+                           random.getrandbits(32),
+                           rtx_payload_type=-1 if t.rtx_payload_type is None
+                           else t.rtx_payload_type,
+                           rtx_ssrc=t.rtx_ssrc or 0, rtx_seq=random.getrandbits(16))
             for kind, t in tracks.items()
         }
+        #: the source track this viewer's video comes from ("video" or "video2"), if any
+        self._video = next((k for k in self.out if k.startswith("video")), "")
+        #: per kind: which source packet each of our sequence numbers carried
+        self._seqmaps = {kind: SeqMap(t.seq_delta, t.ts_delta) for kind, t in self.out.items()}
         self._by_ssrc = {t.ssrc: t for t in self.out.values()}
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
@@ -140,13 +163,35 @@ class Peer:
         #: (0..1), packets_lost (cumulative), jitter_seconds, rtt_seconds (None until an SR
         #: of ours was echoed)
         self.receiver_reports: dict[str, dict[str, float | int | None]] = {}
+        #: PLI/FIR answers: GOP replays sent, and their packets; NACK repairs sent as RTX
+        self.keyframe_replays = 0
+        self.replayed_packets = 0
+        self.rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
+        #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
         self._pending: list[MediaPacket] | None = None
-        self._burst: list[MediaPacket] = []
+        #: the burst: (packet, our sequence number, our timestamp)
+        self._burst: list[tuple[MediaPacket, int, int]] = []
+        #: normalised timestamp of the frame in progress when a PLI asked for a replay (the
+        #: replay goes out at the next frame boundary); None when no replay is waiting
+        self._replay_after: int | None = None
         self._next_sr = 0.0
         self._last_pli_answer = -1e9
         self._scope: trio.CancelScope | None = None
         self._wait: trio.CancelScope | None = None
+        self.closed_wall: float | None = None
+        self.first_media_at: float | None = None
+        self._feedback_logged = (0.0, 0, 0, 0)  # time, nacks, plis, nack misses
+        self.event("offer", client=client or "-",
+                   tracks=",".join(f"{k}:{t.codec.rtpmap()}" + ("+rtx" if t.rtx_ssrc else "")
+                                   for k, t in tracks.items()))
+
+    def event(self, name: str, level: int = logging.INFO, **fields: object) -> None:
+        """Log one structured session event (``key=value`` pairs after the event name)."""
+        if log.isEnabledFor(level):
+            text = " ".join(f"{k}={v}" for k, v in fields.items())
+            log.log(level, "webrtc %s session=%s source=%s %s", name, self.id[:8],
+                    self.source.id, text)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -159,11 +204,23 @@ class Peer:
         """Viewer statistics for the process state (JSON-ready)."""
         now = trio.current_time()
         last = self.ice.last_valid
+        # as far as each got (kept after close: "setup timeout" + ice "new" = no ICE at all)
+        ice = "connected" if self.ice.nominated else ("checking" if self.addrs else "new")
+        dtls = "connected" if self.srtp is not None else (
+            "connecting" if self._dtls_addr else "new")
+        profile = self.dtls.srtp_profile if self.srtp is not None else None
         return {
             "id": self.id,
             "remote_address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
+            "client": self.client or None,
             "since": round(self.created_wall, 3),
             "state": "closed" if self.closed else ("connected" if self.live else "connecting"),
+            "ice_state": ice,
+            "dtls_state": dtls,
+            "srtp_profile": profile.decode() if isinstance(profile, bytes) else profile,
+            "setup_seconds": (None if self.connected_at is None
+                              else round(self.connected_at - self.created, 3)),
+            "closed_at": None if self.closed_wall is None else round(self.closed_wall, 3),
             "packets_sent": sum(t.packets for t in self.out.values()),
             "bytes_sent": sum(t.bytes for t in self.out.values()),
             "retransmitted": sum(t.retransmitted for t in self.out.values()),
@@ -171,6 +228,9 @@ class Peer:
             "nacks": self.nacks,
             "plis": self.plis,
             "firs": self.firs,
+            "keyframe_replays": self.keyframe_replays,
+            "replayed_packets": self.replayed_packets,
+            "rtx_sent": self.rtx_sent,
             "consent_age_seconds": None if last is None else round(now - last, 3),
             "tracks": {k: {"payload_type": t.payload_type, "ssrc": t.ssrc, "packets": t.packets}
                        for k, t in self.out.items()},
@@ -193,9 +253,17 @@ class Peer:
             self.mux.route(addr, self)
         self.mux.send(resp, addr)
         if self.ice.nominated is not None and self.ice.nominated != self.addr:
+            self.event("ice-connected" if self.addr is None else "ice-switched",
+                       remote=f"{addr[0]}:{addr[1]}",
+                       after=f"{now - self.created:.3f}s")
             self.addr = self.ice.nominated
+            sendto = self.mux.sendto_for(self.addr)
+            fd = self.mux.fileno_for(self.addr)
             for track in self.out.values():
                 track.addr = self.addr
+                if self.srtp is not None:
+                    track.sendto = sendto
+                    track.fd = fd
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """A DTLS datagram from one of our checked addresses."""
@@ -206,6 +274,7 @@ class Peer:
             self.dtls.receive(data, now)
         except DtlsError as exc:
             self._flush_dtls()
+            self.event("dtls-failed", logging.WARNING, error=str(exc).replace(" ", "_")[:120])
             self.close(f"dtls: {exc}")
             return
         self._flush_dtls()
@@ -263,29 +332,47 @@ class Peer:
     # -- input from the Source (synchronous, the hot path) --------------------------------
 
     def forward(self, pkt: MediaPacket) -> None:
-        """Send one source packet to this viewer (rewrite, protect, send)."""
+        """Send one source packet to this viewer (rewrite, protect, send); the slow path,
+        while the viewer is off the Source's fan-out (a burst queues, a replay waits)."""
         pending = self._pending
         if pending is not None:
             pending.append(pkt)
             return
         track = self.out.get(pkt.kind)
-        if track is not None:
-            self._send(track, pkt)
+        if track is None:
+            return
+        if (self._replay_after is not None and pkt.kind == self._video
+                and pkt.ts != self._replay_after):
+            self._start_replay(track, pkt)
+            return
+        self._send(track, pkt)
 
-    def _send(self, track: OutTrack, pkt: MediaPacket, retransmission: bool = False) -> None:
-        data = rewrite(pkt.data, track.payload_type, pkt.seq + track.seq_delta,
-                       pkt.ts + track.ts_delta, track.ssrc)
+    def _send(self, track: OutTrack, pkt: MediaPacket, seq: int | None = None,
+              ts: int | None = None) -> bool:
+        """Send ``pkt`` as our ``seq``/``ts`` (default: its live numbering); False when it
+        was not sent (counted in :attr:`dropped`)."""
+        if seq is None:
+            seq = pkt.seq + track.seq_delta
+        if ts is None:
+            ts = pkt.ts + track.ts_delta
+        data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts & 0xFFFFFFFF, track.ssrc)
+        return self._send_protected(track, data, "srtp-protect")
+
+    def _send_protected(self, track: OutTrack, data: bytes, refused: str,
+                        retransmission: bool = False) -> bool:
         try:
             out = self.srtp.protect(data)  # type: ignore[union-attr]
-        except ParseError as exc:
-            self.dropped[exc.reason] += 1
-            return
-        if self.mux.send(out, self.addr):  # type: ignore[arg-type]
-            if retransmission:
-                track.retransmitted += 1
-            else:
-                track.packets += 1
-                track.bytes += len(out)
+        except ParseError:
+            self.dropped[refused] += 1
+            return False
+        if not self.mux.send(out, self.addr):  # type: ignore[arg-type]
+            return False
+        if retransmission:
+            track.retransmitted += 1
+        else:
+            track.packets += 1
+            track.bytes += len(out)
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -314,11 +401,20 @@ class Peer:
             return
         self.closed = True
         self.close_reason = reason
+        self.closed_wall = time.time()
+        sent = sum(t.packets for t in self.out.values())
+        self.event("closed", reason=repr(reason),
+                   lived=f"{trio.current_time() - self.created:.1f}s",
+                   connected=self.connected_at is not None, packets=sent,
+                   bytes=sum(t.bytes for t in self.out.values()), nacks=self.nacks,
+                   plis=self.plis, replays=self.keyframe_replays, rtx=self.rtx_sent,
+                   dropped=dict(self.dropped) or "-")
         if self.dtls.handshake_complete and not self.dtls.closed and not self.dtls.released:
             self.dtls.close()  # close_notify: the browser ends the session at once
             self._flush_dtls()
         self._pending = None
         self._burst = []
+        self._replay_after = None
         self.source.detach(self)
         self.mux.unregister(self)
         if self._scope is not None:
@@ -331,10 +427,18 @@ class Peer:
         if self.addr is None:
             self.addr = self.ice.nominated or self._dtls_addr
         self.connected_at = now
+        profile = self.dtls.srtp_profile
+        self.event("dtls-connected", role="server",
+                   srtp=profile.decode() if isinstance(profile, bytes) else profile,
+                   remote=f"{self.addr[0]}:{self.addr[1]}" if self.addr else "-",
+                   after=f"{now - self.created:.3f}s")
         self._next_sr = now
-        video = self.source.state.get("video")
-        self._burst = list(video.gop) if video is not None and "video" in self.out else []
-        if self._burst:
+        video = self.source.state.get(self._video)
+        track = self.out.get(self._video)
+        if video is not None and track is not None and video.gop:
+            # the first packets this viewer sees: their live numbering is fresh for it
+            self._burst = [(p, p.seq + track.seq_delta, p.ts + track.ts_delta)
+                           for p in video.gop]
             self._pending = []
             self.source.listeners.append(self)  # live packets queue while the GOP goes out
         else:
@@ -343,32 +447,73 @@ class Peer:
     def _steady(self) -> None:
         """Join the Source's fast path: from now on it sends to us directly."""
         assert self.srtp is not None and self.addr is not None
-        sendto = self.mux.sendto
+        sendto = self.mux.sendto_for(self.addr)
+        fd = self.mux.fileno_for(self.addr)
         for track in self.out.values():
             track.protect = self.srtp.raw_protect
             track.sendto = sendto
             track.addr = self.addr
             track.srtp_ctx = self.srtp.context_address
-            track.fd = self.mux.fileno()
+            track.fd = fd
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track not in fan:
                 fan.append(track)
+        if self in self.source.listeners:
+            self.source.listeners.remove(self)
+
+    def _leave_fanout(self) -> None:
+        """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
+        for track in self.out.values():
+            fan = self.source.fanout.get(track.kind)
+            if fan is not None and track in fan:
+                fan.remove(track)
+        if self not in self.source.listeners:
+            self.source.listeners.append(self)
+
+    def _start_replay(self, track: OutTrack, pkt: MediaPacket) -> None:
+        """At a frame boundary (``pkt`` starts a frame) after a PLI: queue the cached GOP as
+        new packets of our stream — the next sequence numbers, timestamps just after the
+        last frame sent (so the viewer's decoder takes them as new frames; the timestamp
+        offset grows by that many ticks) — then ``pkt`` and the live stream after them."""
+        self._replay_after = None
+        video = self.source.state[self._video]
+        frames = [p for p in video.gop if p.ts != pkt.ts]
+        if pkt.keyframe or not frames or not frames[0].keyframe:
+            self._send(track, pkt)  # a keyframe comes now anyway, or there is nothing to send
+            self._steady()
+            return
+        seqmap = self._seqmaps[self._video]
+        base = frames[-1].ts + track.ts_delta
+        items: list[tuple[MediaPacket, int]] = []
+        frame = 0
+        last_ts: int | None = None
+        for p in frames:
+            if p.ts != last_ts:
+                frame += 1
+                last_ts = p.ts
+            items.append((p, (base + frame) & 0xFFFFFFFF))
+        seqs = seqmap.insert(pkt.seq, items, ts_shift=frame, now=trio.current_time())
+        track.seq_delta = seqmap.delta
+        track.ts_delta = seqmap.ts_delta
+        self._burst = [(p, seq, ts) for (p, ts), seq in zip(items, seqs, strict=True)]
+        self.keyframe_replays += 1
+        self.replayed_packets += len(items)
+        self._pending = [pkt]
+        self._wake()
 
     async def _send_burst(self) -> None:
-        """Send the cached GOP in small paced bursts, then whatever queued meanwhile."""
-        track = self.out["video"]
+        """Send the burst in small paced chunks, then whatever queued meanwhile."""
+        track = self.out[self._video]
         while self._burst and not self.closed:
             chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
-            for pkt in chunk:
-                self._send(track, pkt)
+            for pkt, seq, ts in chunk:
+                self._send(track, pkt, seq, ts)
             await trio.sleep(BURST_PAUSE)
         queued, self._pending = self._pending or [], None
         if self.closed:
             return
         for pkt in queued:
             self.forward(pkt)
-        if self in self.source.listeners:
-            self.source.listeners.remove(self)
         self._steady()
 
     def _on_nack(self, nack: Nack, now: float) -> None:
@@ -378,27 +523,55 @@ class Peer:
             self.dropped["nack-unknown-ssrc"] += 1
             return
         state = self.source.state[track.kind]
+        seqmap = self._seqmaps[track.kind]
+
+        def history(norm: int) -> MediaPacket | None:
+            return state.lookup(norm, now)
+
         for seq in nack.lost:
-            pkt = state.lookup((seq - track.seq_delta) & 0xFFFF, now)
-            if pkt is None:
+            found = seqmap.lookup(seq & 0xFFFF, history)
+            if found is None:
                 self.dropped["nack-miss"] += 1
+                continue
+            pkt, ts = found
+            if track.rtx_payload_type >= 0:
+                self._send_rtx(track, pkt, seq & 0xFFFF, ts)
             else:
-                self._send(track, pkt, retransmission=True)
+                # the original number again: libsrtp's sender allows a repeat only within
+                # its 128-packet window; older repairs need RTX
+                data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts, track.ssrc)
+                self._send_protected(track, data, "nack-too-old", retransmission=True)
+
+    def _send_rtx(self, track: OutTrack, pkt: MediaPacket, seq: int, ts: int) -> None:
+        """RFC 4588: the repair on the RTX stream (own SSRC and sequence numbers), the
+        original sequence number in front of the payload."""
+        try:
+            hdr = parse_rtp(pkt.data)
+        except ParseError:
+            self.dropped["nack-unparsable"] += 1
+            return
+        rtx_seq = track.rtx_seq
+        track.rtx_seq = (rtx_seq + 1) & 0xFFFF
+        head = rewrite(pkt.data[:hdr.header_size], track.rtx_payload_type, rtx_seq, ts,
+                       track.rtx_ssrc)
+        data = head + seq.to_bytes(2, "big") + pkt.data[hdr.header_size:]
+        if self._send_protected(track, data, "rtx-protect", retransmission=True):
+            self.rtx_sent += 1
 
     def _on_keyframe_request(self, now: float) -> None:
-        """PLI/FIR: resend the cached keyframe (the encoder cannot be asked)."""
-        track = self.out.get("video")
-        video = self.source.state.get("video")
-        if track is None or video is None or not video.gop:
+        """PLI/FIR: the encoder cannot be asked, so the cached GOP is replayed, as new
+        packets, at the next frame boundary (:meth:`_start_replay`)."""
+        track = self.out.get(self._video)
+        video = self.source.state.get(self._video)
+        if track is None or video is None or not video.gop or video.last_seq < 0:
             return
+        if self._pending is not None or self._replay_after is not None:
+            return  # a burst (which starts with a keyframe) is on its way already
         if now - self._last_pli_answer < PLI_MIN_INTERVAL:
             return
         self._last_pli_answer = now
-        first_ts = video.gop[0].ts
-        for pkt in video.gop:
-            if pkt.ts != first_ts:
-                break
-            self._send(track, pkt, retransmission=True)
+        self._replay_after = video.last_ts
+        self._leave_fanout()
 
     def _on_timer(self, now: float) -> None:
         if self.srtp is None:
@@ -418,6 +591,7 @@ class Peer:
         if self.srtp is not None and now >= self._next_sr:
             self._send_sender_reports(now)
             self._next_sr = now + SR_INTERVAL
+            self._log_progress(now)
 
     def _next_deadline(self) -> float:
         last = self.ice.last_valid if self.ice.last_valid is not None else self.created
@@ -430,6 +604,22 @@ class Peer:
         else:
             deadline = min(deadline, self._next_sr)
         return deadline
+
+    def _log_progress(self, now: float) -> None:
+        """First media sent; PLI/NACK bursts since the last such line (checked each SR)."""
+        if self.first_media_at is None and any(t.packets for t in self.out.values()):
+            self.first_media_at = now
+            after = now - (self.connected_at or self.created)
+            self.event("first-media", within=f"{after:.1f}s",
+                       packets=sum(t.packets for t in self.out.values()))
+        last, nacks, plis, misses = self._feedback_logged
+        miss = self.dropped["nack-miss"] + self.dropped["nack-too-old"]
+        if (now - last >= FEEDBACK_LOG_INTERVAL
+                and (self.nacks, self.plis, miss) != (nacks, plis, misses)):
+            self.event("feedback", nacks=self.nacks - nacks, plis=self.plis - plis,
+                       unrepaired=miss - misses, replays=self.keyframe_replays,
+                       rtx=self.rtx_sent, seconds=f"{now - last:.0f}" if last else "-")
+            self._feedback_logged = (now, self.nacks, self.plis, miss)
 
     def _send_sender_reports(self, now: float) -> None:
         wall = time.time()

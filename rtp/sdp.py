@@ -163,6 +163,9 @@ class NegotiatedTrack:
     payload_type: int
     ssrc: int
     codec: Codec
+    #: RTX (RFC 4588) payload type and SSRC when the viewer offered rtx for our payload type
+    rtx_payload_type: int | None = None
+    rtx_ssrc: int | None = None
 
 
 @dataclass
@@ -431,21 +434,27 @@ def parse_offer(text: str) -> Offer:
 
 
 def parse_source_sdp(text: str) -> dict[str, SourceTrack]:
-    """Parse FFmpeg's ``-sdp_file`` output into one :class:`SourceTrack` per kind.
+    """Parse FFmpeg's ``-sdp_file`` output into one :class:`SourceTrack` per track name.
 
-    Only the first ``m=audio`` and the first ``m=video`` section count; each uses its first
-    payload format. Raises SdpError ("not an SDP: missing v=0", "no audio or video section",
-    "no codec in the video section", ...).
+    The first ``m=audio`` section is ``"audio"``, the first ``m=video`` ``"video"`` and a
+    second ``m=video`` (a second video leg, e.g. VP8 next to H264) ``"video2"``; others are
+    ignored. Each uses its first payload format. Raises SdpError ("not an SDP: missing
+    v=0", "no audio or video section", "no codec in the video section", ...).
     """
     _, sections = _parse_description(text, "an SDP")
     tracks: dict[str, SourceTrack] = {}
     for sec in sections:
-        if sec.kind not in _MEDIA_KINDS or sec.kind in tracks:
+        if sec.kind not in _MEDIA_KINDS:
             continue
+        name = sec.kind
+        if name in tracks:
+            if sec.kind != "video" or "video2" in tracks:
+                continue
+            name = "video2"
         codecs = _codecs(sec)
         if not codecs:
             raise SdpError(f"no codec in the {sec.kind} section")
-        tracks[sec.kind] = SourceTrack(
+        tracks[name] = SourceTrack(
             kind=sec.kind, codec=codecs[0], port=sec.port, control=_first(sec.attrs, "control")
         )
     if not tracks:
@@ -601,6 +610,14 @@ def _no_match_reason(kind: str, track: SourceTrack, offered: list[Codec]) -> str
     return reason + f"; offered: {_describe_offered(kind, offered)}"
 
 
+def _offered_rtx(offered: list[Codec], payload_type: int) -> Codec | None:
+    """The offered ``rtx/90000`` format whose ``apt`` is ``payload_type`` (RFC 4588)."""
+    for codec in offered:
+        if codec.mime == "RTX" and codec.param("apt") == str(payload_type):
+            return codec
+    return None
+
+
 def _random_ssrc(used: set[int]) -> int:
     while True:
         ssrc = secrets.randbits(32)
@@ -644,7 +661,14 @@ def build_answer(
     ip_version = "IP6" if ip_address(host).version == 6 else "IP4"
 
     # Decide each section first, so that NoCommonCodec is raised before any output.
+    # ``tracks`` maps track names to source tracks; a media kind may have several (e.g.
+    # "video" H264 and "video2" VP8): the first one the offer can carry is chosen.
+    by_media: dict[str, list[str]] = {}
+    for name, src in tracks.items():
+        by_media.setdefault(src.kind if src.kind in _MEDIA_KINDS else name, []).append(name)
     negotiated: dict[str, NegotiatedTrack] = {}
+    by_mid: dict[str, NegotiatedTrack] = {}
+    done: set[str] = set()
     reasons: dict[str, str] = {}
     plan: list[tuple[MediaSection, str, Codec | None]] = []  # (section, mode, codec)
     used_ssrcs: set[int] = set()
@@ -652,24 +676,38 @@ def build_answer(
         if m.kind not in _MEDIA_KINDS or m.rejected or not m.mid:
             plan.append((m, "reject", None))
             continue
-        track = tracks.get(m.kind)
+        names = by_media.get(m.kind, [])
         wants = m.direction in ("recvonly", "sendrecv")
-        if track is None or m.kind in negotiated or not wants:
+        if not names or m.kind in done or not wants:
             plan.append((m, "inactive", None))
             continue
-        codec = _negotiate(track.codec, m.codecs)
+        chosen = ""
+        codec = None
+        for name in names:
+            codec = _negotiate(tracks[name].codec, m.codecs)
+            if codec is not None:
+                chosen = name
+                break
         if codec is None:
-            reasons.setdefault(m.kind, _no_match_reason(m.kind, track, m.codecs))
+            reason = _no_match_reason(m.kind, tracks[names[0]], m.codecs)
+            for other in names[1:]:
+                reason += f" (nor for the source's {_source_label(tracks[other])})"
+            reasons.setdefault(m.kind, reason)
             plan.append((m, "inactive", None))
             continue
+        rtx: Codec | None = None
         if m.kind == "video":
             codec.rtcp_fb = ["nack", "nack pli"]
-        negotiated[m.kind] = NegotiatedTrack(
-            kind=m.kind,
+            rtx = _offered_rtx(m.codecs, codec.payload_type)
+        done.add(m.kind)
+        negotiated[chosen] = by_mid[m.mid] = NegotiatedTrack(
+            kind=chosen,
             mid=m.mid,
             payload_type=codec.payload_type,
             ssrc=_random_ssrc(used_ssrcs),
             codec=codec,
+            rtx_payload_type=None if rtx is None else rtx.payload_type,
+            rtx_ssrc=None if rtx is None else _random_ssrc(used_ssrcs),
         )
         plan.append((m, "send", codec))
     if not negotiated:
@@ -680,10 +718,10 @@ def build_answer(
             f"the offer asks for {', '.join(wanted) or 'nothing'} but the source has "
             f"{', '.join(sorted(tracks)) or 'no tracks'}"
         )
-    for kind in tracks:
-        if kind not in negotiated and kind not in reasons:
+    for kind in by_media:
+        if kind not in done and kind not in reasons:
             reasons[kind] = f"the offer has no section to carry the source's {kind} track"
-    warnings = [reasons[k] for k in sorted(reasons) if k not in negotiated]
+    warnings = [reasons[k] for k in sorted(reasons) if k not in done]
 
     # Only a group the offer proposed may be answered (RFC 8843); a single-section offer
     # may come without one.
@@ -712,6 +750,9 @@ def build_answer(
         else:
             shown = codec
             pt_list = str(codec.payload_type)
+            rtx_pt = by_mid[m.mid].rtx_payload_type if mode == "send" else None
+            if rtx_pt is not None:
+                pt_list += f" {rtx_pt}"
         lines += [
             f"m={m.kind} {port} UDP/TLS/RTP/SAVPF {pt_list}",
             f"c=IN {ip_version} {host}",
@@ -732,13 +773,18 @@ def build_answer(
             if mode == "send" and shown.fmtp:
                 lines.append(f"a=fmtp:{shown.payload_type} {shown.fmtp_line()}")
         if mode == "send":
-            nt = negotiated[m.kind]
+            nt = by_mid[m.mid]
             track_id = f"{m.kind}-{nt.ssrc:08x}"
-            lines += [
-                f"a=msid:{stream_id} {track_id}",
-                f"a=ssrc:{nt.ssrc} cname:{cname}",
-                f"a=ssrc:{nt.ssrc} msid:{stream_id} {track_id}",
-            ]
+            if nt.rtx_payload_type is not None:
+                lines += [f"a=rtpmap:{nt.rtx_payload_type} rtx/{nt.codec.clock_rate}",
+                          f"a=fmtp:{nt.rtx_payload_type} apt={nt.payload_type}"]
+            lines.append(f"a=msid:{stream_id} {track_id}")
+            if nt.rtx_ssrc is not None:
+                lines.append(f"a=ssrc-group:FID {nt.ssrc} {nt.rtx_ssrc}")
+            for ssrc in (nt.ssrc, nt.rtx_ssrc):
+                if ssrc is not None:
+                    lines += [f"a=ssrc:{ssrc} cname:{cname}",
+                              f"a=ssrc:{ssrc} msid:{stream_id} {track_id}"]
         for index, (c_host, c_port) in enumerate(candidates):
             priority = 2130706431 - index
             lines.append(f"a=candidate:{index + 1} 1 udp {priority} {c_host} {c_port} typ host")

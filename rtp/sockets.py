@@ -15,7 +15,8 @@ from typing import NoReturn
 
 import trio
 
-__all__ = ["RECV_SIZE", "YIELD_AFTER", "close_udp_socket", "open_udp_socket", "receive_datagrams"]
+__all__ = ["RECV_SIZE", "YIELD_AFTER", "close_udp_socket", "is_wildcard", "local_addresses",
+           "open_udp_socket", "receive_datagrams"]
 
 #: Larger than any datagram we accept (FFmpeg sends <= 1200 bytes, browsers <= MTU).
 RECV_SIZE = 2048
@@ -36,20 +37,51 @@ def _grow_buffer(sock: socket.socket, option: int, force: int | None, size: int)
             continue
 
 
+def is_wildcard(host: str) -> bool:
+    """True for an all-interfaces bind address (``0.0.0.0``, ``::``, empty)."""
+    return host in ("", "0.0.0.0", "::", "[::]")
+
+
+def local_addresses(host: str) -> list[str]:
+    """The interface addresses a wildcard ``host`` stands for: IPv4 ones for ``0.0.0.0``,
+    IPv6 and IPv4 ones for ``::`` (link-local IPv6 skipped: it needs a scope per peer)."""
+    import psutil  # only needed when bound to all interfaces
+
+    want_v6 = ":" in host
+    found: list[str] = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET:
+                ip = a.address
+            elif a.family == socket.AF_INET6 and want_v6:
+                ip = a.address.split("%", 1)[0]
+                if ip.lower().startswith("fe80:"):
+                    continue
+            else:
+                continue
+            if ip not in found:
+                found.append(ip)
+    return found
+
+
 def open_udp_socket(host: str, port: int = 0, *, buffer_bytes: int = BUFFER_BYTES
                     ) -> socket.socket:
-    """A bound, non-blocking IPv4 UDP socket with large send/receive buffers.
+    """A bound, non-blocking UDP socket (IPv6 when ``host`` has a ``:``) with large
+    send/receive buffers.
 
     The socket is closed again if binding fails; the caller owns it otherwise.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        if family == socket.AF_INET6 and not is_wildcard(host):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         _grow_buffer(sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None),
                      buffer_bytes)
         _grow_buffer(sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None),
                      buffer_bytes)
-        sock.bind((host, port))
+        sock.bind((host.strip("[]"), port))
     except BaseException:
         sock.close()
         raise

@@ -39,16 +39,29 @@ if TYPE_CHECKING:
 
 __all__ = ["MediaPacket", "Source", "TrackState"]
 
-#: Slots in the per-track retransmission ring (indexed by normalised sequence number).
-HISTORY_SLOTS = 2048
-#: Packets older than this are not retransmitted.
-HISTORY_SECONDS = 1.0
+#: Slots in the per-track retransmission ring (indexed by normalised sequence number; a
+#: divisor of 65536). 8192 slots hold 3 s of a ~25 Mb/s stream.
+HISTORY_SLOTS = 8192
+#: Packets older than this are not retransmitted: the GOP a viewer gets on joining is up to
+#: ~2 s old, and its NACKs for that must still be answered.
+HISTORY_SECONDS = 3.0
 #: The GOP cache is dropped (until the next keyframe) beyond this many packets.
 GOP_MAX_PACKETS = 4000
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
+#: Closed viewers kept (with their close reason and counters) for the process state.
+RECENTLY_CLOSED_MAX = 50
+RECENTLY_CLOSED_SECONDS = 300.0
 DEFAULT_CLOCK = {"video": 90000, "audio": 48000}
-DEFAULT_CODEC = {"video": "H264", "audio": "opus"}
+DEFAULT_CODEC = {"video": "H264", "audio": "opus", "video2": "VP8"}
+#: Track names a Source accepts: one audio track, a video track and a second video track
+#: (another codec of the same picture, for viewers that cannot take the first).
+TRACK_NAMES = ("video", "audio", "video2")
+
+
+def media_of(kind: str) -> str:
+    """The media type of a track name: ``"video2"`` is video."""
+    return "video" if kind.startswith("video") else "audio"
 
 
 @dataclass(slots=True)
@@ -68,12 +81,13 @@ class TrackState:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.clock_rate = DEFAULT_CLOCK.get(kind, 90000)
+        self.media = media_of(kind)
+        self.clock_rate = DEFAULT_CLOCK.get(self.media, 90000)
         # what our FFmpeg legs produce; the producer's SDP confirms or corrects it, but
         # packets (e.g. the first keyframe) may arrive before FFmpeg has written its SDP
         self.codec_name = DEFAULT_CODEC.get(kind, "")
         #: "H264", "VP8" or "" for video tracks: how keyframes are recognised.
-        self.video_codec = self.codec_name.upper() if kind == "video" else ""
+        self.video_codec = self.codec_name.upper() if self.media == "video" else ""
         self.port = 0
         self.src_ssrc: int | None = None
         self.src_seq = 0
@@ -94,6 +108,8 @@ class TrackState:
         self.lost = 0
         self.injected = 0
         self.keyframes = 0
+        #: packets with the marker bit: video frames (audio: packets) sent by the producer
+        self.frames = 0
 
     def lookup(self, seq: int, now: float) -> MediaPacket | None:
         """The packet with normalised sequence ``seq`` if still in the history."""
@@ -115,6 +131,7 @@ class TrackState:
             "restarts": self.restarts,
             "lost": self.lost,
             "keyframes": self.keyframes,
+            "frames": self.frames,
             "gop_packets": len(self.gop),
             "injected_parameter_sets": self.injected,
         }
@@ -135,8 +152,8 @@ class Source:
 
     def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
                  host: str = "127.0.0.1") -> None:
-        if not kinds or any(k not in ("video", "audio") for k in kinds):
-            raise ValueError(f"kinds must be 'video' and/or 'audio', not {kinds!r}")
+        if not kinds or any(k not in TRACK_NAMES for k in kinds):
+            raise ValueError(f"kinds must be 'video', 'audio' and/or 'video2', not {kinds!r}")
         self.id = source_id
         self.kinds = tuple(kinds)
         self.host = host
@@ -150,6 +167,9 @@ class Source:
         #: sending its initial GOP burst queues live packets this way).
         self.listeners: list[Peer] = []
         self.dropped: collections.Counter[str] = collections.Counter()
+        #: (trio time, final stats) of the last closed viewers, newest last
+        self.recently_closed: collections.deque[tuple[float, dict[str, object]]] = (
+            collections.deque(maxlen=RECENTLY_CLOSED_MAX))
         self.closed = False
         self._ready = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -194,8 +214,10 @@ class Source:
         self._nursery.start_soon(peer.run)
 
     def detach(self, peer: Peer) -> None:
-        """Forget ``peer`` (called by the Peer when it ends)."""
-        self.peers.pop(peer.id, None)
+        """Forget ``peer`` (called by the Peer when it ends); its final statistics stay in
+        :meth:`closed_viewers` for a while."""
+        if self.peers.pop(peer.id, None) is not None:
+            self.recently_closed.append((trio.current_time(), peer.stats()))
         if peer in self.listeners:
             self.listeners.remove(peer)
         for track in peer.out.values():
@@ -218,7 +240,7 @@ class Source:
             st = self.state[kind]
             st.clock_rate = track.codec.clock_rate or st.clock_rate
             st.codec_name = track.codec.name
-            st.video_codec = track.codec.name.upper() if kind == "video" else ""
+            st.video_codec = track.codec.name.upper() if st.media == "video" else ""
             sprop = track.sprop_parameter_sets
             if sprop:
                 try:
@@ -237,6 +259,15 @@ class Source:
         with trio.move_on_after(timeout):
             await self._ready.wait()
         return self.ready
+
+    def closed_viewers(self, now: float | None = None) -> list[dict[str, object]]:
+        """Final statistics (with ``close_reason``) of viewers closed in the last
+        :data:`RECENTLY_CLOSED_SECONDS` seconds (at most :data:`RECENTLY_CLOSED_MAX`)."""
+        now = trio.current_time() if now is None else now
+        recent = self.recently_closed
+        while recent and now - recent[0][0] > RECENTLY_CLOSED_SECONDS:
+            recent.popleft()
+        return [stats for _, stats in recent]
 
     def stats(self) -> dict[str, object]:
         return {
@@ -281,7 +312,7 @@ class Source:
                 st.au_has_sps = False
             if 7 in types:
                 st.au_has_sps = True
-                if not st.sprop or not self._has_plid():
+                if not st.sprop or not self._has_plid(st.kind):
                     self._learn_parameter_sets(st, data[hdr.header_size:end])
             if 5 in types and not st.au_has_sps and st.sprop:
                 self._inject_parameter_sets(st, data, hdr.sequence, ts, now)
@@ -292,8 +323,8 @@ class Source:
         seq = (hdr.sequence + st.seq_off) & 0xFFFF
         self._emit(st, MediaPacket(kind, seq, ts, data, keyframe, now))
 
-    def _has_plid(self) -> bool:
-        track = self.tracks.get("video")
+    def _has_plid(self, kind: str = "video") -> bool:
+        track = self.tracks.get(kind)
         return track is None or track.profile_level_id is not None
 
     def _learn_parameter_sets(self, st: TrackState, payload: bytes) -> None:
@@ -308,7 +339,7 @@ class Source:
         pps = [u for u in units if u[0] & 0x1F == 8]
         if sps and pps and not st.sprop:
             st.sprop = [sps[0], pps[0]]
-        track = self.tracks.get("video")
+        track = self.tracks.get(st.kind)
         if sps and track is not None and track.profile_level_id is None:
             try:
                 track.codec.fmtp["profile-level-id"] = profile_level_id_from_sps(sps[0])
@@ -349,8 +380,10 @@ class Source:
         st.last_arrival = pkt.arrival
         st.packets += 1
         st.bytes += len(pkt.data)
+        if pkt.data[1] & 0x80:
+            st.frames += 1
         st.history[pkt.seq % HISTORY_SLOTS] = pkt
-        if st.kind == "video":
+        if st.media == "video":
             gop = st.gop
             if pkt.keyframe and not (gop and gop[0].keyframe and gop[0].ts == pkt.ts):
                 st.gop = gop = []
@@ -365,8 +398,9 @@ class Source:
         fan = self.fanout[st.kind]
         if fan:
             fan_out(fan, pkt)
-        for peer in self.listeners:
-            peer.forward(pkt)
+        if self.listeners:
+            for peer in list(self.listeners):  # forward() may leave the list
+                peer.forward(pkt)
 
 
 def _seq_distance(a: int, b: int) -> int:

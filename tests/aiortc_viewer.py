@@ -55,11 +55,18 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "connected": False, "video_frames": 0, "width": 0, "height": 0, "audio_frames": 0,
         "audio_samples": 0, "first_frame_ms": None, "delete_status": None, "error": None,
-        "ice_state": None,
+        "ice_state": None, "video_codec": None,
     }
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     if not args.audio_only:
-        pc.addTransceiver("video", direction="recvonly")
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        if args.video_codec:  # offer only this codec (and its rtx)
+            from aiortc import RTCRtpReceiver
+
+            caps = RTCRtpReceiver.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(
+                [c for c in caps if c.mimeType.lower() in (f"video/{args.video_codec}",
+                                                           "video/rtx")])
     if not args.video_only:
         pc.addTransceiver("audio", direction="recvonly")
     connected = asyncio.Event()
@@ -82,6 +89,8 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
                         result["first_frame_ms"] = round((time.monotonic() - answered_at) * 1000)
                     result["video_frames"] += 1
                     result["width"], result["height"] = frame.width, frame.height
+                    if result["video_codec"] is None:
+                        result["video_codec"] = _receiver_codec(pc)
                 else:
                     result["audio_frames"] += 1
                     result["audio_samples"] += frame.samples
@@ -131,12 +140,21 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _receiver_codec(pc: Any) -> str | None:
+    """The mime type of the video codec the answer chose (what the decoder decodes)."""
+    for t in pc.getTransceivers():
+        if t.kind == "video" and t._codecs:  # negotiated codecs, as aiortc stores them
+            return str(t._codecs[0].mimeType)
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--whep", help="WHEP endpoint URL")
     mode.add_argument("--stdio", action="store_true", help="exchange SDP over stdin/stdout")
     ap.add_argument("--token", default="")
+    ap.add_argument("--video-codec", default="", help="offer only this video codec (vp8, h264)")
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--connect-timeout", type=float, default=15.0)
     kinds = ap.add_mutually_exclusive_group()

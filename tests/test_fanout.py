@@ -171,3 +171,28 @@ def test_a_wrong_track_object_raises_in_both_after_sending_to_the_good_ones() ->
             fanout.fan_out([good_nat, object()], pkt)  # type: ignore[list-item]
         assert drain(sink_nat) == drain(sink_py) != []
         assert good_nat.packets == good_py.packets == 1
+
+
+def test_ipv6_viewers_get_the_same_bytes_from_both() -> None:
+    """Viewers on IPv6 (the mux bound to ``::`` or an IPv6 address) in both fan-outs."""
+    socks = []
+    try:
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.bind(("::1", 0))
+            s.setblocking(False)
+            socks.append(s)
+        send_py, send_nat, sink_py, sink_nat = socks
+        k = keys(GCM)
+        py = [track(SrtpSession(k), send_py, sink_py.getsockname(), 0)]
+        nat = [track(SrtpSession(k), send_nat, sink_nat.getsockname(), 0)]
+        pkts = packets()
+        for pkt in pkts:
+            fanout.fan_out_python(py, pkt)
+            fanout.fan_out(nat, pkt)
+        got_py, got_nat = drain(sink_py), drain(sink_nat)
+        assert len(got_py) == len(pkts) and got_nat == got_py
+        assert (nat[0].packets, nat[0].dropped) == (py[0].packets, py[0].dropped) == (len(pkts), 0)
+    finally:
+        for s in socks:
+            s.close()

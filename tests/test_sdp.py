@@ -314,7 +314,7 @@ def test_answer_shape_for_chromium() -> None:
     assert session[0] == "v=0"
     assert "a=ice-lite" in session and "a=group:BUNDLE 0 1" in session
     assert len(media) == 2
-    assert media[0][0] == "m=video 41000 UDP/TLS/RTP/SAVPF 109"
+    assert media[0][0] == "m=video 41000 UDP/TLS/RTP/SAVPF 109 114"  # + its offered RTX
     assert media[1][0] == "m=audio 41000 UDP/TLS/RTP/SAVPF 111"
     for sec in media:
         for line in ("a=rtcp-mux", "a=setup:passive", "a=sendonly", "a=ice-ufrag:srvU",
@@ -334,6 +334,12 @@ def test_answer_shape_for_chromium() -> None:
     assert any(line.startswith("a=msid:stream1 ") for line in media[0])
     assert video.ssrc != audio.ssrc and 0 < video.ssrc < 2**32
     assert ans.warnings == []
+    # RFC 4588: the viewer offered rtx with apt=109, so repairs get their own SSRC
+    assert (video.rtx_payload_type, audio.rtx_payload_type) == (114, None)
+    assert "a=rtpmap:114 rtx/90000" in media[0] and "a=fmtp:114 apt=109" in media[0]
+    assert f"a=ssrc-group:FID {video.ssrc} {video.rtx_ssrc}" in media[0]
+    assert f"a=ssrc:{video.rtx_ssrc} cname:cname1" in media[0]
+    assert video.rtx_ssrc not in (video.ssrc, audio.ssrc)
 
 
 def test_ssrcs_random_per_answer() -> None:
@@ -492,7 +498,10 @@ def test_aiortc_accepts_answer() -> None:
     ans, got = _aiortc_roundtrip("recvonly", ("video", "audio"), source())
     assert got["video"][0] == "recvonly" and got["audio"][0] == "recvonly"
     video_codecs, audio_codecs = got["video"][2], got["audio"][2]
-    assert [c.payloadType for c in video_codecs] == [ans.tracks["video"].payload_type]
+    video = ans.tracks["video"]
+    assert [c.payloadType for c in video_codecs] == [video.payload_type, video.rtx_payload_type]
+    assert video_codecs[1].mimeType == "video/rtx"
+    assert video_codecs[1].parameters["apt"] == video.payload_type
     assert video_codecs[0].mimeType == "video/H264"
     assert video_codecs[0].parameters["packetization-mode"] == "1"
     assert audio_codecs[0].mimeType == "audio/opus"
@@ -522,3 +531,21 @@ def test_aiortc_accepts_inactive_section() -> None:
     assert set(ans.tracks) == {"audio"} and ans.warnings
     assert got["video"][0] == "inactive"
     assert got["audio"][0] == "recvonly"
+
+
+def test_a_second_video_track_serves_offers_without_its_first_codec() -> None:
+    two = parse_source_sdp(FFMPEG_SDP + "m=video 40006 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\n")
+    assert list(two) == ["video", "audio", "video2"]
+    assert two["video2"].kind == "video" and two["video2"].codec.name == "VP8"
+    # Chromium offers both: the first video track (H264) is chosen
+    ans = answer(tracks=two)
+    assert set(ans.tracks) == {"video", "audio"}
+    # without H264 in the offer the VP8 track carries the video section
+    vp8_only = "\n".join(line for line in CHROMIUM_OFFER.split("\n")
+                         if "H264" not in line and "packetization-mode" not in line)
+    ans = answer(vp8_only, tracks=two)
+    assert set(ans.tracks) == {"video2", "audio"}
+    video = ans.tracks["video2"]
+    assert video.codec.name == "VP8" and video.mid == "0"
+    assert f"a=rtpmap:{video.payload_type} VP8/90000" in ans.sdp
+    assert ans.warnings == []

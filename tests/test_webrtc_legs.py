@@ -199,3 +199,90 @@ async def test_unprobeable_input_transcodes_both_with_optional_maps() -> None:
     flat = [a for options, _ in legs.outputs for a in options]
     assert "0:v:0?" in flat and "0:a:0?" in flat and "libx264" in flat and "libopus" in flat
     assert flat[:2] == ["-sdp_file", "/tmp/x.sdp"]
+
+
+class _Input:
+    def __init__(self, address: str, options: list[str]) -> None:
+        self.address, self.options = address, options
+
+
+def _h264_file(ffmpeg: str, path: Path, *encode: str) -> Path:
+    return make_file(ffmpeg, path, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=3",
+                     "-c:v", "libx264", *encode)
+
+
+async def test_main_with_b_frames_is_transcoded_and_without_is_copied(ffmpeg: str,
+                                                                       tmp_path: Path) -> None:
+    bframes = _h264_file(ffmpeg, tmp_path / "mb.mp4", "-pix_fmt", "yuv420p", "-profile:v", "main",
+                         "-bf", "3")
+    no_b = _h264_file(ffmpeg, tmp_path / "m0.mp4", "-pix_fmt", "yuv420p", "-profile:v", "main",
+                      "-bf", "0")
+    info = await probe_inputs(ffmpeg, [_Input(str(bframes), ["-re"])])
+    assert info is not None and info.video is not None
+    assert info.video.profile == "Main" and info.video.b_frames is True
+    assert info.video.frames_checked > 10
+    legs = build_rtp_outputs(info, video_port=5000, audio_port=None, video_pt=96, audio_pt=111,
+                             force_transcode=False, sdp_path="/tmp/x.sdp")
+    flat = [a for options, _ in legs.outputs for a in options]
+    assert "libx264" in flat and "copy" not in flat
+    assert any("has B-frames" in d for d in legs.decisions), legs.decisions
+
+    info = await probe_inputs(ffmpeg, [_Input(str(no_b), [])])
+    assert info is not None and info.video is not None and info.video.b_frames is False
+    legs = build_rtp_outputs(info, video_port=5000, audio_port=None, video_pt=96, audio_pt=111,
+                             force_transcode=False, sdp_path="/tmp/x.sdp")
+    flat = [a for options, _ in legs.outputs for a in options]
+    assert "copy" in flat and "h264_mp4toannexb" in flat
+    assert any("no B-frames in" in d for d in legs.decisions), legs.decisions
+
+
+async def test_ten_bit_and_interlaced_h264_are_transcoded(ffmpeg: str, tmp_path: Path) -> None:
+    ten = _h264_file(ffmpeg, tmp_path / "ten.mp4", "-pix_fmt", "yuv420p10le", "-bf", "0")
+    inter = make_file(ffmpeg, tmp_path / "i.mp4", "-f", "lavfi", "-i",
+                      "testsrc=size=320x240:rate=25:duration=3", "-vf", "interlace",
+                      "-c:v", "libx264", "-pix_fmt", "yuv420p", "-profile:v", "main", "-bf", "0",
+                      "-flags", "+ildct+ilme")
+    for path, reason in ((ten, "High 10"), (inter, "interlaced")):
+        info = await probe_inputs(ffmpeg, [_Input(str(path), [])])
+        legs = build_rtp_outputs(info, video_port=5000, audio_port=None, video_pt=96,
+                                 audio_pt=111, force_transcode=False, sdp_path="/tmp/x.sdp")
+        flat = [a for options, _ in legs.outputs for a in options]
+        assert "libx264" in flat and "copy" not in flat, (path, legs.decisions)
+        assert any(reason in d for d in legs.decisions), legs.decisions
+
+
+def test_parse_showinfo_and_field_order() -> None:
+    text = (
+        "  Stream #0:0[0x1](und): Video: h264 (Main) (avc1 / 0x31637661), yuv420p(tv, "
+        "bt709, top first), 1920x1080, 25 fps\n"
+        "[Parsed_showinfo_0 @ 0x1] n:   0 pts: 0 fmt:yuv420p i:T iskey:1 type:I checksum:1\n"
+        "[Parsed_showinfo_0 @ 0x1] n:   1 pts: 1 fmt:yuv420p i:T iskey:0 type:P checksum:2\n"
+    )
+    video = parse_ffmpeg_streams(text).video
+    assert video is not None
+    assert (video.interlaced, video.b_frames, video.frames_checked) == (True, False, 2)
+    flat = text.replace("top first", "progressive").replace("i:T", "i:P")
+    progressive = parse_ffmpeg_streams(
+        flat + flat.splitlines()[2].replace("type:P", "type:B") + "\n").video
+    assert progressive is not None
+    assert (progressive.interlaced, progressive.b_frames) == (False, True)
+    unknown = parse_ffmpeg_streams(text.splitlines()[0]).video
+    assert unknown is not None and unknown.b_frames is None and unknown.frames_checked == 0
+
+
+async def test_process_state_keeps_the_b_frame_decision(ffmpeg: str, tmp_path: Path) -> None:
+    from tests.test_api import Api
+    from tests.test_whep import wait_live, webrtc_process, webrtc_server
+
+    mp4 = _h264_file(ffmpeg, tmp_path / "mb.mp4", "-pix_fmt", "yuv420p", "-profile:v", "main",
+                     "-bf", "3")
+    async with webrtc_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        cfg = webrtc_process("cam", input=[{"id": "in", "address": str(mp4),
+                                            "options": ["-re", "-stream_loop", "-1"]}])
+        assert (await api.post("/api/v3/process", cfg)).status_code == 200
+        state = await wait_live(api, "cam")
+        webrtc = state["webrtc"]
+        assert webrtc["input"]["video"]["b_frames"] is True
+        assert webrtc["input"]["video"]["profile"] == "Main"
+        assert any("has B-frames" in d and "libx264" in d for d in webrtc["decisions"]), webrtc

@@ -317,6 +317,22 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_str, secret=True),
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
+    Setting("webrtc.max_viewers", "int", 1000,
+            "Most connected WebRTC viewers in total (0 = no limit); over it WHEP answers 503.",
+            _parse_nonneg_int),
+    Setting("webrtc.max_viewers_per_process", "int", 500,
+            "Most connected WebRTC viewers of one process (0 = no limit).", _parse_nonneg_int),
+    Setting("webrtc.max_pending", "int", 200,
+            "Most WHEP sessions still connecting (ICE/DTLS not done) in total (0 = no limit).",
+            _parse_nonneg_int),
+    Setting("webrtc.max_pending_per_process", "int", 50,
+            "Most WHEP sessions still connecting per process (0 = no limit).", _parse_nonneg_int),
+    Setting("webrtc.max_pending_per_client", "int", 10,
+            "Most WHEP sessions still connecting per client IP address (0 = no limit).",
+            _parse_nonneg_int),
+    Setting("webrtc.pending_timeout", "int", 15,
+            "Seconds a WHEP session may take to connect (ICE + DTLS) before it is dropped "
+            "(0 = 15).", _parse_nonneg_int),
     # (end webrtc)
     # -- metrics, sessions, prometheus: issue 14 --
     Setting("metrics.enable", "bool", False,

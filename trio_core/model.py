@@ -364,6 +364,9 @@ class Limits:
                 "waitfor_seconds": self.waitfor_seconds}
 
 
+WEBRTC_VIDEO_CODECS = ("h264", "vp8")
+
+
 @dataclass
 class WebRTCOptions:
     """Per-process WebRTC egress options (consumed by the WebRTC hook, not by the engine)."""
@@ -375,10 +378,14 @@ class WebRTCOptions:
     #: Optional viewer token: WHEP accepts ``Authorization: Bearer <token>`` or ``?token=``
     #: for this process without API credentials (a public player link).
     token: str = ""
+    #: Video codecs to offer viewers ("h264", "vp8"); empty = one leg, chosen automatically.
+    #: A codec the first leg does not produce gets a second, transcoded leg.
+    video_codecs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "video_pt": self.video_pt, "audio_pt": self.audio_pt,
-                "force_transcode": self.force_transcode, "token": self.token}
+                "force_transcode": self.force_transcode, "token": self.token,
+                "video_codecs": list(self.video_codecs)}
 
 
 @dataclass
@@ -434,7 +441,13 @@ class ProcessConfig:
             audio_pt=_int(webrtc_obj, "audio_pt", "webrtc", 111, minimum=96, maximum=127),
             force_transcode=_bool(webrtc_obj, "force_transcode", "webrtc", False),
             token=_str(webrtc_obj, "token", "webrtc", ""),
+            video_codecs=_str_list(webrtc_obj, "video_codecs", "webrtc"),
         )
+        bad = [c for c in webrtc.video_codecs if c not in WEBRTC_VIDEO_CODECS]
+        if bad or len(set(webrtc.video_codecs)) != len(webrtc.video_codecs):
+            raise ConfigError("webrtc.video_codecs",
+                              f"a list of distinct values from {', '.join(WEBRTC_VIDEO_CODECS)}"
+                              f", not {webrtc.video_codecs!r}")
         if webrtc.audio_pt == webrtc.video_pt:
             raise ConfigError("webrtc.audio_pt", "must differ from webrtc.video_pt")
         return cls(

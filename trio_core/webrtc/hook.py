@@ -3,10 +3,12 @@
 For such a process, ``on_start`` (before FFmpeg is exec'd):
 
 1. on the first attempt of a start, probes the inputs (which carry video, which audio,
-   with what codec), then opens the process's :class:`~rtp.source.Source` **inside the
+   with what codec, B-frames, interlacing), then opens the process's :class:`~rtp.source.Source` **inside the
    process's own nursery** (``ctx.nursery``) — it binds one loopback UDP socket per track;
 2. appends one ``-f rtp`` output leg per track to the Source's ports (copy or transcode,
-   see :mod:`trio_core.webrtc.legs`) and logs each decision in the process log;
+   see :mod:`trio_core.webrtc.legs`) and logs each decision in the process log; the
+   decisions and the probe's findings also stay in the process state (``webrtc.decisions``,
+   ``webrtc.input``), where FFmpeg's log lines cannot push them out;
 3. starts a small task, also in the process nursery, that waits for FFmpeg's
    ``-sdp_file`` and teaches the Source the codec parameters.
 
@@ -48,6 +50,8 @@ class _Session:
         self.info = info
         self.sdp_path = sdp_path
         self.sdp_watch: trio.CancelScope | None = None
+        #: how the legs were chosen (copy/transcode and why), shown in the process state
+        self.decisions: list[str] = []
 
 
 class WebRTCHook:
@@ -75,6 +79,8 @@ class WebRTCHook:
                 raise HookAbort("webrtc: the WebRTC subsystem is not running")
             info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout)
             kinds = _kinds(info)
+            if "video" in kinds and len(cfg.webrtc.video_codecs) > 1:
+                kinds = (*kinds, "video2")  # a second video leg in another codec
             if info is None:
                 process.log("webrtc: inputs could not be probed; transcoding video and audio")
             try:
@@ -99,9 +105,12 @@ class WebRTCHook:
             audio_pt=cfg.webrtc.audio_pt,
             force_transcode=cfg.webrtc.force_transcode,
             sdp_path=session.sdp_path,
+            video_codecs=cfg.webrtc.video_codecs,
+            video2_port=session.source.ports.get("video2"),
         )
         if not legs.outputs:
             raise HookAbort("webrtc: the inputs have neither video nor audio")
+        session.decisions = list(legs.decisions)
         for line in legs.decisions:
             process.log(f"webrtc: {line}")
         for options, address in legs.outputs:
@@ -162,12 +171,33 @@ def _safe(process_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)[:100]
 
 
+def _input_summary(info: MediaInfo | None) -> dict[str, Any] | None:
+    """What the probe found (None when the inputs could not be probed)."""
+    if info is None:
+        return None
+    video = info.video
+    audio = info.audio
+    return {
+        "video": None if video is None else {
+            "codec": video.codec, "profile": video.profile, "pix_fmt": video.pix_fmt,
+            "b_frames": video.b_frames, "interlaced": video.interlaced,
+            "frames_checked": video.frames_checked,
+        },
+        "audio": None if audio is None else {
+            "codec": audio.codec, "sample_rate": audio.sample_rate, "channels": audio.channels,
+        },
+    }
+
+
 def _state(session: _Session) -> dict[str, Any]:
     source = session.source
     return {
         "live": source.ready and not source.closed,
         "tracks": {k: t.codec.rtpmap() for k, t in source.tracks.items()},
+        "decisions": list(session.decisions),
+        "input": _input_summary(session.info),
         "source": source.stats(),
         "viewers": [peer.stats() for peer in source.peers.values()],
+        "closed_viewers": source.closed_viewers(),
     }
 

@@ -1,9 +1,11 @@
 """What an input carries, found by FFmpeg itself (there may be no ffprobe).
 
 ``parse_ffmpeg_streams`` is sans-IO: it reads the ``Stream #i:j: Video: …`` /
-``Audio: …`` lines FFmpeg prints for its inputs. :func:`probe_inputs` runs
-``ffmpeg -hide_banner <input options> -i <address> …`` (no output: FFmpeg prints the input
-description and exits) with a timeout and parses the result.
+``Audio: …`` lines FFmpeg prints for its inputs, and the ``showinfo`` lines of the first
+decoded video frames (``type:B`` → the stream has B-frames, ``i:T``/``i:B`` → interlaced),
+which a browser cannot play over RTP. :func:`probe_inputs` runs
+``ffmpeg -hide_banner <input options> -i <address> … -frames:v N -vf showinfo -f null -``
+with a timeout and parses the result.
 
 Inputs that cannot be probed without taking them away from the process (listening
 sockets: ``-listen 1``, ``mode=listener``) or do not answer within the timeout give
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import trio
@@ -29,6 +31,10 @@ _STREAM = re.compile(r"^\s*Stream #(\d+):(\d+)[^:]*:\s*(Video|Audio):\s*(.*)$")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"([\d.]+)\s+fps\b")
 _RATE = re.compile(r"(\d+)\s+Hz\b")
+_SHOWINFO = re.compile(r"\bi:([PTB?])\s+iskey:\d\s+type:([IPBSH?])")
+_FIELD_ORDER = ("top first", "bottom first", "top coded first", "bottom coded first")
+#: Decoded video frames inspected for B-frames and interlacing.
+PROBE_FRAMES = 48
 @dataclass(frozen=True)
 class VideoStream:
     input_index: int
@@ -39,6 +45,12 @@ class VideoStream:
     width: int | None
     height: int | None
     fps: float | None
+    #: B-frames seen among the first decoded frames (None: no frame was decoded)
+    b_frames: bool | None = None
+    #: interlaced (field order in the stream description, or interlaced frames decoded)
+    interlaced: bool | None = None
+    #: frames the B-frame/interlace check saw
+    frames_checked: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,14 @@ def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
             profile = pm[1]
         if kind == "Video" and video is None:
             pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 else None
+            pix_detail = parts[1].lower() if len(parts) > 1 else ""
             size = _SIZE.search(rest)
             fps = _FPS.search(rest)
             video = VideoStream(inp, idx, codec, profile, pix_fmt or None,
                                 int(size[1]) if size else None, int(size[2]) if size else None,
-                                float(fps[1]) if fps else None)
+                                float(fps[1]) if fps else None,
+                                interlaced=True if any(f in pix_detail for f in _FIELD_ORDER)
+                                else None)
         elif kind == "Audio" and audio is None:
             rate = _RATE.search(rest)
             channels = None
@@ -94,6 +109,12 @@ def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
                     channels = int(cm[1])
                     break
             audio = AudioStream(inp, idx, codec, int(rate[1]) if rate else None, channels)
+    if video is not None:
+        frames = _SHOWINFO.findall(stderr)
+        if frames:
+            interlaced = video.interlaced or any(f in ("T", "B") for f, _ in frames)
+            video = replace(video, b_frames=any(t == "B" for _, t in frames),
+                            interlaced=interlaced, frames_checked=len(frames))
     return MediaInfo(video, audio)
 
 
@@ -107,6 +128,22 @@ def _unprobeable(inp: InputLike) -> bool:
     return "-listen" in opts or "listener" in inp.address or "listen=1" in inp.address
 
 
+def _without_pacing(options: Sequence[str]) -> list[str]:
+    """Input options minus real-time pacing (``-re``, ``-readrate[_initial_burst] N``)."""
+    out: list[str] = []
+    skip = False
+    for opt in options:
+        if skip:
+            skip = False
+        elif opt == "-re":
+            continue
+        elif opt in ("-readrate", "-readrate_initial_burst", "-readrate_catchup"):
+            skip = True
+        else:
+            out.append(opt)
+    return out
+
+
 async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: float = 10.0
                        ) -> MediaInfo | None:
     """Describe ``inputs`` by running FFmpeg on them; None when they cannot be probed.
@@ -118,8 +155,10 @@ async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: flo
         return None
     argv = [ffmpeg, "-hide_banner", "-nostdin"]
     for inp in inputs:
-        opts = [o for o in inp.options if o not in ("-re", "-readrate_initial_burst")]
-        argv += [*opts, "-i", inp.address]
+        argv += [*_without_pacing(inp.options), "-i", inp.address]
+    # decode a few frames of the (default) video stream: B-frames, interlacing
+    argv += ["-an", "-sn", "-dn", "-frames:v", str(PROBE_FRAMES), "-vf", "showinfo",
+             "-f", "null", "-"]
     with trio.move_on_after(timeout):
         proc = await run_process(argv, stdin=subprocess.DEVNULL, capture_stdout=True,
                                  capture_stderr=True)

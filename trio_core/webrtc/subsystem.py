@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from rtp.admission import AdmissionLimits
 from rtp.forwarder import Forwarder
 
 from ..config import Config
@@ -41,6 +42,17 @@ def advertised_ips(config: Config) -> list[str]:
     return ips
 
 
+def admission_limits(config: Config) -> AdmissionLimits:
+    """The ``webrtc.max_*`` settings as :class:`~rtp.admission.AdmissionLimits`."""
+    return AdmissionLimits(
+        max_viewers=config["webrtc.max_viewers"],
+        max_viewers_per_source=config["webrtc.max_viewers_per_process"],
+        max_pending=config["webrtc.max_pending"],
+        max_pending_per_source=config["webrtc.max_pending_per_process"],
+        max_pending_per_client=config["webrtc.max_pending_per_client"],
+    )
+
+
 class WebRTCSubsystem:
     """WHEP playback of every process with ``webrtc.enabled``."""
 
@@ -50,6 +62,8 @@ class WebRTCSubsystem:
             host=config["webrtc.bind_address"],
             port=config["webrtc.udp_mux_port"],
             advertise=advertised_ips(config),
+            setup_timeout=float(config["webrtc.pending_timeout"] or 15),
+            limits=admission_limits(config),
         )
         self.hook: WebRTCHook | None = None
 

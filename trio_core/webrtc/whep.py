@@ -10,22 +10,31 @@ trickled candidates are not needed; an ICE restart (new ufrag/pwd) is answered `
 
 Errors (JSON ``{code, message, details}``): 404 unknown process or WebRTC not enabled on it,
 409 (+ ``Retry-After``) process not running / not live yet, 415 wrong content type, 400
-malformed SDP (the reason), 406 no offered codec matches. Authentication follows the API
-(bearer JWT) and additionally accepts the process's ``webrtc.token`` (``Authorization:
-Bearer <token>`` or ``?token=<token>``) so a public player needs no admin credentials.
+malformed SDP (the reason), 406 no offered codec matches, 503 (+ ``Retry-After``) an
+admission limit is reached (:mod:`rtp.admission`).
+
+Authentication of the POST: a process with ``webrtc.token`` needs that token
+(``Authorization: Bearer <token>`` or ``?token=<token>``) — whether or not API auth is on —
+or, when API auth is on, a valid API access token. A process without a token follows the
+API (bearer JWT when ``api.auth.enable``). When the viewer token opened the session the
+``Location`` carries it as ``?token=`` so a player that PATCHes/DELETEs that URL verbatim
+keeps working; PATCH and DELETE themselves need no credentials: the secret session id in
+the URL is the credential (and DELETE of an unknown id is a harmless ``204``).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
 
 from quart import Blueprint, Request, Response, current_app, request
 
-from rtp.errors import NoCommonCodec, SdpError, SourceNotReady
+from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from rtp.forwarder import Forwarder
 
-from ..api.auth import Authenticator
+from ..api.auth import Authenticator, unauthorized
 from ..api.errors import ApiError
 
 if TYPE_CHECKING:
@@ -38,6 +47,8 @@ __all__ = ["ADMISSION_KEY", "whep_blueprint"]
 #: ``opened(request, process_id, peer)`` is told about each new viewer.
 ADMISSION_KEY = "trio_core_webrtc_admission"
 
+log = logging.getLogger(__name__)
+
 MAX_OFFER_BYTES = 64 * 1024
 RETRY_AFTER = "2"
 CORS_HEADERS = {
@@ -47,31 +58,36 @@ CORS_HEADERS = {
 }
 
 
-def _process_token_ok(supervisor: Supervisor) -> object:
-    """An auth alternative: the request carries the process's own WebRTC token."""
+def _given_token(req: Request) -> str:
+    """The viewer token a request carries: ``Authorization: Bearer`` or ``?token=``."""
+    scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return req.args.get("token", "")
 
-    def check(req: Request) -> bool:
-        process_id = (req.view_args or {}).get("process_id", "")
-        try:
-            token = supervisor.get(process_id).config.webrtc.token
-        except KeyError:
-            return False
-        if not token:
-            return False
-        given = req.args.get("token", "")
-        scheme, _, value = req.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            given = value.strip()
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
-    return check
+def _may_post(supervisor: Supervisor, auth: Authenticator, req: Request,
+              process_id: str) -> tuple[bool, str]:
+    """Whether ``req`` may open a WHEP session on ``process_id``, and the viewer token it
+    used ("" when none). A process with ``webrtc.token`` accepts that token, or (only when
+    API auth is on) a valid API access token; ``api.auth`` off never opens a tokened
+    process. Without a token the API's rule applies."""
+    try:
+        token = supervisor.get(process_id).config.webrtc.token
+    except KeyError:
+        token = ""
+    if token:
+        given = _given_token(req)
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            return True, given
+        return auth.enabled and auth.bearer_subject(req) is not None, ""
+    return not auth.enabled or auth.bearer_subject(req) is not None, ""
 
 
 def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator
                    ) -> Blueprint:
     """The WHEP routes over ``supervisor`` (processes) and ``forwarder`` (sessions)."""
     bp = Blueprint("whep", __name__)
-    guard = auth.require_auth(_process_token_ok(supervisor))  # type: ignore[arg-type]
 
     def webrtc_process(process_id: str) -> None:
         try:
@@ -99,8 +115,11 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
 
     @bp.route("/api/v3/process/<process_id>/whep", methods=["POST"],
               provide_automatic_options=False)
-    @guard
+    @auth.public  # checked here: the process's viewer token or the API's credentials
     async def whep_post(process_id: str) -> Response:
+        allowed, viewer_token = _may_post(supervisor, auth, request, process_id)
+        if not allowed:
+            raise unauthorized("Missing or invalid token (webrtc.token or an API access token)")
         webrtc_process(process_id)
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/sdp":
@@ -120,7 +139,13 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         if sessions is not None:
             sessions.admit(request, process_id)
         try:
-            peer, answer = await forwarder.add_peer(process_id, offer)
+            peer, answer = await forwarder.add_peer(process_id, offer,
+                                                    client=request.remote_addr or "")
+        except Overloaded as exc:
+            log.debug("webrtc offer refused source=%s client=%s limit=%s", process_id,
+                      request.remote_addr, exc.limit)
+            raise ApiError(503, "Too many WebRTC sessions", str(exc),
+                           headers={"Retry-After": str(exc.retry_after)}) from None
         except NoCommonCodec as exc:
             raise ApiError(406, "No common codec", str(exc)) from None
         except SdpError as exc:
@@ -133,7 +158,9 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
                            headers={"Retry-After": RETRY_AFTER}) from None
         if sessions is not None:
             sessions.opened(request, process_id, peer)
-        location = f"/api/v3/process/{process_id}/whep/{peer.id}"
+        location = f"/api/v3/process/{quote(process_id, safe='')}/whep/{peer.id}"
+        if viewer_token:  # players PATCH/DELETE the Location verbatim: keep their credential
+            location += "?" + urlencode({"token": viewer_token})
         try:
             process = supervisor.get(process_id)
             for warning in answer.warnings:
@@ -149,7 +176,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
 
     @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["DELETE"],
               provide_automatic_options=False)
-    @guard
+    @auth.public  # the secret session id in the URL is the credential
     async def whep_delete(process_id: str, peer_id: str) -> Response:
         webrtc_process(process_id)
         source = forwarder.sources.get(process_id)
@@ -159,7 +186,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
 
     @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["PATCH"],
               provide_automatic_options=False)
-    @guard
+    @auth.public  # the secret session id in the URL is the credential
     async def whep_patch(process_id: str, peer_id: str) -> Response:
         webrtc_process(process_id)
         source = forwarder.sources.get(process_id)
