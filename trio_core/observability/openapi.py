@@ -177,11 +177,14 @@ KNOWN_OPERATIONS: dict[str, dict[str, Any]] = {
                           "responses": {200: _ref("ProcessState"), 404: None}},
     "process.get_report": {"summary": "Get the logs of a process", "tags": ["v16.7.2"],
                            "responses": {200: _ref("ProcessReport"), 404: None}},
+    # checked in the view: the API token, or the process's viewer token (webrtc.token, as
+    # Bearer or ?token=); PATCH/DELETE are public (the secret session URL is the credential)
     "whep.whep_post": {"summary": "Start a WHEP (WebRTC) viewer session", "tags": ["webrtc"],
+                       "security": True,
                        "request": _SDP, "request_type": "application/sdp",
                        "produces": "application/sdp",
-                       "responses": {201: _SDP, 400: None, 404: None, 406: None, 409: None,
-                                     413: None, 415: None, 509: None}},
+                       "responses": {201: _SDP, 400: None, 401: None, 404: None, 406: None,
+                                     409: None, 413: None, 415: None, 503: None, 509: None}},
     "whep.whep_delete": {"summary": "End a WHEP session", "tags": ["webrtc"],
                          "responses": {204: None, 404: None}},
     "whep.whep_patch": {"summary": "Trickle ICE (accepted and ignored; ICE-lite)",
