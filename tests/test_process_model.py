@@ -201,3 +201,17 @@ def test_hostile_globs_are_cheap_or_refused() -> None:
     assert glob_match("{a,b}" * 51, "ab" * 25 + "a") is True
     with pytest.raises(GlobError):
         glob_match("x" * 257, "x")
+
+
+def test_decoding_keeps_every_webrtc_option() -> None:
+    """Every field ProcessConfig knows survives the Go-like decode the API does (a field
+    missing from PROCESS_SCHEMA would be dropped silently: webrtc.video_codecs once was)."""
+    body = {"id": "p", "input": [{"id": "in", "address": "x"}],
+            "output": [{"id": "out", "address": "-"}],
+            "webrtc": {"enabled": True, "video_pt": 100, "audio_pt": 101,
+                       "force_transcode": True, "token": "t", "video_codecs": ["h264", "vp8"]}}
+    cfg = ProcessConfig.from_json(decode_onto({}, body))
+    assert cfg.to_json()["webrtc"] == body["webrtc"]
+    # and a PUT that sends only some webrtc fields keeps the others
+    again = ProcessConfig.from_json(decode_onto(cfg.to_json(), {"webrtc": {"token": "u"}}))
+    assert again.to_json()["webrtc"] == {**body["webrtc"], "token": "u"}

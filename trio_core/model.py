@@ -118,7 +118,7 @@ PROCESS_SCHEMA: dict[str, Any] = {
     "stale_timeout_seconds": "uint",
     "limits": {"cpu_usage": "float", "memory_mbytes": "uint", "waitfor_seconds": "uint"},
     "webrtc": {"enabled": "bool", "video_pt": "uint", "audio_pt": "uint",
-               "force_transcode": "bool", "token": "string"},
+               "force_transcode": "bool", "token": "string", "video_codecs": ["string"]},
 }
 _GO_TYPES = {"string": "string", "bool": "bool", "uint": "uint64", "float": "float64"}
 
