@@ -158,7 +158,7 @@ def play(page: Any, name: str, library: str = "") -> dict[str, Any]:
 
     try:
         first = wait(lambda: (s := stats())["video"] and s["video"]["framesDecoded"] > 0 and s,
-                     30, f"{name}: the first decoded frame")
+                     60, f"{name}: the first decoded frame")
     except TimeoutError as exc:  # say what the browser and the server saw
         state = api("GET", f"/api/v3/process/{name}/state")[1].get("webrtc") or {}
         return {"error": str(exc), "browser_stats": stats(),
