@@ -32,6 +32,12 @@ Thompson NFA (one state per pattern element, alternatives are never expanded, so
 most O(len(pattern)), and steps already taken are cached (a lazily built DFA of at most
 :data:`MAX_CACHED_STATES` states per pattern), so matching many similar names is a dict
 lookup per character.
+
+Syntax and errors agree with gobwas on every pattern (checked against the Go library on
+random patterns). Matching follows the syntax's meaning; three slips of gobwas' optimizing
+compiler are deliberately not copied: a pattern that is a single one-character matcher
+(``?``, ``[!a]``, ``{?,x}``) matching the empty name, ``a*a`` matching ``a`` (overlapping
+prefix and suffix), and ``*`` followed by an empty ``{`` (``*{``, ``*{}``) matching nothing.
 """
 
 from __future__ import annotations
