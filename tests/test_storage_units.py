@@ -1,5 +1,5 @@
-"""Storage building blocks without a server: globs, paths, memfs limits, cleanup decisions and
-the cleaner's lifecycle (set / sweep / purge on delete, update and shutdown)."""
+"""Storage building blocks without a server: paths, memfs limits, cleanup decisions and the
+cleaner's lifecycle (set / sweep / purge on delete, update and shutdown). Globs: test_glob.py."""
 
 from __future__ import annotations
 
@@ -10,29 +10,9 @@ import trio
 
 from trio_core.model import ProcessConfig
 from trio_core.storage.cleanup import Cleaner, Rule, expired, purge_targets, rules_of
-from trio_core.storage.glob import GlobError, glob_match
 from trio_core.storage.memfs import FileInfo, MemFS, NoSpace
 from trio_core.storage.mounts import parse_range
 from trio_core.storage.paths import BadPath, clean_path
-
-
-def test_glob_like_gobwas() -> None:
-    assert glob_match("/live_**.ts", "/live_0001.ts")
-    assert glob_match("/live_**.ts", "/live_a/b/0001.ts")  # ** crosses /
-    assert glob_match("/*.ts", "/a.ts") and not glob_match("/*.ts", "/x/a.ts")  # * does not
-    assert glob_match("/a?.m3u8", "/ab.m3u8") and not glob_match("/a?.m3u8", "/a/.m3u8")
-    assert glob_match("/{a,b}*.ts", "/b1.ts") and not glob_match("/{a,b}*.ts", "/c1.ts")
-    assert glob_match("/[a-c]x", "/bx") and not glob_match("/[!a-c]x", "/bx")
-    assert glob_match("/a\\*", "/a*") and not glob_match("/a\\*", "/ab")
-    assert not glob_match("/live.m3u8", "/live.m3u8x")  # whole name
-    for bad in ("/[ab", "/{a,b", "/a\\", "/{a,b}" * 10, "x" * 2000):
-        with pytest.raises(GlobError):
-            glob_match(bad, "/x")
-    # no backtracking blow-up: a regex engine would take ages on this (automaton: linear)
-    hostile = "/" + "**a" * 40 + "b"
-    assert not glob_match(hostile, "/" + "a" * 1000)
-    assert glob_match(hostile, "/" + "a" * 1000 + "b")
-    assert glob_match("/{x,{y,z}w}.ts", "/zw.ts") and not glob_match("/{x,{y,z}w}.ts", "/z.ts")
 
 
 def test_clean_path_refuses_escapes() -> None:

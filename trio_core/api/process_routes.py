@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from ..globpattern import GlobError, glob_match
+from ..glob import GlobError, glob_match
 from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, generate_id
 from ..probe import run_probe
 from ..supervisor import DuplicateProcess, ProcessNotFound

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 
 import trio
 
+from ..glob import GlobError, compile_glob
 from ..model import ProcessConfig
 from ..placeholders import resolve_config
-from .glob import GlobError, compile_glob
 from .memfs import FileInfo
 
 __all__ = ["Cleaner", "Rule", "expired", "purge_targets", "rules_of"]
@@ -78,7 +78,7 @@ def rules_of(resolved: ProcessConfig, storages: Sequence[str] = ("mem", "disk"))
                 continue
             glob = pattern[match.end():]
             try:
-                compile_glob(glob)
+                compile_glob(glob, "/")
             except GlobError:
                 continue
             rules.append(Rule(name, glob, _int(raw.get("max_files")),

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable
 
 import trio
 
-from .glob import compile_glob
+from ..glob import compile_glob
 from .memfs import FileInfo
 
 __all__ = ["DiskFS"]
@@ -61,7 +61,7 @@ class DiskFS:
         return found
 
     def _list(self, pattern: str) -> list[FileInfo]:
-        glob = compile_glob(pattern) if pattern else None
+        glob = compile_glob(pattern, "/") if pattern else None
         files: list[FileInfo] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             # never follow symlinked directories out of the root

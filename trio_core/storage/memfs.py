@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .glob import compile_glob
+from ..glob import compile_glob
 
 __all__ = ["FileInfo", "MemFS", "MemFile", "NoSpace", "Upload"]
 
@@ -97,7 +97,7 @@ class MemFS:
         Raises GlobError for a malformed pattern."""
         if not pattern:
             return [f.info() for f in self._files.values()]
-        glob = compile_glob(pattern)
+        glob = compile_glob(pattern, "/")
         return [f.info() for f in self._files.values() if glob.match(f.name)]
 
     # -- changes ------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from quart import Blueprint, Response, request
 
 from ..api.errors import ApiError, json_response
+from ..glob import GlobError, compile_glob
 from .disk import DiskFS
-from .glob import GlobError, compile_glob
 from .memfs import FileInfo, MemFS
 
 __all__ = ["fs_blueprint"]
@@ -51,7 +51,7 @@ def fs_blueprint(memfs: MemFS, disk: DiskFS) -> Blueprint:
             raise ApiError(404, "File not found", f"unknown filesystem: {storage}")
         pattern = request.args.get("glob", "")
         try:
-            compile_glob(pattern)
+            compile_glob(pattern, "/")
         except GlobError as exc:
             raise ApiError(400, "Bad request", f"glob: {exc}") from None
         files = fs.list(pattern) if isinstance(fs, MemFS) else await fs.list(pattern)
