@@ -344,9 +344,11 @@ class StorageHTTP:
             if not message.get("more_body", False):
                 return
 
-    async def _send_bytes(self, scope: Scope, send: Send, name: str, data: bytes, mtime: float,
-                          default_type: str, cors: Headers | None) -> None:
-        size = len(data)
+    async def _ranged(self, scope: Scope, send: Send, name: str, size: int, mtime: float,
+                      default_type: str, cors: Headers | None
+                      ) -> tuple[int, int, int, Headers] | None:
+        """Status, byte range [start, end) and headers of a file answer (the request's
+        ``Range`` applied); None when 416 has been answered already."""
         headers = (cors or []) + [
             (b"content-type", content_type(name, default_type).encode()),
             (b"last-modified", _http_date(mtime)), (b"accept-ranges", b"bytes"),
@@ -354,11 +356,19 @@ class StorageHTTP:
         wanted = parse_range(_header(scope, b"range"), size)
         if wanted == "unsatisfiable":
             await self._respond(send, 416, headers + [(b"content-range", f"bytes */{size}".encode())])
-            return
+            return None
         status, start, end = 200, 0, size
         if isinstance(wanted, tuple):
             status, start, end = 206, wanted[0], wanted[1] + 1
             headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
+        return status, start, end, headers
+
+    async def _send_bytes(self, scope: Scope, send: Send, name: str, data: bytes, mtime: float,
+                          default_type: str, cors: Headers | None) -> None:
+        ranged = await self._ranged(scope, send, name, len(data), mtime, default_type, cors)
+        if ranged is None:
+            return
+        status, start, end, headers = ranged
         headers.append((b"content-length", str(end - start).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if scope["method"] == "HEAD" or end == start:
@@ -373,19 +383,11 @@ class StorageHTTP:
     async def _send_disk_file(self, scope: Scope, send: Send, found: tuple[str, os.stat_result],
                               default_type: str, cors: Headers | None) -> None:
         real, st = found
-        size = st.st_size
-        headers = (cors or []) + [
-            (b"content-type", content_type(real, default_type).encode()),
-            (b"last-modified", _http_date(st.st_mtime)), (b"accept-ranges", b"bytes"),
-        ]
-        wanted = parse_range(_header(scope, b"range"), size)
-        if wanted == "unsatisfiable":
-            await self._respond(send, 416, headers + [(b"content-range", f"bytes */{size}".encode())])
+        ranged = await self._ranged(scope, send, real, st.st_size, st.st_mtime, default_type,
+                                    cors)
+        if ranged is None:
             return
-        status, start, end = 200, 0, size
-        if isinstance(wanted, tuple):
-            status, start, end = 206, wanted[0], wanted[1] + 1
-            headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
+        status, start, end, headers = ranged
         try:
             f = await trio.open_file(real, "rb")
         except OSError:
