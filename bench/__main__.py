@@ -27,7 +27,7 @@ from bench import runner
 from bench.product import ProductResult, run_product
 from bench.report import print_table, write_json, write_results
 from bench.runner import Options, ServerResult, run_server
-from trio_core.ffmpeg_binary import find_ffmpeg
+from trio_core.ffmpeg.binary import find_ffmpeg
 
 FULL_STEPS = [1, 10, 50, 100, 200, 300, 400, 500, 1000]
 QUICK_STEPS = [1, 3]

@@ -29,7 +29,7 @@ from bench.common import free_tcp_port, percentile, proc_sample
 from bench.product import PROCESS_ID, _received, _wait_for, process_config
 from bench.servers import WhepClientMixin, make_workdir
 from bench.viewer import ViewerPool
-from trio_core.ffmpeg_binary import find_ffmpeg
+from trio_core.ffmpeg.binary import find_ffmpeg
 
 
 @dataclass

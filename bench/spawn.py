@@ -1,6 +1,6 @@
 """``python -m bench.spawn``: what starting a child costs the server's event loop.
 
-``trio_core.child.spawn`` sets the parent-death signal either through ``setpriv`` (the default
+``trio_core.ffmpeg.child.spawn`` sets the parent-death signal either through ``setpriv`` (the default
 when available: CPython's ``vfork`` path, two extra execs in the child) or with a ``preexec_fn``
 (the fallback: CPython must ``fork()`` with the GIL held, so the trio loop stalls while the
 kernel copies the page tables, which grows with the server's RSS). This prints, for a few RSS
@@ -18,8 +18,8 @@ import time
 
 import trio
 
-from trio_core import child as child_module
-from trio_core.child import spawn
+from trio_core.ffmpeg import child as child_module
+from trio_core.ffmpeg.child import spawn
 
 
 async def measure(method: str, runs: int) -> tuple[float, float, float]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-from trio_core.ffmpeg_binary import find_ffmpeg
+from trio_core.ffmpeg.binary import find_ffmpeg
 from trio_core.srt.server import SrtServer
 
 

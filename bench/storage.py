@@ -32,7 +32,7 @@ import h11
 import httpx
 import trio
 
-from trio_core.ffmpeg_binary import find_ffmpeg
+from trio_core.ffmpeg.binary import find_ffmpeg
 
 AUTH = ("bench", "bench-secret")
 

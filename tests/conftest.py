@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from trio_core.ffmpeg_binary import find_ffmpeg
+from trio_core.ffmpeg.binary import find_ffmpeg
 
 
 @pytest.fixture(scope="session")

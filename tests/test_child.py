@@ -1,4 +1,4 @@
-"""trio_core.child: parent-death signal, own process group, no leaks, cancellation."""
+"""trio_core.ffmpeg.child: parent-death signal, own process group, no leaks, cancellation."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import threading
 import pytest
 import trio
 
-from trio_core import child as child_module
-from trio_core.child import PIPE, Child, run_process, spawn, wait_or_stop
-from trio_core.procfs import read_proc_stat
+from trio_core.ffmpeg import child as child_module
+from trio_core.ffmpeg.child import PIPE, Child, run_process, spawn, wait_or_stop
+from trio_core.ffmpeg.procfs import read_proc_stat
 
 from .conftest import child_pids, open_fds
 

@@ -261,7 +261,7 @@ async def test_skills_from_the_ffmpeg_in_use(tmp_path: Path, ffmpeg: str) -> Non
 
 def test_skills_parsers_read_older_ffmpeg_tables() -> None:
     """FFmpeg 4-6 table layouts (three filter flags, two format columns), as Core parses."""
-    from trio_core import skills as sk
+    from trio_core.ffmpeg import skills as sk
 
     assert sk.parse_version("ffmpeg version 4.4.1 Copyright")["version"] == "4.4.1"
     assert sk.parse_version("ffmpeg version 5.1 Copyright")["version"] == "5.1.0"
@@ -288,8 +288,8 @@ def test_skills_parsers_read_older_ffmpeg_tables() -> None:
 
 def test_skills_device_parsers() -> None:
     """Hardware inside devices[] (Core's formats: ALSA, v4l2-ctl, fbset)."""
-    from trio_core import skills as sk
-    from trio_core import skills_devices as dev
+    from trio_core.ffmpeg import devices as dev
+    from trio_core.ffmpeg import skills as sk
 
     cards = (" 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n"
              "                      bcm2835 Headphones\n"

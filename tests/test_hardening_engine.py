@@ -24,8 +24,14 @@ from typing import Any
 import pytest
 import trio
 
+from trio_core.ffmpeg.procfs import (
+    ProcStat,
+    ProcStatError,
+    boot_id,
+    parse_proc_stat,
+    read_proc_stat,
+)
 from trio_core.pidrecords import DIRNAME, Record, judge
-from trio_core.procfs import ProcStat, ProcStatError, boot_id, parse_proc_stat, read_proc_stat
 from trio_core.tempdirs import make_owned_tempdir, owner_of
 
 from .test_api import Api, make_config, running_server, tiny_process, wait_for

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from trio_core.api.corejson import core_dumps
+from trio_core.ffmpeg.probe import parse_probe
+from trio_core.ffmpeg.progress import Fixed3, ProgressParser, core_number
 from trio_core.model import (
     ConfigError,
     ConfigTypeError,
@@ -18,8 +20,6 @@ from trio_core.model import (
     check_process_id,
     decode_onto,
 )
-from trio_core.probe import parse_probe
-from trio_core.progress import Fixed3, ProgressParser, core_number
 
 SHORTUUID = re.compile(r"[23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz]{22}")
 

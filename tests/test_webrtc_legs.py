@@ -19,8 +19,8 @@ import trio
 from rtp.h264 import nal_types, profile_level_id_from_sps
 from rtp.packet import parse_rtp
 from rtp.sdp import h264_profile, parse_source_sdp
+from trio_core.ffmpeg.mediainfo import parse_ffmpeg_streams, probe_inputs
 from trio_core.webrtc.legs import build_rtp_outputs
-from trio_core.webrtc.probe import parse_ffmpeg_streams, probe_inputs
 
 LAVFI_STDERR = """Input #0, lavfi, from 'testsrc2=size=320x240:rate=25':
   Duration: N/A, start: 0.000000, bitrate: N/A

@@ -52,7 +52,7 @@ from .core_layout import (
     parse_env_leaf,
     set_path,
 )
-from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
+from .ffmpeg.binary import FFmpegNotFound, find_ffmpeg
 from .instance import Instance, load_instance
 
 log = logging.getLogger(__name__)

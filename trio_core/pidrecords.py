@@ -3,10 +3,10 @@
 Every FFmpeg the engine starts is recorded in ``<db.dir>/trio-core-pids/<pid>.json`` as
 ``{"pid", "start_time", "boot_id", "process_id", "program", "server": {"pid", "start_time"}}``
 and the record is removed when the process has been reaped. ``(pid, start_time, boot_id)``
-identifies the process beyond its pid (pids are recycled; see :mod:`trio_core.procfs`).
+identifies the process beyond its pid (pids are recycled; see :mod:`trio_core.ffmpeg.procfs`).
 
 Normally there is nothing to end: children die with the server (parent-death signal, see
-:mod:`trio_core.child`). Records cover what that cannot: children of an older version, a kernel
+:mod:`trio_core.ffmpeg.child`). Records cover what that cannot: children of an older version, a kernel
 without ``PR_SET_PDEATHSIG``, a server stopped by SIGSTOP and restarted elsewhere on the same db.
 
 :meth:`PidRecords.end_leftovers` (the server calls it at start, before it starts anything)
@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from .procfs import ProcStat, boot_id, read_proc_stat
+from .ffmpeg.procfs import ProcStat, boot_id, read_proc_stat
 
 __all__ = ["DIRNAME", "Leftover", "PidRecords", "Record", "judge"]
 

@@ -9,7 +9,7 @@ Runtime model (structured concurrency):
   cancel scope (the "process scope") and a nursery (``RunContext.nursery``) in which hooks run
   their tasks. The lifecycle loops over *attempts* (FFmpeg runs) while reconnect rules allow.
 * an attempt: state ``starting`` -> placeholders resolved, command assembled, hooks'
-  ``on_start`` -> exec FFmpeg (:func:`trio_core.child.spawn`: stdin/stderr pipes, stdout to
+  ``on_start`` -> exec FFmpeg (:func:`trio_core.ffmpeg.child.spawn`: stdin/stderr pipes, stdout to
   /dev/null, its own process group, a parent-death signal so it dies with the server however the
   server dies; recorded in the db dir's pid records while it runs) -> state ``running``
   **immediately after a successful exec** (datarhei semantics; progress is visible in
@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .child import DEVNULL, PIPE, Child, spawn, wait_or_stop
 from .command import build_command, core_command
+from .ffmpeg.child import DEVNULL, PIPE, Child, spawn, wait_or_stop
+from .ffmpeg.progress import ProgressParser, core_number, empty_progress
 from .hooks import HOOK_STOP_TIMEOUT, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
 from .model import ProcessConfig
-from .progress import ProgressParser, core_number, empty_progress
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor

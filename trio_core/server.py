@@ -41,7 +41,7 @@ from quart_trio import QuartTrio
 
 from .api import Authenticator, add_fallback_index, create_app
 from .config import Config, is_loopback_host
-from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
+from .ffmpeg.binary import FFmpegNotFound, find_ffmpeg
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Temporary directories that name their owning server, and removal of those left by dead ones.
 
 :func:`make_owned_tempdir` creates ``<tmp>/<prefix><pid>-<start_time>-<random>``: the owner is
-identified by pid *and* /proc start time (pids are recycled, see :mod:`trio_core.procfs`).
+identified by pid *and* /proc start time (pids are recycled, see :mod:`trio_core.ffmpeg.procfs`).
 :func:`remove_stale_tempdirs` (called at start) removes every such directory whose owner no
 longer runs — e.g. after a crash or ``kill -9`` — and leaves those of live servers alone.
 Directories without an owner in their name (made by older versions) are left alone too: nothing
@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 
-from .procfs import read_proc_stat
+from .ffmpeg.procfs import read_proc_stat
 
 __all__ = ["make_owned_tempdir", "owner_of", "remove_stale_tempdirs"]
 

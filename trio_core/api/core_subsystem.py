@@ -12,7 +12,7 @@
 
 ``run()`` attaches the log ring (``log.max_lines`` records) to the root logger while the server
 runs and detaches it when cancelled; it owns no other task. The FFmpeg skills are probed on
-first use in a worker thread (:class:`~trio_core.skills.SkillsCache`).
+first use in a worker thread (:class:`~trio_core.ffmpeg.skills.SkillsCache`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import trio
 
 from ..config import Config, SettingError
 from ..core_config import CoreConfigStore
-from ..ffmpeg_binary import FFmpegNotFound, find_ffmpeg
+from ..ffmpeg.binary import FFmpegNotFound, find_ffmpeg
+from ..ffmpeg.skills import SkillsCache
 from ..log_ring import LogRing
-from ..skills import SkillsCache
 from .app import APP_KEY
 from .system_routes import system_blueprint
 

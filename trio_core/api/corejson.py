@@ -1,7 +1,7 @@
 """JSON responses with Core's number formatting (``25.000`` for Go's ``%.3f`` numbers).
 
 Python's json module writes every float with ``repr``; Core writes many progress values with
-exactly three decimals. Values that must look like that are :class:`~trio_core.progress.Fixed3`
+exactly three decimals. Values that must look like that are :class:`~trio_core.ffmpeg.progress.Fixed3`
 floats. :func:`core_dumps` renders them so: it replaces each Fixed3 inside the given subtrees
 by a string carrying a random per-call marker, serialises, and turns the marked strings back
 into bare numbers. The marker is 128 random bits, so no client-supplied string can forge one.
@@ -18,7 +18,7 @@ from typing import Any
 
 from quart import Response
 
-from ..progress import Fixed3
+from ..ffmpeg.progress import Fixed3
 
 __all__ = ["core_dumps", "core_json_response"]
 

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
+from ..ffmpeg.probe import run_probe
 from ..glob import GlobError, glob_match
 from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, generate_id
-from ..probe import run_probe
 from ..supervisor import DuplicateProcess, ProcessNotFound
 from .corejson import core_json_response
 from .errors import ApiError, bind_json, json_response

@@ -1,7 +1,7 @@
 """Server-wide v3 routes as Core v16.16 has them: skills, config, global metadata, log.
 
 * ``GET /api/v3/skills``, ``GET /api/v3/skills/reload`` — the FFmpeg skills
-  (:mod:`trio_core.skills`; the first request waits for the startup probe).
+  (:mod:`trio_core.ffmpeg.skills`; the first request waits for the startup probe).
 * ``GET /api/v3/config`` -> ``{created_at, loaded_at, updated_at, config, overrides}``;
   ``PUT /api/v3/config`` (a partial or full version-3 document) -> 200 ``"OK"``, 400
   ``Invalid JSON`` / ``Invalid config version``, 409 ``{field: [messages]}``;
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response, request
 
 from ..core_config import ConfigRejected, CoreConfigStore
+from ..ffmpeg.skills import SkillsCache
 from ..log_ring import LogRing
-from ..skills import SkillsCache
 from .errors import ApiError, bind_json, json_response, read_json
 
 if TYPE_CHECKING:

@@ -30,10 +30,10 @@ from rtp.errors import SdpError
 from rtp.forwarder import Forwarder
 from rtp.source import Source
 
+from ..ffmpeg.mediainfo import MediaInfo, probe_inputs
 from ..hooks import HookAbort, RunContext
 from ..tempdirs import make_owned_tempdir, remove_stale_tempdirs
 from .legs import build_rtp_outputs
-from .probe import MediaInfo, probe_inputs
 
 __all__ = ["WebRTCHook"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .probe import MediaInfo, VideoStream
+from ..ffmpeg.mediainfo import MediaInfo, VideoStream
 
 __all__ = ["RtpLegs", "build_rtp_outputs", "rtp_url"]
 

@@ -21,7 +21,7 @@ from rtp.admission import AdmissionLimits
 from rtp.forwarder import Forwarder
 
 from ..config import Config
-from ..ffmpeg_binary import find_ffmpeg
+from ..ffmpeg.binary import find_ffmpeg
 from .hook import WebRTCHook
 from .pages import install_pages
 from .whep import whep_blueprint

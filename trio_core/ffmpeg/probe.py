@@ -12,7 +12,7 @@ parsed like Core's ``ffmpeg/prelude``, are the ``streams`` (Core's ``ProbeIO`` f
 * :func:`run_probe` is the trio shell: FFmpeg runs as a child process of the calling task (no
   thread; the event loop keeps serving), bounded by ``timeout`` seconds (Core: 20 s) after
   which it is killed and ``"probe timed out after N s"`` is logged; at most :data:`MAX_LOG_LINES`
-  lines of at most :data:`~trio_core.progress.MAX_LINE` characters are kept. Cancelling the
+  lines of at most :data:`~trio_core.ffmpeg.progress.MAX_LINE` characters are kept. Cancelling the
   caller kills FFmpeg and reaps it before the cancellation propagates.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from .model import ProcessConfig
+from ..model import ProcessConfig
 from .progress import CHANNEL_LAYOUTS, MAX_LINE
 
 __all__ = ["MAX_LOG_LINES", "PROBE_TIMEOUT", "parse_probe", "probe_command", "run_probe"]

@@ -22,8 +22,8 @@ from typing import Protocol
 
 import trio
 
-from ..child import run_process
-from ..progress import CHANNEL_LAYOUTS, split_top
+from .child import run_process
+from .progress import CHANNEL_LAYOUTS, split_top
 
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
 

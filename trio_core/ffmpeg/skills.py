@@ -6,7 +6,7 @@ Sans-IO parsers (``parse_version``, ``parse_codecs``, ``parse_filters``, ``parse
 JSON Core answers with (same line patterns as Core's ``ffmpeg/skills``). ``encoders`` /
 ``decoders`` of a codec are ``null`` when it has none, as in Core; every list the API always
 emits is a list. The hardware inside ``devices[].devices`` (ALSA capture PCMs, V4L2 devices,
-framebuffers) comes from :mod:`trio_core.skills_devices`.
+framebuffers) comes from :mod:`trio_core.ffmpeg.devices`.
 
 :func:`probe_skills` runs the seven FFmpeg calls (blocking; :class:`SkillsCache` runs it in a
 worker thread via ``trio.to_thread.run_sync``, so the event loop never waits on it) and
@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from .skills_devices import list_devices
+from .devices import list_devices
 
 log = logging.getLogger(__name__)
 
