@@ -36,7 +36,6 @@ Runtime model (structured concurrency):
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from collections import deque
@@ -381,17 +380,11 @@ class Process:
         """Spawn FFmpeg (OSError before ``started`` when it cannot be executed), report it,
         wait for it; when cancelled, stop it with :meth:`_deliver_cancel` and wait for it."""
         try:
-            child = await spawn(argv, stdin=PIPE, stdout=DEVNULL, stderr=PIPE)
-            records = self._sup.pid_records
-            if records is not None:
-                records.add(child.pid, child.start_time, self.id, os.path.basename(argv[0]))
-            try:
-                with self._ffmpeg_scope:
-                    task_status.started(child)
-                    await wait_or_stop(child, self._deliver_cancel)
-            finally:
-                if records is not None and child.returncode is not None:
-                    records.remove(child.pid)
+            child = await spawn(argv, stdin=PIPE, stdout=DEVNULL, stderr=PIPE,
+                                record=self._sup.pid_records, record_id=self.id)
+            with self._ffmpeg_scope:
+                task_status.started(child)
+                await wait_or_stop(child, self._deliver_cancel)
         finally:
             self._watch_scope.cancel()
 

@@ -12,7 +12,7 @@
 
 ``run()`` attaches the log ring (``log.max_lines`` records) to the root logger while the server
 runs and detaches it when cancelled; it owns no other task. The FFmpeg skills are probed on
-first use in a worker thread (:class:`~trio_core.ffmpeg.skills.SkillsCache`).
+first use through the one spawn path (:class:`~trio_core.ffmpeg.skills.SkillsCache`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class CoreApiSubsystem:
             binary = find_ffmpeg(self.config["ffmpeg.binary"])
         except FFmpegNotFound as exc:  # serve() refuses to start before this anyway
             raise StartupError(f"ffmpeg.binary: {exc}") from None
-        self.skills = SkillsCache(binary)
+        self.skills = SkillsCache(binary, record=ctx.supervisor.pid_records)
         ctx.app.extensions[APP_KEY]["instance"] = self.store.instance
         auth = ctx.auth
         auth.disable_localhost = self.config["api.auth.disable_localhost"]

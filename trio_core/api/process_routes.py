@@ -262,7 +262,8 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
             return json_response({"streams": [], "log": [f"Unknown process ID ({process_id})"]})
         resolved = supervisor.resolve(proc.config)
         async with probes:
-            result = await run_probe(resolved, supervisor.ffmpeg)
+            result = await run_probe(resolved, supervisor.ffmpeg, record=supervisor.pid_records,
+                                     record_id=f"{process_id} (probe)")
         return json_response(result)
 
     @bp.get("/<process_id>/metadata")

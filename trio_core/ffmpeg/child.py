@@ -26,10 +26,18 @@ of its own per child that lives exactly as long as the child**: it forks, then b
 reaped by the trio thread only (:meth:`Child.wait`), so until :meth:`Child.wait` returns the pid
 (and the process group id) cannot be recycled and signals always reach the right process.
 
+**The one spawn path.** Every program the server starts — FFmpeg processes, the API probe,
+the skills probe and its device helpers, the WebRTC input probe — is started here, so each gets
+the parent-death signal and its own process group. With ``record`` (a :class:`PidRecorder`,
+the engine's pid records) the child is recorded right after it was started and the record is
+removed when :meth:`Child.wait` has reaped it, so the next server start can end it if a
+parent-death signal could not (see :mod:`trio_core.pidrecords`).
+
 Contract: whoever calls :func:`spawn` owns the :class:`Child` and must wait for it
-(:meth:`Child.wait`, :func:`wait_or_stop` or :meth:`Child.aclose`) within its trio scope.
-:func:`spawn` itself is not cancellable (a fork takes milliseconds; a cancelled caller would
-leak the child); the waits are.
+(:meth:`Child.wait`, :func:`wait_or_stop` or :meth:`Child.aclose`) within its trio scope, and
+close its pipes (:meth:`Child.aclose` does both). :func:`spawn` itself is not cancellable (a
+fork takes milliseconds; a cancelled caller would leak the child); the waits are.
+:func:`run_process` is spawn + wait + close for short runs.
 """
 
 from __future__ import annotations
@@ -42,13 +50,13 @@ import signal
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from .procfs import ProcStat, read_proc_stat
 
-__all__ = ["Child", "PIPE", "DEVNULL", "run_process", "spawn", "wait_or_stop"]
+__all__ = ["Child", "PIPE", "DEVNULL", "PidRecorder", "run_process", "spawn", "wait_or_stop"]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -130,6 +138,16 @@ def _executable(program: str, cwd: str | None, env: Mapping[str, str] | None) ->
     return found
 
 
+class PidRecorder(Protocol):
+    """Where started children are recorded while they run (the engine's pid records)."""
+
+    def add(self, pid: int, start_time: int, process_id: str, program: str) -> None:
+        """Record a started child (must not raise)."""
+
+    def remove(self, pid: int) -> None:
+        """Forget a reaped child (must not raise)."""
+
+
 class Child:
     """A running (or exited, not yet reaped) child process. Create with :func:`spawn`.
 
@@ -141,7 +159,8 @@ class Child:
 
     def __init__(self, popen: subprocess.Popen[bytes], args: list[str], exited: trio.Event,
                  stdin: trio.lowlevel.FdStream | None, stdout: trio.lowlevel.FdStream | None,
-                 stderr: trio.lowlevel.FdStream | None) -> None:
+                 stderr: trio.lowlevel.FdStream | None,
+                 record: PidRecorder | None = None) -> None:
         self._popen = popen
         self.pid = popen.pid
         self.args = args
@@ -151,6 +170,7 @@ class Child:
         self._exited = exited  # set (in the trio thread) once the child has exited, unreaped
         stat = read_proc_stat(self.pid)
         self.start_time = stat.start_time if stat is not None else 0
+        self._record = record
 
     @property
     def returncode(self) -> int | None:
@@ -163,6 +183,9 @@ class Child:
             self._popen.poll()  # reaps: the child has exited (the watcher thread saw it)
             if self._popen.returncode is None:  # pragma: no cover - reaped behind our back
                 self._popen.returncode = 0
+        if self._record is not None:
+            record, self._record = self._record, None
+            record.remove(self.pid)
         return self._popen.returncode
 
     def stat(self) -> ProcStat | None:
@@ -221,9 +244,11 @@ def _pipe_from_child() -> tuple[trio.lowlevel.FdStream, int]:
 async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None,
                 stderr: int | None = None, cwd: str | None = None,
                 env: Mapping[str, str] | None = None,
-                death_signal: int = PARENT_DEATH_SIGNAL) -> Child:
+                death_signal: int = PARENT_DEATH_SIGNAL,
+                record: PidRecorder | None = None, record_id: str = "") -> Child:
     """Start ``argv`` (see the module docstring). ``stdin``/``stdout``/``stderr``: None
     (inherit), :data:`PIPE` (a trio stream on the :class:`Child`), :data:`DEVNULL` or an fd.
+    ``record``: record the child there as ``record_id`` until it is reaped.
 
     Raises OSError when the program cannot be executed (nothing is left behind then).
     Not cancellable (returns within the time of a fork + exec).
@@ -310,8 +335,10 @@ async def spawn(argv: Sequence[str], *, stdin: int | None = None, stdout: int | 
         res = result[0]
         if isinstance(res, BaseException):
             raise res  # OSError: cannot execute (the pipes are closed below)
-        child = Child(res, args, exited, s_in, s_out, s_err)
+        child = Child(res, args, exited, s_in, s_out, s_err, record)
         ours.clear()
+        if record is not None:
+            record.add(child.pid, child.start_time, record_id, os.path.basename(args[0]))
         return child
     finally:
         for fd in theirs:
@@ -346,11 +373,15 @@ async def _kill(child: Child) -> None:
 
 async def run_process(argv: Sequence[str], *, stdin: int | None = DEVNULL,
                       capture_stdout: bool = False, capture_stderr: bool = False,
+                      env: Mapping[str, str] | None = None,
+                      record: PidRecorder | None = None, record_id: str = "",
                       ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion (like ``trio.run_process(..., check=False)``, the subset we
-    use), as a :func:`spawn` child. Cancellation: the child is killed and reaped first."""
+    use), as a :func:`spawn` child. Cancellation: the child is killed and reaped and its pipes
+    are closed before the cancellation propagates."""
     child = await spawn(argv, stdin=stdin, stdout=PIPE if capture_stdout else None,
-                        stderr=PIPE if capture_stderr else None)
+                        stderr=PIPE if capture_stderr else None, env=env, record=record,
+                        record_id=record_id)
     chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
 
     async def drain(stream: trio.abc.ReceiveStream, key: str) -> None:

@@ -6,9 +6,10 @@ Core fills ``devices[].devices`` for four FFmpeg device formats: ``alsa`` (captu
 ``avfoundation`` (macOS only; not done here). Each entry is ``{"id", "name", "extra",
 "media"}``: the Restreamer UI offers them as sources (``hw:1,0``, ``/dev/video0`` ...).
 
-The ``parse_*`` functions are pure (text in, list out); :func:`list_devices` does the blocking
-reads and helper calls (short timeouts; a missing file or tool just means no devices) and is
-run inside the skills probe's worker thread.
+The ``parse_*`` functions are pure (text in, list out); :func:`list_devices` does the small
+/proc and /dev reads and runs the helpers as :func:`~trio_core.ffmpeg.child.run_process`
+children (short timeouts; a missing file or tool just means no devices). Cancelling it kills
+and reaps the running helper first.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .child import DEVNULL, PidRecorder, run_process
 
 HELPER_TIMEOUT = 5.0
 
@@ -111,36 +115,49 @@ def _read(path: str) -> str:
         return ""
 
 
-def _run(args: list[str]) -> str:
+async def _run(args: list[str], record: PidRecorder | None) -> str:
     if shutil.which(args[0]) is None:
         return ""
     try:
-        result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, env={},
-                                timeout=HELPER_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        with trio.fail_after(HELPER_TIMEOUT):
+            result = await run_process(args, stdin=DEVNULL, capture_stdout=True,
+                                       capture_stderr=True, env={}, record=record,
+                                       record_id=f"skills {args[0]}")
+    except (OSError, trio.TooSlowError):
         return ""
+    assert result.stdout is not None
     return result.stdout.decode("utf-8", "replace")
 
 
-def _framebuffers() -> list[dict[str, str]]:
+async def _alsa(record: PidRecorder | None) -> list[dict[str, str]]:
+    return parse_alsa(_read("/proc/asound/cards"), _read("/proc/asound/devices"))
+
+
+async def _video4linux2(record: PidRecorder | None) -> list[dict[str, str]]:
+    return parse_v4l2(await _run(["v4l2-ctl", "--list-devices"], record))
+
+
+async def _framebuffers(record: PidRecorder | None) -> list[dict[str, str]]:
     out = []
     for index in range(32):
         path = f"/dev/fb{index}"
         if not os.path.exists(path):
             break
-        out.append(_device(path, path, parse_fbset(_run(["fbset", "-s", "-fb", path])),
-                           "video"))
+        out.append(_device(path, path, parse_fbset(await _run(["fbset", "-s", "-fb", path],
+                                                              record)), "video"))
     return out
 
 
-LISTERS: dict[str, Callable[[], list[dict[str, str]]]] = {
-    "alsa": lambda: parse_alsa(_read("/proc/asound/cards"), _read("/proc/asound/devices")),
-    "video4linux2": lambda: parse_v4l2(_run(["v4l2-ctl", "--list-devices"])),
+LISTERS: dict[str, Callable[[PidRecorder | None], Awaitable[list[dict[str, str]]]]] = {
+    "alsa": _alsa,
+    "video4linux2": _video4linux2,
     "fbdev": _framebuffers,
 }
 
 
-def list_devices(format_id: str) -> list[dict[str, str]]:
-    """The hardware of FFmpeg device format ``format_id`` (blocking; empty when unknown)."""
+async def list_devices(format_id: str, *, record: PidRecorder | None = None
+                       ) -> list[dict[str, str]]:
+    """The hardware of FFmpeg device format ``format_id`` (empty when unknown); helper
+    programs are recorded in ``record`` while they run."""
     lister = LISTERS.get(format_id)
-    return lister() if lister else []
+    return await lister(record) if lister else []

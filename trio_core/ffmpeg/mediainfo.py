@@ -15,14 +15,13 @@ sockets: ``-listen 1``, ``mode=listener``) or do not answer within the timeout g
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import trio
 
-from .child import run_process
+from .child import DEVNULL, PidRecorder, run_process
 from .progress import CHANNEL_LAYOUTS, split_top
 
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
@@ -144,12 +143,14 @@ def _without_pacing(options: Sequence[str]) -> list[str]:
     return out
 
 
-async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: float = 10.0
+async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: float = 10.0,
+                       record: PidRecorder | None = None, record_id: str = ""
                        ) -> MediaInfo | None:
     """Describe ``inputs`` by running FFmpeg on them; None when they cannot be probed.
 
-    Cancellation: the FFmpeg child is killed and reaped when the caller is cancelled or
-    the timeout expires.
+    FFmpeg is a :func:`~trio_core.ffmpeg.child.run_process` child (recorded in ``record`` as
+    ``record_id`` while it runs). Cancellation: the FFmpeg child is killed and reaped when the
+    caller is cancelled or the timeout expires.
     """
     if not inputs or any(_unprobeable(i) for i in inputs):
         return None
@@ -160,8 +161,8 @@ async def probe_inputs(ffmpeg: str, inputs: Sequence[InputLike], *, timeout: flo
     argv += ["-an", "-sn", "-dn", "-frames:v", str(PROBE_FRAMES), "-vf", "showinfo",
              "-f", "null", "-"]
     with trio.move_on_after(timeout):
-        proc = await run_process(argv, stdin=subprocess.DEVNULL, capture_stdout=True,
-                                 capture_stderr=True)
+        proc = await run_process(argv, stdin=DEVNULL, capture_stdout=True, capture_stderr=True,
+                                 record=record, record_id=record_id)
         text = proc.stderr.decode("utf-8", "replace")
         info = parse_ffmpeg_streams(text)
         if info.video is None and info.audio is None:

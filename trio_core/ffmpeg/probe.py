@@ -9,23 +9,24 @@ parsed like Core's ``ffmpeg/prelude``, are the ``streams`` (Core's ``ProbeIO`` f
 ``sampling_hz``, ``layout``, ``channels``).
 
 * :func:`parse_probe` is sans-IO (lines in, result out).
-* :func:`run_probe` is the trio shell: FFmpeg runs as a child process of the calling task (no
-  thread; the event loop keeps serving), bounded by ``timeout`` seconds (Core: 20 s) after
+* :func:`run_probe` is the trio shell: FFmpeg runs as a :func:`~trio_core.ffmpeg.child.spawn`
+  child of the calling task (parent-death signal, own process group, pid record; no thread:
+  the event loop keeps serving), bounded by ``timeout`` seconds (Core: 20 s) after
   which it is killed and ``"probe timed out after N s"`` is logged; at most :data:`MAX_LOG_LINES`
   lines of at most :data:`~trio_core.ffmpeg.progress.MAX_LINE` characters are kept. Cancelling the
-  caller kills FFmpeg and reaps it before the cancellation propagates.
+  caller (a client that leaves) kills FFmpeg, reaps it and closes its pipe before the
+  cancellation propagates.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import trio
 
-from ..model import ProcessConfig
+from .child import DEVNULL, PIPE, Child, PidRecorder, spawn, wait_or_stop
 from .progress import CHANNEL_LAYOUTS, MAX_LINE
 
 __all__ = ["MAX_LOG_LINES", "PROBE_TIMEOUT", "parse_probe", "probe_command", "run_probe"]
@@ -108,7 +109,27 @@ def parse_probe(lines: Iterable[str]) -> list[dict[str, Any]]:
     return streams
 
 
-def probe_command(resolved: ProcessConfig, ffmpeg: str) -> list[str]:
+class ProbeInput(Protocol):
+    """An input of a process (:class:`trio_core.model.IOConfig` is one)."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def options(self) -> Sequence[str]: ...
+
+
+class ProbeConfig(Protocol):
+    """The resolved config of a process (:class:`trio_core.model.ProcessConfig` is one)."""
+
+    @property
+    def options(self) -> Sequence[str]: ...
+
+    @property
+    def input(self) -> Sequence[ProbeInput]: ...
+
+
+def probe_command(resolved: ProbeConfig, ffmpeg: str) -> list[str]:
     """The probe argv (Core's): binary, global options, then each input; no output."""
     argv = [ffmpeg, *resolved.options]
     for io in resolved.input:
@@ -116,9 +137,13 @@ def probe_command(resolved: ProcessConfig, ffmpeg: str) -> list[str]:
     return argv
 
 
-async def run_probe(resolved: ProcessConfig, ffmpeg: str, *,
-                    timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
-    """Probe the inputs of ``resolved``; Core's ``{"streams": [...], "log": [...]}``."""
+async def run_probe(resolved: ProbeConfig, ffmpeg: str, *, timeout: float = PROBE_TIMEOUT,
+                    record: PidRecorder | None = None, record_id: str = "") -> dict[str, Any]:
+    """Probe the inputs of ``resolved``; Core's ``{"streams": [...], "log": [...]}``.
+
+    FFmpeg is a :func:`~trio_core.ffmpeg.child.spawn` child (recorded in ``record`` as
+    ``record_id`` while it runs); it is killed, reaped and its pipe closed before this returns
+    or a cancellation propagates."""
     argv = probe_command(resolved, ffmpeg)
     log: list[str] = []
     buf = bytearray()
@@ -128,12 +153,8 @@ async def run_probe(resolved: ProcessConfig, ffmpeg: str, *,
         if line.strip() and len(log) < MAX_LOG_LINES:
             log.append(line)
 
-    async def kill_now(proc: trio.Process) -> None:
-        proc.kill()
-
-    async def read_all(proc: trio.Process) -> None:
-        assert proc.stderr is not None
-        while data := await proc.stderr.receive_some(65536):
+    async def read_all(stderr: trio.abc.ReceiveStream) -> None:
+        while data := await stderr.receive_some(65536):
             buf.extend(data)
             while (end := min((p for p in (buf.find(b"\n"), buf.find(b"\r")) if p >= 0),
                               default=-1)) >= 0:
@@ -143,29 +164,26 @@ async def run_probe(resolved: ProcessConfig, ffmpeg: str, *,
                 take(bytes(buf))
                 buf.clear()
 
-    timed_out = False
     with trio.move_on_after(timeout) as scope:
-        async with trio.open_nursery() as nursery:
+        try:
+            child = await spawn(argv, stdin=DEVNULL, stdout=DEVNULL, stderr=PIPE, record=record,
+                                record_id=record_id)
+        except OSError as exc:
+            log.append(f"Failed to start FFmpeg ({argv[0]}): {exc.strerror or exc}")
+        else:
             try:
-                proc: trio.Process = await nursery.start(_run(argv, kill_now))
-            except OSError as exc:
-                log.append(f"Failed to start FFmpeg ({argv[0]}): {exc.strerror or exc}")
-            else:
-                await read_all(proc)
-    timed_out = scope.cancelled_caught
+                async with trio.open_nursery() as nursery:
+                    assert child.stderr is not None
+                    nursery.start_soon(read_all, child.stderr)
+                    await wait_or_stop(child, _kill)
+            finally:
+                await child.aclose()
     if buf:
         take(bytes(buf))
-    if timed_out:
+    if scope.cancelled_caught:
         log.append(f"probe timed out after {timeout:g} s")
     return {"streams": parse_probe(log), "log": log}
 
 
-def _run(argv: list[str], deliver_cancel: Any) -> Any:
-    """``trio.run_process`` for the probe: stdin and stdout closed, stderr piped."""
-
-    async def run(*, task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.run_process(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, check=False,
-                               deliver_cancel=deliver_cancel, task_status=task_status)
-
-    return run
+async def _kill(child: Child) -> None:
+    child.kill()

@@ -8,21 +8,23 @@ JSON Core answers with (same line patterns as Core's ``ffmpeg/skills``). ``encod
 emits is a list. The hardware inside ``devices[].devices`` (ALSA capture PCMs, V4L2 devices,
 framebuffers) comes from :mod:`trio_core.ffmpeg.devices`.
 
-:func:`probe_skills` runs the seven FFmpeg calls (blocking; :class:`SkillsCache` runs it in a
-worker thread via ``trio.to_thread.run_sync``, so the event loop never waits on it) and
-:class:`SkillsCache` caches the result (probed on first use and on ``reload``).
+:func:`probe_skills` runs the seven FFmpeg calls (and the device helpers) one after the other as
+:func:`~trio_core.ffmpeg.child.run_process` children — parent-death signal, own process group,
+pid record — on the event loop (no thread), each bounded by :data:`PROBE_TIMEOUT`; a call that
+fails or times out contributes nothing (logged). Cancelling it kills and reaps the running
+child first. :class:`SkillsCache` caches the result (probed on first use and on ``reload``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .child import DEVNULL, PidRecorder, run_process
 from .devices import list_devices
 
 log = logging.getLogger(__name__)
@@ -179,31 +181,42 @@ def empty_skills() -> dict[str, Any]:
     }
 
 
-def _run(binary: str, flag: str) -> str:
+async def _run(binary: str, flag: str, record: PidRecorder | None) -> str:
     # Core runs these with an empty environment; "-hide_banner" keeps the tables parseable
     args = [binary, flag] if flag == "-version" else [binary, "-hide_banner", flag]
     try:
-        result = subprocess.run(
-            args, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT,
-            env={}, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        with trio.fail_after(PROBE_TIMEOUT):
+            result = await run_process(args, stdin=DEVNULL, capture_stdout=True,
+                                       capture_stderr=True, env={}, record=record,
+                                       record_id=f"skills {flag}")
+    except OSError as exc:
         log.warning("skills: %s %s failed: %s", binary, flag, exc)
         return ""
+    except trio.TooSlowError:
+        log.warning("skills: %s %s failed: timed out after %g seconds", binary, flag,
+                    PROBE_TIMEOUT)
+        return ""
+    assert result.stdout is not None and result.stderr is not None
     out = result.stdout if flag != "-version" else result.stdout + result.stderr
     return out.decode("utf-8", "replace")
 
 
-def probe_skills(binary: str) -> dict[str, Any]:
-    """Run FFmpeg seven times and parse everything (blocking; run it in a thread)."""
+async def probe_skills(binary: str, *, record: PidRecorder | None = None) -> dict[str, Any]:
+    """Run FFmpeg seven times (and the device helpers) and parse everything."""
     skills = empty_skills()
-    skills["ffmpeg"] = parse_version(_run(binary, "-version"))
-    skills["filter"] = parse_filters(_run(binary, "-filters"))
-    skills["hwaccels"] = parse_hwaccels(_run(binary, "-hwaccels"))
-    skills["codecs"] = parse_codecs(_run(binary, "-codecs"))
-    skills["formats"] = parse_formats(_run(binary, "-formats"))
-    skills["devices"] = parse_devices(_run(binary, "-devices"), list_devices)
-    skills["protocols"] = parse_protocols(_run(binary, "-protocols"))
+    skills["ffmpeg"] = parse_version(await _run(binary, "-version", record))
+    skills["filter"] = parse_filters(await _run(binary, "-filters", record))
+    skills["hwaccels"] = parse_hwaccels(await _run(binary, "-hwaccels", record))
+    skills["codecs"] = parse_codecs(await _run(binary, "-codecs", record))
+    skills["formats"] = parse_formats(await _run(binary, "-formats", record))
+    devices = await _run(binary, "-devices", record)
+    demuxers, muxers = _parse_muxer_table(devices)
+    hardware: dict[str, list[dict[str, str]]] = {}
+    for format_id, _name in [*demuxers, *muxers]:
+        if format_id not in hardware:
+            hardware[format_id] = await list_devices(format_id, record=record)
+    skills["devices"] = parse_devices(devices, lambda format_id: hardware.get(format_id, []))
+    skills["protocols"] = parse_protocols(await _run(binary, "-protocols", record))
     return skills
 
 
@@ -211,19 +224,21 @@ class SkillsCache:
     """The parsed skills of one FFmpeg binary, probed once, off the event loop, and cached.
 
     The probe runs on first use (``get``) rather than during startup, so a server start spawns
-    no FFmpeg besides the processes' own (tests and operators count those children); it runs
-    in a worker thread via ``trio.to_thread.run_sync`` (not abandoned on cancel: the thread ends
-    within the per-call timeouts, so nothing outlives the request). ``reload`` probes again.
-    Concurrent callers share one probe (a trio lock).
+    no FFmpeg besides the processes' own (tests and operators count those children); its
+    children are started through the one spawn path (recorded in ``record``). A cancelled
+    caller (a client that leaves) cancels the probe: its child is killed and reaped, the cache
+    keeps what it had. ``reload`` probes again. Concurrent callers share one probe (a trio
+    lock).
     """
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, record: PidRecorder | None = None) -> None:
         self.binary = binary
+        self.record = record
         self._skills: dict[str, Any] | None = None
         self._lock = trio.Lock()
 
     async def _probe(self) -> dict[str, Any]:
-        skills = await trio.to_thread.run_sync(probe_skills, self.binary)
+        skills = await probe_skills(self.binary, record=self.record)
         log.info("FFmpeg skills: version %s", skills["ffmpeg"]["version"] or "unknown")
         self._skills = skills
         return skills

@@ -30,6 +30,7 @@ from rtp.errors import SdpError
 from rtp.forwarder import Forwarder
 from rtp.source import Source
 
+from ..ffmpeg.child import PidRecorder
 from ..ffmpeg.mediainfo import MediaInfo, probe_inputs
 from ..hooks import HookAbort, RunContext
 from ..tempdirs import make_owned_tempdir, remove_stale_tempdirs
@@ -57,10 +58,12 @@ class _Session:
 class WebRTCHook:
     """The supervisor hook of the WebRTC subsystem (see module docstring)."""
 
-    def __init__(self, forwarder: Forwarder, ffmpeg: str, *, probe_timeout: float = 10.0) -> None:
+    def __init__(self, forwarder: Forwarder, ffmpeg: str, *, probe_timeout: float = 10.0,
+                 pid_records: PidRecorder | None = None) -> None:
         self.forwarder = forwarder
         self.ffmpeg = ffmpeg
         self.probe_timeout = probe_timeout
+        self.pid_records = pid_records
         remove_stale_tempdirs(SDP_DIR_PREFIX)  # left behind by crashed servers
         self._sdp_dir = make_owned_tempdir(SDP_DIR_PREFIX)
 
@@ -77,7 +80,9 @@ class WebRTCHook:
         if session is None or session.source.closed:
             if self.forwarder.port == 0:
                 raise HookAbort("webrtc: the WebRTC subsystem is not running")
-            info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout)
+            info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout,
+                                      record=self.pid_records,
+                                      record_id=f"{process.id} (webrtc probe)")
             kinds = _kinds(info)
             if "video" in kinds and len(cfg.webrtc.video_codecs) > 1:
                 kinds = (*kinds, "video2")  # a second video leg in another codec

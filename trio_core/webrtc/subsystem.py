@@ -69,7 +69,7 @@ class WebRTCSubsystem:
 
     def install(self, ctx: Any) -> None:
         ffmpeg = find_ffmpeg(ctx.config["ffmpeg.binary"])
-        self.hook = WebRTCHook(self.forwarder, ffmpeg)
+        self.hook = WebRTCHook(self.forwarder, ffmpeg, pid_records=ctx.supervisor.pid_records)
         ctx.supervisor.add_hook(self.hook)
         ctx.app.register_blueprint(whep_blueprint(ctx.supervisor, self.forwarder, ctx.auth))
         install_pages(ctx.app)
