@@ -1,8 +1,8 @@
 """What an input carries, found by FFmpeg itself (there may be no ffprobe).
 
 ``parse_ffmpeg_streams`` is sans-IO: it reads the ``Stream #i:j: Video: …`` /
-``Audio: …`` lines FFmpeg prints for its inputs, and the ``showinfo`` lines of the first
-decoded video frames (``type:B`` → the stream has B-frames, ``i:T``/``i:B`` → interlaced),
+``Audio: …`` lines FFmpeg prints for its inputs (through :mod:`.streams`), and the
+``showinfo`` lines of the first decoded video frames (``type:B`` → the stream has B-frames, ``i:T``/``i:B`` → interlaced),
 which a browser cannot play over RTP. :func:`probe_inputs` runs
 ``ffmpeg -hide_banner <input options> -i <address> … -frames:v N -vf showinfo -f null -``
 with a timeout and parses the result.
@@ -22,16 +22,11 @@ from typing import Protocol
 import trio
 
 from .child import DEVNULL, PidRecorder, run_process
-from .progress import CHANNEL_LAYOUTS, split_top
+from .streams import parse_stream
 
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
 
-_STREAM = re.compile(r"^\s*Stream #(\d+):(\d+)[^:]*:\s*(Video|Audio):\s*(.*)$")
-_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
-_FPS = re.compile(r"([\d.]+)\s+fps\b")
-_RATE = re.compile(r"(\d+)\s+Hz\b")
 _SHOWINFO = re.compile(r"\bi:([PTB?])\s+iskey:\d\s+type:([IPBSH?])")
-_FIELD_ORDER = ("top first", "bottom first", "top coded first", "bottom coded first")
 #: Decoded video frames inspected for B-frames and interlacing.
 PROBE_FRAMES = 48
 @dataclass(frozen=True)
@@ -74,40 +69,17 @@ def parse_ffmpeg_streams(stderr: str) -> MediaInfo:
     video: VideoStream | None = None
     audio: AudioStream | None = None
     for line in stderr.splitlines():
-        m = _STREAM.match(line)
-        if not m:
+        parsed = parse_stream(line)
+        if parsed is None:
             continue
-        inp, idx, kind, rest = int(m[1]), int(m[2]), m[3], m[4]
-        parts = split_top(rest)
-        head = parts[0].split()
-        codec = head[0].lower() if head else ""
-        profile = None
-        pm = re.match(r"^\S+\s+\(([^)]*)\)", parts[0])
-        if pm and "/" not in pm[1]:
-            profile = pm[1]
-        if kind == "Video" and video is None:
-            pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 else None
-            pix_detail = parts[1].lower() if len(parts) > 1 else ""
-            size = _SIZE.search(rest)
-            fps = _FPS.search(rest)
-            video = VideoStream(inp, idx, codec, profile, pix_fmt or None,
-                                int(size[1]) if size else None, int(size[2]) if size else None,
-                                float(fps[1]) if fps else None,
-                                interlaced=True if any(f in pix_detail for f in _FIELD_ORDER)
-                                else None)
-        elif kind == "Audio" and audio is None:
-            rate = _RATE.search(rest)
-            channels = None
-            for part in parts[1:]:
-                word = part.split("(")[0].strip().lower()
-                if word in CHANNEL_LAYOUTS:
-                    channels = CHANNEL_LAYOUTS[word]
-                    break
-                cm = re.match(r"^(\d+)\s+channels", word)
-                if cm:
-                    channels = int(cm[1])
-                    break
-            audio = AudioStream(inp, idx, codec, int(rate[1]) if rate else None, channels)
+        if parsed.kind == "video" and video is None:
+            video = VideoStream(parsed.file, parsed.index, parsed.codec.lower(),
+                                parsed.profile or None, parsed.pix_fmt or None,
+                                parsed.width or None, parsed.height or None, parsed.fps,
+                                interlaced=True if parsed.interlaced else None)
+        elif parsed.kind == "audio" and audio is None:
+            audio = AudioStream(parsed.file, parsed.index, parsed.codec.lower(),
+                                parsed.sample_rate, parsed.channels or None)
     if video is not None:
         frames = _SHOWINFO.findall(stderr)
         if frames:

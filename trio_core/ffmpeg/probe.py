@@ -3,7 +3,7 @@
 As Core's restream ``Probe``, FFmpeg runs with the process's global options and its inputs
 (placeholders and references resolved) and **no output**: it opens every input, prints
 ``Input #n`` / ``Stream #n:m`` and exits. The stderr lines are the ``log``; the input streams,
-parsed like Core's ``ffmpeg/prelude``, are the ``streams`` (Core's ``ProbeIO`` fields: ``url``,
+parsed like Core's ``ffmpeg/prelude`` (the ``Stream #`` lines by :mod:`.streams`), are the ``streams`` (Core's ``ProbeIO`` fields: ``url``,
 ``format``, ``index``, ``stream``, ``language``, ``type``, ``codec``, ``coder``,
 ``bitrate_kbps``, ``duration_sec``, ``fps``, ``pix_fmt``, ``width``, ``height``,
 ``sampling_hz``, ``layout``, ``channels``).
@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import trio
 
 from .child import DEVNULL, PIPE, Child, PidRecorder, spawn, wait_or_stop
-from .progress import CHANNEL_LAYOUTS, MAX_LINE
+from .progress import MAX_LINE
+from .streams import channels_of, parse_stream
 
 __all__ = ["MAX_LOG_LINES", "PROBE_TIMEOUT", "parse_probe", "probe_command", "run_probe"]
 
@@ -37,14 +38,8 @@ MAX_LOG_LINES = 1000
 _LEVEL_RE = re.compile(r"^\[(?:quiet|panic|fatal|error|warning|info|verbose|debug|trace)\] ")
 _FORMAT_RE = re.compile(r"^(Input|Output) #([0-9]+), (.*?), (from|to) '([^']+)")
 _DURATION_RE = re.compile(r"Duration: ([0-9]+):([0-9]+):([0-9]+)\.([0-9]+)")
-_STREAM_RE = re.compile(
-    r"Stream #([0-9]+):([0-9]+)(?:\[[0-9a-fx]+\])?(?:\(([a-z]+)\))?: (Video|Audio|Subtitle): (.*)"
-)
-_CODEC_RE = re.compile(r"^([^\s,]+)")
-_PIXFMT_SIZE_RE = re.compile(r", ([0-9A-Za-z]+)(\([^\)]+\))?, ([0-9]+)x([0-9]+)")
-_FPS_RE = re.compile(r", ([0-9]+(\.[0-9]+)?) fps")
-_AUDIO_RE = re.compile(r", ([0-9]+) Hz, ([^,]+)")
-_BITRATE_RE = re.compile(r", ([0-9]+) kb/s")
+_LANGUAGE_RE = re.compile(r"^[a-z]{3}$")
+_PROBED_KINDS = ("video", "audio", "subtitle")
 
 
 def _number(value: float) -> int | float:
@@ -77,34 +72,26 @@ def parse_probe(lines: Iterable[str]) -> list[dict[str, Any]]:
             duration = (int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
                         + int(m.group(4)) / 100)
             continue
-        m = _STREAM_RE.search(line)
-        if m is None or section != "Input":
+        parsed = parse_stream(line)
+        if parsed is None or section != "Input" or parsed.kind not in _PROBED_KINDS:
             continue
-        detail = m.group(5)
-        kind = m.group(4).lower()
-        language = m.group(3) if m.group(3) and len(m.group(3)) == 3 else "und"
-        codec = _CODEC_RE.match(detail)
-        bitrate = _BITRATE_RE.search(detail)
         stream: dict[str, Any] = {
-            "url": address, "format": fmt, "index": int(m.group(1)), "stream": int(m.group(2)),
-            "language": language, "type": kind, "codec": codec.group(1) if codec else "",
-            "coder": "", "bitrate_kbps": _number(float(bitrate.group(1))) if bitrate else 0,
+            "url": address, "format": fmt, "index": parsed.file, "stream": parsed.index,
+            "language": parsed.language if _LANGUAGE_RE.match(parsed.language) else "und",
+            "type": parsed.kind, "codec": parsed.codec, "coder": "",
+            "bitrate_kbps": _number(parsed.bitrate_kbps) if parsed.bitrate_kbps else 0,
             "duration_sec": _number(duration), "fps": 0, "pix_fmt": "", "width": 0, "height": 0,
             "sampling_hz": 0, "layout": "", "channels": 0,
         }
-        if kind == "video":
-            if size := _PIXFMT_SIZE_RE.search(detail):
-                stream.update(pix_fmt=size.group(1), width=int(size.group(3)),
-                              height=int(size.group(4)))
-            if fps := _FPS_RE.search(detail):
-                stream["fps"] = _number(float(fps.group(1)))
-        elif kind == "audio" and (audio := _AUDIO_RE.search(detail)):
-            layout = audio.group(2).strip()
-            stream.update(sampling_hz=int(audio.group(1)), layout=layout)
-            if layout in CHANNEL_LAYOUTS:
-                stream["channels"] = CHANNEL_LAYOUTS[layout]
-            elif ch := re.match(r"^(\d+) channels", layout):
-                stream["channels"] = int(ch.group(1))
+        if parsed.kind == "video":
+            if parsed.pix_fmt and parsed.width:
+                stream.update(pix_fmt=parsed.pix_fmt, width=parsed.width, height=parsed.height)
+            if parsed.fps is not None:
+                stream["fps"] = _number(parsed.fps)
+        elif parsed.kind == "audio" and parsed.sample_rate and parsed.layout:
+            # the layout as printed ("5.1(side)"); channels only for a plain layout name
+            stream.update(sampling_hz=parsed.sample_rate, layout=parsed.layout,
+                          channels=channels_of(parsed.layout))
         streams.append(stream)
     return streams
 

@@ -10,7 +10,7 @@ Recognised, and *not* returned as log lines:
 
 Every other non-empty line is returned by ``feed`` (for the log ring). Lines before the first
 progress update form the *prelude* (first 100 + last 50 lines kept, datarhei style), from which
-``Input #n``/``Output #n``/``Stream #n:m`` and the ``Stream mapping`` are parsed into per-stream
+``Input #n``/``Output #n``/``Stream #n:m`` (by :mod:`.streams`) and the ``Stream mapping`` are parsed into per-stream
 ``inputs``/``outputs`` entries (datarhei ``ProgressIO`` shape). :meth:`progress_json` returns the
 datarhei ``progress`` object. The parser has no notion of time; callers read
 :attr:`advances` (count of updates in which frame/time/size grew) for stale detection.
@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHANNEL_LAYOUTS", "MAX_LINE", "Fixed3", "ProgressParser", "core_number",
-           "empty_progress", "parse_duration", "split_top"]
+from .streams import Stream, parse_stream
+
+__all__ = ["MAX_LINE", "Fixed3", "ProgressParser", "core_number", "empty_progress",
+           "parse_duration"]
 
 MAX_LINE = 8192  # a "line" longer than this is cut (protects memory against binary garbage)
 
@@ -33,9 +35,6 @@ _LEVEL_RE = re.compile(r"^\[(?:quiet|panic|fatal|error|warning|info|verbose|debu
 _FIELD_RE = re.compile(r"(\w+)=\s*(\S+)")
 _INPUT_RE = re.compile(r"^Input #(\d+), (.+?), from '(.*)':$")
 _OUTPUT_RE = re.compile(r"^Output #(\d+), (.+?), to '(.*)':$")
-_STREAM_RE = re.compile(
-    r"^\s*Stream #(\d+):(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (\w+): (.*)$"
-)
 _MAPPING_RE = re.compile(r"^\s*Stream #(\d+):(\d+)(?:\[[^\]]*\])? -> #(\d+):(\d+)(?:\[[^\]]*\])? \((.*)\)\s*$")
 _KV_RE = re.compile(r"^([a-z0-9_]+)=(\S*)$")
 _PROGRESS_KEYS = {
@@ -45,8 +44,6 @@ _PROGRESS_KEYS = {
 _STREAM_Q_RE = re.compile(r"^stream_(\d+)_(\d+)_q$")
 _SIZE_RE = re.compile(r"^([\d.]+)\s*([kKMG]i?B|B)?$")
 _RATE_RE = re.compile(r"^([\d.]+)\s*([kMG]?)bits/s$")
-CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
-             "6.1": 7, "7.1": 8}
 
 
 def parse_duration(text: str) -> float | None:
@@ -87,23 +84,6 @@ def _rate_kbit(text: str) -> float | None:
     if not m:
         return None
     return float(m.group(1)) * {"": 0.001, "k": 1.0, "M": 1000.0, "G": 1e6}[m.group(2)]
-
-
-def split_top(text: str) -> list[str]:
-    """Split an FFmpeg stream description on commas outside parentheses/brackets."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth = max(0, depth - 1)
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur).strip())
-    return parts
 
 
 class Fixed3(float):
@@ -180,33 +160,15 @@ class FileInfo:
     streams: list[StreamInfo] = field(default_factory=list)
 
 
-def _parse_stream(index: int, stream: int, kind: str, rest: str) -> StreamInfo:
-    info = StreamInfo(index=index, stream=stream, kind=kind.lower())
-    parts = split_top(rest)
-    if parts:
-        info.codec = parts[0].split(" ", 1)[0]
-        info.coder = info.codec
-    for part in parts[1:]:
-        if m := re.match(r"^(\d+)x(\d+)", part):
-            info.width, info.height = int(m.group(1)), int(m.group(2))
-        elif m := re.match(r"^([\d.]+) fps$", part):
-            info.fps = float(m.group(1))
-        elif m := re.match(r"^(\d+) kb/s", part):
-            info.bitrate_kbit = float(m.group(1))
-        elif m := re.match(r"^(\d+) Hz$", part):
-            info.sampling_hz = int(m.group(1))
-    if info.kind == "video" and len(parts) > 1 and not re.match(r"^\d+x\d+", parts[1]):
-        info.pix_fmt = parts[1].split("(", 1)[0].strip()
-    if info.kind == "audio":
-        for i, part in enumerate(parts):
-            if part.endswith(" Hz") and i + 1 < len(parts):
-                info.layout = parts[i + 1].split("(", 1)[0].strip()
-                if info.layout in CHANNEL_LAYOUTS:
-                    info.channels = CHANNEL_LAYOUTS[info.layout]
-                elif m := re.match(r"^(\d+) channels", info.layout):
-                    info.channels = int(m.group(1))
-                break
-    return info
+def _stream_info(parsed: Stream) -> StreamInfo:
+    """The prelude entry of a parsed ``Stream #`` line."""
+    return StreamInfo(
+        index=parsed.file, stream=parsed.index, kind=parsed.kind, codec=parsed.codec,
+        coder=parsed.codec, pix_fmt=parsed.pix_fmt, width=parsed.width, height=parsed.height,
+        fps=parsed.fps or 0.0, bitrate_kbit=parsed.bitrate_kbps or 0.0,
+        sampling_hz=parsed.sample_rate or 0, layout=parsed.layout_name,
+        channels=parsed.channels,
+    )
 
 
 class ProgressParser:
@@ -325,8 +287,8 @@ class ProgressParser:
         if self._in_mapping and (m := _MAPPING_RE.match(body)):
             self._mapping(m)
             return
-        if self._current is not None and (m := _STREAM_RE.match(body)):
-            info = _parse_stream(int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
+        if self._current is not None and (parsed := parse_stream(body)) is not None:
+            info = _stream_info(parsed)
             for existing in self._current.streams:
                 if existing.stream == info.stream:
                     return
