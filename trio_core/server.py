@@ -41,7 +41,7 @@ from quart_trio import QuartTrio
 
 from .api import Authenticator, add_fallback_index, create_app
 from .config import Config, is_loopback_host
-from .ffmpeg.binary import FFmpegNotFound, find_ffmpeg
+from .ffmpeg.binary import FFmpegNotFound, check_version, find_ffmpeg
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,7 @@ async def serve(
     # before anything starts: end FFmpegs a crashed previous instance left running
     pid_records = PidRecords(db_dir)
     await pid_records.end_leftovers()
+    await check_version(ffmpeg, record=pid_records)  # warns when the Restreamer UI would not
     store = Store(db_dir)
     fresh_db = not store.path.exists()
     supervisor = Supervisor(
