@@ -221,14 +221,15 @@ async def probe_skills(binary: str, *, record: PidRecorder | None = None) -> dic
 
 
 class SkillsCache:
-    """The parsed skills of one FFmpeg binary, probed once, off the event loop, and cached.
+    """The parsed skills of one FFmpeg binary, probed once and cached.
 
     The probe runs on first use (``get``) rather than during startup, so a server start spawns
-    no FFmpeg besides the processes' own (tests and operators count those children); its
-    children are started through the one spawn path (recorded in ``record``). A cancelled
-    caller (a client that leaves) cancels the probe: its child is killed and reaped, the cache
-    keeps what it had. ``reload`` probes again. Concurrent callers share one probe (a trio
-    lock).
+    no FFmpeg besides the processes' own and the start-up version check, which is reaped before
+    the server listens (tests and operators count those children). Its children are started
+    through the one spawn path (recorded in ``record``); the event loop keeps serving while
+    they run. A cancelled caller (a client that leaves) cancels the probe: its child is killed
+    and reaped, the cache keeps what it had. ``reload`` probes again. Concurrent callers share
+    one probe (a trio lock).
     """
 
     def __init__(self, binary: str, *, record: PidRecorder | None = None) -> None:
