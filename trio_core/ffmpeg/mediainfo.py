@@ -2,8 +2,8 @@
 
 ``parse_ffmpeg_streams`` is sans-IO: it reads the ``Stream #i:j: Video: …`` /
 ``Audio: …`` lines FFmpeg prints for its inputs (through :mod:`.streams`), and the
-``showinfo`` lines of the first decoded video frames (``type:B`` → the stream has B-frames, ``i:T``/``i:B`` → interlaced),
-which a browser cannot play over RTP. :func:`probe_inputs` runs
+``showinfo`` lines of the first decoded video frames (``type:B`` → the stream has B-frames,
+``i:T``/``i:B`` → interlaced), which a browser cannot play over RTP. :func:`probe_inputs` runs
 ``ffmpeg -hide_banner <input options> -i <address> … -frames:v N -vf showinfo -f null -``
 with a timeout and parses the result.
 

@@ -3,10 +3,10 @@
 As Core's restream ``Probe``, FFmpeg runs with the process's global options and its inputs
 (placeholders and references resolved) and **no output**: it opens every input, prints
 ``Input #n`` / ``Stream #n:m`` and exits. The stderr lines are the ``log``; the input streams,
-parsed like Core's ``ffmpeg/prelude`` (the ``Stream #`` lines by :mod:`.streams`), are the ``streams`` (Core's ``ProbeIO`` fields: ``url``,
-``format``, ``index``, ``stream``, ``language``, ``type``, ``codec``, ``coder``,
-``bitrate_kbps``, ``duration_sec``, ``fps``, ``pix_fmt``, ``width``, ``height``,
-``sampling_hz``, ``layout``, ``channels``).
+parsed like Core's ``ffmpeg/prelude`` (the ``Stream #`` lines by :mod:`.streams`), are the
+``streams`` (Core's ``ProbeIO`` fields: ``url``, ``format``, ``index``, ``stream``,
+``language``, ``type``, ``codec``, ``coder``, ``bitrate_kbps``, ``duration_sec``, ``fps``,
+``pix_fmt``, ``width``, ``height``, ``sampling_hz``, ``layout``, ``channels``).
 
 * :func:`parse_probe` is sans-IO (lines in, result out).
 * :func:`run_probe` is the trio shell: FFmpeg runs as a :func:`~trio_core.ffmpeg.child.spawn`

@@ -10,9 +10,9 @@ Recognised, and *not* returned as log lines:
 
 Every other non-empty line is returned by ``feed`` (for the log ring). Lines before the first
 progress update form the *prelude* (first 100 + last 50 lines kept, datarhei style), from which
-``Input #n``/``Output #n``/``Stream #n:m`` (by :mod:`.streams`) and the ``Stream mapping`` are parsed into per-stream
-``inputs``/``outputs`` entries (datarhei ``ProgressIO`` shape). :meth:`progress_json` returns the
-datarhei ``progress`` object. The parser has no notion of time; callers read
+``Input #n``/``Output #n``, ``Stream #n:m`` and the ``Stream mapping`` (the last two by
+:mod:`.streams`) are parsed into per-stream ``inputs``/``outputs`` entries (datarhei
+``ProgressIO`` shape). :meth:`progress_json` returns the datarhei ``progress`` object. The parser has no notion of time; callers read
 :attr:`advances` (count of updates in which frame/time/size grew) for stale detection.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .streams import Stream, parse_stream
+from .streams import Stream, StreamMapping, parse_mapping, parse_stream
 
 __all__ = ["MAX_LINE", "Fixed3", "ProgressParser", "core_number", "empty_progress",
            "parse_duration"]
@@ -35,7 +35,6 @@ _LEVEL_RE = re.compile(r"^\[(?:quiet|panic|fatal|error|warning|info|verbose|debu
 _FIELD_RE = re.compile(r"(\w+)=\s*(\S+)")
 _INPUT_RE = re.compile(r"^Input #(\d+), (.+?), from '(.*)':$")
 _OUTPUT_RE = re.compile(r"^Output #(\d+), (.+?), to '(.*)':$")
-_MAPPING_RE = re.compile(r"^\s*Stream #(\d+):(\d+)(?:\[[^\]]*\])? -> #(\d+):(\d+)(?:\[[^\]]*\])? \((.*)\)\s*$")
 _KV_RE = re.compile(r"^([a-z0-9_]+)=(\S*)$")
 _PROGRESS_KEYS = {
     "frame", "fps", "bitrate", "total_size", "out_time_us", "out_time_ms", "out_time",
@@ -284,8 +283,8 @@ class ProgressParser:
         if body.startswith("Stream mapping:"):
             self._in_mapping, self._current = True, None
             return
-        if self._in_mapping and (m := _MAPPING_RE.match(body)):
-            self._mapping(m)
+        if self._in_mapping and (mapping := parse_mapping(body)) is not None:
+            self._mapping(mapping)
             return
         if self._current is not None and (parsed := parse_stream(body)) is not None:
             info = _stream_info(parsed)
@@ -304,14 +303,9 @@ class ProgressParser:
             if not self._pending_coders.get((stream.index, stream.stream)):
                 stream.coder = m.group(1)
 
-    def _mapping(self, m: re.Match[str]) -> None:
-        inner = m.group(5)
-        if inner.startswith("copy"):
-            coder = "copy"
-        else:
-            _, _, right = inner.partition("->")
-            coder = right.strip().split(" ", 1)[0] if right else ""
-        out_key = (int(m.group(3)), int(m.group(4)))
+    def _mapping(self, mapping: StreamMapping) -> None:
+        coder = mapping.coder
+        out_key = (mapping.output_file, mapping.output_index)
         self._pending_coders[out_key] = coder
         for f in self._files["output"].values():
             for s in f.streams:

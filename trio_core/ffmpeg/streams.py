@@ -2,18 +2,21 @@
 
 FFmpeg describes every stream of its inputs and outputs in one line, e.g.::
 
-    Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709, progressive), 1280x720 [SAR 1:1 DAR 16:9], 2983 kb/s, 25 fps, 25 tbr, 12800 tbn (default)
-    Stream #0:1[0x2](eng): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s (default)
+    Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709,
+        progressive), 1280x720 [SAR 1:1 DAR 16:9], 2983 kb/s, 25 fps, 25 tbr, 12800 tbn (default)
+    Stream #0:1[0x2](eng): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp,
+        128 kb/s (default)
 
-:func:`parse_stream` turns one such line (a ``[level]`` prefix already removed) into a
-:class:`Stream`, or None for any other line (the ``Stream mapping`` lines ``Stream #0:0 ->
-#0:0 (…)`` included). The description after ``<Kind>: `` is split on the commas outside
-parentheses/brackets (:func:`split_top`); trailing dispositions (``(default)``, ``(forced)``,
-…) are taken off the last part. Each field comes from the part that carries it: the codec and
-its profile from the first part, the pixel format (and its ``(tv, bt709, progressive)`` detail,
-which names the field order) from the second part of a video stream unless that is the size,
-the size (with SAR/DAR) from the first ``WxH`` part, ``N fps``/``N tbr``/``N kb/s``/``N Hz``
-from the first part that is exactly that, and the channel layout from the part after ``N Hz``.
+(each on one line). :func:`parse_stream` turns one such line (a ``[level]`` prefix already
+removed) into a :class:`Stream`, or None for any other line (the ``Stream mapping`` lines
+``Stream #0:0 -> #0:0 (…)`` included, which :func:`parse_mapping` reads). The description
+after ``<Kind>: `` is split on the commas outside parentheses/brackets (:func:`split_top`);
+trailing dispositions (``(default)``, ``(forced)``, …) are taken off the last part. Each field
+comes from the part that carries it: the codec and its profile from the first part, the pixel
+format (and its ``(tv, bt709, progressive)`` detail, which names the field order) from the
+second part of a video stream unless that is the size, the size (with SAR/DAR) from the first
+``WxH`` part, ``N fps``/``N tbr``/``N kb/s``/``N Hz`` from the first part that is exactly
+that, and the channel layout from the part after ``N Hz``.
 
 The users — the progress prelude (:mod:`.progress`), the API probe (:mod:`.probe`) and the
 WebRTC input probe (:mod:`.mediainfo`) — each map a :class:`Stream` onto their own shape.
@@ -24,8 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["CHANNEL_LAYOUTS", "FIELD_ORDERS", "Stream", "channels_of", "parse_stream",
-           "split_top"]
+__all__ = ["CHANNEL_LAYOUTS", "FIELD_ORDERS", "Stream", "StreamMapping", "channels_of",
+           "parse_mapping", "parse_stream", "split_top"]
 
 #: channel layout name -> number of channels (FFmpeg's names for the common layouts)
 CHANNEL_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
@@ -35,6 +38,9 @@ FIELD_ORDERS = ("top first", "bottom first", "top coded first", "bottom coded fi
 
 _STREAM_RE = re.compile(
     r"^\s*Stream #(\d+):(\d+)(?:\[([^\]]*)\])?(?:\(([^)]*)\))?: (\w+): (.*)$"
+)
+_MAPPING_RE = re.compile(
+    r"^\s*Stream #(\d+):(\d+)(?:\[[^\]]*\])? -> #(\d+):(\d+)(?:\[[^\]]*\])? \((.*)\)\s*$"
 )
 _DISPOSITIONS = ("default", "dub", "original", "comment", "lyrics", "karaoke", "forced",
                  "hearing impaired", "visual impaired", "clean effects", "attached pic",
@@ -178,3 +184,33 @@ def parse_stream(line: str) -> Stream | None:
         dispositions=tuple(dispositions), codec=codec, profile=profile,
         **fields,  # type: ignore[arg-type]
     )
+
+
+@dataclass(frozen=True)
+class StreamMapping:
+    """One line under ``Stream mapping:``: ``Stream #0:0 -> #0:1 (h264 (native) -> h264
+    (libx264))`` or ``Stream #1:0 -> #0:2 (copy)``."""
+
+    input_file: int
+    input_index: int
+    output_file: int
+    output_index: int
+    detail: str  # inside the outer parentheses
+
+    @property
+    def coder(self) -> str:
+        """``copy``, or the codec after ``->`` (``h264`` of ``… -> h264 (libx264)``)."""
+        if self.detail.startswith("copy"):
+            return "copy"
+        _, _, right = self.detail.partition("->")
+        return right.strip().split(" ", 1)[0] if right else ""
+
+
+def parse_mapping(line: str) -> StreamMapping | None:
+    """The :class:`StreamMapping` of a ``Stream #a:b -> #c:d (…)`` line, else None (filter
+    graph lines such as ``Stream #0:0 (h264) -> scale:default`` included)."""
+    m = _MAPPING_RE.match(line)
+    if m is None:
+        return None
+    return StreamMapping(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),
+                         m.group(5))

@@ -14,7 +14,14 @@ import pytest
 from trio_core.ffmpeg.mediainfo import AudioStream, VideoStream, parse_ffmpeg_streams
 from trio_core.ffmpeg.probe import parse_probe
 from trio_core.ffmpeg.progress import ProgressParser
-from trio_core.ffmpeg.streams import Stream, channels_of, parse_stream, split_top
+from trio_core.ffmpeg.streams import (
+    Stream,
+    StreamMapping,
+    channels_of,
+    parse_mapping,
+    parse_stream,
+    split_top,
+)
 
 H264 = ("  Stream #0:0[0x1](und): Video: h264 (Constrained Baseline) (avc1 / 0x31637661), "
         "yuv420p(progressive), 320x240 [SAR 1:1 DAR 4:3], 728 kb/s, 25 fps, 25 tbr, "
@@ -129,6 +136,16 @@ def test_output_stream_with_q_and_language() -> None:
 ])
 def test_other_lines_are_not_streams(line: str) -> None:
     assert parse_stream(line) is None
+
+
+def test_stream_mapping_lines() -> None:
+    m = parse_mapping("  Stream #0:1 -> #0:1 (aac (native) -> opus (libopus))")
+    assert m == StreamMapping(0, 1, 0, 1, "aac (native) -> opus (libopus)")
+    assert m.coder == "opus"
+    copy = parse_mapping("  Stream #1:0 -> #0:2 (copy)")
+    assert copy is not None and (copy.input_file, copy.output_index, copy.coder) == (1, 2, "copy")
+    assert parse_mapping("  Stream #0:0 (h264) -> scale:default") is None  # a filter graph
+    assert parse_mapping(H264) is None
 
 
 def test_helpers() -> None:
