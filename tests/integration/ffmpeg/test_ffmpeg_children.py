@@ -28,7 +28,7 @@ import trio
 from trio_core.ffmpeg.procfs import ProcStat, read_proc_stat
 from trio_core.pidrecords import DIRNAME
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------------------------- helpers
