@@ -30,8 +30,7 @@ COPY rtmp ./rtmp
 COPY trio_core ./trio_core
 RUN python -m venv /opt/trio-core \
     && /opt/trio-core/bin/pip install --no-cache-dir . \
-    && /opt/trio-core/bin/pip uninstall -y imageio-ffmpeg \
-    && find /opt/trio-core -name __pycache__ -prune -exec rm -rf {} +
+    && /opt/trio-core/bin/pip uninstall -y imageio-ffmpeg
 
 
 FROM python:3.11-slim-bookworm
@@ -61,12 +60,13 @@ RUN printf '%s\n' \
 COPY --from=build /opt/trio-core /opt/trio-core
 ENV PATH=/opt/trio-core/bin:$PATH
 
-# The checks run the installed package, from a directory without any source tree.
+# The checks run the installed package, from a directory without any source tree (-B: the
+# byte code pip compiled stays as it is).
 WORKDIR /core
-RUN python -c "import rtp, rtp.fanout as f; assert rtp.__file__.startswith('/opt/trio-core/'), rtp.__file__; assert f.NATIVE, 'C fan-out not built'" \
-    && python -c "import importlib.resources as r, trio_core; assert trio_core.__file__.startswith('/opt/trio-core/'), trio_core.__file__; assert r.files('trio_core').joinpath('static', 'hls.min.js').is_file(), 'hls.js missing'" \
-    && python -c "import importlib.util as u; assert u.find_spec('imageio_ffmpeg') is None, 'imageio-ffmpeg shipped'" \
-    && trio-core --version
+RUN python -B -c "import rtp, rtp.fanout as f; assert rtp.__file__.startswith('/opt/trio-core/'), rtp.__file__; assert f.NATIVE, 'C fan-out not built'" \
+    && python -B -c "import importlib.resources as r, trio_core; assert trio_core.__file__.startswith('/opt/trio-core/'), trio_core.__file__; assert r.files('trio_core').joinpath('static', 'hls.min.js').is_file(), 'hls.js missing'" \
+    && python -B -c "import importlib.util as u; assert u.find_spec('imageio_ffmpeg') is None, 'imageio-ffmpeg shipped'" \
+    && PYTHONDONTWRITEBYTECODE=1 trio-core --version
 
 ENV CORE_API_ADDRESS=0.0.0.0:8080 \
     CORE_DB_DIR=/core/config \
