@@ -243,6 +243,11 @@ async def test_image_builds_runs_plays_and_restarts(
             access, refresh = login.json()["access_token"], login.json()["refresh_token"]
             api = Api(base, access)
             assert (await Api(base).get("/api/v3/process")).status_code == 401
+            # the image's FFmpeg is one the Restreamer UI accepts (^5.1 || ^6.1)
+            skills = (await api.get("/api/v3/skills")).json()
+            major, minor = (int(x) for x in skills["ffmpeg"]["version"].split(".")[:2])
+            assert (major, minor) >= (5, 1) and major in (5, 6) and (major, minor) != (6, 0), (
+                skills["ffmpeg"]["version"])
             created = await api.request("POST", "/api/v3/process", webrtc_process("cam"))
             assert created.status_code == 200, created.text
 
