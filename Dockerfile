@@ -16,7 +16,8 @@
 # Two stages: `build` has gcc (the C fan-out rtp/_fanout.c) and npm (hls.js for the HLS
 # player) and installs trio-core into the virtual environment /opt/trio-core; the image copies
 # only that environment, minus imageio-ffmpeg (its bundled FFmpeg is never run here: the image
-# runs Debian's FFmpeg 5.1, a version the Restreamer UI accepts, ^5.1 || ^6.1).
+# runs Debian's FFmpeg 5.1, a version the Restreamer UI accepts, ^5.1 || ^6.1) and minus the
+# environment's own pip/setuptools (the base image's pip remains).
 
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
@@ -30,7 +31,7 @@ COPY rtmp ./rtmp
 COPY trio_core ./trio_core
 RUN python -m venv /opt/trio-core \
     && /opt/trio-core/bin/pip install --no-cache-dir . \
-    && /opt/trio-core/bin/pip uninstall -y imageio-ffmpeg
+    && /opt/trio-core/bin/python -m pip uninstall -y imageio-ffmpeg setuptools pip
 
 
 FROM python:3.11-slim-bookworm
