@@ -215,7 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.auth.password", "string", "", "Login password (required with auth).",
             _parse_str, secret=True),
     Setting("api.auth.jwt.secret", "string", "",
-            "HS256 signing secret for JWTs; empty = random per start (tokens die on restart).",
+            "HS256 signing secret for JWTs; empty = generated once and kept in "
+            "<db.dir>/jwt-secret (mode 0600), so tokens survive restarts.",
             _parse_str, secret=True),
     Setting("db.dir", "path", "./config", "Directory of db.json (the process database).",
             _parse_str),
@@ -527,7 +528,7 @@ def help_config() -> str:
         if s.default is None:
             default = "(auto)"
         elif s.secret and s.name == "api.auth.jwt.secret":
-            default = '"" (random)'
+            default = '"" (generated, kept in <db.dir>/jwt-secret)'
         else:
             default = json.dumps(s.default)
         env = s.env + "".join(f", {alt}" for alt in s.alt_env)

@@ -54,6 +54,7 @@ from .core_layout import (
 )
 from .ffmpeg.binary import FFmpegNotFound, find_ffmpeg
 from .instance import Instance, load_instance
+from .jwt_secret import persisted_jwt_secret
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,28 @@ def load(config_file: str | None = None, env: Mapping[str, str] | None = None) -
     if config_file is None:
         config_file = environ.get(CONFIGFILE_ENV) or default_config_file(environ)
     contents = read_file(config_file) if config_file else FileContents({}, {}, {}, None)
-    return load_config(config_file, env=environ, file_values=contents.settings)
+    config = load_config(config_file, env=environ, file_values=contents.settings)
+    return _with_persisted_jwt_secret(config, contents.settings, environ)
+
+
+def _with_persisted_jwt_secret(
+    config: Config, file_values: Mapping[str, Any], environ: Mapping[str, str]
+) -> Config:
+    """``config`` with the secret of ``<db.dir>/jwt-secret`` when ``api.auth.jwt.secret`` is not
+    configured (unset or empty in file and env), so tokens survive restarts (see
+    :mod:`trio_core.jwt_secret`). Raises SettingError naming ``db.dir`` when it cannot be kept."""
+    name = "api.auth.jwt.secret"
+    source = config.sources.get(name, "default")
+    configured = (file_values.get(name) if source == "file"
+                  else environ.get(source[4:]) if source.startswith("env:") else "")
+    if configured:
+        return config
+    db_dir = os.path.abspath(config["db.dir"])
+    try:
+        secret = persisted_jwt_secret(db_dir)
+    except OSError as exc:
+        raise SettingError("db.dir", f"cannot keep the JWT secret in {db_dir}: {exc}") from None
+    return config.replace(**{name: secret})
 
 
 # --------------------------------------------------------------------------------------------
