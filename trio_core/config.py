@@ -318,10 +318,11 @@ SETTINGS: tuple[Setting, ...] = (
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
     Setting("webrtc.max_viewers", "int", 1000,
-            "Most connected WebRTC viewers in total (0 = no limit); over it WHEP answers 503.",
-            _parse_nonneg_int),
+            "Most WebRTC viewers, connected or connecting, in total (0 = no limit); over it "
+            "WHEP answers 503.", _parse_nonneg_int),
     Setting("webrtc.max_viewers_per_process", "int", 500,
-            "Most connected WebRTC viewers of one process (0 = no limit).", _parse_nonneg_int),
+            "Most WebRTC viewers, connected or connecting, of one process (0 = no limit).",
+            _parse_nonneg_int),
     Setting("webrtc.max_pending", "int", 200,
             "Most WHEP sessions still connecting (ICE/DTLS not done) in total (0 = no limit).",
             _parse_nonneg_int),
