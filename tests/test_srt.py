@@ -284,7 +284,7 @@ async def test_missing_libsrt_disables_the_subsystem_only(
     with caplog.at_level(logging.ERROR, logger="trio_core.srt.subsystem"):
         async with running_server(config) as srv:
             api = Api(srv.url)
-            assert (await api.get("/api/v3/srt")).status_code == 404
+            assert (await api.get("/api/v3/srt")).status_code == 503  # issue 22 item 14
             assert (await api.get("/api/v3/process")).status_code == 200
             assert "srt" not in srv.supervisor.placeholders
     assert any("SRT server disabled" in r.getMessage() and "libsrt1.5-openssl" in r.getMessage()
