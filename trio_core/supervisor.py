@@ -4,7 +4,9 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 
 * ``await nursery.start(supervisor.run)`` loads the Store (``StoreError`` before anything is
   started; the file is never written before a successful load), starts the processes whose order
-  is ``start`` (at most ``max_processes`` when > 0) and serves until cancelled. On cancel every
+  is ``start`` (at most ``max_processes`` when > 0) and serves until cancelled. Between the
+  load and the first start, every hook with an ``on_load(processes)`` method is awaited with
+  the loaded processes (a failing one is logged, the start goes on). On cancel every
   process is stopped gracefully (order unchanged, hooks get ``on_stop(final=True)``) and nothing
   outlives ``run``.
 * ``add``/``update``/``delete``/``command`` need a running Supervisor (RuntimeError otherwise).
@@ -29,6 +31,7 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -53,6 +56,8 @@ __all__ = [
     "Supervisor",
     "TooManyProcesses",
 ]
+
+log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "stop", "restart", "reload")
 _REFERENCE_RE = re.compile(r"^#(.+):output=(.+)", re.DOTALL)
@@ -117,6 +122,13 @@ class Supervisor:
                           if pid in self._procs}
         self._system_metadata = dict(data.system_metadata)
         self._loaded = True
+        for hook in list(self.hooks):  # e.g. the cleanup rules, before any FFmpeg runs
+            on_load = getattr(hook, "on_load", None)
+            if on_load is not None:
+                try:
+                    await on_load(list(self._procs.values()))
+                except Exception:
+                    log.exception("%r.on_load failed", hook)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
