@@ -518,13 +518,20 @@ def load_config(
 
 
 def _validate(cfg: Config) -> None:
-    """Cross-field checks."""
+    """Cross-field checks (the same for start, ``PUT /api/v3/config`` and reload)."""
     if cfg["api.auth.enable"]:
         for name in ("api.auth.username", "api.auth.password"):
             if not cfg[name]:
                 source = cfg.sources.get("api.auth.enable", "")
                 env = source[4:] if source.startswith("env:") else None
                 raise SettingError(name, "must be set when api.auth.enable is true", env)
+    passphrase = cfg["srt.passphrase"]
+    if cfg["srt.enable"] and passphrase and not 10 <= len(passphrase) <= 79:
+        # libsrt refuses it (the SRT server would not start): refused here, as Core does
+        source = cfg.sources.get("srt.passphrase", "")
+        raise SettingError("srt.passphrase",
+                           f"an SRT passphrase has 10 to 79 characters, not {len(passphrase)}",
+                           source[4:] if source.startswith("env:") else None)
 
 
 def help_config() -> str:
