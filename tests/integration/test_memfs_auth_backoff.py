@@ -48,9 +48,8 @@ async def _guesses_back_off(base: str) -> None:
             assert status == 401
             waits.append(took)
         print("sequential wrong guesses took", [round(w, 3) for w in waits])
-        assert waits[-1] >= 0.6  # 50 ms doubled 4 times = 800 ms
-        for a, b in zip(waits, waits[1:], strict=False):
-            assert b > a * 1.4, waits  # growing
+        for i, took in enumerate(waits):  # 50 ms, 100 ms, ... 800 ms: growing (load only adds)
+            assert took >= 0.05 * 2 ** i * 0.9, waits
 
         answers: list[tuple[int, float]] = []
         other_took: list[float] = []
@@ -74,7 +73,7 @@ async def _guesses_back_off(base: str) -> None:
         print(f"4 parallel wrong guesses took {total:.2f}s; the right password from "
               f"127.0.0.2 took {other_took[0]:.3f}s")
         assert total >= 4 * 0.8 * 0.9  # answered one after the other, 800 ms each
-        assert other_took[0] < 0.5
+        assert other_took[0] < 1.0  # not queued behind the 3.2 s of guesses
         # the right password from the guessing address is still accepted afterwards
         status, _ = await _timed_put(attacker, "/memfs/ok-same", AUTH[1])
         assert status == 201
