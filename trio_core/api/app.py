@@ -8,8 +8,8 @@ everywhere, CORS ``*`` on ``/api``.
 datarhei's clients check), ``name``/``id`` the instance's, ``version.number`` the Core API level
 implemented (:data:`CORE_VERSION`); trio-core's own name and version are in the extra field
 ``implementation`` (with ``warnings``, a list of sentences, when a subsystem found a problem at
-start, e.g. SRT enabled without libsrt). With auth on and no valid token it is Core's ``MinimalAbout`` (``app``,
-``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
+start, e.g. SRT enabled without libsrt). With auth on and no valid token it is Core's
+``MinimalAbout`` (``app``, ``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
 before it is served; :func:`add_fallback_index` then adds a ``/`` page if nobody claimed it.
 
 The app holds no tasks of its own; hypercorn serves it (see ``trio_core.server``).

@@ -4,11 +4,11 @@ Loaded by :mod:`trio_core.server` when ``srt.enable`` is true (settings ``srt.ad
 ``srt.passphrase``, ``srt.token``). ``install`` loads libsrt; when it is missing the error is
 logged and the subsystem stays disabled (no placeholder, the rest of the server runs), while
 ``GET /api/v3/srt`` answers 503 naming the missing library and ``GET /api`` lists the problem
-under ``implementation.warnings``. ``run`` binds the listener, sets ``supervisor.placeholders["srt"]`` to Core's template
-for the bound port and serves until cancelled (the server starts it before the supervisor
-and cancels it after every process has stopped). A bind failure (port taken, bad
-passphrase) is logged and disables the subsystem too, as Core logs an SRT server error and
-carries on. Connections are accounted in the observability subsystem's ``srt`` session
+under ``implementation.warnings``. ``run`` binds the listener, sets
+``supervisor.placeholders["srt"]`` to Core's template for the bound port and serves until
+cancelled (the server starts it before the supervisor and cancels it after every process has
+stopped). A bind failure (port taken; a bad passphrase is refused with the config already) is
+logged and disables the subsystem too, as Core logs an SRT server error and carries on. Connections are accounted in the observability subsystem's ``srt`` session
 collector (:mod:`.sessions`, a task of ``run``).
 
 ``{srt,name=X[,latency=µs]}`` resolves as Core's ``app/api/api.go`` template:

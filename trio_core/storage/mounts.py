@@ -430,7 +430,8 @@ class StorageHTTP:
         if self.throttle is None or header.partition(" ")[0].lower() != "basic":
             ok = self._basic_ok(scope)  # no credentials offered: a challenge, not a guess
         else:
-            endpoint = "loopback" if "trio_core.loopback" in scope.get("extensions", {}) else "public"
+            loopback = "trio_core.loopback" in scope.get("extensions", {})
+            endpoint = "loopback" if loopback else "public"
             client = (scope.get("client") or ("",))[0]
             try:
                 async with self.throttle.attempt(f"{endpoint} {client}") as attempt:
