@@ -481,8 +481,9 @@ class CoreConfigStore:
                     raise ConfigRejected(400, "Invalid JSON", problem)
                 if value is None:
                     continue
-                if isinstance(value, float) and leaf is not None and leaf.kind in ("int", "uint"):
-                    value = int(value)
+                kind = leaf.kind if leaf is not None else _SETTING_KINDS.get(_BY_NAME[path].type)
+                if isinstance(value, float) and kind in ("int", "uint"):
+                    value = int(value)  # an integral float passed the kind check
                 target[key] = copy.deepcopy(value)
             elif path in SECTIONS or _is_extra_section(path):
                 if value is None:
