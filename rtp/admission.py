@@ -5,7 +5,9 @@ Sans-IO: :func:`check_admission` looks at the current Peers and either returns o
 ICE + DTLS; it holds an ICE agent and an OpenSSL DTLS state (tens of KiB) until it connects
 or its setup timeout closes it, so pending viewers are capped per source, per client address
 and overall — a flood of offers then costs at most ``max_pending`` such states and is
-refused before anything is allocated. Connected viewers are capped per source and overall.
+refused before anything is allocated. Viewers are capped per source and overall; a pending
+viewer counts as a viewer too (it takes a viewer's slot from the moment it is admitted, so
+offers answered together cannot overshoot the viewer limits once they connect).
 A limit of 0 means "no limit".
 """
 
@@ -52,10 +54,9 @@ def check_admission(limits: AdmissionLimits, peers_by_source: dict[str, Iterable
         for peer in peers:
             if peer.closed:
                 continue
-            if peer.live:
-                viewers += 1
-                viewers_here += here
-            else:
+            viewers += 1
+            viewers_here += here
+            if not peer.live:
                 pending += 1
                 pending_here += here
                 pending_client += bool(client) and peer.client == client

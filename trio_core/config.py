@@ -220,6 +220,12 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_str, secret=True),
     Setting("db.dir", "path", "./config", "Directory of db.json (the process database).",
             _parse_str),
+    Setting("db.max_process_config_bytes", "int", 1024 * 1024,
+            "Largest process config (as JSON) that is stored; bigger ones get 400 (0 = no limit).",
+            _parse_nonneg_int),
+    Setting("db.max_metadata_value_bytes", "int", 1024 * 1024,
+            "Largest metadata value (as JSON) that is stored; bigger ones get 400 (0 = no limit).",
+            _parse_nonneg_int),
     Setting("storage.disk.dir", "path", "./data",
             "Directory FFmpeg may write files to; the {diskfs} placeholder.", _parse_str),
     Setting("ffmpeg.binary", "string", "",
@@ -319,10 +325,11 @@ SETTINGS: tuple[Setting, ...] = (
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
     Setting("webrtc.max_viewers", "int", 1000,
-            "Most connected WebRTC viewers in total (0 = no limit); over it WHEP answers 503.",
-            _parse_nonneg_int),
+            "Most WebRTC viewers, connected or connecting, in total (0 = no limit); over it "
+            "WHEP answers 503.", _parse_nonneg_int),
     Setting("webrtc.max_viewers_per_process", "int", 500,
-            "Most connected WebRTC viewers of one process (0 = no limit).", _parse_nonneg_int),
+            "Most WebRTC viewers, connected or connecting, of one process (0 = no limit).",
+            _parse_nonneg_int),
     Setting("webrtc.max_pending", "int", 200,
             "Most WHEP sessions still connecting (ICE/DTLS not done) in total (0 = no limit).",
             _parse_nonneg_int),
@@ -512,13 +519,20 @@ def load_config(
 
 
 def _validate(cfg: Config) -> None:
-    """Cross-field checks."""
+    """Cross-field checks (the same for start, ``PUT /api/v3/config`` and reload)."""
     if cfg["api.auth.enable"]:
         for name in ("api.auth.username", "api.auth.password"):
             if not cfg[name]:
                 source = cfg.sources.get("api.auth.enable", "")
                 env = source[4:] if source.startswith("env:") else None
                 raise SettingError(name, "must be set when api.auth.enable is true", env)
+    passphrase = cfg["srt.passphrase"]
+    if cfg["srt.enable"] and passphrase and not 10 <= len(passphrase) <= 79:
+        # libsrt refuses it (the SRT server would not start): refused here, as Core does
+        source = cfg.sources.get("srt.passphrase", "")
+        raise SettingError("srt.passphrase",
+                           f"an SRT passphrase has 10 to 79 characters, not {len(passphrase)}",
+                           source[4:] if source.startswith("env:") else None)
 
 
 def help_config() -> str:

@@ -21,9 +21,13 @@ Core-layout file (``"version": 3``; unknown keys there are ignored with a warnin
 Core's environment variable names are accepted where they differ from ``CORE_`` + path
 (:func:`translate_env`). :class:`CoreConfigStore` serves GET/PUT: PUT merges the body over the
 persisted document like Go's ``json.Unmarshal`` onto a copy, answers a wrong JSON kind with 400
-``Invalid JSON`` naming the field and an invalid value with Core's 409 ``{field: [message]}``,
-then writes the file atomically (``<db.dir>/config.json`` when the server was started without
-one) and makes it the active config shown by GET; it takes effect after a reload.
+``Invalid JSON`` naming the field (trio-core's own settings are kind-checked by their type, like
+Core's), an invalid value with Core's 409 ``{field: [message]}``, then writes the file atomically
+(``<db.dir>/config.json`` when the server was started without one) and makes it the active
+config shown by GET; it takes effect after a reload. PUT validates with what start and reload
+use (:func:`trio_core.config.load_config` and its cross-field checks, the FFmpeg lookup, the
+bind policy), so what it accepts, a reload runs; an ``ffmpeg.binary`` the environment
+overrides is checked too (it is what runs once the variable is gone).
 
 Everything here is synchronous (small files, read at start and on PUT).
 """
@@ -45,6 +49,7 @@ from .core_layout import (
     CORE_CONFIG_VERSION,
     LEAVES,
     SECTIONS,
+    Leaf,
     check_kind,
     core_checks,
     core_defaults,
@@ -302,6 +307,29 @@ def _rfc3339(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+# trio-core setting type -> the Core kind its JSON value must have (settings Core lacks)
+_SETTING_KINDS = {"bool": "bool", "int": "int", "port": "int", "string": "str", "path": "str",
+                  "address": "str", "ip": "str", "level": "str"}
+
+
+def _setting_kind_problem(path: str, setting: Setting, value: Any) -> str | None:
+    """A Go-like message when ``value`` has the wrong JSON kind for ``setting``, else None
+    (list settings also take a space-separated string, as their environment variables do)."""
+    kind = _SETTING_KINDS.get(setting.type)
+    if kind is None:  # "... list"
+        kind = "str" if isinstance(value, str) else "strlist"
+    return check_kind(path, Leaf(kind, None), value)
+
+
+def _lookup(doc: Mapping[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 class ConfigRejected(Exception):
     """PUT refused: ``status`` 400 (``message``, ``details``) or 409 (``errors`` map)."""
 
@@ -414,6 +442,20 @@ class CoreConfigStore:
                     find_ffmpeg(new_config["ffmpeg.binary"])
                 except FFmpegNotFound as exc:
                     errors.setdefault("ffmpeg.binary", []).append(str(exc))
+                stored_binary = contents.settings.get("ffmpeg.binary")
+                if (not errors and isinstance(stored_binary, str)
+                        and stored_binary != _lookup(self.base, "ffmpeg.binary")
+                        and stored_binary != new_config["ffmpeg.binary"]):
+                    try:  # overridden by the environment now, run once the variable is gone
+                        find_ffmpeg(stored_binary)
+                    except FFmpegNotFound as exc:
+                        errors.setdefault("ffmpeg.binary", []).append(str(exc))
+                from .server import StartupError, check_bind  # the policy serve() applies
+
+                try:
+                    check_bind(new_config)
+                except StartupError as exc:
+                    errors.setdefault("address", []).append(str(exc))
         if not errors:
             _, env_passthrough = _overrides(new_config, self._environ)
             checked = build_document(new_config.values,
@@ -453,16 +495,17 @@ class CoreConfigStore:
                     value = int(value)
                 target[key] = copy.deepcopy(value)
             elif leaf is not None or path in _BY_NAME:
-                # a trio-core setting: kind checked here when Core has the key, value checked
-                # later by the setting's own parser
-                if leaf is not None:
-                    problem = check_kind(path, leaf, value)
-                    if problem:
-                        raise ConfigRejected(400, "Invalid JSON", problem)
+                # a trio-core setting: kind checked here (Core's kind when Core has the key,
+                # else the setting's type), value checked later by the setting's own parser
+                problem = (check_kind(path, leaf, value) if leaf is not None
+                           else _setting_kind_problem(path, _BY_NAME[path], value))
+                if problem:
+                    raise ConfigRejected(400, "Invalid JSON", problem)
                 if value is None:
                     continue
-                if isinstance(value, float) and leaf is not None and leaf.kind in ("int", "uint"):
-                    value = int(value)
+                kind = leaf.kind if leaf is not None else _SETTING_KINDS.get(_BY_NAME[path].type)
+                if isinstance(value, float) and kind in ("int", "uint"):
+                    value = int(value)  # an integral float passed the kind check
                 target[key] = copy.deepcopy(value)
             elif path in SECTIONS or _is_extra_section(path):
                 if value is None:

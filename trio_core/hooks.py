@@ -9,6 +9,10 @@ engine calls ``await hook.on_stop(ctx, final)`` — in reverse order, and only f
 ``on_start`` returned normally — with ``final=False`` when a reconnect follows and ``final=True``
 when the process stops for good (stop/delete/update/Supervisor shutdown, or no reconnect).
 
+A hook may also have ``await hook.on_load(processes)``: called once by ``Supervisor.run`` with
+the processes loaded from the store, before any of them starts (the cleanup rules use it to
+clean up after a killed previous run).
+
 Cancellation: ``on_start`` runs inside the process scope (a stop cancels it). ``on_stop`` runs
 shielded with a deadline of :data:`HOOK_STOP_TIMEOUT` seconds. Any other exception from a hook
 is logged to the process log and never crashes the Supervisor or other processes (an exception

@@ -7,11 +7,17 @@ config is loaded again (``load(config_file)``: the file ``PUT /api/v3/config`` w
 ``serve`` starts again; processes come back as after a restart. One ``serve`` at a time,
 nothing of the previous one left running. Cancellation ends the current ``serve`` like any
 shutdown.
+
+When the reloaded config cannot be loaded or does not start, the previous one serves again and
+the config file (the one ``PUT /api/v3/config`` writes) is put back to what it was when that
+config started — the refused file is kept beside it as ``<file>.rejected`` — so the file always
+holds a config that runs, and the next start does not fail on it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -19,9 +25,46 @@ from typing import Any
 import trio
 
 from .config import RANDOM_WHEN_EMPTY, Config, SettingError
+from .core_config import CONFIG_FILE_NAME
 from .server import Running, serve
 
 log = logging.getLogger(__name__)
+
+
+def config_file_of(config: Config) -> str:
+    """The file ``PUT /api/v3/config`` writes while ``config`` runs (and a reload reads)."""
+    return config.config_file or os.path.join(os.path.abspath(config["db.dir"]),
+                                              CONFIG_FILE_NAME)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def restore_config_file(path: str, content: bytes | None) -> None:
+    """Put ``path`` back to ``content`` (None: no file); the current one goes to
+    ``<path>.rejected``. Logged, never raises."""
+    try:
+        current = _read(path)
+        if current == content:
+            return
+        if current is not None:
+            os.replace(path, path + ".rejected")
+        if content is not None:
+            tmp = path + ".restoring"
+            with open(tmp, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        log.warning("reload: %s put back to the configuration that runs (the refused one is "
+                    "%s.rejected)", path, path)
+    except OSError as exc:
+        log.error("reload: cannot put %s back: %s", path, exc)
 
 
 async def serve_reloading(
@@ -43,14 +86,18 @@ async def serve_reloading(
     """
     first = True
     fallback: Config | None = None  # the config that served before a reload
+    running_file: tuple[str, bytes | None] | None = None  # its config file, as it started
+    fallback_file = running_file
     while True:
         started = False
+        starting_file = (path := config_file_of(config), _read(path))
         try:
             async with trio.open_nursery() as nursery:
                 running: Running = await nursery.start(
                     partial(serve, config, shutdown_trigger=shutdown_trigger)
                 )
                 started = True
+                running_file = starting_file
                 if on_running is not None:
                     on_running(running)
                 if first:
@@ -61,6 +108,8 @@ async def serve_reloading(
                 raise
             log.error("reload: the new configuration does not start (%s); serving the "
                       "previous one", exc)
+            if fallback_file is not None:
+                restore_config_file(*fallback_file)
             config, fallback = fallback, None
             continue
         context = running.context
@@ -83,5 +132,8 @@ async def serve_reloading(
         except SettingError as exc:
             log.error("reload: %s; serving the previous configuration", exc)
             new_config = config
+            if running_file is not None:
+                restore_config_file(*running_file)
         fallback = config
+        fallback_file = running_file
         config = new_config

@@ -263,6 +263,8 @@ async def serve(
         log_lines=config["ffmpeg.log.max_lines"],
         log_history=config["ffmpeg.log.max_history"],
         max_processes=config["ffmpeg.max_processes"],
+        max_config_bytes=config["db.max_process_config_bytes"],
+        max_metadata_bytes=config["db.max_metadata_value_bytes"],
     )
     auth = Authenticator(
         enabled=config["api.auth.enable"],

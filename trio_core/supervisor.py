@@ -4,7 +4,9 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 
 * ``await nursery.start(supervisor.run)`` loads the Store (``StoreError`` before anything is
   started; the file is never written before a successful load), starts the processes whose order
-  is ``start`` (at most ``max_processes`` when > 0) and serves until cancelled. On cancel every
+  is ``start`` (at most ``max_processes`` when > 0) and serves until cancelled. Between the
+  load and the first start, every hook with an ``on_load(processes)`` method is awaited with
+  the loaded processes (a failing one is logged, the start goes on). On cancel every
   process is stopped gracefully (order unchanged, hooks get ``on_stop(final=True)``) and nothing
   outlives ``run``.
 * ``add``/``update``/``delete``/``command`` need a running Supervisor (RuntimeError otherwise).
@@ -22,6 +24,10 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 * Inputs may reference another process's output as ``#<process id>:output=<output id>`` (Core's
   syntax); :meth:`Supervisor.resolve` replaces it by that output's resolved address. ``add`` and
   ``update`` refuse unknown references and self-references (ConfigError naming the input).
+* db.json is rewritten whole on every change, so sizes are capped (0 = no cap): a process
+  config bigger than ``max_config_bytes`` as JSON is refused by ``add``/``update``
+  (ConfigError naming its largest field), a metadata value bigger than
+  ``max_metadata_bytes`` by ``set_metadata``/``set_system_metadata`` (MetadataTooLarge).
 * ``update`` keeps order, metadata and log history, resets ``created_at``/``updated_at`` (as
   datarhei), may re-key the process (new id), and starts it again if its order is ``start``.
 """
@@ -29,6 +35,8 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -46,6 +54,7 @@ from .store import Store, StoreData, StoredProcess
 __all__ = [
     "DuplicateProcess",
     "Hook",
+    "MetadataTooLarge",
     "HookAbort",
     "Process",
     "ProcessNotFound",
@@ -53,6 +62,8 @@ __all__ = [
     "Supervisor",
     "TooManyProcesses",
 ]
+
+log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "stop", "restart", "reload")
 _REFERENCE_RE = re.compile(r"^#(.+):output=(.+)", re.DOTALL)
@@ -77,15 +88,27 @@ class TooManyProcesses(ValueError):
     """Starting would exceed ``max_processes``."""
 
 
+class MetadataTooLarge(ValueError):
+    """A metadata value is bigger than ``max_metadata_bytes``; the message names the key."""
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON (what it costs in db.json, give or take indentation)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 class Supervisor:
     """Runs and supervises FFmpeg processes; see the module docstring for the contract."""
 
     def __init__(self, *, ffmpeg: str, store: Store | None = None,
                  placeholders: Mapping[str, str] | None = None,
                  log_lines: int = 100, log_history: int = 3, max_processes: int = 0,
-                 pid_records: PidRecords | None = None) -> None:
+                 pid_records: PidRecords | None = None, max_config_bytes: int = 0,
+                 max_metadata_bytes: int = 0) -> None:
         self.ffmpeg = ffmpeg
         self.pid_records = pid_records
+        self.max_config_bytes = max_config_bytes
+        self.max_metadata_bytes = max_metadata_bytes
         self.store = store
         self.placeholders: dict[str, str] = dict(placeholders or {})
         self.log_lines = log_lines
@@ -117,6 +140,13 @@ class Supervisor:
                           if pid in self._procs}
         self._system_metadata = dict(data.system_metadata)
         self._loaded = True
+        for hook in list(self.hooks):  # e.g. the cleanup rules, before any FFmpeg runs
+            on_load = getattr(hook, "on_load", None)
+            if on_load is not None:
+                try:
+                    await on_load(list(self._procs.values()))
+                except Exception:
+                    log.exception("%r.on_load failed", hook)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -198,6 +228,7 @@ class Supervisor:
             raise ConfigError("id", "an empty ID is not allowed")
         if cfg.id in self._procs:
             raise DuplicateProcess(cfg.id)
+        self._check_size(cfg)
         self._check_references(cfg)
         if cfg.autostart and self._limit_reached():
             raise TooManyProcesses(f"max. number of running processes ({self.max_processes}) reached")
@@ -218,6 +249,7 @@ class Supervisor:
             raise ConfigError("id", "an empty ID is not allowed")
         if cfg.id != process_id and cfg.id in self._procs:
             raise DuplicateProcess(cfg.id)
+        self._check_size(cfg)
         self._check_references(cfg)
         with trio.CancelScope(shield=True):
             async with proc.lock:
@@ -304,6 +336,7 @@ class Supervisor:
                 if not meta:
                     del self._metadata[process_id]
         else:
+            self._check_metadata_size(key, value)
             self._metadata.setdefault(process_id, {})[key] = copy.deepcopy(value)
         self._persist()
 
@@ -317,10 +350,31 @@ class Supervisor:
         if value is None:
             self._system_metadata.pop(key, None)
         else:
+            self._check_metadata_size(key, value)
             self._system_metadata[key] = copy.deepcopy(value)
         self._persist()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _check_size(self, cfg: ProcessConfig) -> None:
+        """ConfigError naming the largest field when ``cfg`` exceeds ``max_config_bytes``."""
+        limit = self.max_config_bytes
+        if limit <= 0:
+            return
+        doc = cfg.to_json()
+        size = json_size(doc)
+        if size > limit:
+            field = max(doc, key=lambda name: json_size(doc[name]))
+            raise ConfigError(field, f"the process config is {size} bytes as JSON, more than "
+                                     f"db.max_process_config_bytes ({limit}); {field} is the "
+                                     "largest field")
+
+    def _check_metadata_size(self, key: str, value: Any) -> None:
+        limit = self.max_metadata_bytes
+        if limit > 0 and (size := json_size(value)) > limit:
+            raise MetadataTooLarge(f"{key}: the value is {size} bytes as JSON, more than "
+                                   f"db.max_metadata_value_bytes ({limit})")
+
 
     def _new_process(self, cfg: ProcessConfig, order: str, created_at: float | None = None,
                      updated_at: float | None = None) -> Process:

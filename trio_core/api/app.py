@@ -7,8 +7,9 @@ everywhere, CORS ``*`` on ``/api``.
 ``GET /api`` answers Core v16.16's ``About``: ``app`` is ``"datarhei-core"`` (the API family
 datarhei's clients check), ``name``/``id`` the instance's, ``version.number`` the Core API level
 implemented (:data:`CORE_VERSION`); trio-core's own name and version are in the extra field
-``implementation``. With auth on and no valid token it is Core's ``MinimalAbout`` (``app``,
-``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
+``implementation`` (with ``warnings``, a list of sentences, when a subsystem found a problem at
+start, e.g. SRT enabled without libsrt). With auth on and no valid token it is Core's
+``MinimalAbout`` (``app``, ``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
 before it is served; :func:`add_fallback_index` then adds a ``/`` page if nobody claimed it.
 
 The app holds no tasks of its own; hypercorn serves it (see ``trio_core.server``).
@@ -83,6 +84,8 @@ def create_app(
                 "version": {"number": CORE_MAJOR_VERSION},
             })
         current = app.extensions[APP_KEY]["instance"]
+        # problems subsystems found at start (extensions[APP_KEY]["warnings"]), only when any
+        warnings = {"warnings": list(w)} if (w := app.extensions[APP_KEY].get("warnings")) else {}
         return json_response({
             "app": CORE_APP,
             "auths": auth.about_auths,
@@ -98,7 +101,7 @@ def create_app(
                 "arch": build_arch(),
                 "compiler": f"{platform.python_implementation()} {platform.python_version()}",
             },
-            "implementation": {"name": NAME, "version": __version__},
+            "implementation": {"name": NAME, "version": __version__, **warnings},
         })
 
     @app.get("/ping")

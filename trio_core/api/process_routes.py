@@ -40,7 +40,7 @@ from quart import Blueprint, Response, request
 from ..ffmpeg.probe import run_probe
 from ..glob import GlobError, glob_match
 from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, generate_id
-from ..supervisor import DuplicateProcess, ProcessNotFound
+from ..supervisor import DuplicateProcess, MetadataTooLarge, ProcessNotFound
 from .corejson import core_json_response
 from .errors import ApiError, bind_json, json_response
 
@@ -291,6 +291,8 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
             supervisor.set_metadata(process_id, key, value)
         except ProcessNotFound:
             raise not_found(process_id) from None
+        except MetadataTooLarge as exc:
+            raise ApiError(400, "Invalid metadata", str(exc)) from None
         return json_response(value)
 
     return bp

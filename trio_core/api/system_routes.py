@@ -26,6 +26,7 @@ from quart import Blueprint, Response, request
 from ..core_config import ConfigRejected, CoreConfigStore
 from ..ffmpeg.skills import SkillsCache
 from ..log_ring import LogRing
+from ..supervisor import MetadataTooLarge
 from .errors import ApiError, bind_json, json_response, read_json
 
 if TYPE_CHECKING:
@@ -98,7 +99,10 @@ def system_blueprint(
         if value is not None and key not in existing and len(existing) >= MAX_METADATA_KEYS:
             raise ApiError(400, "Invalid metadata",
                            f"at most {MAX_METADATA_KEYS} metadata keys can be stored")
-        supervisor.set_system_metadata(key, value)
+        try:
+            supervisor.set_system_metadata(key, value)
+        except MetadataTooLarge as exc:
+            raise ApiError(400, "Invalid metadata", str(exc)) from None
         return json_response(value)
 
     @bp.get("/api/v3/log")

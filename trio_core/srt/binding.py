@@ -39,6 +39,7 @@ SRT_ERROR = -1
 # socket options (SRT_SOCKOPT)
 SRTO_SNDSYN = 1
 SRTO_RCVSYN = 2
+SRTO_FC = 4
 SRTO_SNDBUF = 5
 SRTO_RCVBUF = 6
 SRTO_LINGER = 7
@@ -90,6 +91,10 @@ SRT_REJX_CONFLICT = 1409
 LOG_CRIT = 2
 
 LIBRARY_NAMES = ("libsrt.so.1.5", "libsrt-openssl.so.1.5", "libsrt-gnutls.so.1.5", "libsrt.so")
+
+#: libsrt's default SRTO_RCVBUF in packets: the flight window a caller is granted is
+#: min(SRTO_RCVBUF, SRTO_FC), so an SRTO_FC above it only sizes the receive loss list
+DEFAULT_RCVBUF_PACKETS = 8192
 
 MAX_PAYLOAD = 1456  # SRT_LIVE_MAX_PLSIZE; an mpegts payload is 1316
 

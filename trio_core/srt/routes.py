@@ -3,17 +3,18 @@
 ``{"publisher": {resource: socket id}, "subscriber": {resource: [socket ids]},
 "connections": {socket id: {"log": {}, "stats": {...}}}, "log": {}}`` — Core's
 ``http/handler/api/srt.go``. Behind the API's normal ``/api/v3`` authentication. Registered
-only while the SRT server is enabled and libsrt is available (Core has no route otherwise).
+while the SRT server is enabled (Core has no route otherwise); when it is enabled but libsrt
+cannot be loaded, :func:`srt_unavailable_blueprint` answers ``503`` with the reason instead.
 """
 
 from __future__ import annotations
 
 from quart import Blueprint, Response
 
-from ..api.errors import json_response
+from ..api.errors import ApiError, json_response
 from .server import SrtServer
 
-__all__ = ["srt_blueprint"]
+__all__ = ["srt_blueprint", "srt_unavailable_blueprint"]
 
 
 def srt_blueprint(server: SrtServer) -> Blueprint:
@@ -23,5 +24,17 @@ def srt_blueprint(server: SrtServer) -> Blueprint:
     @bp.get("/api/v3/srt")
     async def list_channels() -> Response:
         return json_response(server.channels())
+
+    return bp
+
+
+def srt_unavailable_blueprint(reason: str) -> Blueprint:
+    """``GET /api/v3/srt`` → 503 ``{"code":503,"message":"Service Unavailable","details":[...]}``
+    saying that SRT is enabled but cannot run, and why (``reason``)."""
+    bp = Blueprint("srt", __name__)
+
+    @bp.get("/api/v3/srt")
+    async def unavailable() -> Response:
+        raise ApiError(503, "Service Unavailable", reason)
 
     return bp

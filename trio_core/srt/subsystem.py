@@ -2,12 +2,13 @@
 
 Loaded by :mod:`trio_core.server` when ``srt.enable`` is true (settings ``srt.address``,
 ``srt.passphrase``, ``srt.token``). ``install`` loads libsrt; when it is missing the error is
-logged and the subsystem stays disabled (no route, no placeholder, the rest of the server
-runs). ``run`` binds the listener, sets ``supervisor.placeholders["srt"]`` to Core's template
-for the bound port and serves until cancelled (the server starts it before the supervisor
-and cancels it after every process has stopped). A bind failure (port taken, bad
-passphrase) is logged and disables the subsystem too, as Core logs an SRT server error and
-carries on. Connections are accounted in the observability subsystem's ``srt`` session
+logged and the subsystem stays disabled (no placeholder, the rest of the server runs), while
+``GET /api/v3/srt`` answers 503 naming the missing library and ``GET /api`` lists the problem
+under ``implementation.warnings``. ``run`` binds the listener, sets
+``supervisor.placeholders["srt"]`` to Core's template for the bound port and serves until
+cancelled (the server starts it before the supervisor and cancels it after every process has
+stopped). A bind failure (port taken; a bad passphrase is refused with the config already) is
+logged and disables the subsystem too, as Core logs an SRT server error and carries on. Connections are accounted in the observability subsystem's ``srt`` session
 collector (:mod:`.sessions`, a task of ``run``).
 
 ``{srt,name=X[,latency=µs]}`` resolves as Core's ``app/api/api.go`` template:
@@ -31,7 +32,7 @@ from ..config import Config
 from ..observability.subsystem import session_collector
 from ..placeholders import Template
 from .binding import SrtError, SrtUnavailable, load
-from .routes import srt_blueprint
+from .routes import srt_blueprint, srt_unavailable_blueprint
 from .server import SrtServer
 from .sessions import SrtSessions
 
@@ -74,8 +75,10 @@ class SrtSubsystem:
         try:
             lib = load()
         except SrtUnavailable as exc:
-            self.error = str(exc)
+            self.error = f"SRT is enabled (srt.enable) but unavailable: {exc}"
             log.error("SRT server disabled: %s", exc)
+            ctx.app.register_blueprint(srt_unavailable_blueprint(self.error))  # 503, not 404
+            ctx.app.extensions["trio_core"].setdefault("warnings", []).append(self.error)
             return
         try:
             self.server = SrtServer(

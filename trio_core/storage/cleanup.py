@@ -11,7 +11,10 @@ or not): every second, for each rule, files beyond the newest ``max_files`` and 
 than ``max_file_age_seconds`` are removed. ``purge_on_delete`` removes every matching file when
 the rules are withdrawn: the process is deleted, its config is updated (the old rules go,
 purging, before the new FFmpeg starts — whether or not the rules changed, as Core), and at
-server shutdown.
+server shutdown. A killed server never got to that last purge, so the rules also apply at
+start (:meth:`Cleaner.on_load`, before any stored process runs): the ``purge_on_delete`` files
+of every stored process are removed (they belong to a run that is gone) and ``max_files`` /
+``max_file_age_seconds`` trim the rest.
 
 The decisions are pure functions (:func:`rules_of`, :func:`expired`, :func:`purge_targets`);
 :class:`Cleaner` is the trio shell. ``Cleaner.run`` lives in the storage subsystem's nursery
@@ -151,6 +154,22 @@ class Cleaner:
 
     async def on_stop(self, ctx: Any, final: bool) -> None:
         return None
+
+    async def on_load(self, processes: Sequence[Any]) -> None:
+        """The server starts (the supervisor loaded ``processes``, none runs yet): what a
+        killed previous run left goes now — its shutdown purge never happened."""
+        for process in processes:
+            try:
+                await self.sync_process(process)
+            except Exception as exc:
+                process.log(f"cleanup rules: {exc!r}")
+        async with self._lock:
+            for entry in list(self._entries.values()):
+                try:
+                    await self._purge(entry.rules)
+                except Exception:  # a storage problem must not keep the processes from starting
+                    log.exception("cleanup at start failed for %s", entry.process.id)
+            await self._sweep(self.clock())
 
     # -- registry -----------------------------------------------------------------------------
     def _rules(self, process: Any) -> tuple[Rule, ...]:

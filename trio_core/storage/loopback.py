@@ -91,6 +91,11 @@ class _Exchange:
             return
         if not self.started:
             self.started = True
+            if self.conn.their_state is not h11.DONE:
+                # answered before the request was read to its end (a 401 challenge): the
+                # connection closes after this answer, so say so (a keep-alive client would
+                # otherwise send its next request into the closing socket)
+                self.headers.append((b"connection", b"close"))
             await self._send(h11.Response(status_code=self.status, headers=self.headers))
         body = message.get("body", b"")
         if body:
@@ -163,6 +168,7 @@ class LoopbackServer:
                 "query_string": query.encode("latin-1"), "root_path": "",
                 "headers": [(k.lower(), v) for k, v in event.headers],
                 "server": (self.host, self.port), "client": tuple(peer[:2]),
+                "extensions": {"trio_core.loopback": {}},  # its own memfs auth backoff
             }
             try:
                 await self.app(scope, exchange.receive, exchange.send)

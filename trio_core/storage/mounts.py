@@ -6,7 +6,13 @@ Handled here (everything else goes to the wrapped app unchanged):
   ``Content-Type`` by extension, default ``application/data``); ``PUT``/``POST`` store the body
   (201 created / 204 replaced, ``Content-Location``), ``DELETE`` (200 ``Deleted: <path>``,
   404) — both behind HTTP Basic auth when credentials are configured (401, ``WWW-Authenticate:
-  basic realm=Restricted``). A full memfs answers 400 ``{"message": "Bad request", "details":
+  basic realm=Restricted``). Wrong Basic credentials back off per client address as
+  ``/api/login`` does (:class:`~trio_core.api.login_throttle.LoginThrottle`: guesses from one
+  address answered one at a time, each failure waiting longer; 429 + ``Retry-After`` when too
+  many queue); a request without Basic credentials (FFmpeg's first try, which asks for the
+  challenge) is no guess and gets its 401 at once. The loopback endpoint (scope extension
+  ``trio_core.loopback``) keeps its own count, so guesses on the public port never hold up
+  FFmpeg's ``{memfs}`` uploads. A full memfs answers 400 ``{"message": "Bad request", "details":
   ["not enough space on device"]}`` as Core.
 * ``/<path>`` — the disk directory, read-only, ``index.html`` for directories, default type
   ``text/html``; only for ``GET``/``HEAD`` paths that no route of the app claims. ``/`` is the
@@ -47,6 +53,7 @@ import trio
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
+from ..api.login_throttle import LoginThrottle, Throttled
 from .disk import DiskFS
 from .memfs import MemFS, NoSpace
 from .mime import DISK_DEFAULT, MEM_DEFAULT, content_type
@@ -118,12 +125,14 @@ class StorageHTTP:
     ``memfs_credentials`` = (user, password) for writes to /memfs, None = open.
     ``api_token_ok(token)`` checks an API bearer token; None = API auth off.
     ``routes()`` returns the app's URL map (to let its routes win over disk files).
+    ``throttle`` backs off wrong Basic credentials per client address (None = no backoff).
     """
 
     def __init__(
         self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, memfs: MemFS,
         disk: DiskFS, memfs_credentials: tuple[str, str] | None, cors_origins: Sequence[str],
         api_token_ok: Callable[[str], bool] | None, routes: Callable[[], Map],
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.app = app
         self.memfs = memfs
@@ -132,6 +141,7 @@ class StorageHTTP:
         self.cors_origins = list(cors_origins)
         self.api_token_ok = api_token_ok
         self.routes = routes
+        self.throttle = throttle
         self.storages: dict[str, MemFS | DiskFS] = {"mem": memfs, "disk": disk}
         #: wraps every mount request (set by the observability subsystem: HLS sessions)
         self.sessions: Middleware | None = None
@@ -221,9 +231,8 @@ class StorageHTTP:
         if method in ("GET", "HEAD"):
             await self._get(scope, send, storage, name, cors)
         elif method in ("PUT", "POST", "DELETE"):
-            if not self._basic_ok(scope):
-                await self._error(scope, send, 401, "Unauthorized", "Unauthorized", cors,
-                                  [(b"www-authenticate", b"basic realm=Restricted")])
+            if not await self._write_allowed(scope, send, cors):
+                pass  # refused (401/429 sent)
             elif method == "DELETE":
                 await self._delete(scope, send, storage, name, cors)
             else:
@@ -412,6 +421,35 @@ class StorageHTTP:
                 await send({"type": "http.response.body", "body": b""})
 
     # -- auth, CORS, errors -------------------------------------------------------------------
+    async def _write_allowed(self, scope: Scope, send: Send, cors: Headers | None) -> bool:
+        """Basic auth for a write, with the per-address backoff for wrong credentials;
+        answers 401 / 429 itself and returns False when the write is refused."""
+        if self.memfs_credentials is None:
+            return True
+        header = _header(scope, b"authorization") or ""
+        if self.throttle is None or header.partition(" ")[0].lower() != "basic":
+            ok = self._basic_ok(scope)  # no credentials offered: a challenge, not a guess
+        else:
+            loopback = "trio_core.loopback" in scope.get("extensions", {})
+            endpoint = "loopback" if loopback else "public"
+            client = (scope.get("client") or ("",))[0]
+            try:
+                async with self.throttle.attempt(f"{endpoint} {client}") as attempt:
+                    ok = self._basic_ok(scope)
+                    if ok:
+                        attempt.succeeded()
+                    else:
+                        attempt.failed()  # this answer waits, longer for each failure
+            except Throttled as exc:
+                retry = str(max(1, int(exc.retry_after + 0.999))).encode()
+                await self._error(scope, send, 429, "Too Many Requests", str(exc), cors,
+                                  [(b"retry-after", retry)])
+                return False
+        if not ok:
+            await self._error(scope, send, 401, "Unauthorized", "Unauthorized", cors,
+                              [(b"www-authenticate", b"basic realm=Restricted")])
+        return ok
+
     def _basic_ok(self, scope: Scope) -> bool:
         if self.memfs_credentials is None:
             return True

@@ -25,6 +25,7 @@ from typing import Any
 import trio
 from quart import Response, current_app
 
+from ..api.login_throttle import LoginThrottle
 from ..config import Config
 from .cleanup import Cleaner
 from .disk import DiskFS
@@ -97,6 +98,8 @@ class StorageSubsystem:
             memfs_credentials=self.credentials,
             cors_origins=self.config["storage.cors.origins"], api_token_ok=token_ok,
             routes=lambda: app.url_map,
+            throttle=LoginThrottle(delay=self.config["api.auth.login_backoff_ms"] / 1000,
+                                   max_delay=self.config["api.auth.login_backoff_max_ms"] / 1000),
         )
         app.extensions["trio_core_storage"] = self
         document_storage_routes(app)
