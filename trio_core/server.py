@@ -39,8 +39,9 @@ import hypercorn.trio
 import trio
 from quart_trio import QuartTrio
 
+from .addresses import is_loopback_host
 from .api import Authenticator, add_fallback_index, create_app
-from .config import Config, is_loopback_host
+from .config import Config
 from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
 
 log = logging.getLogger(__name__)

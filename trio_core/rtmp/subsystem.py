@@ -21,7 +21,8 @@ from typing import Any
 
 import trio
 
-from ..config import Config, is_loopback_host, parse_address
+from ..addresses import is_loopback_host, parse_address
+from ..config import Config
 from ..observability.subsystem import session_collector
 from .api import rtmp_blueprint
 from .paths import placeholder_template
