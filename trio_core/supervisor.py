@@ -87,7 +87,9 @@ class Supervisor:
         self.ffmpeg = ffmpeg
         self.pid_records = pid_records
         self.store = store
-        self.placeholders: dict[str, str] = dict(placeholders or {})
+        # read live, never copied: values come and go with the scopes that provide them
+        # (:class:`~trio_core.placeholders.Placeholders`)
+        self.placeholders: Mapping[str, str] = placeholders if placeholders is not None else {}
         self.log_lines = log_lines
         self.log_history = log_history
         self.max_processes = max_processes
@@ -97,6 +99,11 @@ class Supervisor:
         self._system_metadata: dict[str, Any] = {}
         self._nursery: trio.Nursery | None = None
         self._loaded = False
+
+    @property
+    def nursery(self) -> trio.Nursery | None:
+        """The nursery processes run in while :meth:`run` runs (None otherwise)."""
+        return self._nursery
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The quart-trio application factory.
 
-``create_app(supervisor, auth)`` returns a :class:`QuartTrio` app with ``GET /api`` (about),
+``create_app(supervisor, auth, instance=…, started_at=…)`` returns a :class:`QuartTrio` app with ``GET /api`` (about),
 ``GET /ping``, ``POST /api/login`` (+ refresh) and the ``/api/v3/process`` routes, JSON errors
 everywhere, CORS ``*`` on ``/api``.
 
@@ -34,7 +34,6 @@ from .process_routes import process_blueprint
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
-APP_KEY = "trio_core"  # app.extensions[APP_KEY] -> {"supervisor", "auth", "started_at", "instance"}
 CORE_APP = "datarhei-core"  # Core's app.Name: what clients check in GET /api
 CORE_VERSION = "16.16.0"  # the Core API level implemented
 CORE_MAJOR_VERSION = CORE_VERSION.split(".")[0] + ".0.0"  # MinimalAbout's version.number
@@ -56,21 +55,20 @@ def rfc3339(timestamp: float) -> str:
 
 def create_app(
     supervisor: Supervisor, auth: Authenticator | None = None, *, name: str = NAME,
-    instance: Instance | None = None,
+    instance: Instance | None = None, started_at: float | None = None,
 ) -> QuartTrio:
     """Build the API app over ``supervisor``; ``auth`` None = authentication disabled.
 
-    ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None).
+    ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None),
+    ``started_at`` the server's start (Unix time; now when None).
     """
     auth = auth or Authenticator(enabled=False)
     instance = instance or Instance(str(uuid.uuid4()), name)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 2
-    started_at = time.time()
-    app.extensions[APP_KEY] = {
-        "supervisor": supervisor, "auth": auth, "started_at": started_at, "instance": instance,
-    }
+    started = time.time() if started_at is None else started_at
+    current = instance
     install_error_handlers(app)
     auth.install(app)
     app.register_blueprint(process_blueprint(supervisor))
@@ -82,14 +80,13 @@ def create_app(
                 "app": CORE_APP, "auths": auth.about_auths,
                 "version": {"number": CORE_MAJOR_VERSION},
             })
-        current = app.extensions[APP_KEY]["instance"]
         return json_response({
             "app": CORE_APP,
             "auths": auth.about_auths,
             "name": current.name,
             "id": current.id,
-            "created_at": rfc3339(started_at),
-            "uptime_seconds": int(time.time() - started_at),
+            "created_at": rfc3339(started),
+            "uptime_seconds": int(time.time() - started),
             "version": {
                 "number": CORE_VERSION,
                 "repository_commit": "",
