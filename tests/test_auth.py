@@ -10,7 +10,7 @@ import pytest
 import trio
 from quart import Blueprint, Response
 
-from trio_core.api import Authenticator
+from trio_core.api.auth import Authenticator
 from trio_core.config import load_config
 from trio_core.server import Services, check_bind, serve
 from trio_core.startup_error import PublicBindRefused

@@ -43,7 +43,8 @@ from quart_trio import QuartTrio
 from rtp.forwarder import Forwarder
 
 from .addresses import is_loopback_host
-from .api import Authenticator, add_fallback_index, create_app
+from .api.app import add_fallback_index, create_app
+from .api.auth import Authenticator
 from .api.core_subsystem import CoreApiSubsystem
 from .config import Config, SettingError
 from .core_config import CoreConfigStore
