@@ -46,6 +46,7 @@ from .addresses import is_loopback_host
 from .api.app import add_fallback_index, create_app
 from .api.auth import Authenticator
 from .api.core_subsystem import CoreApiSubsystem
+from .api.process_routes import process_blueprint
 from .config import Config, SettingError
 from .core_config import CoreConfigStore
 from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
@@ -244,7 +245,8 @@ async def build_services(config: Config) -> Services:
     viewers = WebRTCViewers(lambda: webrtc, collector, supervisor)
     stores = storages(config)
     started_at = time.time()
-    app = create_app(supervisor, auth, instance=config_store.instance, started_at=started_at)
+    app = create_app(auth, instance=config_store.instance, started_at=started_at)
+    app.register_blueprint(process_blueprint(supervisor))
     token_ok = None
     if auth.enabled:
         token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731

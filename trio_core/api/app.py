@@ -1,8 +1,9 @@
 """The quart-trio application factory.
 
-``create_app(supervisor, auth, instance=…, started_at=…)`` returns a :class:`QuartTrio` app with ``GET /api`` (about),
-``GET /ping``, ``POST /api/login`` (+ refresh) and the ``/api/v3/process`` routes, JSON errors
-everywhere, CORS ``*`` on ``/api``.
+``create_app(auth, instance=…, started_at=…)`` returns a :class:`QuartTrio` app with
+``GET /api`` (about), ``GET /ping``, ``POST /api/login`` (+ refresh), JSON errors everywhere,
+CORS ``*`` on ``/api``; the composition root (:mod:`trio_core.server`) registers the
+``/api/v3`` routes on it.
 
 ``GET /api`` answers Core v16.16's ``About``: ``app`` is ``"datarhei-core"`` (the API family
 datarhei's clients check), ``name``/``id`` the instance's, ``version.number`` the Core API level
@@ -20,7 +21,6 @@ import platform
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -29,10 +29,6 @@ from .. import NAME, __version__
 from ..instance import Instance
 from .auth import Authenticator
 from .errors import install_error_handlers, json_response
-from .process_routes import process_blueprint
-
-if TYPE_CHECKING:
-    from ..supervisor import Supervisor
 
 CORE_APP = "datarhei-core"  # Core's app.Name: what clients check in GET /api
 CORE_VERSION = "16.16.0"  # the Core API level implemented
@@ -54,10 +50,10 @@ def rfc3339(timestamp: float) -> str:
 
 
 def create_app(
-    supervisor: Supervisor, auth: Authenticator | None = None, *, name: str = NAME,
+    auth: Authenticator | None = None, *, name: str = NAME,
     instance: Instance | None = None, started_at: float | None = None,
 ) -> QuartTrio:
-    """Build the API app over ``supervisor``; ``auth`` None = authentication disabled.
+    """Build the app; ``auth`` None = authentication disabled.
 
     ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None),
     ``started_at`` the server's start (Unix time; now when None).
@@ -71,7 +67,6 @@ def create_app(
     current = instance
     install_error_handlers(app)
     auth.install(app)
-    app.register_blueprint(process_blueprint(supervisor))
 
     @app.get("/api")
     async def about() -> Response:
