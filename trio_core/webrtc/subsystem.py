@@ -82,6 +82,7 @@ class WebRTCSubsystem:
         install_pages(app)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        failed = False
         try:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(self.forwarder.run)
@@ -89,5 +90,9 @@ class WebRTCSubsystem:
                          self.forwarder.mux.host, port,
                          ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
                 task_status.started(self)
+        except Exception:
+            failed = True  # the server runs us again: the hook (and its SDP dir) stays
+            raise
         finally:
-            self.hook.close()
+            if not failed:
+                self.hook.close()
