@@ -32,15 +32,15 @@ import pylibsrtp
 from .srtp import PROTECT_ADDRESS
 
 if TYPE_CHECKING:
+    from .media import SourcePacket
     from .peer import OutTrack
-    from .source import MediaPacket
 
 __all__ = ["NATIVE", "fan_out", "fan_out_python"]
 
 _HEADER = struct.Struct("!BBHII")
 
 
-def fan_out_python(fan: list[OutTrack], pkt: MediaPacket) -> None:
+def fan_out_python(fan: list[OutTrack], pkt: SourcePacket) -> None:
     """Send ``pkt`` to every viewer track in ``fan`` (the pure-Python loop)."""
     data = pkt.data
     b0 = data[0]
@@ -61,7 +61,7 @@ def fan_out_python(fan: list[OutTrack], pkt: MediaPacket) -> None:
         t.bytes += len(out)
 
 
-def _native() -> Callable[[list[OutTrack], MediaPacket], None] | None:
+def _native() -> Callable[[list[OutTrack], SourcePacket], None] | None:
     if os.environ.get("RTP_FANOUT", "").lower() == "python" or not PROTECT_ADDRESS:
         return None
     try:
@@ -71,7 +71,7 @@ def _native() -> Callable[[list[OutTrack], MediaPacket], None] | None:
     native_fan_out = _fanout.fan_out
     protect = PROTECT_ADDRESS
 
-    def fan_out_native(fan: list[OutTrack], pkt: MediaPacket) -> None:
+    def fan_out_native(fan: list[OutTrack], pkt: SourcePacket) -> None:
         """Send ``pkt`` to every viewer track in ``fan`` (C: protect + sendmmsg)."""
         native_fan_out(protect, fan, pkt.data, pkt.seq, pkt.ts)
 
@@ -81,4 +81,4 @@ def _native() -> Callable[[list[OutTrack], MediaPacket], None] | None:
 _NATIVE_FAN_OUT = _native()
 #: True when :func:`fan_out` is the C implementation.
 NATIVE = _NATIVE_FAN_OUT is not None
-fan_out: Callable[[list[OutTrack], MediaPacket], None] = _NATIVE_FAN_OUT or fan_out_python
+fan_out: Callable[[list[OutTrack], SourcePacket], None] = _NATIVE_FAN_OUT or fan_out_python

@@ -24,7 +24,7 @@ import collections
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -39,7 +39,7 @@ from .sockets import (
 from .stun import peek_username
 
 if TYPE_CHECKING:
-    from .peer import Peer
+    from .stun import IceLite
 
 __all__ = ["UdpMux"]
 
@@ -48,6 +48,22 @@ log = logging.getLogger(__name__)
 
 def _closed_sendto(data: bytes, addr: tuple[str, int]) -> None:
     raise OSError("the UDP mux is closed")
+
+
+class MuxPeer(Protocol):
+    """What the mux routes datagrams to (:class:`rtp.peer.Peer` is one; this module does not
+    import it)."""
+
+    ice: IceLite
+    addrs: set[tuple[str, int]]
+
+    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None: ...
+
+    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None: ...
+
+    def handle_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None: ...
+
+    def close(self, reason: str = "closed") -> None: ...
 
 
 class UdpMux:
@@ -59,8 +75,8 @@ class UdpMux:
         self.port = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         self.received = 0
-        self._by_ufrag: dict[str, Peer] = {}
-        self._by_addr: dict[tuple[str, int], Peer] = {}
+        self._by_ufrag: dict[str, MuxPeer] = {}
+        self._by_addr: dict[tuple[str, int], MuxPeer] = {}
         self._sock: socket.socket | None = None
         #: every bound socket (one per local address when bound to all interfaces)
         self.sockets: list[socket.socket] = []
@@ -124,15 +140,15 @@ class UdpMux:
 
     # -- routing -------------------------------------------------------------------------
 
-    def register(self, peer: Peer) -> None:
+    def register(self, peer: MuxPeer) -> None:
         """Route STUN for ``peer``'s local ufrag to it."""
         self._by_ufrag[peer.ice.local_ufrag] = peer
 
-    def route(self, addr: tuple[str, int], peer: Peer) -> None:
+    def route(self, addr: tuple[str, int], peer: MuxPeer) -> None:
         """Route DTLS/SRTCP from ``addr`` (which passed a STUN check) to ``peer``."""
         self._by_addr[addr] = peer
 
-    def unregister(self, peer: Peer) -> None:
+    def unregister(self, peer: MuxPeer) -> None:
         """Forget every route to ``peer``. Idempotent."""
         if self._by_ufrag.get(peer.ice.local_ufrag) is peer:
             del self._by_ufrag[peer.ice.local_ufrag]

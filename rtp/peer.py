@@ -44,8 +44,8 @@ from .srtp import SrtpSession
 from .stun import IceLite
 
 if TYPE_CHECKING:
+    from .media import SourcePacket, SourceView
     from .mux import UdpMux
-    from .source import MediaPacket, Source
 
 __all__ = ["Peer"]
 
@@ -116,7 +116,7 @@ class Peer:
         client: the IP address the offer was posted from ("" when unknown).
     """
 
-    def __init__(self, *, peer_id: str, source: Source, mux: UdpMux, certificate: Certificate,
+    def __init__(self, *, peer_id: str, source: SourceView, mux: UdpMux, certificate: Certificate,
                  remote_fingerprint: str, ice_ufrag: str, ice_pwd: str, remote_ufrag: str,
                  tracks: dict[str, NegotiatedTrack], cname: str,
                  consent_timeout: float = 30.0, setup_timeout: float = 20.0,
@@ -169,9 +169,9 @@ class Peer:
         self.rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
         #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
-        self._pending: list[MediaPacket] | None = None
+        self._pending: list[SourcePacket] | None = None
         #: the burst: (packet, our sequence number, our timestamp)
-        self._burst: list[tuple[MediaPacket, int, int]] = []
+        self._burst: list[tuple[SourcePacket, int, int]] = []
         #: normalised timestamp of the frame in progress when a PLI asked for a replay (the
         #: replay goes out at the next frame boundary); None when no replay is waiting
         self._replay_after: int | None = None
@@ -331,7 +331,7 @@ class Peer:
 
     # -- input from the Source (synchronous, the hot path) --------------------------------
 
-    def forward(self, pkt: MediaPacket) -> None:
+    def forward(self, pkt: SourcePacket) -> None:
         """Send one source packet to this viewer (rewrite, protect, send); the slow path,
         while the viewer is off the Source's fan-out (a burst queues, a replay waits)."""
         pending = self._pending
@@ -347,7 +347,7 @@ class Peer:
             return
         self._send(track, pkt)
 
-    def _send(self, track: OutTrack, pkt: MediaPacket, seq: int | None = None,
+    def _send(self, track: OutTrack, pkt: SourcePacket, seq: int | None = None,
               ts: int | None = None) -> bool:
         """Send ``pkt`` as our ``seq``/``ts`` (default: its live numbering); False when it
         was not sent (counted in :attr:`dropped`)."""
@@ -470,7 +470,7 @@ class Peer:
         if self not in self.source.listeners:
             self.source.listeners.append(self)
 
-    def _start_replay(self, track: OutTrack, pkt: MediaPacket) -> None:
+    def _start_replay(self, track: OutTrack, pkt: SourcePacket) -> None:
         """At a frame boundary (``pkt`` starts a frame) after a PLI: queue the cached GOP as
         new packets of our stream — the next sequence numbers, timestamps just after the
         last frame sent (so the viewer's decoder takes them as new frames; the timestamp
@@ -484,7 +484,7 @@ class Peer:
             return
         seqmap = self._seqmaps[self._video]
         base = frames[-1].ts + track.ts_delta
-        items: list[tuple[MediaPacket, int]] = []
+        items: list[tuple[SourcePacket, int]] = []
         frame = 0
         last_ts: int | None = None
         for p in frames:
@@ -525,7 +525,7 @@ class Peer:
         state = self.source.state[track.kind]
         seqmap = self._seqmaps[track.kind]
 
-        def history(norm: int) -> MediaPacket | None:
+        def history(norm: int) -> SourcePacket | None:
             return state.lookup(norm, now)
 
         for seq in nack.lost:
@@ -542,7 +542,7 @@ class Peer:
                 data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts, track.ssrc)
                 self._send_protected(track, data, "nack-too-old", retransmission=True)
 
-    def _send_rtx(self, track: OutTrack, pkt: MediaPacket, seq: int, ts: int) -> None:
+    def _send_rtx(self, track: OutTrack, pkt: SourcePacket, seq: int, ts: int) -> None:
         """RFC 4588: the repair on the RTX stream (own SSRC and sequence numbers), the
         original sequence number in front of the payload."""
         try:

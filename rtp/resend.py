@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .source import MediaPacket
+    from .media import SourcePacket
 
 __all__ = ["SeqMap"]
 
@@ -45,10 +45,10 @@ class SeqMap:
         #: (first normalised seq of the epoch or None for "from the start", deltas)
         self._epochs: collections.deque[tuple[int | None, int, int]] = collections.deque(
             [(None, self.delta, self.ts_delta)], maxlen=MAX_EPOCHS)
-        self._inserted: dict[int, tuple[MediaPacket, int]] = {}
+        self._inserted: dict[int, tuple[SourcePacket, int]] = {}
         self._order: collections.deque[tuple[float, int]] = collections.deque()
 
-    def insert(self, before_seq: int, packets: list[tuple[MediaPacket, int]],
+    def insert(self, before_seq: int, packets: list[tuple[SourcePacket, int]],
                ts_shift: int = 0, now: float = 0.0) -> list[int]:
         """Insert ``packets`` (each with the viewer timestamp it is sent with) in front of
         the live packet with normalised sequence ``before_seq`` at time ``now``; returns the
@@ -70,8 +70,8 @@ class SeqMap:
         self._epochs.append((before_seq & 0xFFFF, self.delta, self.ts_delta))
         return seqs
 
-    def lookup(self, viewer_seq: int, history: Callable[[int], MediaPacket | None]
-               ) -> tuple[MediaPacket, int] | None:
+    def lookup(self, viewer_seq: int, history: Callable[[int], SourcePacket | None]
+               ) -> tuple[SourcePacket, int] | None:
         """What the viewer got as ``viewer_seq``: (packet, the viewer timestamp it had), or
         None when it is no longer known. ``history`` looks a normalised sequence number up
         in the Source's retransmission history."""

@@ -10,9 +10,10 @@ import pytest
 import trio
 from quart import Blueprint, Response
 
-from trio_core.api import Authenticator
+from trio_core.api.auth import Authenticator
 from trio_core.config import load_config
-from trio_core.server import PublicBindRefused, ServerContext, check_bind, serve
+from trio_core.server import Services, check_bind, serve
+from trio_core.startup_error import PublicBindRefused
 
 from .test_api import Api, assert_error, make_config, running_server, tiny_process
 
@@ -21,7 +22,7 @@ AUTH = {"api.auth.enable": True, "api.auth.username": "admin", "api.auth.passwor
 
 async def test_login_and_protected_routes(tmp_path: Path, ffmpeg: str) -> None:
     async with running_server(make_config(tmp_path, ffmpeg, **AUTH)) as srv:
-        srv.context.auth.login_delay = 0.05
+        srv.services.auth.login_delay = 0.05
         anon = Api(srv.url)
         assert (await anon.get("/api")).status_code == 200  # about stays public
         body = assert_error(await anon.get("/api/v3/process"), 401)
@@ -72,9 +73,9 @@ async def test_login_when_auth_disabled(tmp_path: Path, ffmpeg: str) -> None:
 class _TokenRoutes:
     """A subsystem-shaped plug-in using the auth extension points (like WHEP will)."""
 
-    def install(self, ctx: ServerContext) -> None:
+    def __init__(self, services: Services) -> None:
         bp = Blueprint("extra", __name__)
-        auth = ctx.auth
+        auth = services.auth
 
         def per_process_token(request: object) -> bool:
             return getattr(request, "args", {}).get("token") == "view-token"
@@ -93,7 +94,7 @@ class _TokenRoutes:
         async def closed_route() -> Response:
             return Response("closed")
 
-        ctx.app.register_blueprint(bp)
+        services.app.register_blueprint(bp)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -103,7 +104,7 @@ class _TokenRoutes:
 async def test_auth_extension_points(tmp_path: Path, ffmpeg: str) -> None:
     config = make_config(tmp_path, ffmpeg, **AUTH)
     async with trio.open_nursery() as nursery:
-        srv = await nursery.start(partial(serve, config, subsystems=[_TokenRoutes()]))
+        srv = await nursery.start(partial(serve, config, subsystems=lambda s: [_TokenRoutes(s)]))
         try:
             anon = Api(srv.url)
             assert_error(await anon.get("/api/v3/process/x/viewer"), 401)
@@ -112,7 +113,7 @@ async def test_auth_extension_points(tmp_path: Path, ffmpeg: str) -> None:
             assert_error(await anon.get("/api/v3/closed"), 401)
             # the alternative credential only opens its own route
             assert_error(await anon.get("/api/v3/process?token=view-token"), 401)
-            auth: Authenticator = srv.context.auth
+            auth: Authenticator = srv.services.auth
             api = Api(srv.url, auth.issue("admin", "access"))
             assert (await api.get("/api/v3/process/x/viewer")).text == "viewer x"
             assert (await api.get("/api/v3/closed")).text == "closed"

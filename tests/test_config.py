@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from trio_core.addresses import is_loopback_host, parse_address
 from trio_core.config import (
     SETTINGS,
     SettingError,
     help_config,
-    is_loopback_host,
     load_config,
-    parse_address,
 )
 
 

@@ -26,7 +26,7 @@ from trio_core import core_config
 from trio_core.api.core_subsystem import CoreApiSubsystem
 from trio_core.config import SETTINGS
 from trio_core.reload import serve_reloading
-from trio_core.server import Running, ServerContext, serve
+from trio_core.server import Running, Services, serve
 
 from .test_api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 
@@ -78,7 +78,7 @@ def _assert_no_exception_text(text: str) -> None:
 async def test_about_login_refresh_as_core(tmp_path: Path, ffmpeg: str) -> None:
     """Restreamer UI / core-client-go / core_client connect + login + refresh sequence."""
     async with running_server(make_config(tmp_path, ffmpeg, **AUTH)) as srv:
-        srv.context.auth.login_delay = 0.05
+        srv.services.auth.login_delay = 0.05
         anon = Api(srv.url)
         # connect: Core's MinimalAbout without a token (no id: the clients then log in)
         minimal = (await anon.get("/api")).json()
@@ -153,13 +153,13 @@ async def test_disable_localhost_lets_loopback_through(tmp_path: Path, ffmpeg: s
         assert (await anon.get("/api/v3/process")).status_code == 200
         assert (await anon.get("/api/v3/config")).json()["config"]["api"]["auth"][
             "disable_localhost"] is True
-        srv.context.auth.disable_localhost = False  # the same request now needs a token
+        srv.services.auth.disable_localhost = False  # the same request now needs a token
         assert_error(await anon.get("/api/v3/process"), 401)
 
 
 async def test_parallel_wrong_passwords_are_slowed_down(tmp_path: Path, ffmpeg: str) -> None:
     async with running_server(make_config(tmp_path, ffmpeg, **AUTH)) as srv:
-        throttle = srv.context.auth.throttle
+        throttle = srv.services.auth.throttle
         throttle.delay, throttle.max_delay = 0.3, 5.0
         answered: list[tuple[float, int]] = []
         started = trio.current_time()
@@ -325,7 +325,7 @@ async def test_config_read_write_reload(tmp_path: Path, ffmpeg: str) -> None:
         first: Running = await nursery.start(partial(
             serve_reloading, config, load=core_config.load, on_running=runs.append))
         try:
-            first.context.auth.login_delay = 0.05
+            first.services.auth.login_delay = 0.05
             login = await Api(first.url).post("/api/login", {"username": "admin",
                                                              "password": "s3cret"})
             api = Api(first.url, login.json()["access_token"])
@@ -404,7 +404,7 @@ async def test_config_read_write_reload(tmp_path: Path, ffmpeg: str) -> None:
             await wait_for(_async(lambda: len(runs) == 2), timeout=30)
             second = runs[1]
             assert second.port == first.port  # an ephemeral port is kept
-            assert second.context.config["ffmpeg.log.max_lines"] == 77
+            assert second.services.config["ffmpeg.log.max_lines"] == 77
             api2 = Api(second.url, login.json()["access_token"])  # secret persisted: token valid
             about = (await api2.get("/api")).json()
             assert about["name"] == "renamed" and about["id"] == doc["id"]
@@ -434,7 +434,7 @@ async def test_reload_into_a_config_that_cannot_start_keeps_serving(tmp_path: Pa
             assert put.status_code == 200
             assert (await api.get("/api/v3/config/reload")).json() == "OK"
             await wait_for(_async(lambda: len(runs) == 2), timeout=30)
-            assert runs[1].context.config["storage.disk.dir"] == config["storage.disk.dir"]
+            assert runs[1].services.config["storage.disk.dir"] == config["storage.disk.dir"]
             assert (await Api(runs[1].url).get("/api")).status_code == 200
         finally:
             runs[-1].shutdown()
@@ -449,7 +449,7 @@ async def test_reload_without_stored_config_keeps_tokens_valid(tmp_path: Path,
             serve_reloading, config, load=lambda _path: make_config(tmp_path, ffmpeg, **AUTH),
             on_running=runs.append))
         try:
-            first.context.auth.login_delay = 0.05
+            first.services.auth.login_delay = 0.05
             tokens = (await Api(first.url).post("/api/login", {"username": "admin",
                                                                "password": "s3cret"})).json()
             api = Api(first.url, tokens["access_token"])
@@ -546,14 +546,14 @@ async def test_global_metadata_and_log(tmp_path: Path, ffmpeg: str) -> None:
 class _Boom:
     """A subsystem with a route that fails, to see what a 500 looks like."""
 
-    def install(self, ctx: ServerContext) -> None:
+    def __init__(self, services: Services) -> None:
         bp = Blueprint("boom", __name__)
 
         @bp.get("/api/v3/boom")
         async def boom() -> Response:
             raise RuntimeError("secret internal detail /etc/passwd")
 
-        ctx.app.register_blueprint(bp)
+        services.app.register_blueprint(bp)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -565,7 +565,9 @@ async def test_hostile_json_and_500s(tmp_path: Path, ffmpeg: str,
     config = make_config(tmp_path, ffmpeg)
     async with trio.open_nursery() as nursery:
         srv: Running = await nursery.start(partial(
-            serve, config, subsystems=[CoreApiSubsystem(config), _Boom()]))
+            serve, config, subsystems=lambda s: [CoreApiSubsystem(
+                s.app, s.supervisor, skills=s.skills, config_store=s.config_store,
+                log_ring=s.log_ring, request_reload=s.lifecycle.request_reload), _Boom(s)]))
         try:
             api = Api(srv.url)
             hostile = {

@@ -25,8 +25,8 @@ from tests.aiortc_viewer import run_aiortc_viewer
 from tests.test_api import Api, make_config, wait_for
 from tests.test_whep import wait_live, webrtc_process, whep_offer
 from trio_core.observability.hls import SESSION_ID
-from trio_core.observability.openapi import EXTERNAL_KEY, _path
-from trio_core.server import Running, default_subsystems, serve
+from trio_core.observability.openapi import _path
+from trio_core.server import Running, Services, build_subsystems, serve
 
 OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
 
@@ -35,7 +35,10 @@ OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core
 async def server(tmp_path: Path, ffmpeg: str, extra: Any = None, **overrides: Any
                  ) -> AsyncIterator[Running]:
     config = make_config(tmp_path, ffmpeg, **overrides)
-    subsystems = default_subsystems(config) + ([extra] if extra is not None else [])
+
+    def subsystems(services: Services) -> list[Any]:
+        return build_subsystems(services) + ([extra(services)] if extra is not None else [])
+
     async with trio.open_nursery() as nursery:
         running: Running = await nursery.start(partial(serve, config, subsystems=subsystems))
         try:
@@ -68,7 +71,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric:
 class OddRoutes:
     """A subsystem registering routes the generator has never seen (as other helpers will)."""
 
-    def install(self, ctx: Any) -> None:
+    def __init__(self, services: Services) -> None:
         bp = Blueprint("odd", __name__)
 
         @bp.get("/odd/<int:n>/items/<path:rest>")
@@ -85,7 +88,7 @@ class OddRoutes:
         async def odd_options() -> str:
             return "x"
 
-        ctx.app.register_blueprint(bp)
+        services.app.register_blueprint(bp)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -93,7 +96,7 @@ class OddRoutes:
 
 async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Path) -> None:
     overrides = {"webrtc.enable": True, "srt.enable": True, "srt.address": "127.0.0.1:0"}
-    async with server(tmp_path, ffmpeg, OddRoutes(), **overrides) as srv:
+    async with server(tmp_path, ffmpeg, OddRoutes, **overrides) as srv:
         api = Api(srv.url)
         resp = await api.get("/api/swagger/doc.json")
         assert resp.status_code == 200
@@ -110,7 +113,7 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
             for method in methods:
                 assert method.lower() in spec["paths"][path], f"{method} {rule.rule} missing"
         # routes answered below the app (the storage mounts' ASGI layer) are there too
-        external = srv.app.extensions[EXTERNAL_KEY]
+        external = srv.services.openapi_routes
         assert external
         for route in external:
             path, _ = _path(route.rule)
@@ -606,13 +609,14 @@ async def test_disabled_sessions_and_prometheus(ffmpeg: str, tmp_path: Path) -> 
 
 def test_metrics_settings_are_checked(tmp_path: Path) -> None:
     from trio_core.config import SettingError
-    from trio_core.observability.subsystem import create_subsystem
+    from trio_core.observability.monitor import Monitor
+    from trio_core.observability.subsystem import metrics_history
 
     config = make_config(tmp_path, "ffmpeg", **{"metrics.enable": True,
                                                 "metrics.range_seconds": 10,
                                                 "metrics.interval_seconds": 20})
     with pytest.raises(SettingError, match="metrics.interval_seconds"):
-        create_subsystem(config)
+        metrics_history(config, Monitor())
 
 
 async def test_concurrent_offers_cannot_overshoot_max_sessions(ffmpeg: str, tmp_path: Path

@@ -322,7 +322,7 @@ def test_resolve_request_as_core(app: str, name: str, required: bool, path: str,
 
 
 def test_placeholder_template_as_core() -> None:
-    assert placeholder_template("", 1935, "/", "") == "rtmp://localhost:1935/{name}"
+    assert placeholder_template("", 1935, "/", "") == "rtmp://127.0.0.1:1935/{name}"
     assert placeholder_template("127.0.0.1", 1935, "/live", "t") == "rtmp://127.0.0.1:1935/live/{name}?token=t"
     assert placeholder_template("::1", 5, "/", "") == "rtmp://[::1]:5/{name}"
 

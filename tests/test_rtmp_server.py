@@ -23,7 +23,7 @@ async def rtmp_server(tmp_path, ffmpeg: str, **overrides: Any) -> AsyncIterator[
     config = make_config(tmp_path, ffmpeg, **{"rtmp.enable": True,
                                               "rtmp.address": "127.0.0.1:0", **overrides})
     async with running_server(config) as srv:
-        sub: RtmpSubsystem = srv.app.extensions["trio_core_rtmp"]
+        sub: RtmpSubsystem = srv.subsystem(RtmpSubsystem)
         yield srv, sub.server.ports[0]
 
 
@@ -128,7 +128,7 @@ async def test_rtmps_publish_and_rtmp_play(ffmpeg: str, tmp_path) -> None:
             "rtmp.enable_tls": True, "rtmp.address_tls": "127.0.0.1:0",
             "tls.cert_file": cert, "tls.key_file": key}) as (srv, port):
         api = Api(srv.url)
-        tls_port = srv.app.extensions["trio_core_rtmp"].server.tls_ports[0]
+        tls_port = srv.subsystem(RtmpSubsystem).server.tls_ports[0]
         assert tls_port != port
         # FFmpeg 9 verifies the server certificate: trust ours explicitly
         await start_ffmpeg(nursery, publisher_argv(ffmpeg, f"rtmps://127.0.0.1:{tls_port}/live/s",
@@ -150,14 +150,14 @@ async def test_rtmps_publish_and_rtmp_play(ffmpeg: str, tmp_path) -> None:
 def test_rtmps_without_certificate_refuses_to_start(ffmpeg: str, tmp_path) -> None:
     import pytest
 
-    from trio_core.rtmp.subsystem import create_subsystem
-    from trio_core.server import StartupError
+    from trio_core.rtmp.subsystem import rtmp_server
+    from trio_core.startup_error import StartupError
 
     config = make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.enable_tls": True})
     with pytest.raises(StartupError, match="tls.cert_file"):
-        create_subsystem(config)
+        rtmp_server(config)
     with pytest.raises(StartupError, match="rtmp.app"):
-        create_subsystem(make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.app": "live"}))
+        rtmp_server(make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.app": "live"}))
 
 
 async def test_restreamer_ui_style_process_publishes_through_the_placeholder(ffmpeg: str, tmp_path) -> None:

@@ -33,6 +33,7 @@ from trio_core.srt import subsystem as srt_subsystem
 from trio_core.srt.binding import SrtUnavailable
 from trio_core.srt.hub import Hub
 from trio_core.srt.server import SrtServer
+from trio_core.srt.subsystem import SrtSubsystem
 
 TOKEN = "s3cret"
 
@@ -82,7 +83,7 @@ async def test_srt_ingest_to_whep_and_subscribers_refusals_garbage_and_recovery(
     assert libsrt_threads() == []
     async with trio.open_nursery() as nursery, running_server(config) as srv:
         api = Api(srv.url)
-        server: SrtServer = srv.app.extensions["trio_core_srt"].server
+        server: SrtServer = srv.subsystem(SrtSubsystem).server
         port = server.port
         assert port
         publish = srt_url(port, f"cam1,mode:publish,token:{TOKEN}")
@@ -324,7 +325,7 @@ async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, t
         "srt.passphrase": passphrase})
     async with running_server(config) as srv:
         api = Api(srv.url)
-        server: SrtServer = srv.app.extensions["trio_core_srt"].server
+        server: SrtServer = srv.subsystem(SrtSubsystem).server
         process = {
             "id": "pusher",
             "input": [{"id": "in", "address": "testsrc=size=320x240:rate=25",
@@ -357,7 +358,7 @@ async def test_srt_connections_are_sessions_of_the_srt_collector(ffmpeg: str, tm
         "srt.enable": True, "srt.address": "127.0.0.1:0", "sessions.ip_ignorelist": []})
     async with running_server(config) as srv:
         api = Api(srv.url)
-        port = srv.app.extensions["trio_core_srt"].server.port
+        port = srv.subsystem(SrtSubsystem).server.port
         assert port
 
         async def active() -> dict[str, dict[str, Any]]:

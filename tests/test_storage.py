@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import trio
 
+from trio_core.storage.subsystem import StorageSubsystem
+
 from .test_api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 
 AUTH = ("writer", "s3cret")
@@ -218,7 +220,7 @@ async def test_loopback_endpoint_challenges_before_100_continue(tmp_path: Path, 
     401 challenge *instead of* 100 (as Core's Go server answers), then the retry with Basic
     auth gets 100 and stores the file; persistent connections carry several uploads."""
     async with running_server(_config(tmp_path, ffmpeg)) as srv:
-        port = srv.app.extensions["trio_core_storage"].loopback.port
+        port = srv.subsystem(StorageSubsystem).loopback.port
         assert port and port != srv.port
         status, raw = await raw_request(port, "PUT /memfs/a.ts HTTP/1.1\r\nHost: x\r\n"
                                               "Transfer-Encoding: chunked\r\n"
@@ -337,7 +339,7 @@ async def test_aborted_upload_leaves_nothing(tmp_path: Path, ffmpeg: str) -> Non
     """A writer that disconnects mid-body (public port and loopback endpoint): no file, no
     bytes held, the previous version of the file still served."""
     async with running_server(_config(tmp_path, ffmpeg)) as srv:
-        storage = srv.app.extensions["trio_core_storage"]
+        storage = srv.subsystem(StorageSubsystem)
         api = Api(f"http://127.0.0.1:{srv.port}")
         assert (await api.request("PUT", "/memfs/v.ts", content=b"old",
                                   headers=_basic(*AUTH))).status_code == 201

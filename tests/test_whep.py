@@ -19,6 +19,7 @@ from tests.aiortc_viewer import run_aiortc_viewer
 from tests.conftest import child_pids
 from tests.test_api import Api, make_config, running_server
 from trio_core.server import Running
+from trio_core.webrtc.subsystem import WebRTCSubsystem
 
 VIDEO_ONLY_VP8_OFFER_PCMU = """v=0\r
 o=- 1 2 IN IP4 127.0.0.1\r
@@ -152,7 +153,7 @@ async def test_stopping_a_process_with_10_viewers_frees_everything(ffmpeg: str, 
         api = Api(srv.url)
         await api.post("/api/v3/process", webrtc_process("cam"))
         await wait_live(api, "cam")
-        subsystem = srv.app.extensions["trio_core_webrtc"]
+        subsystem = srv.subsystem(WebRTCSubsystem)
         pool = ViewerPool(probes=0)
         await nursery.start(pool.run)
         for _ in range(10):
@@ -291,7 +292,7 @@ async def test_a_reconnecting_process_keeps_its_viewers(ffmpeg: str, tmp_path) -
         assert video.received > received + 10  # still receiving from the new FFmpeg
         assert len(v.tracks) == 2  # same two SSRCs: nothing renegotiated
         assert video.gaps == 0  # sequence numbers continuous across the restart
-        subsystem = srv.app.extensions["trio_core_webrtc"]
+        subsystem = srv.subsystem(WebRTCSubsystem)
         source = subsystem.forwarder.sources["cam"]
         assert source.state["video"].restarts >= 1
         assert all(p.live for p in source.peers.values()) and len(source.peers) == 1

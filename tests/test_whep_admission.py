@@ -18,6 +18,7 @@ from rtp.admission import AdmissionLimits, check_admission
 from rtp.errors import Overloaded
 from tests.test_api import Api
 from tests.test_whep import wait_live, webrtc_process, webrtc_server, whep_offer
+from trio_core.webrtc.subsystem import WebRTCSubsystem
 
 
 def rss_bytes() -> int:
@@ -75,7 +76,7 @@ async def test_post_flood_gets_503_while_a_viewer_keeps_playing(ffmpeg: str, tmp
         with trio.fail_after(10):  # the connected viewer kept playing through the flood
             while sum(t.received for t in viewer.tracks.values()) < received_before + 50:
                 await trio.sleep(0.1)
-        source = srv.app.extensions["trio_core_webrtc"].forwarder.sources["cam"]
+        source = srv.subsystem(WebRTCSubsystem).forwarder.sources["cam"]
         assert source.peers[resp.headers["Location"].rsplit("/", 1)[1]].live
 
         # the abandoned sessions expire (pending_timeout 2 s) and give their slots back

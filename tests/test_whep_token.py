@@ -9,12 +9,13 @@ import trio
 from bench.viewer import ViewerPool
 from tests.test_api import Api
 from tests.test_whep import wait_live, webrtc_process, webrtc_server, whep_offer
+from trio_core.webrtc.subsystem import WebRTCSubsystem
 
 FRAG = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
 
 
 def session_ids(srv, process_id: str) -> set[str]:  # noqa: ANN001
-    return set(srv.app.extensions["trio_core_webrtc"].forwarder.sources[process_id].peers)
+    return set(srv.subsystem(WebRTCSubsystem).forwarder.sources[process_id].peers)
 
 
 async def test_token_is_enforced_with_api_auth_off(ffmpeg: str, tmp_path) -> None:

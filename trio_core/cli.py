@@ -24,6 +24,7 @@ import trio
 from . import __version__
 from .config import SettingError, help_config
 from .core_config import load as load_config
+from .startup_error import StartupError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -74,8 +75,6 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _is_startup_error(exc: BaseException) -> bool:
     """Errors that mean "refused to start" (exit 2) rather than a crash."""
-    from .server import StartupError
-
     if isinstance(exc, StartupError | SettingError | OSError):
         return True
     try:
@@ -100,8 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config["log.level"].upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .server import StartupError
-
     status = {"started": False}
     try:
         trio.run(_run, config, status)

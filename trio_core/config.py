@@ -21,11 +21,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .addresses import parse_address
 
 CONFIGFILE_ENV = "CORE_CONFIGFILE"
 
@@ -127,43 +128,8 @@ def _parse_ip_list(value: Any) -> list[str]:
     return [_parse_ip(item) for item in items]
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-
-
-def parse_address(value: Any) -> tuple[str, int]:
-    """Parse ``host:port`` (``[v6]:port``; empty host = all interfaces) into ``(host, port)``.
-
-    ``host`` is an IP literal (normalised), a host name, or ``""``. Raises ValueError.
-    """
-    text = _parse_str(value).strip()
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPv6]:port, got {text!r}")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"not an IPv6 address: {host!r}") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected host:port, got {text!r}")
-        if ":" in host:
-            raise ValueError(f"IPv6 addresses need brackets ([::1]:8080), got {text!r}")
-    if not port_text.isdigit():
-        raise ValueError(f"bad port {port_text!r} in {text!r}")
-    port = _parse_port(port_text)
-    if host:
-        try:
-            host = str(ipaddress.ip_address(host))
-        except ValueError:
-            if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
-                raise ValueError(f"bad host {host!r} in {text!r}") from None
-    return host, port
-
-
 def _parse_address(value: Any) -> str:
-    host, port = parse_address(value)
+    host, port = parse_address(_parse_str(value))
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -555,13 +521,3 @@ def help_config() -> str:
     return "\n".join(lines)
 
 
-def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (from ``api.address``) only accepts local connections."""
-    if host == "localhost":
-        return True
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

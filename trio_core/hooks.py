@@ -25,18 +25,15 @@ exception escaping a task in it ends the process (state ``failed``, logged), not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
 from .command import build_command
 from .model import ProcessConfig
 
-if TYPE_CHECKING:
-    from .process import Process
-
-__all__ = ["HOOK_STOP_TIMEOUT", "Hook", "HookAbort", "RunContext"]
+__all__ = ["HOOK_STOP_TIMEOUT", "Hook", "HookAbort", "HookedProcess", "RunContext"]
 
 HOOK_STOP_TIMEOUT = 5.0
 
@@ -52,17 +49,29 @@ class Hook(Protocol):
     async def on_stop(self, ctx: RunContext, final: bool) -> None: ...
 
 
+class HookedProcess(Protocol):
+    """What a hook sees of the process it runs for (:class:`~trio_core.process.Process` is
+    one; this module does not import it)."""
+
+    id: str
+    config: ProcessConfig
+    extra_state: dict[str, Callable[[], Any]]
+
+    def log(self, line: str) -> None:
+        """Append ``line`` to the process log."""
+
+
 class RunContext:
     """What a hook sees of one started process (one instance per start, across reconnects).
 
-    Attributes: ``process`` (the :class:`~trio_core.process.Process`), ``nursery`` (the
+    Attributes: ``process`` (the :class:`HookedProcess`), ``nursery`` (the
     process's own nursery), ``state`` (hook-private dict kept across reconnect attempts of this
     start), ``attempt`` (1 for the first FFmpeg run after start, 2.. for reconnects),
     ``config`` (the placeholder-resolved config of the current attempt), ``argv`` (a copy of the
     assembled command, binary first; ``add_output`` updates it).
     """
 
-    def __init__(self, process: Process, nursery: trio.Nursery, ffmpeg: str) -> None:
+    def __init__(self, process: HookedProcess, nursery: trio.Nursery, ffmpeg: str) -> None:
         self.process = process
         self.nursery = nursery
         self.state: dict[str, Any] = {}

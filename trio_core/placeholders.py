@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from .model import ProcessConfig
 
-__all__ = ["PLACEHOLDER_RE", "Template", "normalise_values", "replace", "resolve_config"]
+__all__ = ["PLACEHOLDER_RE", "Placeholders", "Template", "normalise_values", "replace", "resolve_config"]
 
 PLACEHOLDER_RE = re.compile(r"\{([a-z]+(?::[0-9A-Za-z]+)?)(?:\^(.))?(?:,(.*?))?\}")
 
@@ -55,6 +56,40 @@ class Template(str):
         """The variant for ``section`` (same defaults)."""
         text = self.sections.get(section, str(self))
         return Template(text, text, self.defaults)
+
+
+class Placeholders(Mapping[str, str]):
+    """The live placeholder values (``diskfs``, ``memfs``, ``rtmp``, ``srt``, …) the engine
+    resolves process configs with. A read-only mapping for its readers; each value is added
+    by the scope that owns it with :meth:`provide` and is gone when that scope ends."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    @contextmanager
+    def provide(self, name: str, value: str) -> Iterator[None]:
+        """Provide ``{name}`` = ``value`` while the ``with`` block runs (registered on entry,
+        removed on exit, also on error or cancellation). ValueError when another scope
+        provides ``name`` already."""
+        if name in self._values:
+            raise ValueError(f"placeholder {{{name}}} is provided already")
+        self._values[name] = value
+        try:
+            yield
+        finally:
+            self._values.pop(name, None)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Placeholders({sorted(self._values)})"
 
 
 def _params(raw: str | None, variables: Mapping[str, str]) -> dict[str, str]:

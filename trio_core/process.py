@@ -39,20 +39,20 @@ import math
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from .command import build_command, core_command
 from .ffmpeg.child import DEVNULL, PIPE, Child, spawn, wait_or_stop
 from .ffmpeg.progress import ProgressParser, core_number, empty_progress
-from .hooks import HOOK_STOP_TIMEOUT, HookAbort, RunContext
+from .hooks import HOOK_STOP_TIMEOUT, Hook, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
 from .model import ProcessConfig
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from .pidrecords import PidRecords
 
 __all__ = ["EXEC_STATES", "Process", "classify_exit", "signal_name"]
 
@@ -82,6 +82,22 @@ def classify_exit(returncode: int) -> str:
     return "failed"
 
 
+class ProcessHost(Protocol):
+    """What a :class:`Process` needs of the supervisor that owns it (the
+    :class:`~trio_core.supervisor.Supervisor` is one; this module does not import it)."""
+
+    ffmpeg: str
+    hooks: Sequence[Hook]
+    pid_records: PidRecords | None
+
+    @property
+    def nursery(self) -> trio.Nursery | None:
+        """Where process lifecycles run; None while the host is not running."""
+
+    def resolve(self, cfg: ProcessConfig) -> ProcessConfig:
+        """``cfg`` with placeholders and references resolved."""
+
+
 class Process:
     """One supervised process. Public attributes are read by the API and hooks.
 
@@ -90,7 +106,7 @@ class Process:
     is added to ``state_json``), ``runs`` (number of FFmpeg executions so far).
     """
 
-    def __init__(self, supervisor: Supervisor, config: ProcessConfig, *, order: str = "stop",
+    def __init__(self, supervisor: ProcessHost, config: ProcessConfig, *, order: str = "stop",
                  created_at: float | None = None, updated_at: float | None = None,
                  log_lines: int = 100, log_history: int = 3) -> None:
         now = time.time()
@@ -218,7 +234,7 @@ class Process:
         """Start the lifecycle in the Supervisor's nursery (no-op if active)."""
         if self._scope is not None:
             return
-        nursery = self._sup._nursery
+        nursery = self._sup.nursery
         if nursery is None:
             raise RuntimeError("the supervisor is not running")
         await nursery.start(self._lifecycle)

@@ -1,7 +1,7 @@
 """Serve, and serve again after Core's ``GET /api/v3/config/reload``: what the CLI runs.
 
 :func:`serve_reloading` runs :func:`trio_core.server.serve` in a nursery of its own. A reload
-request (``ServerContext.request_reload``) stops that ``serve`` gracefully — HTTP first, then
+request (``Lifecycle.request_reload`` of :mod:`trio_core.server`) stops that ``serve`` gracefully — HTTP first, then
 the processes with their orders kept, then the subsystems — and when it has returned, the
 config is loaded again (``load(config_file)``: the file ``PUT /api/v3/config`` wrote) and
 ``serve`` starts again; processes come back as after a restart. One ``serve`` at a time,
@@ -112,7 +112,7 @@ async def serve_reloading(
                 restore_config_file(*fallback_file)
             config, fallback = fallback, None
             continue
-        context = running.context
+        context = running.services.lifecycle
         if not context.reload_requested:
             return
         log.info("reloading the configuration (%s)",

@@ -1,90 +1,102 @@
-"""The server: supervisor + HTTP API (hypercorn) + subsystems in one trio nursery.
+"""The server's composition root: builds every part in dependency order and runs them.
 
 ``await nursery.start(serve, config)`` checks the config (bind policy, FFmpeg), ends the
 FFmpegs a crashed previous instance left running (pid records in ``db.dir``, see
-:mod:`trio_core.pidrecords`) before it starts anything, builds the :class:`Supervisor` over
-``Store(db.dir)``, the API app and the subsystems, starts them and reports a :class:`Running`
-(URL, port, supervisor, app) through ``task_status``. With ``demo.enable`` the demo process is
-added only when the db is fresh (no ``db.json`` yet), so a deleted demo stays deleted.
+:mod:`trio_core.pidrecords`) before it starts anything, then :func:`build_services` builds the
+:class:`Services` — one typed object holding every shared part, each built from the ones
+before it (FFmpeg, store, placeholders, supervisor, config store and identity, auth, log ring,
+sessions, monitor, forwarder, WHEP admission, storages and their ASGI mounts, the app, the
+OpenAPI routes answered below the app) — and :func:`build_subsystems` constructs the enabled
+subsystems, listed explicitly, each getting what it needs in its constructor (a disabled one
+is simply not constructed). ``serve`` then runs them and reports a :class:`Running` (URL,
+port, services) through ``task_status``. With ``demo.enable`` the demo process is added only
+when the db is fresh (no ``db.json`` yet), so a deleted demo stays deleted.
+
+A :class:`Subsystem` only has ``run(task_status=...)``: it is started in the server nursery
+*before* the supervisor (so the placeholders it provides exist and its hooks work when
+processes autostart) and cancelled *after* the supervisor has stopped. A subsystem whose
+``run`` fails after it started is logged and restarted with exponential backoff
+(:func:`run_restarting`), never left dead while the server runs; one that fails before it
+started fails the start.
 
 Shutdown order, whether triggered by ``Running.shutdown()``, ``shutdown_trigger`` returning
-(the CLI passes SIGINT/SIGTERM) or by cancellation: hypercorn stops accepting and finishes
-requests (graceful, bounded), then the supervisor is cancelled (stops every FFmpeg, orders
-unchanged, so they come back on the next start), then the subsystems are cancelled. When
-``serve`` returns nothing it started is left running.
-
-Subsystem seam (WebRTC plugs in here): a :class:`Subsystem` gets ``install(ctx)`` before
-anything runs — register supervisor hooks (``ctx.supervisor.add_hook``), blueprints
-(``ctx.app.register_blueprint``) and auth alternatives (``ctx.auth.require_auth``) — then
-``run(task_status=...)`` is started in the server nursery *before* the supervisor (so hooks
-can use it when processes autostart) and cancelled *after* the supervisor has stopped.
-:func:`default_subsystems` builds the list from the config; a module
-``trio_core.webrtc.subsystem`` exposing ``create_subsystem(config) -> Subsystem`` is picked up
-automatically when ``webrtc.enable`` is true; the other subsystems (storage, RTMP, SRT,
-observability) are listed in :data:`SUBSYSTEM_MODULES` the same way.
+(the CLI passes SIGINT/SIGTERM), a reload request (:class:`Lifecycle`) or by cancellation:
+hypercorn stops accepting and finishes requests (graceful, bounded), then the supervisor is
+cancelled (stops every FFmpeg, orders unchanged, so they come back on the next start), then
+the subsystems are cancelled. When ``serve`` returns nothing it started is left running.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import hypercorn.config
 import hypercorn.trio
 import trio
 from quart_trio import QuartTrio
 
-from .api import Authenticator, add_fallback_index, create_app
-from .config import Config, is_loopback_host
+from rtp.forwarder import Forwarder
+
+from .addresses import is_loopback_host
+from .api.app import add_fallback_index, create_app
+from .api.auth import Authenticator
+from .api.core_subsystem import CoreApiSubsystem
+from .api.login_throttle import LoginThrottle
+from .api.process_routes import process_blueprint
+from .config import Config, SettingError
+from .core_config import CoreConfigStore
 from .ffmpeg.binary import FFmpegNotFound, check_version, find_ffmpeg
+from .ffmpeg.skills import SkillsCache
+from .log_ring import LogRing
+from .model import ConfigError, ProcessConfig
+from .observability.hls import HLSSessions
+from .observability.monitor import History, Monitor
+from .observability.openapi import ExternalRoute
+from .observability.sessions import Collector, SessionRegistry
+from .observability.subsystem import ObservabilitySubsystem, metrics_history, session_registry
+from .observability.webrtc_viewers import WebRTCViewers
+from .pidrecords import PidRecords
+from .placeholders import Placeholders
+from .rtmp.subsystem import RtmpSubsystem, rtmp_server
+from .srt.subsystem import SrtSubsystem
+from .startup_error import PublicBindRefused, StartupError
+from .storage.mounts import StorageHTTP
+from .storage.openapi import storage_routes
+from .storage.subsystem import Storages, StorageSubsystem, storages
+from .store import Store
+from .supervisor import DuplicateProcess, Supervisor
+from .webrtc.subsystem import WebRTCSubsystem, forwarder
+
+__all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
+           "build_subsystems", "check_bind", "run_restarting", "serve"]
 
 log = logging.getLogger(__name__)
 
-WEBRTC_SUBSYSTEM_MODULE = "trio_core.webrtc.subsystem"
-
-# Subsystem modules, in start order (each exposes ``create_subsystem(config) -> Subsystem``),
-# with the boolean setting that enables it (None = always on). A module that does not exist
-# is skipped, so a package can be added without touching anything else here.
-SUBSYSTEM_MODULES: tuple[tuple[str, str | None], ...] = (
-    # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
-    ("trio_core.api.core_subsystem", None),
-    # storage: memfs, disk mount, /api/v3/fs, cleanup rules (issue 10)
-    ("trio_core.storage.subsystem", None),
-    # WebRTC / WHEP playback
-    (WEBRTC_SUBSYSTEM_MODULE, "webrtc.enable"),
-    # RTMP server (issue 11)
-    ("trio_core.rtmp.subsystem", "rtmp.enable"),
-    # SRT server (issue 11)
-    ("trio_core.srt.subsystem", "srt.enable"),
-    # metrics, sessions, Prometheus, OpenAPI (issue 14)
-    ("trio_core.observability.subsystem", None),
-)
 DEMO_PROCESS_ID = "demo"
+#: first and largest wait before a failed subsystem runs again (doubling in between)
+RESTART_BACKOFF = (0.5, 30.0)
+S = TypeVar("S")
 
 
-class StartupError(RuntimeError):
-    """The server refuses to start (bad bind policy, no FFmpeg, …); the CLI exits with 2."""
+class Subsystem(Protocol):
+    """A part of the server living beside the supervisor (WebRTC, RTMP, storage, …). It gets
+    what it needs in its constructor; the server only runs it."""
 
-
-class PublicBindRefused(StartupError):
-    """Non-loopback bind with auth disabled and without ``api.allow_public_bind``."""
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; call ``task_status.started()`` when ready."""
 
 
 @dataclass
-class ServerContext:
-    """What subsystems get in ``install``."""
+class Lifecycle:
+    """How a part asks the running ``serve`` to stop: ``stop`` ends it gracefully;
+    :meth:`request_reload` (Core's ``GET /api/v3/config/reload``) also marks the stop as a
+    reload, which :func:`trio_core.reload.serve_reloading` acts on."""
 
-    config: Config
-    supervisor: Any  # trio_core.supervisor.Supervisor
-    app: QuartTrio
-    auth: Authenticator
-    # set() stops ``serve`` gracefully; request_reload() also marks the stop as a reload
-    # (Core's GET /api/v3/config/reload), which :func:`trio_core.reload.serve_reloading` acts on
     stop: trio.Event = field(default_factory=trio.Event)
     reload_requested: bool = False
     reload_config_file: str | None = None  # the config file a reload loads
@@ -96,14 +108,37 @@ class ServerContext:
         self.stop.set()
 
 
-class Subsystem(Protocol):
-    """A part of the server living beside the supervisor (e.g. WebRTC)."""
+@dataclass
+class Services:
+    """Every shared part of one server run, in the order :func:`build_services` builds them."""
 
-    def install(self, ctx: ServerContext) -> None:
-        """Register hooks/blueprints; called once, before anything runs. Must not block."""
+    config: Config
+    lifecycle: Lifecycle
+    started_at: float
+    ffmpeg: str  # the FFmpeg binary every FFmpeg the server starts runs
+    skills: SkillsCache
+    pid_records: PidRecords
+    store: Store
+    fresh_db: bool  # no db.json before this start
+    placeholders: Placeholders
+    supervisor: Supervisor
+    config_store: CoreConfigStore  # Core-layout config and the instance identity
+    auth: Authenticator
+    log_ring: LogRing
+    monitor: Monitor
+    history: History | None
+    sessions: SessionRegistry | None
+    forwarder: Forwarder | None  # None unless webrtc.enable
+    viewers: WebRTCViewers  # the WHEP admission and viewer accounting
+    storages: Storages
+    openapi_routes: list[ExternalRoute]  # routes answered below the app (storage mounts)
+    app: QuartTrio
+    storage_http: StorageHTTP  # the app's ASGI entry: the storage mounts around the app
+    warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
 
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; call ``task_status.started()`` when ready."""
+    def collector(self, name: str) -> Collector | None:
+        """The session collector ``name`` (None when sessions are off)."""
+        return self.sessions.collector(name) if self.sessions is not None else None
 
 
 @dataclass
@@ -114,14 +149,27 @@ class Running:
     urls: list[str]
     host: str
     port: int
-    supervisor: Any
-    app: QuartTrio
-    context: ServerContext
-    _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+    services: Services
+    subsystems: Sequence[Subsystem]
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.services.supervisor
+
+    @property
+    def app(self) -> QuartTrio:
+        return self.services.app
+
+    def subsystem(self, kind: type[S]) -> S:
+        """The running subsystem of class ``kind`` (LookupError when not constructed)."""
+        for sub in self.subsystems:
+            if isinstance(sub, kind):
+                return sub
+        raise LookupError(f"no {kind.__name__} in this server")
 
     def shutdown(self) -> None:
         """Ask ``serve`` to stop gracefully (returns at once; ``serve`` returns when done)."""
-        self._stop.set()
+        self.services.lifecycle.stop.set()
 
 
 def check_bind(config: Config) -> None:
@@ -143,21 +191,163 @@ def check_bind(config: Config) -> None:
         )
 
 
-def default_subsystems(config: Config) -> list[Subsystem]:
-    """Subsystems enabled by ``config``, in :data:`SUBSYSTEM_MODULES` order (missing modules
-    and disabled ones are skipped)."""
-    subsystems: list[Subsystem] = []
-    for module_name, enable_key in SUBSYSTEM_MODULES:
+async def build_services(config: Config) -> Services:
+    """Check ``config`` and build every shared part in dependency order (nothing runs yet,
+    except ending the FFmpegs a crashed previous instance left, before anything else).
+
+    Raises StartupError (PublicBindRefused, missing FFmpeg, unusable dirs or config file),
+    SettingError (an unusable ``metrics.*``/``sessions.*`` setting), ``StoreError``.
+    """
+    check_bind(config)
+    try:
+        ffmpeg = find_ffmpeg(config["ffmpeg.binary"])
+    except FFmpegNotFound as exc:
+        raise StartupError(f"ffmpeg.binary: {exc}") from None
+    db_dir = os.path.abspath(config["db.dir"])
+    disk_dir = os.path.abspath(config["storage.disk.dir"])
+    for key, path in (("db.dir", db_dir), ("storage.disk.dir", disk_dir)):
         try:
-            if importlib.util.find_spec(module_name) is None:
-                continue
-        except ModuleNotFoundError:  # its parent package does not exist (yet)
-            continue
-        if enable_key is not None and not config[enable_key]:
-            continue
-        module = importlib.import_module(module_name)
-        subsystems.append(module.create_subsystem(config))
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"{key}: cannot create {path}: {exc.strerror}") from None
+    try:
+        config_store = CoreConfigStore(config)
+    except (SettingError, OSError) as exc:
+        raise StartupError(f"config: {exc}") from None
+    monitor = Monitor()
+    history = metrics_history(config, monitor)
+    sessions = session_registry(config)
+
+    # before anything starts: end FFmpegs a crashed previous instance left running
+    pid_records = PidRecords(db_dir)
+    await pid_records.end_leftovers()
+    await check_version(ffmpeg, record=pid_records)  # warns when the Restreamer UI would not
+    store = Store(db_dir)
+    fresh_db = not store.path.exists()
+    placeholders = Placeholders()
+    supervisor = Supervisor(
+        ffmpeg=ffmpeg,
+        store=store,
+        pid_records=pid_records,
+        placeholders=placeholders,
+        log_lines=config["ffmpeg.log.max_lines"],
+        log_history=config["ffmpeg.log.max_history"],
+        max_processes=config["ffmpeg.max_processes"],
+        max_config_bytes=config["db.max_process_config_bytes"],
+        max_metadata_bytes=config["db.max_metadata_value_bytes"],
+    )
+    auth = Authenticator(
+        enabled=config["api.auth.enable"],
+        username=config["api.auth.username"],
+        password=config["api.auth.password"],
+        secret=config["api.auth.jwt.secret"],
+        disable_localhost=config["api.auth.disable_localhost"],
+        login_max_delay=config["api.auth.login_backoff_max_ms"] / 1000,
+    )
+    auth.login_delay = config["api.auth.login_backoff_ms"] / 1000
+    webrtc = forwarder(config) if config["webrtc.enable"] else None
+    collector = sessions.collector("webrtc") if sessions is not None else None
+    viewers = WebRTCViewers(lambda: webrtc, collector, supervisor)
+    stores = storages(config)
+    started_at = time.time()
+    warnings: list[str] = []  # problems subsystems find at start, shown in GET /api
+    app = create_app(auth, instance=config_store.instance, started_at=started_at,
+                     warnings=warnings)
+    app.register_blueprint(process_blueprint(supervisor))
+    token_ok = None
+    if auth.enabled:
+        token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
+    # the app's ASGI entry: the storage mounts (memfs, disk, /api/v3/fs files) answer below it
+    storage_http = StorageHTTP(
+        app.asgi_app, memfs=stores.memfs, disk=stores.disk,
+        memfs_credentials=stores.credentials,
+        cors_origins=config["storage.cors.origins"], api_token_ok=token_ok,
+        routes=lambda: app.url_map,
+        # wrong memfs credentials back off per address as /api/login does
+        throttle=LoginThrottle(delay=config["api.auth.login_backoff_ms"] / 1000,
+                               max_delay=config["api.auth.login_backoff_max_ms"] / 1000),
+    )
+    if sessions is not None:  # Core's HLS middleware on the mounts (public and {memfs} port)
+        storage_http.sessions = HLSSessions(sessions.collector("hls"),
+                                            sessions.collector("hlsingress"))
+    app.asgi_app = storage_http  # type: ignore[method-assign]
+    return Services(
+        config=config, lifecycle=Lifecycle(), started_at=started_at, ffmpeg=ffmpeg,
+        skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,
+        placeholders=placeholders, supervisor=supervisor, config_store=config_store,
+        auth=auth, log_ring=LogRing(config["log.max_lines"]), monitor=monitor,
+        history=history, sessions=sessions, forwarder=webrtc, viewers=viewers,
+        storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
+        warnings=warnings,
+    )
+
+
+def build_subsystems(s: Services) -> list[Subsystem]:
+    """The subsystems ``s.config`` enables, in start order, each constructed with what it
+    needs (constructors register their routes and supervisor hooks)."""
+    config = s.config
+    # settings first: a refused one must not leave a half-built subsystem behind
+    rtmp = rtmp_server(config) if config["rtmp.enable"] else None
+    subsystems: list[Subsystem] = [
+        # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
+        CoreApiSubsystem(s.app, s.supervisor, skills=s.skills, config_store=s.config_store,
+                         log_ring=s.log_ring, request_reload=s.lifecycle.request_reload),
+        # storage: memfs, disk, /api/v3/fs, cleanup rules, {diskfs}, {memfs} (issue 10)
+        StorageSubsystem(s.storages, s.storage_http, app=s.app, supervisor=s.supervisor,
+                         placeholders=s.placeholders),
+    ]
+    if s.forwarder is not None:  # webrtc.enable: WebRTC / WHEP playback
+        subsystems.append(WebRTCSubsystem(
+            s.forwarder, app=s.app, supervisor=s.supervisor, auth=s.auth, ffmpeg=s.ffmpeg,
+            admission=s.viewers))
+    if rtmp is not None:  # rtmp.enable: RTMP server, {rtmp} (issue 11)
+        subsystems.append(RtmpSubsystem(
+            rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,
+            collector=lambda: s.collector("rtmp")))
+    if config["srt.enable"]:  # SRT server, {srt} (issue 11)
+        subsystems.append(SrtSubsystem(config, app=s.app, placeholders=s.placeholders,
+                                       collector=lambda: s.collector("srt"),
+                                       warnings=s.warnings))
+    # metrics, sessions, Prometheus, OpenAPI (issue 14): last, it documents every route
+    subsystems.append(ObservabilitySubsystem(
+        config, app=s.app, supervisor=s.supervisor, auth=s.auth, monitor=s.monitor,
+        history=s.history, sessions=s.sessions, viewers=s.viewers, started_at=s.started_at,
+        openapi_routes=s.openapi_routes))
     return subsystems
+
+
+async def run_restarting(
+    subsystem: Subsystem, *, backoff: tuple[float, float] = RESTART_BACKOFF,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``subsystem`` until cancelled. A failure before it reported ready propagates (the
+    server does not start); after that, a failure is logged and ``run`` is started again
+    after ``backoff[0]`` seconds, doubling up to ``backoff[1]`` (back to the first wait once
+    a run lasted longer than the largest). ``run`` returning normally ends it (nothing to
+    serve)."""
+    first, largest = backoff
+    delay = first
+    name = type(subsystem).__name__
+    started = False
+    while True:
+        began = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                value = await nursery.start(subsystem.run)
+                if not started:
+                    started = True
+                    task_status.started(value)
+            return
+        except Exception as exc:
+            if not started:  # as ``nursery.start(subsystem.run)`` would raise it
+                if isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                    raise exc.exceptions[0] from None
+                raise
+            if trio.current_time() - began > largest:
+                delay = first
+            log.exception("%s failed; restarting it in %.1f s", name, delay)
+        await trio.sleep(delay)
+        delay = min(delay * 2, largest)
 
 
 def demo_process_json() -> dict[str, Any]:
@@ -184,11 +374,8 @@ def demo_process_json() -> dict[str, Any]:
     }
 
 
-async def ensure_demo(supervisor: Any) -> None:
+async def ensure_demo(supervisor: Supervisor) -> None:
     """Add the demo process unless a process with its id exists (then leave it alone)."""
-    from .model import ConfigError, ProcessConfig
-    from .supervisor import DuplicateProcess
-
     if DEMO_PROCESS_ID in supervisor.ids():
         return
     try:
@@ -215,72 +402,26 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     return hc
 
 
-def _display_url(bind: str) -> str:
-    # hypercorn reports http://0.0.0.0:P for wildcard binds; keep it (it is what we bind)
-    return bind
-
-
 async def serve(
     config: Config,
     *,
-    subsystems: Sequence[Subsystem] | None = None,
+    subsystems: Callable[[Services], Sequence[Subsystem]] = build_subsystems,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    restart_backoff: tuple[float, float] = RESTART_BACKOFF,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole server until ``shutdown_trigger`` returns, ``shutdown()`` or cancellation.
 
+    ``subsystems`` builds the subsystems from the services (default :func:`build_subsystems`).
     Raises StartupError (PublicBindRefused, missing FFmpeg) before starting anything;
     ``StoreError`` from an unusable db; OSError when the port cannot be bound.
     """
-    from .pidrecords import PidRecords
-    from .store import Store
-    from .supervisor import Supervisor
-
-    check_bind(config)
-    try:
-        ffmpeg = find_ffmpeg(config["ffmpeg.binary"])
-    except FFmpegNotFound as exc:
-        raise StartupError(f"ffmpeg.binary: {exc}") from None
-    db_dir = os.path.abspath(config["db.dir"])
-    disk_dir = os.path.abspath(config["storage.disk.dir"])
-    for key, path in (("db.dir", db_dir), ("storage.disk.dir", disk_dir)):
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            raise StartupError(f"{key}: cannot create {path}: {exc.strerror}") from None
-
-    # before anything starts: end FFmpegs a crashed previous instance left running
-    pid_records = PidRecords(db_dir)
-    await pid_records.end_leftovers()
-    await check_version(ffmpeg, record=pid_records)  # warns when the Restreamer UI would not
-    store = Store(db_dir)
-    fresh_db = not store.path.exists()
-    supervisor = Supervisor(
-        ffmpeg=ffmpeg,
-        store=store,
-        pid_records=pid_records,
-        placeholders={"diskfs": disk_dir},
-        log_lines=config["ffmpeg.log.max_lines"],
-        log_history=config["ffmpeg.log.max_history"],
-        max_processes=config["ffmpeg.max_processes"],
-        max_config_bytes=config["db.max_process_config_bytes"],
-        max_metadata_bytes=config["db.max_metadata_value_bytes"],
-    )
-    auth = Authenticator(
-        enabled=config["api.auth.enable"],
-        username=config["api.auth.username"],
-        password=config["api.auth.password"],
-        secret=config["api.auth.jwt.secret"],
-    )
-    app = create_app(supervisor, auth)
-    ctx = ServerContext(config=config, supervisor=supervisor, app=app, auth=auth)
-    if subsystems is None:
-        subsystems = default_subsystems(config)
-    for subsystem in subsystems:
-        subsystem.install(ctx)
-    add_fallback_index(app)
+    services = await build_services(config)
+    supervisor = services.supervisor
+    running_subsystems = list(subsystems(services))
+    add_fallback_index(services.app)
     hc = hypercorn_config(config)
-    stop = ctx.stop
+    stop = services.lifecycle.stop
 
     async def wait_for_stop() -> None:
         if shutdown_trigger is None:
@@ -298,27 +439,28 @@ async def serve(
             waiters.start_soon(trigger)
             waiters.start_soon(event)
 
-    log.info("FFmpeg: %s; db: %s; storage: %s", ffmpeg, db_dir, disk_dir)
+    log.info("FFmpeg: %s; db: %s; storage: %s", services.ffmpeg,
+             os.path.abspath(config["db.dir"]), services.storages.disk.root)
     async with trio.open_nursery() as outer:
-        for subsystem in subsystems:
-            await outer.start(subsystem.run)
+        for subsystem in running_subsystems:
+            await outer.start(lambda task_status, sub=subsystem: run_restarting(
+                sub, backoff=restart_backoff, task_status=task_status))
         async with trio.open_nursery() as middle:
             await middle.start(supervisor.run)
-            if config["demo.enable"] and fresh_db:
+            if config["demo.enable"] and services.fresh_db:
                 await ensure_demo(supervisor)
             async with trio.open_nursery() as inner:
                 binds: list[str] = await inner.start(
                     lambda task_status: hypercorn.trio.serve(
-                        app, hc, shutdown_trigger=wait_for_stop, task_status=task_status
+                        services.app, hc, shutdown_trigger=wait_for_stop, task_status=task_status
                     )
                 )
-                url = _display_url(binds[0])
+                # hypercorn reports http://0.0.0.0:P for wildcard binds; kept (what we bind)
+                url = binds[0]
                 port = int(url.rsplit(":", 1)[1])
-                running = Running(
-                    url=url, urls=binds, host=config.api_host, port=port,
-                    supervisor=supervisor, app=app, context=ctx, _stop=stop,
-                )
-                task_status.started(running)
+                task_status.started(Running(url=url, urls=binds, host=config.api_host,
+                                            port=port, services=services,
+                                            subsystems=running_subsystems))
             log.info("HTTP server stopped; stopping processes")
             middle.cancel_scope.cancel()
         outer.cancel_scope.cancel()

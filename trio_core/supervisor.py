@@ -110,7 +110,9 @@ class Supervisor:
         self.max_config_bytes = max_config_bytes
         self.max_metadata_bytes = max_metadata_bytes
         self.store = store
-        self.placeholders: dict[str, str] = dict(placeholders or {})
+        # read live, never copied: values come and go with the scopes that provide them
+        # (:class:`~trio_core.placeholders.Placeholders`)
+        self.placeholders: Mapping[str, str] = placeholders if placeholders is not None else {}
         self.log_lines = log_lines
         self.log_history = log_history
         self.max_processes = max_processes
@@ -120,6 +122,11 @@ class Supervisor:
         self._system_metadata: dict[str, Any] = {}
         self._nursery: trio.Nursery | None = None
         self._loaded = False
+
+    @property
+    def nursery(self) -> trio.Nursery | None:
+        """The nursery processes run in while :meth:`run` runs (None otherwise)."""
+        return self._nursery
 
     # -- lifecycle ---------------------------------------------------------------------------
 

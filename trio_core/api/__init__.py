@@ -1,7 +1,2 @@
-"""The HTTP API: app factory, process routes, auth and JSON errors."""
-
-from .app import add_fallback_index, create_app
-from .auth import Authenticator
-from .errors import ApiError
-
-__all__ = ["ApiError", "Authenticator", "add_fallback_index", "create_app"]
+"""Core's ``/api/v3`` routes: processes (``process_routes``), the server-wide system routes
+(``system_routes``) and the subsystem serving the latter; import from the modules."""

@@ -1,8 +1,9 @@
 """The quart-trio application factory.
 
-``create_app(supervisor, auth)`` returns a :class:`QuartTrio` app with ``GET /api`` (about),
-``GET /ping``, ``POST /api/login`` (+ refresh) and the ``/api/v3/process`` routes, JSON errors
-everywhere, CORS ``*`` on ``/api``.
+``create_app(auth, instance=…, started_at=…)`` returns a :class:`QuartTrio` app with
+``GET /api`` (about), ``GET /ping``, ``POST /api/login`` (+ refresh), JSON errors everywhere,
+CORS ``*`` on ``/api``; the composition root (:mod:`trio_core.server`) registers the
+``/api/v3`` routes on it.
 
 ``GET /api`` answers Core v16.16's ``About``: ``app`` is ``"datarhei-core"`` (the API family
 datarhei's clients check), ``name``/``id`` the instance's, ``version.number`` the Core API level
@@ -21,7 +22,6 @@ import platform
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -30,12 +30,7 @@ from .. import NAME, __version__
 from ..instance import Instance
 from .auth import Authenticator
 from .errors import install_error_handlers, json_response
-from .process_routes import process_blueprint
 
-if TYPE_CHECKING:
-    from ..supervisor import Supervisor
-
-APP_KEY = "trio_core"  # app.extensions[APP_KEY] -> {"supervisor", "auth", "started_at", "instance"}
 CORE_APP = "datarhei-core"  # Core's app.Name: what clients check in GET /api
 CORE_VERSION = "16.16.0"  # the Core API level implemented
 CORE_MAJOR_VERSION = CORE_VERSION.split(".")[0] + ".0.0"  # MinimalAbout's version.number
@@ -56,25 +51,26 @@ def rfc3339(timestamp: float) -> str:
 
 
 def create_app(
-    supervisor: Supervisor, auth: Authenticator | None = None, *, name: str = NAME,
-    instance: Instance | None = None,
+    auth: Authenticator | None = None, *, name: str = NAME,
+    instance: Instance | None = None, started_at: float | None = None,
+    warnings: list[str] | None = None,
 ) -> QuartTrio:
-    """Build the API app over ``supervisor``; ``auth`` None = authentication disabled.
+    """Build the app; ``auth`` None = authentication disabled.
 
-    ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None).
+    ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None),
+    ``started_at`` the server's start (Unix time; now when None), ``warnings`` a live list of
+    problems subsystems found at start (e.g. SRT enabled without libsrt), listed under
+    ``implementation.warnings`` while it is not empty.
     """
     auth = auth or Authenticator(enabled=False)
     instance = instance or Instance(str(uuid.uuid4()), name)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 2
-    started_at = time.time()
-    app.extensions[APP_KEY] = {
-        "supervisor": supervisor, "auth": auth, "started_at": started_at, "instance": instance,
-    }
+    started = time.time() if started_at is None else started_at
+    current = instance
     install_error_handlers(app)
     auth.install(app)
-    app.register_blueprint(process_blueprint(supervisor))
 
     @app.get("/api")
     async def about() -> Response:
@@ -83,16 +79,15 @@ def create_app(
                 "app": CORE_APP, "auths": auth.about_auths,
                 "version": {"number": CORE_MAJOR_VERSION},
             })
-        current = app.extensions[APP_KEY]["instance"]
-        # problems subsystems found at start (extensions[APP_KEY]["warnings"]), only when any
-        warnings = {"warnings": list(w)} if (w := app.extensions[APP_KEY].get("warnings")) else {}
+        # problems subsystems found at start (``warnings``), shown only when there are any
+        extra = {"warnings": list(warnings)} if warnings else {}
         return json_response({
             "app": CORE_APP,
             "auths": auth.about_auths,
             "name": current.name,
             "id": current.id,
-            "created_at": rfc3339(started_at),
-            "uptime_seconds": int(time.time() - started_at),
+            "created_at": rfc3339(started),
+            "uptime_seconds": int(time.time() - started),
             "version": {
                 "number": CORE_VERSION,
                 "repository_commit": "",
@@ -101,7 +96,7 @@ def create_app(
                 "arch": build_arch(),
                 "compiler": f"{platform.python_implementation()} {platform.python_version()}",
             },
-            "implementation": {"name": NAME, "version": __version__, **warnings},
+            "implementation": {"name": NAME, "version": __version__, **extra},
         })
 
     @app.get("/ping")

@@ -11,7 +11,8 @@ more with :func:`doc` (summary, tags, parameters, request and response schemas),
 document then carries; views of other modules are described by :data:`KNOWN_OPERATIONS`
 (keyed by endpoint name) so that their files need no change. Routes answered below the
 Quart app (the storage mounts' ASGI layer: ``/memfs/*``, ``/api/v3/fs/{storage}/{path}``,
-the disk mount) are added with :func:`document_route`.
+the disk mount) are :class:`ExternalRoute` entries the composition root collects and hands
+to :func:`swagger_blueprint`.
 
 Routes: ``GET /api/swagger/doc.json`` (the document), ``GET /api/swagger/index.html``
 (Swagger UI from the ``swagger-ui-bundle`` package's files, served locally, no CDN),
@@ -21,7 +22,7 @@ Routes: ``GET /api/swagger/doc.json`` (the document), ``GET /api/swagger/index.h
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,11 +33,10 @@ from .. import __version__
 from ..api.auth import AUTH_ATTR
 from ..api.errors import json_response
 
-__all__ = ["DOC_ATTR", "EXTERNAL_KEY", "KNOWN_OPERATIONS", "SCHEMAS", "ExternalRoute",
-           "build_openapi", "doc", "document_route", "swagger_blueprint"]
+__all__ = ["DOC_ATTR", "KNOWN_OPERATIONS", "SCHEMAS", "ExternalRoute", "build_openapi", "doc",
+           "swagger_blueprint"]
 
 DOC_ATTR = "_trio_core_openapi"
-EXTERNAL_KEY = "trio_core_openapi_routes"  # app.extensions: [ExternalRoute]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CONVERTER_TYPES = {"int": "integer", "float": "number"}
@@ -229,14 +229,10 @@ class ExternalRoute:
     security_scheme: str | None = None
 
 
-def document_route(app: Quart, route: ExternalRoute) -> None:
-    """Add ``route`` to the document of ``app`` (for routes not in ``app.url_map``)."""
-    app.extensions.setdefault(EXTERNAL_KEY, []).append(route)
-
-
-def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]:
+def build_openapi(app: Quart, external: Sequence[ExternalRoute] = (), *,
+                  title: str = "trio-core API") -> dict[str, Any]:
     """The OpenAPI 3.0 document of every route registered on ``app`` right now (its URL
-    map plus the :class:`ExternalRoute` entries of :func:`document_route`)."""
+    map) plus the routes answered below it (``external``)."""
     paths: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
     for rule in app.url_map.iter_rules():
@@ -252,7 +248,7 @@ def build_openapi(app: Quart, *, title: str = "trio-core API") -> dict[str, Any]
         docstring = (view.__doc__ or "").strip().splitlines()
         _add_operations(paths, used, rule.rule, rule.endpoint, methods, declared,
                         getattr(view, AUTH_ATTR, None), docstring[0] if docstring else None)
-    for route in app.extensions.get(EXTERNAL_KEY, ()):
+    for route in external:
         declared = {**route.declared}
         if route.security_scheme is not None:
             declared["security_scheme"] = route.security_scheme
@@ -358,8 +354,9 @@ _INIT = """window.onload = function () {
 """
 
 
-def swagger_blueprint() -> Blueprint:
-    """``/api/swagger/doc.json``, ``/api/swagger/index.html`` and the UI's assets."""
+def swagger_blueprint(external: Sequence[ExternalRoute] = ()) -> Blueprint:
+    """``/api/swagger/doc.json``, ``/api/swagger/index.html`` and the UI's assets;
+    ``external``: the routes answered below the app (read at each request)."""
     import swagger_ui_bundle
 
     assets = swagger_ui_bundle.swagger_ui_path
@@ -369,7 +366,7 @@ def swagger_blueprint() -> Blueprint:
     @doc(summary="The OpenAPI document of this API", tags=["docs"],
          responses={200: {"type": "object"}})
     async def swagger_doc() -> Response:
-        return json_response(build_openapi(current_app))
+        return json_response(build_openapi(current_app, external))
 
     @bp.get("/api/swagger/")
     @bp.get("/api/swagger")

@@ -1,19 +1,15 @@
 """The observability subsystem: sessions, metrics history, Prometheus, OpenAPI (always on).
 
-``install(ctx)``:
-
-* a :class:`~.sessions.SessionRegistry` (``sessions.*``; persisted under
-  ``<db.dir>/sessions/`` with ``sessions.persist``) with Core's collectors ``hls``,
-  ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus ``webrtc`` — the
-  RTMP/SRT servers fetch theirs with
-  ``app.extensions[EXTENSION_KEY].sessions.collector("rtmp")``; HLS is accounted by the storage
-  mounts (``StorageHTTP.sessions`` = :class:`.hls.HLSSessions`) and WebRTC viewers through the WHEP route's admission seam
-  (:mod:`.webrtc_viewers`);
-* the :class:`~.monitor.Monitor` with Core's sources (:mod:`.sources`); others register more
-  with ``app.extensions[EXTENSION_KEY].monitor.register(source)`` (e.g. memfs as a
-  :class:`~.sources.FilesystemSource`-like source named ``memfs``);
-* the routes (:mod:`.routes`, :mod:`.openapi`) and a supervisor hook counting process
-  state changes.
+The composition root (:mod:`trio_core.server`) builds the parts others need before any
+subsystem exists — the :class:`~.sessions.SessionRegistry` (:func:`session_registry`:
+``sessions.*``, persisted under ``<db.dir>/sessions/`` with ``sessions.persist``, Core's
+collectors ``hls``, ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus
+``webrtc``), the :class:`~.monitor.Monitor` and its :class:`~.monitor.History`
+(:func:`metrics_history`), the WebRTC viewers (:mod:`.webrtc_viewers`, the WHEP route's
+admission) and the HLS session middleware of the storage mounts (:class:`.hls.HLSSessions`) —
+and hands them to :class:`ObservabilitySubsystem`, whose constructor registers Core's sources
+(:mod:`.sources`) with the monitor, the routes (:mod:`.routes`, :mod:`.openapi` with the
+routes answered below the app) and a supervisor hook counting process state changes.
 
 ``run()`` owns the tasks, all inside its nursery and ended by cancellation: the history
 sampler (every ``metrics.interval_seconds`` when ``metrics.enable``), the session tick (every
@@ -28,16 +24,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
+from quart_trio import QuartTrio
 
-from ..api.app import APP_KEY
+from ..api.auth import Authenticator
 from ..config import Config, SettingError
-from ..webrtc.whep import ADMISSION_KEY
-from .hls import HLSSessions
 from .monitor import History, Monitor
-from .openapi import swagger_blueprint
+from .openapi import ExternalRoute, swagger_blueprint
 from .prometheus import build_registry, exposition
 from .routes import (
     metrics_blueprint,
@@ -45,7 +41,7 @@ from .routes import (
     session_blueprint,
     widget_blueprint,
 )
-from .sessions import Collector, SessionRegistry
+from .sessions import SessionRegistry
 from .sources import (
     REFRESH_SECONDS,
     CpuSource,
@@ -60,107 +56,97 @@ from .sources import (
 )
 from .webrtc_viewers import WebRTCSource, WebRTCViewers
 
-__all__ = ["EXTENSION_KEY", "ObservabilitySubsystem", "create_subsystem"]
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+__all__ = ["ObservabilitySubsystem", "metrics_history", "session_registry"]
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "trio_core_observability"
-STORAGE_KEY = "trio_core_storage"  # the storage subsystem (installed before this one)
 #: collectors whose egress shares one bitrate limit (Core: hls, rtmp, srt, ffmpeg; + webrtc)
 COMPANIONS = ("hls", "webrtc", "rtmp", "srt", "ffmpeg")
 TICK_SECONDS = 1.0
 FINAL_PERSIST_TIMEOUT = 5.0
 
 
-def _check(config: Config) -> None:
-    if config["metrics.enable"]:
-        if config["metrics.range_seconds"] <= 0:
-            raise SettingError("metrics.range_seconds", "must be greater than 0")
-        if config["metrics.interval_seconds"] <= 0:
-            raise SettingError("metrics.interval_seconds", "must be greater than 0")
-        if config["metrics.interval_seconds"] > config["metrics.range_seconds"]:
-            raise SettingError("metrics.interval_seconds",
-                               "must not be larger than metrics.range_seconds")
-    if config["sessions.enable"] and config["sessions.session_timeout_sec"] < 1:
+def metrics_history(config: Config, monitor: Monitor) -> History | None:
+    """The metrics history over ``monitor`` (None unless ``metrics.enable``); SettingError
+    names an unusable ``metrics.*`` setting."""
+    if not config["metrics.enable"]:
+        return None
+    if config["metrics.range_seconds"] <= 0:
+        raise SettingError("metrics.range_seconds", "must be greater than 0")
+    if config["metrics.interval_seconds"] <= 0:
+        raise SettingError("metrics.interval_seconds", "must be greater than 0")
+    if config["metrics.interval_seconds"] > config["metrics.range_seconds"]:
+        raise SettingError("metrics.interval_seconds",
+                           "must not be larger than metrics.range_seconds")
+    return History(monitor, config["metrics.range_seconds"], config["metrics.interval_seconds"])
+
+
+def session_registry(config: Config) -> SessionRegistry | None:
+    """Core's session collectors (None unless ``sessions.enable``); SettingError names an
+    unusable ``sessions.*`` setting."""
+    if not config["sessions.enable"]:
+        return None
+    if config["sessions.session_timeout_sec"] < 1:
         raise SettingError("sessions.session_timeout_sec", "must be >= 1")
+    persist = (os.path.join(os.path.abspath(config["db.dir"]), "sessions")
+               if config["sessions.persist"] else None)
+    sessions = SessionRegistry(
+        max_sessions=config["sessions.max_sessions"],
+        max_tx_bitrate=config["sessions.max_bitrate_mbit"] * 1024 * 1024,
+        ignore=config["sessions.ip_ignorelist"],
+        session_timeout=config["sessions.session_timeout_sec"],
+        persist_dir=persist)
+    for name in COMPANIONS:
+        sessions.register(name)
+    sessions.register("hlsingress", limited=False, companions=False)
+    for name in ("http", "https"):  # as Core; nothing accounts into them yet
+        sessions.register(name, companions=False)
+    return sessions
 
 
 class ObservabilitySubsystem:
     """See module docstring. Attributes: ``monitor``, ``history`` (None unless
     ``metrics.enable``), ``sessions`` (None unless ``sessions.enable``), ``viewers``."""
 
-    def __init__(self, config: Config) -> None:
-        _check(config)
+    def __init__(self, config: Config, *, app: QuartTrio, supervisor: Supervisor,
+                 auth: Authenticator, monitor: Monitor, history: History | None,
+                 sessions: SessionRegistry | None, viewers: WebRTCViewers, started_at: float,
+                 openapi_routes: Sequence[ExternalRoute]) -> None:
         self.config = config
-        self.monitor = Monitor()
-        self.history = (History(self.monitor, config["metrics.range_seconds"],
-                                config["metrics.interval_seconds"])
-                        if config["metrics.enable"] else None)
-        self.sessions: SessionRegistry | None = None
-        if config["sessions.enable"]:
-            persist = (os.path.join(os.path.abspath(config["db.dir"]), "sessions")
-                       if config["sessions.persist"] else None)
-            self.sessions = SessionRegistry(
-                max_sessions=config["sessions.max_sessions"],
-                max_tx_bitrate=config["sessions.max_bitrate_mbit"] * 1024 * 1024,
-                ignore=config["sessions.ip_ignorelist"],
-                session_timeout=config["sessions.session_timeout_sec"],
-                persist_dir=persist)
-            for name in COMPANIONS:
-                self.sessions.register(name)
-            self.sessions.register("hlsingress", limited=False, companions=False)
-            for name in ("http", "https"):  # as Core; nothing accounts into them yet
-                self.sessions.register(name, companions=False)
+        self.monitor = monitor
+        self.history = history
+        self.sessions = sessions
+        self.viewers = viewers
+        self.supervisor = supervisor
         self.states = StateCounter()
-        self.viewers: WebRTCViewers | None = None
-        #: directory-tree sources refreshed in a worker thread (others may append theirs)
-        self.filesystems: list[FilesystemSource] = []
-        self.supervisor: Any = None
         self.core_id = str(config.values.get("id") or socket.gethostname())
-
-    def install(self, ctx: Any) -> None:
-        app, supervisor, config = ctx.app, ctx.supervisor, ctx.config
-        supervisor.add_hook(self.states)
-        started_at = app.extensions.get(APP_KEY, {}).get("started_at")
         disk_dir = os.path.abspath(config["storage.disk.dir"])
-
-        def forwarder() -> Any:
-            webrtc = app.extensions.get("trio_core_webrtc")
-            return getattr(webrtc, "forwarder", None)
-
-        webrtc = self.sessions.collector("webrtc") if self.sessions is not None else None
-        self.viewers = WebRTCViewers(forwarder, webrtc, supervisor)
-        app.extensions[ADMISSION_KEY] = self.viewers
-        viewers = self.viewers
+        #: directory-tree sources refreshed in a worker thread
+        self.filesystems: list[FilesystemSource] = [FilesystemSource("diskfs", disk_dir)]
+        supervisor.add_hook(self.states)
 
         @app.teardown_request
         async def release_whep_reservation(exc: BaseException | None) -> None:
             viewers.release()  # an offer that failed after admission frees its slot
-        app.extensions[EXTENSION_KEY] = self
 
-        self.filesystems.append(FilesystemSource("diskfs", disk_dir))
-        self.supervisor = supervisor
-        for source in (UptimeSource(started_at or 0.0), CpuSource(), MemSource(), NetSource(),
+        for source in (UptimeSource(started_at), CpuSource(), MemSource(), NetSource(),
                        DiskSource(disk_dir), *self.filesystems,
                        RestreamSource(supervisor, self.states)):
-            self.monitor.register(source)
-        self.monitor.register(WebRTCSource(self.viewers))
-        registry = self.sessions or SessionRegistry()
-        self.monitor.register(SessionSource(registry, before=self.viewers.sync))
+            monitor.register(source)
+        monitor.register(WebRTCSource(viewers))
+        registry = sessions or SessionRegistry()
+        monitor.register(SessionSource(registry, before=viewers.sync))
 
-        app.register_blueprint(session_blueprint(registry, self.viewers.sync))
-        app.register_blueprint(metrics_blueprint(self.monitor, self.history))
-        app.register_blueprint(widget_blueprint(supervisor, registry, ctx.auth,
-                                                self.viewers.sync))
+        app.register_blueprint(session_blueprint(registry, viewers.sync))
+        app.register_blueprint(metrics_blueprint(monitor, history))
+        app.register_blueprint(widget_blueprint(supervisor, registry, auth, viewers.sync))
         if config["metrics.enable_prometheus"]:
-            prom = build_registry(self.monitor, self.core_id, self.viewers, supervisor.ids)
+            prom = build_registry(monitor, self.core_id, viewers, supervisor.ids)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
-        app.register_blueprint(swagger_blueprint())
-        storage_http = getattr(app.extensions.get(STORAGE_KEY), "http", None)
-        if self.sessions is not None and storage_http is not None:
-            # Core's HLS middleware on the storage mounts (public port and {memfs} loopback)
-            storage_http.sessions = HLSSessions(self.sessions.collector("hls"),
-                                                self.sessions.collector("hlsingress"))
+        app.register_blueprint(swagger_blueprint(openapi_routes))
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -193,14 +179,12 @@ class ObservabilitySubsystem:
         while True:
             await trio.sleep(TICK_SECONDS)
             try:
-                if self.viewers is not None:
-                    self.viewers.sync()
+                self.viewers.sync()
                 if self.sessions is not None:
                     self.sessions.expire()
-                if self.supervisor is not None:
-                    ids = self.supervisor.ids()
-                    self.states.forget_missing(ids)
-                    self.states.poll(self._processes(ids))
+                ids = self.supervisor.ids()
+                self.states.forget_missing(ids)
+                self.states.poll(self._processes(ids))
             except Exception:  # accounting must never take the server down
                 log.exception("observability: session tick failed")
 
@@ -231,17 +215,3 @@ class ObservabilitySubsystem:
             await trio.to_thread.run_sync(sessions.write, files, abandon_on_cancel=True)
         except OSError as exc:
             log.warning("sessions: cannot persist the history: %s", exc)
-
-
-def create_subsystem(config: Config) -> ObservabilitySubsystem:
-    """Entry point used by :func:`trio_core.server.default_subsystems`."""
-    return ObservabilitySubsystem(config)
-
-
-def session_collector(app: Any, name: str) -> Collector | None:
-    """The session collector ``name`` of ``app`` (``"rtmp"``, ``"srt"``, …), or None when the
-    observability subsystem is not installed or sessions are off. Servers call it per
-    connection: observability is installed after them (``SUBSYSTEM_MODULES`` order)."""
-    obs = app.extensions.get(EXTENSION_KEY)
-    sessions = getattr(obs, "sessions", None)
-    return sessions.collector(name) if sessions else None

@@ -1,7 +1,7 @@
 """WebRTC viewers as sessions (collector ``webrtc``), admission for WHEP, Prometheus aggregates.
 
 :class:`WebRTCViewers` follows the Forwarder's Peers. The WHEP route calls, through the
-object stored in ``app.extensions[ADMISSION_KEY]`` (see :func:`admission`):
+admission object the composition root hands it (``whep_blueprint(..., admission=viewers)``):
 
 * ``admit(request, process_id)`` **before** anything is allocated: raises
   ``ApiError(509, "Number of sessions exceeded" | "Bitrate limit exceeded")`` when
@@ -45,17 +45,11 @@ if TYPE_CHECKING:
     from rtp.forwarder import Forwarder
     from rtp.peer import Peer
 
-__all__ = ["ADMISSION_KEY", "WebRTCSource", "WebRTCViewers", "admission"]
+__all__ = ["WebRTCSource", "WebRTCViewers"]
 
-ADMISSION_KEY = "trio_core_webrtc_admission"
 SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
 COUNTERS = ("packets", "bytes", "retransmitted", "send_dropped", "nacks", "plis", "firs",
             "srtp_dropped", "viewers")
-
-
-def admission(app: Any) -> Any:
-    """The WHEP admission object registered on ``app`` (None when observability is off)."""
-    return app.extensions.get(ADMISSION_KEY)
 
 
 def session_id(peer_id: str) -> str:

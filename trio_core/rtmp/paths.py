@@ -13,6 +13,8 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
+from ..addresses import loopback_for, url_host
+
 __all__ = ["StreamRequest", "placeholder_template", "resolve_request"]
 
 
@@ -40,12 +42,9 @@ def resolve_request(app: str, name: str, *, token_required: bool) -> StreamReque
 
 def placeholder_template(host: str, port: int, app: str, token: str) -> str:
     """The value of ``{rtmp}``: ``rtmp://host:port[app]/{name}[?token=T]`` (Core's
-    ``app/api/api.go``); an empty/wildcard host becomes ``localhost``."""
-    if not host or host in ("0.0.0.0", "::"):
-        host = "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    template = f"rtmp://{host}:{port}"
+    ``app/api/api.go``); a wildcard host becomes loopback
+    (:func:`trio_core.addresses.loopback_for`)."""
+    template = f"rtmp://{url_host(loopback_for(host))}:{port}"
     if app != "/":
         template += app
     template += "/{name}"

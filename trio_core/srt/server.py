@@ -45,6 +45,7 @@ from typing import Any
 
 import trio
 
+from ..addresses import parse_address
 from . import liblog
 from .binding import (
     DEFAULT_RCVBUF_PACKETS,
@@ -75,7 +76,7 @@ from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_against
 from .ratelimit import RateLimit
 from .streamid import StreamId, StreamIdRefused, check_stream_id
 
-__all__ = ["SrtEvent", "SrtServer", "split_address"]
+__all__ = ["SrtEvent", "SrtServer"]
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +111,6 @@ class SrtEvent:
     message: str = ""
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` / ``[v6]:port`` -> (host, port); empty host stays empty. ValueError."""
-    text = address.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPv6]:port, got {address!r}")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected host:port, got {address!r}")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"invalid port in {address!r}")
-    return host, int(port)
-
-
 class SrtServer:
     """One SRT listener with its relay (see module docstring)."""
 
@@ -138,7 +123,7 @@ class SrtServer:
         hub: Hub | None = None,
         lib: LibSrt | None = None,
     ) -> None:
-        self.host, self._want_port = split_address(address)
+        self.host, self._want_port = parse_address(address)
         if passphrase and not 10 <= len(passphrase) <= 79:
             raise ValueError(f"an SRT passphrase has 10 to 79 characters, not {len(passphrase)}")
         self.passphrase = passphrase

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Quart
+from ..observability.openapi import ExternalRoute
 
-from ..observability.openapi import ExternalRoute, document_route
-
-__all__ = ["document_storage_routes"]
+__all__ = ["storage_routes"]
 
 _FILE = {"type": "string", "format": "binary"}
 _TEXT = {"type": "string"}
@@ -19,8 +17,8 @@ _STORAGE = {"name": "storage", "in": "path", "required": True, "description":
             "Name of the filesystem (mem, disk)", "schema": {"type": "string"}}
 
 
-def document_storage_routes(app: Quart) -> None:
-    """Register the storage mounts' routes with the OpenAPI document of ``app``."""
+def storage_routes() -> list[ExternalRoute]:
+    """The storage mounts' routes, for the OpenAPI document."""
     tags = ["v16.7.2"]
     api_rule = "/api/v3/fs/<storage>/<path:filepath>"
     routes: list[ExternalRoute] = [
@@ -62,5 +60,4 @@ def document_storage_routes(app: Quart) -> None:
             "responses": {200: _FILE, 206: _FILE, 403: None, 404: None, 416: None,
                           509: None}}),
     ]
-    for route in routes:
-        document_route(app, route)
+    return routes

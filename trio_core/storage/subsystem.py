@@ -1,17 +1,20 @@
-"""The storage subsystem: memfs + disk, their HTTP mounts, ``/api/v3/fs``, placeholders and
-the cleanup rules, plugged into the server through the Subsystem seam (always on).
+"""The storage subsystem: ``/api/v3/fs``, the HLS player, ``/dashboard``, the cleanup rules,
+the loopback memfs endpoint and the ``{diskfs}``/``{memfs}`` placeholders (always on).
 
-``install(ctx)``: wraps the app's ASGI entry with :class:`~.mounts.StorageHTTP`, registers
-the listing routes, the HLS player (``/hls/<id>``, :mod:`.pages`) and ``/dashboard`` (the
-server's own ``/`` page, reachable even when the data dir has an ``index.html``), adds the
-:class:`~.cleanup.Cleaner` as a supervisor hook and sets the ``diskfs`` placeholder.
+The composition root (:mod:`trio_core.server`) builds the storages (:func:`storages`) and the
+ASGI layer that mounts them (:class:`~.mounts.StorageHTTP`, wrapped around the app there) and
+hands them to :class:`StorageSubsystem`, whose constructor registers the listing routes, the
+HLS player (``/hls/<id>``, :mod:`.pages`) and ``/dashboard`` (the server's own ``/`` page,
+reachable even when the data dir has an ``index.html``) and adds the
+:class:`~.cleanup.Cleaner` as a supervisor hook.
 
 ``run`` starts the loopback memfs endpoint (:mod:`.loopback`: the same mounts, served with
-Core's ``Expect: 100-continue`` behaviour that FFmpeg's authenticated PUTs need), sets
-``{memfs}`` to ``http://[user:pass@]127.0.0.1:<its port>/memfs`` — before the supervisor
-starts any process — and runs the cleaner until cancelled (the server cancels subsystems
-after the supervisor has stopped every process); on cancel the ``purge_on_delete`` files are
-removed, as Core does at shutdown.
+Core's ``Expect: 100-continue`` behaviour that FFmpeg's authenticated PUTs need) and, while it
+runs, provides ``{diskfs}`` (the disk root) and ``{memfs}``
+(``http://[user:pass@]127.0.0.1:<its port>/memfs``) — the server starts it before the
+supervisor starts any process — and runs the cleaner until cancelled (the server cancels
+subsystems after the supervisor has stopped every process); on cancel the ``purge_on_delete``
+files are removed, as Core does at shutdown, and both placeholders are withdrawn.
 """
 
 from __future__ import annotations
@@ -20,66 +23,77 @@ import logging
 import os
 import secrets
 import urllib.parse
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, current_app
+from quart_trio import QuartTrio
 
-from ..api.login_throttle import LoginThrottle
+from ..addresses import loopback_for, url_host
 from ..config import Config
+from ..placeholders import Placeholders
 from .cleanup import Cleaner
 from .disk import DiskFS
 from .loopback import LoopbackServer
 from .memfs import MemFS
 from .mounts import StorageHTTP
-from .openapi import document_storage_routes
 from .pages import install_hls_pages
 from .routes import fs_blueprint
 
-__all__ = ["StorageSubsystem", "create_subsystem", "memfs_url"]
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+__all__ = ["Storages", "StorageSubsystem", "memfs_url", "storages"]
 
 log = logging.getLogger(__name__)
 
 
 def memfs_url(host: str, port: int, credentials: tuple[str, str] | None) -> str:
     """``http://[user:pass@]host:port/memfs`` (wildcard hosts -> loopback, IPv6 bracketed)."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
     userinfo = ""
     if credentials is not None:
         user, password = (urllib.parse.quote(c, safe="") for c in credentials)
         userinfo = f"{user}:{password}@"
-    return f"http://{userinfo}{host}:{port}/memfs"
+    return f"http://{userinfo}{url_host(loopback_for(host))}:{port}/memfs"
+
+
+@dataclass
+class Storages:
+    """memfs, the disk and memfs's write credentials (None: writes need no auth)."""
+
+    memfs: MemFS
+    disk: DiskFS
+    credentials: tuple[str, str] | None
+
+
+def storages(config: Config) -> Storages:
+    """The storages of ``config`` (``storage.*``)."""
+    credentials: tuple[str, str] | None = None
+    if config["storage.memory.auth.enable"]:
+        password = config["storage.memory.auth.password"] or secrets.token_urlsafe(18)
+        credentials = (config["storage.memory.auth.username"], password)
+    return Storages(
+        memfs=MemFS(max_size=config["storage.memory.max_size_mbytes"] * 1024 * 1024,
+                    purge=config["storage.memory.purge"]),
+        disk=DiskFS(os.path.abspath(config["storage.disk.dir"])),
+        credentials=credentials,
+    )
 
 
 class StorageSubsystem:
     """Owns the storages; see the module docstring."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.memfs = MemFS(max_size=config["storage.memory.max_size_mbytes"] * 1024 * 1024,
-                           purge=config["storage.memory.purge"])
-        self.disk = DiskFS(os.path.abspath(config["storage.disk.dir"]))
-        self.credentials: tuple[str, str] | None = None
-        if config["storage.memory.auth.enable"]:
-            password = config["storage.memory.auth.password"] or secrets.token_urlsafe(18)
-            self.credentials = (config["storage.memory.auth.username"], password)
-        self.cleaner: Cleaner | None = None
-        self.supervisor: Any = None
-        self.http: StorageHTTP | None = None
+    def __init__(self, stores: Storages, http: StorageHTTP, *, app: QuartTrio,
+                 supervisor: Supervisor, placeholders: Placeholders) -> None:
+        self.memfs = stores.memfs
+        self.disk = stores.disk
+        self.credentials = stores.credentials
+        self.http = http
+        self.placeholders = placeholders
         self.loopback: LoopbackServer | None = None
-
-    def install(self, ctx: Any) -> None:
-        app = ctx.app
-        auth = ctx.auth
-        self.supervisor = ctx.supervisor
-        self.cleaner = Cleaner({"mem": self.memfs, "disk": self.disk}, ctx.supervisor)
-        ctx.supervisor.add_hook(self.cleaner)
-        ctx.supervisor.placeholders["diskfs"] = self.disk.root
+        self.cleaner = Cleaner({"mem": self.memfs, "disk": self.disk}, supervisor)
+        supervisor.add_hook(self.cleaner)
         app.register_blueprint(fs_blueprint(self.memfs, self.disk))
         install_hls_pages(app)
 
@@ -90,25 +104,10 @@ class StorageSubsystem:
                     return await current_app.ensure_async(current_app.view_functions[rule.endpoint])()
             return Response("no dashboard", status=404)
 
-        token_ok = None
-        if getattr(auth, "enabled", False):
-            token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
-        self.http = app.asgi_app = StorageHTTP(
-            app.asgi_app, memfs=self.memfs, disk=self.disk,
-            memfs_credentials=self.credentials,
-            cors_origins=self.config["storage.cors.origins"], api_token_ok=token_ok,
-            routes=lambda: app.url_map,
-            throttle=LoginThrottle(delay=self.config["api.auth.login_backoff_ms"] / 1000,
-                                   max_delay=self.config["api.auth.login_backoff_max_ms"] / 1000),
-        )
-        app.extensions["trio_core_storage"] = self
-        document_storage_routes(app)
-
     async def _memfs_only(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The loopback endpoint's app: /memfs only (and lifespan/other paths refused)."""
         path = scope.get("path", "")
         if scope["type"] == "http" and (path == "/memfs" or path.startswith("/memfs/")):
-            assert self.http is not None
             await self.http(scope, receive, send)
             return
         if scope["type"] == "http":
@@ -119,20 +118,15 @@ class StorageSubsystem:
             await send({"type": "http.response.body", "body": body})
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        assert self.cleaner is not None and self.http is not None, "install() first"
         self.loopback = LoopbackServer(self._memfs_only)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(self.loopback.serve)
-            if self.supervisor is not None:
-                self.supervisor.placeholders["memfs"] = memfs_url("127.0.0.1", port,
-                                                                  self.credentials)
-            log.info("storage: {memfs} = %s (writes %s); disk %s at /",
-                     memfs_url("127.0.0.1", port, None),
-                     "need Basic auth" if self.credentials else "open", self.disk.root)
-            await nursery.start(self.cleaner.run)
-            task_status.started(self)
-
-
-def create_subsystem(config: Config) -> StorageSubsystem:
-    """Entry point used by :func:`trio_core.server.default_subsystems`."""
-    return StorageSubsystem(config)
+            with (self.placeholders.provide("diskfs", self.disk.root),
+                  self.placeholders.provide("memfs", memfs_url("127.0.0.1", port,
+                                                               self.credentials))):
+                log.info("storage: {memfs} = %s (writes %s); disk %s at /",
+                         memfs_url("127.0.0.1", port, None),
+                         "need Basic auth" if self.credentials else "open", self.disk.root)
+                async with trio.open_nursery() as cleaning:  # ends (purged) before the with
+                    await cleaning.start(self.cleaner.run)
+                    task_status.started(self)

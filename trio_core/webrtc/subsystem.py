@@ -1,9 +1,11 @@
 """The WebRTC subsystem: one Forwarder (UDP mux), the process hook and the WHEP routes.
 
-Loaded by :mod:`trio_core.server` when ``webrtc.enable`` is true. ``install`` registers
-the :class:`~trio_core.webrtc.hook.WebRTCHook` with the supervisor, the WHEP blueprint
-and the player pages; ``run`` serves the UDP mux until cancelled (the server starts it
-before the supervisor and cancels it after every process has stopped).
+Constructed by the composition root (:mod:`trio_core.server`) when ``webrtc.enable`` is true,
+with the :class:`~rtp.forwarder.Forwarder` it built (:func:`forwarder`), the supervisor, the
+app, the authenticator, the FFmpeg binary and the WHEP admission (session accounting). The
+constructor registers the :class:`~trio_core.webrtc.hook.WebRTCHook` with the supervisor, the
+WHEP blueprint and the player pages; ``run`` serves the UDP mux until cancelled (the server
+starts it before the supervisor and cancels it after every process has stopped).
 
 Candidates: ``webrtc.public_ip`` and ``webrtc.nat_1_to_1_ips`` when set, else the bind
 address (``webrtc.bind_address``; ``127.0.0.1`` when bound to all interfaces). They are
@@ -13,20 +15,24 @@ logged at start, since unreachable candidates are the first thing users hit behi
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+from quart_trio import QuartTrio
 
 from rtp.admission import AdmissionLimits
 from rtp.forwarder import Forwarder
 
+from ..api.auth import Authenticator
 from ..config import Config
-from ..ffmpeg.binary import find_ffmpeg
 from .hook import WebRTCHook
 from .pages import install_pages
-from .whep import whep_blueprint
+from .whep import Admission, whep_blueprint
 
-__all__ = ["WebRTCSubsystem", "create_subsystem"]
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+__all__ = ["WebRTCSubsystem", "forwarder"]
 
 log = logging.getLogger(__name__)
 
@@ -53,41 +59,40 @@ def admission_limits(config: Config) -> AdmissionLimits:
     )
 
 
+def forwarder(config: Config) -> Forwarder:
+    """The UDP mux and WHEP sessions of ``config`` (``webrtc.*``); not running yet."""
+    return Forwarder(
+        host=config["webrtc.bind_address"],
+        port=config["webrtc.udp_mux_port"],
+        advertise=advertised_ips(config),
+        setup_timeout=float(config["webrtc.pending_timeout"] or 15),
+        limits=admission_limits(config),
+    )
+
+
 class WebRTCSubsystem:
     """WHEP playback of every process with ``webrtc.enabled``."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.forwarder = Forwarder(
-            host=config["webrtc.bind_address"],
-            port=config["webrtc.udp_mux_port"],
-            advertise=advertised_ips(config),
-            setup_timeout=float(config["webrtc.pending_timeout"] or 15),
-            limits=admission_limits(config),
-        )
-        self.hook: WebRTCHook | None = None
-
-    def install(self, ctx: Any) -> None:
-        ffmpeg = find_ffmpeg(ctx.config["ffmpeg.binary"])
-        self.hook = WebRTCHook(self.forwarder, ffmpeg, pid_records=ctx.supervisor.pid_records)
-        ctx.supervisor.add_hook(self.hook)
-        ctx.app.register_blueprint(whep_blueprint(ctx.supervisor, self.forwarder, ctx.auth))
-        install_pages(ctx.app)
-        ctx.app.extensions["trio_core_webrtc"] = self
+    def __init__(self, forwarder: Forwarder, *, app: QuartTrio, supervisor: Supervisor,
+                 auth: Authenticator, ffmpeg: str, admission: Admission | None) -> None:
+        self.forwarder = forwarder
+        self.hook = WebRTCHook(forwarder, ffmpeg, pid_records=supervisor.pid_records)
+        supervisor.add_hook(self.hook)
+        app.register_blueprint(whep_blueprint(supervisor, forwarder, auth, admission))
+        install_pages(app)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        failed = False
         try:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(self.forwarder.run)
                 log.info("WebRTC: UDP mux on %s:%d, ICE candidates %s",
-                         self.config["webrtc.bind_address"], port,
+                         self.forwarder.mux.host, port,
                          ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
                 task_status.started(self)
+        except Exception:
+            failed = True  # the server runs us again: the hook (and its SDP dir) stays
+            raise
         finally:
-            if self.hook is not None:
+            if not failed:
                 self.hook.close()
-
-
-def create_subsystem(config: Config) -> WebRTCSubsystem:
-    """Entry point used by :func:`trio_core.server.default_subsystems`."""
-    return WebRTCSubsystem(config)

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
-from quart import Blueprint, Request, Response, current_app, request
+from quart import Blueprint, Request, Response, request
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from rtp.forwarder import Forwarder
@@ -38,14 +38,22 @@ from ..api.auth import Authenticator, unauthorized
 from ..api.errors import ApiError
 
 if TYPE_CHECKING:
+    from rtp.peer import Peer
+
     from ..supervisor import Supervisor
 
-__all__ = ["ADMISSION_KEY", "whep_blueprint"]
+__all__ = ["Admission", "whep_blueprint"]
 
-#: ``app.extensions[ADMISSION_KEY]``: session accounting/limits (trio_core.observability);
-#: ``admit(request, process_id)`` may raise ApiError 509 before anything is allocated,
-#: ``opened(request, process_id, peer)`` is told about each new viewer.
-ADMISSION_KEY = "trio_core_webrtc_admission"
+
+class Admission(Protocol):
+    """Session accounting and limits of WHEP viewers (the observability subsystem's
+    :class:`~trio_core.observability.webrtc_viewers.WebRTCViewers`)."""
+
+    def admit(self, request: Request, process_id: str) -> None:
+        """May raise ApiError 509 before anything is allocated."""
+
+    def opened(self, request: Request, process_id: str, peer: Peer) -> None:
+        """Told about each new viewer."""
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +92,10 @@ def _may_post(supervisor: Supervisor, auth: Authenticator, req: Request,
     return not auth.enabled or auth.bearer_subject(req) is not None, ""
 
 
-def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator
-                   ) -> Blueprint:
-    """The WHEP routes over ``supervisor`` (processes) and ``forwarder`` (sessions)."""
+def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator,
+                   admission: Admission | None = None) -> Blueprint:
+    """The WHEP routes over ``supervisor`` (processes) and ``forwarder`` (sessions);
+    ``admission`` accounts and limits the viewers (None: no accounting)."""
     bp = Blueprint("whep", __name__)
 
     def webrtc_process(process_id: str) -> None:
@@ -135,7 +144,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         if process_id not in forwarder.sources:
             raise ApiError(409, "Process is not running", "start the process, then retry",
                            headers={"Retry-After": RETRY_AFTER})
-        sessions = current_app.extensions.get(ADMISSION_KEY)
+        sessions = admission
         if sessions is not None:
             sessions.admit(request, process_id)
         try:
