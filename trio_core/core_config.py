@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .bind_policy import check_bind
 from .config import CONFIGFILE_ENV, SETTINGS, Config, Setting, SettingError, load_config
 from .core_layout import (
     CORE_CONFIG_VERSION,
@@ -60,6 +61,7 @@ from .core_layout import (
 from .ffmpeg.binary import FFmpegNotFound, find_ffmpeg
 from .instance import Instance, load_instance
 from .jwt_secret import persisted_jwt_secret
+from .startup_error import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -450,9 +452,7 @@ class CoreConfigStore:
                         find_ffmpeg(stored_binary)
                     except FFmpegNotFound as exc:
                         errors.setdefault("ffmpeg.binary", []).append(str(exc))
-                from .server import StartupError, check_bind  # the policy serve() applies
-
-                try:
+                try:  # the policy the server applies at start
                     check_bind(new_config)
                 except StartupError as exc:
                     errors.setdefault("address", []).append(str(exc))

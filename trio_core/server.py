@@ -42,12 +42,12 @@ from quart_trio import QuartTrio
 
 from rtp.forwarder import Forwarder
 
-from .addresses import is_loopback_host
 from .api.app import add_fallback_index, create_app
 from .api.auth import Authenticator
 from .api.core_subsystem import CoreApiSubsystem
 from .api.login_throttle import LoginThrottle
 from .api.process_routes import process_blueprint
+from .bind_policy import check_bind
 from .config import Config, SettingError
 from .core_config import CoreConfigStore
 from .ffmpeg.binary import FFmpegNotFound, check_version, find_ffmpeg
@@ -64,7 +64,7 @@ from .pidrecords import PidRecords
 from .placeholders import Placeholders
 from .rtmp.subsystem import RtmpSubsystem, rtmp_server
 from .srt.subsystem import SrtSubsystem
-from .startup_error import PublicBindRefused, StartupError
+from .startup_error import StartupError
 from .storage.mounts import StorageHTTP
 from .storage.openapi import storage_routes
 from .storage.subsystem import Storages, StorageSubsystem, storages
@@ -73,7 +73,7 @@ from .supervisor import DuplicateProcess, Supervisor
 from .webrtc.subsystem import WebRTCSubsystem, forwarder
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
-           "build_subsystems", "check_bind", "run_restarting", "serve"]
+           "build_subsystems", "run_restarting", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -170,25 +170,6 @@ class Running:
     def shutdown(self) -> None:
         """Ask ``serve`` to stop gracefully (returns at once; ``serve`` returns when done)."""
         self.services.lifecycle.stop.set()
-
-
-def check_bind(config: Config) -> None:
-    """Raise PublicBindRefused when the API would listen beyond loopback without auth.
-
-    Allowed: a loopback host (127.0.0.0/8, ::1, ``localhost``), or ``api.auth.enable``, or the
-    explicit opt-in ``api.allow_public_bind``. An empty host means all interfaces.
-    """
-    if config["api.auth.enable"] or config["api.allow_public_bind"]:
-        return
-    host = config.api_host
-    if not is_loopback_host(host):
-        shown = host or "all interfaces"
-        raise PublicBindRefused(
-            f"refusing to listen on {config['api.address']} ({shown}) without authentication: "
-            "set api.auth.enable with api.auth.username/api.auth.password "
-            "(CORE_API_AUTH_ENABLE, CORE_API_AUTH_USERNAME, CORE_API_AUTH_PASSWORD), "
-            "or opt in with api.allow_public_bind=true (CORE_API_ALLOW_PUBLIC_BIND)"
-        )
 
 
 async def build_services(config: Config) -> Services:

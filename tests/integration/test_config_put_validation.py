@@ -24,6 +24,7 @@ from trio_core import core_config
 from trio_core.config import SettingError
 from trio_core.reload import serve_reloading
 from trio_core.server import Running
+from trio_core.srt.subsystem import SrtSubsystem
 
 
 @asynccontextmanager
@@ -67,8 +68,8 @@ async def test_srt_passphrase_is_checked_by_put_and_a_valid_one_runs_after_reloa
             "enable": True, "address": "127.0.0.1:0", "passphrase": good}})
         assert resp.status_code == 200, resp.text
         second = await reload(api, runs)
-        assert second.context.config["srt.passphrase"] == good
-        srt = second.app.extensions["trio_core_srt"]
+        assert second.services.config["srt.passphrase"] == good
+        srt = second.subsystem(SrtSubsystem)
         assert srt.error is None and srt.server.passphrase == good
         assert (await Api(second.url).get("/api/v3/srt")).status_code == 200
 
@@ -137,7 +138,7 @@ async def test_a_config_that_fails_on_reload_does_not_stay_in_the_file(
                                                 "storage": {"disk": {"dir": bad_dir}}})
         assert resp.status_code == 200, resp.text
         third = await reload(api, runs)
-        assert third.context.config["storage.disk.dir"] == config["storage.disk.dir"]
+        assert third.services.config["storage.disk.dir"] == config["storage.disk.dir"]
         assert stored.read_bytes() == good
         rejected = json.loads(stored.with_name("config.json.rejected").read_text())
         assert rejected["storage"]["disk"]["dir"] == bad_dir

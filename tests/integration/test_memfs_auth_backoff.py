@@ -14,6 +14,7 @@ import httpx
 import trio
 
 from tests.test_api import Api, make_config, running_server, tiny_process
+from trio_core.storage.subsystem import StorageSubsystem
 
 AUTH = ("writer", "s3cret")
 #: first wait 50 ms, doubling, at most 800 ms
@@ -94,7 +95,7 @@ async def test_wrong_memfs_passwords_back_off_on_the_public_mount(tmp_path: Path
 async def test_wrong_memfs_passwords_back_off_on_the_loopback_endpoint(tmp_path: Path,
                                                                        ffmpeg: str) -> None:
     async with running_server(_config(tmp_path, ffmpeg)) as srv:
-        port = srv.app.extensions["trio_core_storage"].loopback.port
+        port = srv.subsystem(StorageSubsystem).loopback.port
         await _guesses_back_off(f"http://127.0.0.1:{port}")
 
 
@@ -108,7 +109,7 @@ async def test_ffmpeg_memfs_uploads_are_not_slowed_by_guesses(tmp_path: Path, ff
             "-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10",
             "-f", "hls", "-hls_time", "1", "-hls_list_size", "3", "-method", "PUT"]}]
         assert (await api.post("/api/v3/process", cfg)).status_code == 200
-        memfs = srv.app.extensions["trio_core_storage"].memfs
+        memfs = srv.subsystem(StorageSubsystem).memfs
 
         def segments() -> set[str]:
             return {f.name for f in memfs.list("/hls/*.ts")}
