@@ -21,6 +21,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY trio_core ./trio_core
 COPY rtp ./rtp
 COPY rtmp ./rtmp
+COPY relay ./relay
 COPY web ./web
 # gcc only to build the C fan-out (rtp/_fanout.c), npm only to fetch hls.js (web/) for the
 # HLS player; both removed again in the same layer
