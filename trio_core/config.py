@@ -97,6 +97,13 @@ def _parse_nonneg_int(value: Any) -> int:
     return number
 
 
+def _parse_positive_int(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1, got {number}")
+    return number
+
+
 def _parse_port(value: Any) -> int:
     number = _parse_int(value)
     if not 0 <= number <= 65535:
@@ -334,6 +341,27 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a WHEP session may take to connect (ICE + DTLS) before it is dropped "
             "(0 = 15).", _parse_nonneg_int),
     # (end webrtc)
+    # -- relay policy (RTMP, SRT, WebRTC): issue 17 --
+    Setting("relay.gop_max_bytes", "int", 32 * 1024 * 1024,
+            "Bytes a GOP cache (RTMP per published path, WebRTC per video track) may hold; "
+            "a longer GOP is not cached (new readers wait for the next keyframe); 0 = no cache.",
+            _parse_nonneg_int),
+    Setting("relay.gop_max_packets", "int", 4000,
+            "RTP packets a WebRTC GOP cache may hold (besides relay.gop_max_bytes); "
+            "0 = no packet bound.", _parse_nonneg_int),
+    Setting("relay.queue_max_bytes", "int", 8 * 1024 * 1024,
+            "Bytes queued for one RTMP player; beyond, it skips to the next keyframe.",
+            _parse_positive_int),
+    Setting("relay.max_skips", "int", 3,
+            "Skips to the next keyframe an RTMP player is allowed; the next overflow drops it.",
+            _parse_nonneg_int),
+    Setting("relay.srt_queue_max_bytes", "int", 4 * 1024 * 1024,
+            "Bytes queued for one SRT subscriber (payloads libsrt refused); beyond, it is "
+            "dropped (MPEG-TS has no keyframe to skip to).", _parse_positive_int),
+    Setting("relay.srt_max_backlog_ms", "int", 5000,
+            "Milliseconds of unacknowledged stream in an SRT subscriber's send buffer beyond "
+            "which it is dropped as too slow.", _parse_nonneg_int),
+    # (end relay)
     # -- metrics, sessions, prometheus: issue 14 --
     Setting("metrics.enable", "bool", False,
             "Keep a history of metrics in memory (GET/POST /api/v3/metrics).", _parse_bool),

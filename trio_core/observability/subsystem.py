@@ -28,9 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import trio
+
+from relay import RelayStats
 
 from ..api.app import APP_KEY
 from ..config import Config, SettingError
@@ -153,7 +156,8 @@ class ObservabilitySubsystem:
         app.register_blueprint(widget_blueprint(supervisor, registry, ctx.auth,
                                                 self.viewers.sync))
         if config["metrics.enable_prometheus"]:
-            prom = build_registry(self.monitor, self.core_id, self.viewers, supervisor.ids)
+            prom = build_registry(self.monitor, self.core_id, self.viewers, supervisor.ids,
+                                  relays=lambda: relay_stats(app, forwarder))
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
         app.register_blueprint(swagger_blueprint())
         storage_http = getattr(app.extensions.get(STORAGE_KEY), "http", None)
@@ -236,6 +240,20 @@ class ObservabilitySubsystem:
 def create_subsystem(config: Config) -> ObservabilitySubsystem:
     """Entry point used by :func:`trio_core.server.default_subsystems`."""
     return ObservabilitySubsystem(config)
+
+
+def relay_stats(app: Any, forwarder: Callable[[], Any]) -> dict[str, RelayStats]:
+    """The ``relay_*`` metrics' input: each running relay's :class:`relay.RelayStats` by
+    server name (looked up per scrape: the RTMP/SRT subsystems install before this one)."""
+    out: dict[str, RelayStats] = {}
+    for name, key in (("rtmp", "trio_core_rtmp"), ("srt", "trio_core_srt")):
+        server = getattr(app.extensions.get(key), "server", None)
+        if server is not None:
+            out[name] = server.relay_stats()
+    fwd = forwarder()
+    if fwd is not None:
+        out["webrtc"] = fwd.relay_stats()
+    return out
 
 
 def session_collector(app: Any, name: str) -> Collector | None:

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
+from relay import RelayCounters, RelayStats
 from rtmp.connection import (
     MediaReceived,
     MetadataReceived,
@@ -44,7 +45,7 @@ from rtmp.connection import (
 from rtmp.errors import RtmpError
 
 from .paths import StreamRequest, resolve_request
-from .registry import Channel, Player, StreamRegistry
+from .registry import DEFAULT_MAX_GOP_BYTES, Channel, Player, StreamRegistry
 
 __all__ = ["RtmpServer"]
 
@@ -98,6 +99,7 @@ class RtmpServer:
         setup_timeout: float = 30.0,
         max_connections: int = 1000, max_queue_bytes: int = 8 * 1024 * 1024, max_skips: int = 3,
         chunk_size: int = 4096, max_message_size: int = 8 * 1024 * 1024,
+        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -113,7 +115,9 @@ class RtmpServer:
         self.max_skips = max_skips
         self.chunk_size = chunk_size
         self.max_message_size = max_message_size
-        self.registry = StreamRegistry(chunk_size)
+        self.registry = StreamRegistry(chunk_size, max_gop_bytes=max_gop_bytes)
+        #: skips and drops of every player queue (``relay_*`` metrics)
+        self.relay_counters = RelayCounters()
         self.ports: list[int] = []
         self.tls_ports: list[int] = []
         self.connections = 0
@@ -144,6 +148,16 @@ class RtmpServer:
                 for ch in self.registry.channels.values()
             ],
         }
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's state for the ``relay_*`` metrics (``server="rtmp"``)."""
+        readers = queued = 0
+        for player in self.registry.players():
+            readers += 1
+            queued += player.queued_bytes
+        return RelayStats(readers=readers, queued_bytes=queued,
+                          skips=self.relay_counters.skips, drops=self.relay_counters.drops,
+                          gop_bytes=sum(ch.gop_bytes for ch in self.registry.channels.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
         listeners: list[trio.SocketListener] = []
@@ -193,7 +207,7 @@ class RtmpServer:
             stream = trio.SSLStream(sock_stream, self.ssl_context, server_side=True)
         conn = ServerConnection(chunk_size=self.chunk_size, max_message_size=self.max_message_size)
         out = Player("", 0, self.chunk_size, max_queue_bytes=self.max_queue_bytes,
-                     max_skips=self.max_skips, remote=remote)
+                     max_skips=self.max_skips, remote=remote, counters=self.relay_counters)
         state = _Conn(remote, conn, out)
         try:
             async with trio.open_nursery() as nursery:

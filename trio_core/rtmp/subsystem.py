@@ -69,7 +69,10 @@ class RtmpSubsystem:
             ctx = ssl_context_from(config["tls.cert_file"], config["tls.key_file"])
         self.host = host
         self.server = RtmpServer(host=host, port=port, app=app, token=config["rtmp.token"],
-                                 tls_host=tls_host, tls_port=tls_port, ssl_context=ctx)
+                                 tls_host=tls_host, tls_port=tls_port, ssl_context=ctx,
+                                 max_queue_bytes=config["relay.queue_max_bytes"],
+                                 max_skips=config["relay.max_skips"],
+                                 max_gop_bytes=config["relay.gop_max_bytes"])
         self.supervisor: Any = None
 
     def install(self, ctx: Any) -> None:

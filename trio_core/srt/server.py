@@ -45,6 +45,8 @@ from typing import Any
 
 import trio
 
+from relay import RelayStats
+
 from . import liblog
 from .binding import (
     MAX_PAYLOAD,
@@ -167,6 +169,22 @@ class SrtServer:
     def snapshot(self) -> Snapshot:
         """The relay's state as the I/O thread last published it (immutable; any thread)."""
         return self._snapshot
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's state for the ``relay_*`` metrics (``server="srt"``); any thread (reads
+        what the I/O thread last published, and its counters)."""
+        snap = self._snapshot
+        readers = sum(len(socks) for socks in snap.subscribers.values())
+        queued = 0
+        for _ in range(3):  # the I/O thread may change the dict meanwhile: try again
+            try:
+                queued = sum(c.queued_bytes for c in list(self.hub.connections.values()))
+                break
+            except RuntimeError:
+                continue
+        counters = self.hub.counters
+        return RelayStats(readers=readers, queued_bytes=queued, skips=counters.skips,
+                          drops=counters.drops)
 
     def channels(self) -> dict[str, Any]:
         """Core's ``GET /api/v3/srt`` body (``api.SRTChannels``): publishers, subscribers,
@@ -388,6 +406,7 @@ class _IoLoop:
             except SrtError:
                 continue  # closed: its ERR event removes it
             if self.hub.too_slow(sub, backlog):
+                sub.out.drop()  # counted as a reader drop
                 self.drop(sub, "DROP", f"subscriber too slow ({backlog} ms unacknowledged)")
 
     def accept_all(self) -> None:

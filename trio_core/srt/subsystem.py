@@ -31,6 +31,7 @@ from ..config import Config
 from ..observability.subsystem import session_collector
 from ..placeholders import Template
 from .binding import SrtError, SrtUnavailable, load
+from .hub import Hub
 from .routes import srt_blueprint
 from .server import SrtServer
 from .sessions import SrtSessions
@@ -82,6 +83,8 @@ class SrtSubsystem:
                 address=self.config["srt.address"],
                 passphrase=self.config["srt.passphrase"],
                 token=self.config["srt.token"],
+                hub=Hub(max_queue_bytes=self.config["relay.srt_queue_max_bytes"],
+                        max_backlog_ms=self.config["relay.srt_max_backlog_ms"]),
                 lib=lib,
             )
         except ValueError as exc:

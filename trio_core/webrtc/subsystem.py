@@ -64,6 +64,8 @@ class WebRTCSubsystem:
             advertise=advertised_ips(config),
             setup_timeout=float(config["webrtc.pending_timeout"] or 15),
             limits=admission_limits(config),
+            gop_max_bytes=config["relay.gop_max_bytes"],
+            gop_max_packets=config["relay.gop_max_packets"],
         )
         self.hook: WebRTCHook | None = None
 
