@@ -83,6 +83,7 @@ WAIT_MS = 100  # epoll timeout: how fast the thread notices the stop flag
 CHECK_INTERVAL = 0.5  # seconds between slow-subscriber checks
 RECV_BURST = 256  # messages read from one publisher per wake-up (fairness between publishers)
 BACKLOG = 64
+EPOLL_SLOTS = 64  # events taken per srt_epoll_uwait (more ready sockets: the next wait)
 EVENT_QUEUE = 256
 EVENT_HISTORY = 200
 REFUSALS_PER_SECOND = 20  # refusal events beyond this are only counted (a hostile caller
@@ -361,7 +362,7 @@ class _IoLoop:
         self.hub = server.hub
         self.listener = listener
         self.eid = eid
-        self.events = (EpollEvent * 64)()
+        self.events = (EpollEvent * EPOLL_SLOTS)()
         self.buf = ctypes.create_string_buffer(MAX_PAYLOAD + 44)
         self.next_check = time.monotonic() + CHECK_INTERVAL
 
@@ -372,7 +373,9 @@ class _IoLoop:
         self.server._snapshot = self.hub.snapshot()
 
     def step(self) -> None:
-        n = self.lib.epoll_wait(self.eid, self.events, WAIT_MS)
+        # libsrt returns how many sockets are ready, which may exceed the slots it filled in;
+        # the others stay ready (level-triggered) and come with the next wait
+        n = min(self.lib.epoll_wait(self.eid, self.events, WAIT_MS), len(self.events))
         for i in range(n):
             sock, flags = self.events[i].fd, self.events[i].events
             if sock == self.listener:
