@@ -303,6 +303,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rtmp.token", "string", "",
             "Token required to publish and play (?token=T or last path element); empty = none.",
             _parse_str, secret=True),
+    Setting("rtmp.setup_timeout", "int", 10,
+            "Seconds from connect to an accepted publish or play (handshake included); a "
+            "client that is not there by then is dropped (0 = 10).", _parse_nonneg_int),
+    Setting("rtmp.max_connections_per_address", "int", 50,
+            "Most RTMP connections from one client IP address (0 = no limit); the server's "
+            "own processes (127.0.0.1, ::1) are not limited.", _parse_nonneg_int),
     Setting("tls.cert_file", "path", "", "TLS certificate (PEM) for RTMPS.", _parse_str,
             alt_env=("CORE_TLS_CERTFILE",)),
     Setting("tls.key_file", "path", "", "TLS private key (PEM) for RTMPS.", _parse_str,
@@ -322,6 +328,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("srt.token", "string", "",
             "If set, the stream id must carry ',token:<token>' to publish or request.",
             _parse_str, secret=True),
+    Setting("srt.max_connections_per_address", "int", 50,
+            "Most SRT connections from one client IP address (0 = no limit); the server's "
+            "own processes (127.0.0.1, ::1) are not limited.", _parse_nonneg_int),
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
     Setting("webrtc.max_viewers", "int", 1000,

@@ -31,6 +31,9 @@ __all__ = ["RtmpSubsystem", "create_subsystem"]
 
 log = logging.getLogger(__name__)
 
+#: where the server's own FFmpeg processes connect from: never bounded per address
+OWN_ADDRESSES = frozenset({"127.0.0.1", "::1"})
+
 
 def _startup_error(message: str) -> Exception:
     from ..server import StartupError
@@ -72,7 +75,11 @@ class RtmpSubsystem:
                                  tls_host=tls_host, tls_port=tls_port, ssl_context=ctx,
                                  max_queue_bytes=config["relay.queue_max_bytes"],
                                  max_skips=config["relay.max_skips"],
-                                 max_gop_bytes=config["relay.gop_max_bytes"])
+                                 max_gop_bytes=config["relay.gop_max_bytes"],
+                                 setup_timeout=float(config["rtmp.setup_timeout"] or 10),
+                                 max_connections_per_address=config[
+                                     "rtmp.max_connections_per_address"],
+                                 unlimited_addresses=OWN_ADDRESSES)
         self.supervisor: Any = None
 
     def install(self, ctx: Any) -> None:

@@ -24,6 +24,7 @@ Not thread-safe: the server's I/O thread owns the hub; others read :meth:`Hub.sn
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from relay import Offer, PathRegistry, ReaderQueue, Refused, RelayCounters, admit
@@ -107,8 +108,12 @@ class Hub:
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_backlog_ms: int = DEFAULT_MAX_BACKLOG_MS,
+        max_per_address: int = 0,
+        unlimited_addresses: frozenset[str] = frozenset(),
     ) -> None:
         self.max_connections = max_connections
+        self.max_per_address = max_per_address
+        self.unlimited_addresses = unlimited_addresses
         self.max_subscribers = max_subscribers
         self.max_queue_bytes = max_queue_bytes
         self.max_backlog_ms = max_backlog_ms
@@ -130,18 +135,21 @@ class Hub:
 
     # -- admission -------------------------------------------------------------------------
 
-    def check(self, sid: StreamId) -> None:
-        """Raise StreamIdRefused when a connection for ``sid`` cannot be taken now."""
+    def check(self, sid: StreamId, peer: str = "") -> None:
+        """Raise StreamIdRefused when a connection for ``sid`` (from ``peer``, ``ip:port``)
+        cannot be taken now."""
         try:
             self.paths.check(sid.resource, publish=sid.mode == "publish")
         except Refused as exc:
             raise StreamIdRefused(exc.status, exc.message, exc.name) from None
+        check_address((c.peer for c in self.connections.values()), peer, sid.resource,
+                      self.max_per_address, self.unlimited_addresses)
 
     def add(self, sock: int, sid: StreamId, peer: str, now: float) -> Connection:
         """Register an accepted connection; raises StreamIdRefused (CONFLICT/NOTFOUND/LIMIT)."""
         if sock in self.connections:
             raise ValueError(f"socket {sock} already registered")
-        self.check(sid)
+        self.check(sid, peer)
         conn = Connection(sock=sock, resource=sid.resource, mode=sid.mode, peer=peer,
                           created_at=now, max_queue_bytes=self.max_queue_bytes,
                           counters=self.counters)
@@ -203,3 +211,22 @@ def check_against(snapshot: Snapshot, sid: StreamId, max_connections: int,
               max_readers=max_subscribers)
     except Refused as exc:
         raise StreamIdRefused(exc.status, exc.message, exc.name) from None
+
+
+def peer_host(peer: str) -> str:
+    """The IP address of an ``ip:port`` / ``[v6]:port`` peer string."""
+    return peer.rpartition(":")[0].strip("[]")
+
+
+def check_address(peers: Iterable[str], peer: str, resource: str, max_per_address: int,
+                  unlimited_addresses: frozenset[str]) -> None:
+    """Raise StreamIdRefused (LIMIT) when ``peer``'s address already holds ``max_per_address``
+    of the connections ``peers`` (0 = no limit; ``unlimited_addresses`` are exempt)."""
+    if not max_per_address or not peer:
+        return
+    host = peer_host(peer)
+    if host in unlimited_addresses:
+        return
+    held = sum(1 for other in peers if peer_host(other) == host)
+    if held >= max_per_address:
+        raise StreamIdRefused("LIMIT", "too many connections from this address", resource)

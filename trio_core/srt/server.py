@@ -71,7 +71,7 @@ from .binding import (
     load,
     sockaddr_to_str,
 )
-from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_against
+from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_address, check_against
 from .ratelimit import RateLimit
 from .streamid import StreamId, StreamIdRefused, check_stream_id
 
@@ -311,7 +311,10 @@ class SrtServer:
         try:
             client = sockaddr_to_str(peeraddr)
             sid = self._stream_id(hsversion, (streamid or b"").decode("utf-8", "replace"), client)
-            check_against(self._snapshot, sid, self.hub.max_connections, self.hub.max_subscribers)
+            snap = self._snapshot
+            check_against(snap, sid, self.hub.max_connections, self.hub.max_subscribers)
+            check_address(snap.peers.values(), client, sid.resource, self.hub.max_per_address,
+                          self.hub.unlimited_addresses)
             return 0
         except StreamIdRefused as exc:
             self.lib.set_reject_reason(sock, REJECT_CODES.get(exc.status, SRT_REJX_BAD_REQUEST))

@@ -41,6 +41,8 @@ __all__ = ["SrtSubsystem", "create_subsystem", "placeholder_template"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LATENCY_US = "20000"
+#: where the server's own FFmpeg processes connect from: never bounded per address
+OWN_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
 
 def placeholder_template(host: str, port: int, *, token: str = "", passphrase: str = "") -> Template:
@@ -84,7 +86,9 @@ class SrtSubsystem:
                 passphrase=self.config["srt.passphrase"],
                 token=self.config["srt.token"],
                 hub=Hub(max_queue_bytes=self.config["relay.srt_queue_max_bytes"],
-                        max_backlog_ms=self.config["relay.srt_max_backlog_ms"]),
+                        max_backlog_ms=self.config["relay.srt_max_backlog_ms"],
+                        max_per_address=self.config["srt.max_connections_per_address"],
+                        unlimited_addresses=OWN_ADDRESSES),
                 lib=lib,
             )
         except ValueError as exc:
