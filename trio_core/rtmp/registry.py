@@ -139,8 +139,6 @@ class Player(ReaderQueue[bytes]):
 
     def offer_message(self, item: _Cached, keyframe: bool) -> None:
         """Queue a live message; skips to the next keyframe when the queue is full."""
-        if not self.wants(keyframe):
-            return  # (refused anyway: spare building its header)
         head, first, cont = self.parts(item)
         size = len(head) + len(first) + len(cont)
         outcome = (self.offer(keyframe, size, head, first, cont) if cont
