@@ -10,6 +10,8 @@ until cancelled. Behaviour (datarhei Core ``srt/srt.go``):
   are refused. Admission is checked in libsrt's listen callback, so a refused caller sees
   a handshake rejection (reason 1400/1403/1404/1409/1429, SRT's predefined HTTP-like codes);
   the check is repeated when the connection is accepted (a race loser is closed at once).
+  Besides Core's rules, one client address may hold at most ``hub.max_per_address``
+  connections (LIMIT, "too many connections from this address").
 * One publisher per resource, many subscribers; each publisher payload (one mpegts
   message of up to 1456 bytes) goes to every subscriber with a non-blocking ``srt_sendmsg``.
   A subscriber that does not keep up — more than ``hub.max_backlog_ms`` of unacknowledged
