@@ -28,6 +28,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY web/package.json web/package-lock.json ./web/
 COPY rtp ./rtp
 COPY rtmp ./rtmp
+COPY relay ./relay
 COPY trio_core ./trio_core
 RUN python -m venv /opt/trio-core \
     && /opt/trio-core/bin/pip install --no-cache-dir . \

@@ -24,13 +24,15 @@ from collections.abc import Sequence
 
 import trio
 
+from relay import RelayStats
+
 from .admission import AdmissionLimits, check_admission
 from .dtls import Certificate
 from .errors import SourceNotReady
 from .mux import UdpMux
 from .peer import Peer
 from .sdp import Answer, build_answer, parse_offer
-from .source import Source
+from .source import GOP_MAX_BYTES, GOP_MAX_PACKETS, Source
 
 __all__ = ["Forwarder"]
 
@@ -47,11 +49,15 @@ class Forwarder:
             how long a viewer may stay pending, i.e. connecting, before it is dropped).
         limits: admission limits for new viewers (:mod:`rtp.admission`); none by default
             (the server passes its configured ones).
+        gop_max_bytes, gop_max_packets: bounds of each Source's GOP cache (the server passes
+            ``relay.gop_max_bytes`` / ``relay.gop_max_packets``).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  advertise: Sequence[str] = (), consent_timeout: float = 30.0,
-                 setup_timeout: float = 20.0, limits: AdmissionLimits | None = None) -> None:
+                 setup_timeout: float = 20.0, limits: AdmissionLimits | None = None,
+                 gop_max_bytes: int = GOP_MAX_BYTES, gop_max_packets: int = GOP_MAX_PACKETS
+                 ) -> None:
         for ip in advertise:
             ipaddress.ip_address(ip)  # ValueError names the bad address
         self.mux = UdpMux(host, port)
@@ -61,6 +67,8 @@ class Forwarder:
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
         self.limits = limits if limits is not None else AdmissionLimits.unlimited()
+        self.gop_max_bytes = gop_max_bytes
+        self.gop_max_packets = gop_max_packets
         self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -107,7 +115,8 @@ class Forwarder:
         """
         if source_id in self.sources:
             raise ValueError(f"source {source_id!r} is already open")
-        source = Source(source_id, kinds, host=host)
+        source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
+                        gop_max_packets=self.gop_max_packets)
         self.sources[source_id] = source
         try:
             async with trio.open_nursery() as nursery:
@@ -116,6 +125,15 @@ class Forwarder:
         finally:
             if self.sources.get(source_id) is source:
                 del self.sources[source_id]
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's state for the ``relay_*`` metrics: open viewers and the bytes in the
+        Sources' GOP caches (WebRTC has no reader queue: viewers are sent to directly)."""
+        readers = gop = 0
+        for source in list(self.sources.values()):
+            readers += len(source.peers)
+            gop += sum(st.gop_cache.bytes for st in source.state.values())
+        return RelayStats(readers=readers, gop_bytes=gop)
 
     # -- peers ---------------------------------------------------------------------------
 

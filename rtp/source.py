@@ -7,8 +7,10 @@ its :class:`~rtp.peer.Peer` objects synchronously: no per-packet task switch.
 
 Per track it keeps a *normalised* sequence/timestamp space that stays continuous when the
 producer restarts (new SSRC, sequence and timestamps), a short retransmission history
-(NACK) and, for H264 video, a GOP cache (packets since the last keyframe) so that a new
-viewer starts decoding at once and a PLI can be answered. An IDR that arrives without
+(NACK) and, for video, a GOP cache (packets since the first packet of the last keyframe
+access unit; the shared :class:`relay.GopCache`, bounded by ``gop_max_packets`` and
+``gop_max_bytes``, emptied on overflow until the next keyframe, and on a producer restart)
+so that a new viewer starts decoding at once and a PLI can be answered. An IDR that arrives without
 SPS/PPS in its access unit gets a STAP-A built from the SDP's ``sprop-parameter-sets``
 injected in front of it.
 
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
+
+from relay import GopCache
 
 from . import vp8
 from .errors import ParseError
@@ -45,8 +49,10 @@ HISTORY_SLOTS = 8192
 #: Packets older than this are not retransmitted: the GOP a viewer gets on joining is up to
 #: ~2 s old, and its NACKs for that must still be answered.
 HISTORY_SECONDS = 3.0
-#: The GOP cache is dropped (until the next keyframe) beyond this many packets.
+#: The GOP cache is dropped (until the next keyframe) beyond this many packets...
 GOP_MAX_PACKETS = 4000
+#: ... or this many bytes (the ``relay.gop_max_packets`` / ``relay.gop_max_bytes`` defaults).
+GOP_MAX_BYTES = 32 * 1024 * 1024
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
 #: Closed viewers kept (with their close reason and counters) for the process state.
@@ -75,11 +81,17 @@ class MediaPacket:
     keyframe: bool
     arrival: float
 
+    @property
+    def size(self) -> int:
+        """Bytes counted against the GOP cache's bound (a :class:`relay.Unit`)."""
+        return len(self.data)
+
 
 class TrackState:
     """Per-track state of a Source: normalisation, history, GOP cache, counters."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, gop_max_bytes: int = GOP_MAX_BYTES,
+                 gop_max_packets: int = GOP_MAX_PACKETS) -> None:
         self.kind = kind
         self.media = media_of(kind)
         self.clock_rate = DEFAULT_CLOCK.get(self.media, 90000)
@@ -97,8 +109,7 @@ class TrackState:
         self.last_ts = 0
         self.last_arrival = 0.0
         self.history: list[MediaPacket | None] = [None] * HISTORY_SLOTS
-        self.gop: list[MediaPacket] = []
-        self.gop_overflow = False
+        self.gop_cache: GopCache[MediaPacket] = GopCache(gop_max_bytes, gop_max_packets)
         self.sprop: list[bytes] = []
         self.au_ts: int | None = None
         self.au_has_sps = False
@@ -110,6 +121,11 @@ class TrackState:
         self.keyframes = 0
         #: packets with the marker bit: video frames (audio: packets) sent by the producer
         self.frames = 0
+
+    @property
+    def gop(self) -> list[MediaPacket]:
+        """The cached GOP, keyframe first (read-only; replaced, not mutated, when it changes)."""
+        return self.gop_cache.units
 
     def lookup(self, seq: int, now: float) -> MediaPacket | None:
         """The packet with normalised sequence ``seq`` if still in the history."""
@@ -151,14 +167,17 @@ class Source:
     """
 
     def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", gop_max_bytes: int = GOP_MAX_BYTES,
+                 gop_max_packets: int = GOP_MAX_PACKETS) -> None:
         if not kinds or any(k not in TRACK_NAMES for k in kinds):
             raise ValueError(f"kinds must be 'video', 'audio' and/or 'video2', not {kinds!r}")
         self.id = source_id
         self.kinds = tuple(kinds)
         self.host = host
         self.ports: dict[str, int] = {}
-        self.state: dict[str, TrackState] = {k: TrackState(k) for k in self.kinds}
+        self.state: dict[str, TrackState] = {
+            k: TrackState(k, gop_max_bytes=gop_max_bytes, gop_max_packets=gop_max_packets)
+            for k in self.kinds}
         self.tracks: dict[str, SourceTrack] = {}
         self.peers: dict[str, Peer] = {}
         #: The fast path: per kind, the outbound tracks of every viewer in steady state.
@@ -359,7 +378,7 @@ class Source:
             st.ts_off = (st.last_ts + gap - src_ts) & 0xFFFFFFFF
         st.src_ssrc = ssrc
         st.src_seq = src_seq
-        st.gop = []
+        st.gop_cache.clear()
         st.au_ts = None
 
     def _inject_parameter_sets(self, st: TrackState, template: bytes, src_seq: int,
@@ -384,17 +403,15 @@ class Source:
             st.frames += 1
         st.history[pkt.seq % HISTORY_SLOTS] = pkt
         if st.media == "video":
-            gop = st.gop
-            if pkt.keyframe and not (gop and gop[0].keyframe and gop[0].ts == pkt.ts):
-                st.gop = gop = []
-                st.gop_overflow = False
-                st.keyframes += 1
-            if not st.gop_overflow:
-                if len(gop) >= GOP_MAX_PACKETS:
-                    st.gop = []
-                    st.gop_overflow = True
-                elif gop or pkt.keyframe:
-                    gop.append(pkt)
+            cache = st.gop_cache
+            starts = pkt.keyframe
+            if starts:  # the first packet of a keyframe access unit starts a GOP; the others
+                first = cache.first  # (same timestamp) continue it
+                if first is not None and first.keyframe and first.ts == pkt.ts:
+                    starts = False
+                else:
+                    st.keyframes += 1
+            cache.push(pkt, starts)
         fan = self.fanout[st.kind]
         if fan:
             fan_out(fan, pkt)

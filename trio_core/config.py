@@ -98,6 +98,13 @@ def _parse_nonneg_int(value: Any) -> int:
     return number
 
 
+def _parse_positive_int(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1, got {number}")
+    return number
+
+
 def _parse_port(value: Any) -> int:
     number = _parse_int(value)
     if not 0 <= number <= 65535:
@@ -269,6 +276,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rtmp.token", "string", "",
             "Token required to publish and play (?token=T or last path element); empty = none.",
             _parse_str, secret=True),
+    Setting("rtmp.setup_timeout", "int", 10,
+            "Seconds from connect to an accepted publish or play (handshake included); a "
+            "client that is not there by then is dropped (0 = 10).", _parse_nonneg_int),
+    Setting("rtmp.max_connections_per_address", "int", 50,
+            "Most RTMP connections from one client IP address (0 = no limit); the server's "
+            "own processes (127.0.0.1, ::1) are not limited.", _parse_nonneg_int),
     Setting("tls.cert_file", "path", "", "TLS certificate (PEM) for RTMPS.", _parse_str,
             alt_env=("CORE_TLS_CERTFILE",)),
     Setting("tls.key_file", "path", "", "TLS private key (PEM) for RTMPS.", _parse_str,
@@ -288,6 +301,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("srt.token", "string", "",
             "If set, the stream id must carry ',token:<token>' to publish or request.",
             _parse_str, secret=True),
+    Setting("srt.max_connections_per_address", "int", 50,
+            "Most SRT connections from one client IP address (0 = no limit); the server's "
+            "own processes (127.0.0.1, ::1) are not limited.", _parse_nonneg_int),
     # (end srt)
     # -- webrtc admission limits and interop: issue 12 / 13 --
     Setting("webrtc.max_viewers", "int", 1000,
@@ -308,6 +324,27 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a WHEP session may take to connect (ICE + DTLS) before it is dropped "
             "(0 = 15).", _parse_nonneg_int),
     # (end webrtc)
+    # -- relay policy (RTMP, SRT, WebRTC): issue 17 --
+    Setting("relay.gop_max_bytes", "int", 32 * 1024 * 1024,
+            "Bytes a GOP cache (RTMP per published path, WebRTC per video track) may hold; "
+            "a longer GOP is not cached (new readers wait for the next keyframe); 0 = no cache.",
+            _parse_nonneg_int),
+    Setting("relay.gop_max_packets", "int", 4000,
+            "RTP packets a WebRTC GOP cache may hold (besides relay.gop_max_bytes); "
+            "0 = no packet bound.", _parse_nonneg_int),
+    Setting("relay.queue_max_bytes", "int", 8 * 1024 * 1024,
+            "Bytes queued for one RTMP player; beyond, it skips to the next keyframe.",
+            _parse_positive_int),
+    Setting("relay.max_skips", "int", 3,
+            "Skips to the next keyframe an RTMP player is allowed; the next overflow drops it.",
+            _parse_nonneg_int),
+    Setting("relay.srt_queue_max_bytes", "int", 4 * 1024 * 1024,
+            "Bytes queued for one SRT subscriber (payloads libsrt refused); beyond, it is "
+            "dropped (MPEG-TS has no keyframe to skip to).", _parse_positive_int),
+    Setting("relay.srt_max_backlog_ms", "int", 5000,
+            "Milliseconds of unacknowledged stream in an SRT subscriber's send buffer beyond "
+            "which it is dropped as too slow.", _parse_nonneg_int),
+    # (end relay)
     # -- metrics, sessions, prometheus: issue 14 --
     Setting("metrics.enable", "bool", False,
             "Keep a history of metrics in memory (GET/POST /api/v3/metrics).", _parse_bool),

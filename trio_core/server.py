@@ -40,6 +40,7 @@ import hypercorn.trio
 import trio
 from quart_trio import QuartTrio
 
+from relay import RelayStats
 from rtp.forwarder import Forwarder
 
 from .api.app import add_fallback_index, create_app
@@ -285,15 +286,28 @@ def build_subsystems(s: Services) -> list[Subsystem]:
         subsystems.append(RtmpSubsystem(
             rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,
             collector=lambda: s.collector("rtmp")))
+    srt = None
     if config["srt.enable"]:  # SRT server, {srt} (issue 11)
-        subsystems.append(SrtSubsystem(config, app=s.app, placeholders=s.placeholders,
-                                       collector=lambda: s.collector("srt"),
-                                       warnings=s.warnings))
+        srt = SrtSubsystem(config, app=s.app, placeholders=s.placeholders,
+                           collector=lambda: s.collector("srt"), warnings=s.warnings)
+        subsystems.append(srt)
+
+    def relays() -> dict[str, RelayStats]:
+        """Each running relay's counters by server name (the ``relay_*`` metrics)."""
+        out: dict[str, RelayStats] = {}
+        if rtmp is not None:
+            out["rtmp"] = rtmp.relay_stats()
+        if srt is not None and srt.server is not None:
+            out["srt"] = srt.server.relay_stats()
+        if s.forwarder is not None:
+            out["webrtc"] = s.forwarder.relay_stats()
+        return out
+
     # metrics, sessions, Prometheus, OpenAPI (issue 14): last, it documents every route
     subsystems.append(ObservabilitySubsystem(
         config, app=s.app, supervisor=s.supervisor, auth=s.auth, monitor=s.monitor,
         history=s.history, sessions=s.sessions, viewers=s.viewers, started_at=s.started_at,
-        openapi_routes=s.openapi_routes))
+        openapi_routes=s.openapi_routes, relays=relays))
     return subsystems
 
 

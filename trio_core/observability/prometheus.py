@@ -19,6 +19,12 @@ Everything is read at scrape time by custom collectors registered in a per-app
   viewers of a process (``stat`` = ``avg``/``max``: fraction lost, jitter, RTT; never one
   series per viewer), the source side (packets/bytes received per track) and the UDP mux's
   drops by reason; plus the ``webrtc_setup_seconds`` histogram.
+* :class:`RelayMetrics` (names ``relay_*``, label ``server`` = ``rtmp``/``srt``/``webrtc``):
+  the shared relay policy's numbers (:class:`relay.RelayStats`) of each running relay —
+  ``relay_readers`` (open players/subscribers/viewers), ``relay_reader_queued_bytes``,
+  ``relay_reader_skips_total`` (a reader's queue overflowed: it skipped to the next keyframe),
+  ``relay_reader_drops_total`` (a reader dropped as too slow) and ``relay_gop_cache_bytes``.
+  A relay without a policy (WebRTC has no reader queue, SRT no GOP cache) has no series for it.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from relay import RelayStats
+
 from .monitor import Monitor, Pattern
 from .webrtc_viewers import WebRTCViewers, peer_counters
 
-__all__ = ["CoreMetrics", "WebRTCMetrics", "build_registry", "exposition"]
+__all__ = ["CoreMetrics", "RelayMetrics", "WebRTCMetrics", "build_registry", "exposition"]
 
 # monitor name -> (prometheus name, help, kind, monitor labels to export in order)
 _CORE: dict[str, tuple[str, str, str, tuple[tuple[str, str], ...]]] = {
@@ -229,14 +237,51 @@ class WebRTCMetrics:
         yield dropped
 
 
+class RelayMetrics:
+    """The ``relay_*`` metrics (see module docstring) of the relays ``relays()`` returns
+    (server name -> :class:`relay.RelayStats`), read at scrape time."""
+
+    def __init__(self, relays: Callable[[], dict[str, RelayStats]]) -> None:
+        self.relays = relays
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = sorted(self.relays().items())
+        families = (
+            (GaugeMetricFamily, "relay_readers",
+             "Open relay readers (RTMP players, SRT subscribers, WebRTC viewers)", "readers"),
+            (GaugeMetricFamily, "relay_reader_queued_bytes",
+             "Bytes waiting in relay readers' queues", "queued_bytes"),
+            (CounterMetricFamily, "relay_reader_skips",
+             "Reader queue overflows that skipped to the next keyframe", "skips"),
+            (CounterMetricFamily, "relay_reader_drops",
+             "Relay readers dropped as too slow", "drops"),
+            (GaugeMetricFamily, "relay_gop_cache_bytes",
+             "Bytes held in relay GOP caches (what new readers start on)", "gop_bytes"),
+        )
+        for cls, name, doc, field in families:
+            family = cls(name, doc, labels=["server"])
+            for server, st in stats:
+                value = getattr(st, field)
+                if value is not None:
+                    family.add_metric([server], value)
+            yield family
+
+
 def build_registry(monitor: Monitor, core_id: str, viewers: WebRTCViewers | None,
-                   process_ids: Callable[[], list[str]]) -> CollectorRegistry:
-    """A registry with the Core metrics and, when given, the WebRTC ones."""
+                   process_ids: Callable[[], list[str]],
+                   relays: Callable[[], dict[str, RelayStats]] | None = None
+                   ) -> CollectorRegistry:
+    """A registry with the Core metrics and, when given, the WebRTC and relay ones."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoreMetrics(monitor, core_id))  # type: ignore[arg-type]
     if viewers is not None:
         registry.register(WebRTCMetrics(viewers, process_ids))  # type: ignore[arg-type]
         registry.register(viewers.setup_seconds)
+    if relays is not None:
+        registry.register(RelayMetrics(relays))  # type: ignore[arg-type]
     return registry
 
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart_trio import QuartTrio
+
+from relay import RelayStats
 
 from ..api.auth import Authenticator
 from ..config import Config, SettingError
@@ -114,7 +116,8 @@ class ObservabilitySubsystem:
     def __init__(self, config: Config, *, app: QuartTrio, supervisor: Supervisor,
                  auth: Authenticator, monitor: Monitor, history: History | None,
                  sessions: SessionRegistry | None, viewers: WebRTCViewers, started_at: float,
-                 openapi_routes: Sequence[ExternalRoute]) -> None:
+                 openapi_routes: Sequence[ExternalRoute],
+                 relays: Callable[[], dict[str, RelayStats]] = dict) -> None:
         self.config = config
         self.monitor = monitor
         self.history = history
@@ -144,7 +147,8 @@ class ObservabilitySubsystem:
         app.register_blueprint(metrics_blueprint(monitor, history))
         app.register_blueprint(widget_blueprint(supervisor, registry, auth, viewers.sync))
         if config["metrics.enable_prometheus"]:
-            prom = build_registry(monitor, self.core_id, viewers, supervisor.ids)
+            prom = build_registry(monitor, self.core_id, viewers, supervisor.ids,
+                                  relays=relays)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
         app.register_blueprint(swagger_blueprint(openapi_routes))
 

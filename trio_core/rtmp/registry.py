@@ -1,35 +1,37 @@
-"""Published streams and their players: the fan-out of one publisher to many players.
+"""Published streams and their players: the RTMP adapter over the shared relay policy.
 
 A :class:`Channel` is one published path. The publisher's connection task calls
 :meth:`Channel.on_media` for every audio/video message; the channel keeps the sequence
 headers (AVC/HEVC/AV1/VP9 decoder configuration, AAC AudioSpecificConfig), ``onMetaData`` and
-a GOP cache (every message since the last video keyframe, bounded) and hands each message to
-every :class:`Player` without ever waiting: :meth:`Player.offer` appends to a bounded queue
+a :class:`relay.GopCache` (every message since the last video keyframe, bounded by
+``max_gop_bytes`` of payload; on overflow it waits for the next keyframe) and hands each
+message to every :class:`Player` without ever waiting: a player is a :class:`relay.ReaderQueue`
 that the player's own writer task drains.
 
 Players start at a keyframe: sequence headers first, then the cached GOP, then live
 messages; their timestamps are rebased so that the first keyframe is at 0. A player whose
-queue exceeds ``max_queue_bytes`` (it reads slower than the stream arrives) loses its queue
-and skips to the next keyframe; after ``max_skips`` skips it is dropped (``Player.dropped``
-is set and its writer ends the connection). The publisher and the other players never wait
-for a slow one. Audio-only streams start players at once.
+queue would exceed ``max_queue_bytes`` (it reads slower than the stream arrives) loses its
+queue and skips to the next keyframe; the overflow after ``max_skips`` skips drops it
+(``Player.dropped`` is set and its writer ends the connection). The publisher and the other
+players never wait for a slow one. Audio-only streams start players at once.
 
-:class:`StreamRegistry` maps paths to channels: one publisher per path (``publish`` returns
-None for a path already published), many players. Synchronous, not thread-safe: it lives in
-one trio run; only :class:`Player` touches trio (an Event to wake its writer).
+:class:`StreamRegistry` maps paths to channels over a :class:`relay.PathRegistry`: one
+publisher per path (``publish`` returns None for a path already published), many players.
+Synchronous, not thread-safe: it lives in one trio run; only :class:`Player` touches trio (an
+Event to wake its writer).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from relay import GopCache, Offer, PathRegistry, ReaderQueue, Refused, RelayCounters
 from rtmp.chunk import Message, MessageType, continuation, encode_message, message_header
 from rtmp.connection import AUDIO_CSID, DATA_CSID, VIDEO_CSID
 from rtmp.errors import RtmpError
@@ -40,25 +42,36 @@ __all__ = ["Channel", "Player", "StreamRegistry"]
 log = logging.getLogger(__name__)
 
 EXTENDED = 0xFFFFFF
+#: defaults (the ``relay.*`` settings carry the same values)
+DEFAULT_MAX_GOP_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class _Cached:
+    """One media message as every player shares it (a :class:`relay.Unit`)."""
+
     type_id: int
     timestamp: int
     payload: bytes
     first: bytes  # the first chunk's data (shared by every player)
     cont: bytes  # chunk continuation for the server's chunk size (timestamps < 2^24-1 ms)
+    keyframe: bool = False  # a video keyframe: a player may start here
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
 
 
-def _cached(type_id: int, timestamp: int, payload: bytes, chunk_size: int) -> _Cached:
+def _cached(type_id: int, timestamp: int, payload: bytes, chunk_size: int,
+            keyframe: bool = False) -> _Cached:
     csid = VIDEO_CSID if type_id == MessageType.VIDEO else AUDIO_CSID
     return _Cached(type_id, timestamp, payload, payload[:chunk_size],
-                   continuation(payload, chunk_size, csid))
+                   continuation(payload, chunk_size, csid), keyframe)
 
 
-class Player:
-    """One playing connection's queue (bounded; skip to keyframe; drop after ``max_skips``).
+class Player(ReaderQueue[bytes]):
+    """One playing connection's queue: a :class:`relay.ReaderQueue` of wire bytes (bounded;
+    skip to keyframe; drop after ``max_skips``), plus the player's RTMP framing.
 
     ``offer``/``push_control`` never block. The writer task calls :meth:`wait` and
     :meth:`take`. ``closed`` ends the writer once the queue is empty (publisher gone);
@@ -66,27 +79,28 @@ class Player:
     """
 
     def __init__(self, name: str, stream_id: int, chunk_size: int, *, max_queue_bytes: int,
-                 max_skips: int, remote: str = "") -> None:
+                 max_skips: int, remote: str = "", counters: RelayCounters | None = None) -> None:
+        super().__init__(max_queue_bytes, max_skips, counters=counters)
         self.name = name
         self.stream_id = stream_id
         self.chunk_size = chunk_size
         self.remote = remote
-        self.max_queue_bytes = max_queue_bytes
-        self.max_skips = max_skips
-        self.queue: deque[bytes] = deque()
-        self.queued_bytes = 0
         self.started = False  # got its first keyframe (or audio-only start)
-        self.waiting_keyframe = True
         self.base: int | None = None
-        self.skips = 0
-        self.dropped = False
-        self.closed = False
         self.bytes_sent = 0
-        self.messages = 0
         self.since = time.time()
         self.conn: Any = None  # the player's ServerConnection (end-of-stream notices)
         self.send_scope: trio.CancelScope | None = None  # the writer's current send
         self._wake = trio.Event()
+
+    @property
+    def max_queue_bytes(self) -> int:
+        return self.max_bytes
+
+    @property
+    def messages(self) -> int:
+        """Media messages queued so far."""
+        return self.units
 
     # --- producer side (the publisher's task) ---------------------------------------------
 
@@ -95,14 +109,10 @@ class Player:
         A peer that makes us queue more than twice ``max_queue_bytes`` this way without reading
         (e.g. pings while never reading the answers) is dropped."""
         if data and not self.dropped:
-            self.queue.append(data)
-            self.queued_bytes += len(data)
-            if self.queued_bytes > 2 * self.max_queue_bytes:
+            pending = self.queued_bytes + len(data)
+            if self.push(len(data), data) is Offer.DROPPED:
                 log.warning("RTMP: %s dropped: %d bytes of replies it does not read",
-                            self.remote, self.queued_bytes)
-                self.dropped = True
-                self.queue.clear()
-                self.queued_bytes = 0
+                            self.remote, pending)
                 if self.send_scope is not None:
                     self.send_scope.cancel()
             self._wake.set()
@@ -127,45 +137,29 @@ class Player:
     def encode(self, item: _Cached) -> bytes:
         return b"".join(self.parts(item))
 
-    def offer(self, item: _Cached, keyframe: bool) -> None:
+    def offer_message(self, item: _Cached, keyframe: bool) -> None:
         """Queue a live message; skips to the next keyframe when the queue is full."""
-        if self.dropped or self.closed:
-            return
-        if self.waiting_keyframe:
-            if not keyframe:
-                return
-            self.waiting_keyframe = False
         head, first, cont = self.parts(item)
         size = len(head) + len(first) + len(cont)
-        if self.queued_bytes + size > self.max_queue_bytes:
-            self.queue.clear()
-            self.queued_bytes = 0
-            self.skips += 1
-            if self.skips > self.max_skips:
-                log.warning("RTMP: player %s of %s dropped (too slow: %d skips)",
-                            self.remote, self.name, self.skips - 1)
-                self.dropped = True
-                self._wake.set()
-                if self.send_scope is not None:  # abandon a send that is stuck right now
-                    self.send_scope.cancel()
-                return
+        outcome = (self.offer(keyframe, size, head, first, cont) if cont
+                   else self.offer(keyframe, size, head, first))
+        if outcome is Offer.QUEUED:
+            self._wake.set()
+        elif outcome is Offer.DROPPED:
+            self.clear()
+            log.warning("RTMP: player %s of %s dropped (too slow: %d skips)",
+                        self.remote, self.name, self.skips - 1)
+            self._wake.set()
+            if self.send_scope is not None:  # abandon a send that is stuck right now
+                self.send_scope.cancel()
+        elif outcome is Offer.SKIPPED or outcome is Offer.RESUMED:
             log.info("RTMP: player %s of %s is too slow; skipping to the next keyframe",
                      self.remote, self.name)
-            self.waiting_keyframe = True
-            if keyframe:
-                self.waiting_keyframe = False
-            else:
-                return
-        self.queue.append(head)
-        self.queue.append(first)
-        if cont:
-            self.queue.append(cont)
-        self.queued_bytes += size
-        self.messages += 1
-        self._wake.set()
+            if outcome is Offer.RESUMED:
+                self._wake.set()
 
     def close(self) -> None:
-        self.closed = True
+        super().close()
         self._wake.set()
 
     # --- consumer side (the player's writer task) -------------------------------------------
@@ -177,9 +171,7 @@ class Player:
         self._wake = trio.Event()
 
     def take(self) -> bytes:
-        data = b"".join(self.queue)
-        self.queue.clear()
-        self.queued_bytes = 0
+        data = b"".join(self.drain())
         self.bytes_sent += len(data)
         return data
 
@@ -190,7 +182,7 @@ class Channel:
 
     path: str
     remote: str = ""
-    max_gop_bytes: int = 32 * 1024 * 1024
+    max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES
     chunk_size: int = 4096
     created_at: float = field(default_factory=time.time)
     metadata: bytes | None = None
@@ -201,11 +193,18 @@ class Channel:
     video_codec: str = ""
     audio_codec: str = ""
     players: list[Player] = field(default_factory=list)
-    gop: list[tuple[_Cached, bool]] = field(default_factory=list)
-    gop_bytes: int = 0
+    gop: GopCache[_Cached] = field(init=False)
     bytes_in: int = 0
     messages_in: int = 0
     dropped_messages: int = 0
+
+    def __post_init__(self) -> None:
+        self.gop = GopCache(self.max_gop_bytes)
+
+    @property
+    def gop_bytes(self) -> int:
+        """Payload bytes in the GOP cache."""
+        return self.gop.bytes
 
     def set_metadata(self, payload: bytes, values: dict[str, object]) -> None:
         """``onMetaData`` from the publisher: kept for new players, sent to started ones."""
@@ -238,7 +237,7 @@ class Channel:
         except RtmpError:
             self.dropped_messages += 1
             return
-        item = _cached(type_id, timestamp, payload, self.chunk_size)
+        item = _cached(type_id, timestamp, payload, self.chunk_size, keyframe)
         if is_config:
             if type_id == MessageType.VIDEO:
                 self.video_config = item
@@ -248,22 +247,16 @@ class Channel:
                 if player.started:
                     player.push_control(player.encode(item))
             return
-        if keyframe:
-            self.gop.clear()
-            self.gop_bytes = 0
-        if self.gop or keyframe or not self.has_video:
-            if self.gop_bytes + len(payload) > self.max_gop_bytes:
-                self.gop.clear()  # a GOP this long is not worth caching: wait for a keyframe
-                self.gop_bytes = 0
-            elif self.has_video:
-                self.gop.append((item, keyframe))
-                self.gop_bytes += len(payload)
+        has_video = self.has_video
+        if has_video:  # audio-only streams cache nothing: players start at once
+            self.gop.push(item, keyframe)
+        start = keyframe or not has_video
         for player in self.players:
             if not player.started:
-                if keyframe or not self.has_video:
+                if start:
                     self._start(player, item)
                 continue
-            player.offer(item, keyframe or not self.has_video)
+            player.offer_message(item, start)
 
     def _start(self, player: Player, first: _Cached) -> None:
         """Headers and the first message, rebased to the first message's timestamp."""
@@ -273,17 +266,18 @@ class Channel:
         for cfg in (self.video_config, self.audio_config):
             if cfg is not None:
                 player.push_control(player.encode(_Cached(cfg.type_id, first.timestamp, cfg.payload, cfg.first, cfg.cont)))
-        player.offer(first, True)
+        player.offer_message(first, True)
 
     def add_player(self, player: Player) -> None:
         """Attach a player; it starts on the cached GOP when there is one, else on the next
         keyframe (audio-only streams: the next audio message)."""
         self.players.append(player)
-        if self.gop and self.gop[0][1]:
-            first, _ = self.gop[0]
+        first = self.gop.first
+        if first is not None:
             self._start(player, first)
-            for item, keyframe in self.gop[1:]:
-                player.offer(item, keyframe)
+            units = self.gop.units
+            for i in range(1, len(units)):
+                player.offer_message(units[i], units[i].keyframe)
 
     def remove_player(self, player: Player) -> None:
         if player in self.players:
@@ -300,26 +294,40 @@ class Channel:
 
 
 class StreamRegistry:
-    """Published channels by path (one publisher each)."""
+    """Published channels by path (one publisher each) over a :class:`relay.PathRegistry`;
+    players are kept by their channel (the fan-out)."""
 
-    def __init__(self, chunk_size: int = 4096) -> None:
-        self.channels: dict[str, Channel] = {}
+    def __init__(self, chunk_size: int = 4096, *,
+                 max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES) -> None:
+        self.paths: PathRegistry[Channel, Player] = PathRegistry()
         self.chunk_size = chunk_size
+        self.max_gop_bytes = max_gop_bytes
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """Channels by path (read-only view of the registry's publishers)."""
+        return self.paths.publishers
 
     def publish(self, path: str, remote: str = "") -> Channel | None:
         """A new channel for ``path``, or None when it is already being published."""
-        if path in self.channels:
+        channel = Channel(path, remote=remote, chunk_size=self.chunk_size,
+                          max_gop_bytes=self.max_gop_bytes)
+        try:
+            self.paths.publish(path, channel)
+        except Refused:
             return None
-        channel = Channel(path, remote=remote, chunk_size=self.chunk_size)
-        self.channels[path] = channel
         return channel
 
     def unpublish(self, channel: Channel) -> None:
-        if self.channels.get(channel.path) is channel:
-            del self.channels[channel.path]
+        self.paths.unpublish(channel.path, channel)
 
     def get(self, path: str) -> Channel | None:
-        return self.channels.get(path)
+        return self.paths.get(path)
 
     def names(self) -> list[str]:
-        return sorted(self.channels)
+        return self.paths.names()
+
+    def players(self) -> Iterator[Player]:
+        """Every player of every channel."""
+        for channel in self.paths.publishers.values():
+            yield from channel.players

@@ -17,8 +17,12 @@ disconnected, the first is untouched); playing an unknown path gets
 Hostile or broken peers (bad handshake, malformed chunks, bogus AMF, limits exceeded,
 nothing received for ``idle_timeout`` seconds unless playing, no accepted publish/play within
 ``setup_timeout`` seconds, a player whose socket accepts nothing for ``idle_timeout`` seconds)
-are disconnected with one log line; other connections are unaffected. ``max_connections``
-bounds concurrent connections (more are accepted and closed at once).
+are disconnected with one log line; other connections are unaffected. ``setup_timeout`` is
+a hard deadline from accept to an accepted publish or play (handshake included): a client
+that trickles bytes (one per second) is dropped at it. ``max_connections`` bounds concurrent
+connections, ``max_connections_per_address`` those of one client IP address (0 = no bound;
+the addresses in ``unlimited_addresses`` — the server's own FFmpeg processes connect from
+loopback — are not bounded); more are accepted and closed at once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, Protocol
 
 import trio
 
+from relay import RelayCounters, RelayStats
 from rtmp.connection import (
     MediaReceived,
     MetadataReceived,
@@ -44,7 +49,7 @@ from rtmp.connection import (
 from rtmp.errors import RtmpError
 
 from .paths import StreamRequest, resolve_request
-from .registry import Channel, Player, StreamRegistry
+from .registry import DEFAULT_MAX_GOP_BYTES, Channel, Player, StreamRegistry
 
 __all__ = ["RtmpServer"]
 
@@ -95,9 +100,11 @@ class RtmpServer:
         self, *, host: str = "127.0.0.1", port: int = 1935, app: str = "/", token: str = "",
         tls_host: str = "127.0.0.1", tls_port: int | None = None,
         ssl_context: ssl.SSLContext | None = None, idle_timeout: float = 10.0,
-        setup_timeout: float = 30.0,
+        setup_timeout: float = 30.0, max_connections_per_address: int = 0,
+        unlimited_addresses: frozenset[str] = frozenset(),
         max_connections: int = 1000, max_queue_bytes: int = 8 * 1024 * 1024, max_skips: int = 3,
         chunk_size: int = 4096, max_message_size: int = 8 * 1024 * 1024,
+        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -109,11 +116,17 @@ class RtmpServer:
         self.idle_timeout = idle_timeout
         self.setup_timeout = setup_timeout
         self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        self.unlimited_addresses = unlimited_addresses
+        self._per_address: dict[str, int] = {}  # open connections by client IP address
+        self._flooding: set[str] = set()  # addresses refused since they reached the limit
         self.max_queue_bytes = max_queue_bytes
         self.max_skips = max_skips
         self.chunk_size = chunk_size
         self.max_message_size = max_message_size
-        self.registry = StreamRegistry(chunk_size)
+        self.registry = StreamRegistry(chunk_size, max_gop_bytes=max_gop_bytes)
+        #: skips and drops of every player queue (``relay_*`` metrics)
+        self.relay_counters = RelayCounters()
         self.ports: list[int] = []
         self.tls_ports: list[int] = []
         self.connections = 0
@@ -144,6 +157,16 @@ class RtmpServer:
                 for ch in self.registry.channels.values()
             ],
         }
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's state for the ``relay_*`` metrics (``server="rtmp"``)."""
+        readers = queued = 0
+        for player in self.registry.players():
+            readers += 1
+            queued += player.queued_bytes
+        return RelayStats(readers=readers, queued_bytes=queued,
+                          skips=self.relay_counters.skips, drops=self.relay_counters.drops,
+                          gop_bytes=sum(ch.gop_bytes for ch in self.registry.channels.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
         listeners: list[trio.SocketListener] = []
@@ -182,18 +205,40 @@ class RtmpServer:
                             self.max_connections, _peer(stream))
                 await stream.aclose()
                 continue
+            host = _peer_host(stream)
+            held = self._per_address.get(host, 0)
+            if (self.max_connections_per_address and held >= self.max_connections_per_address
+                    and host not in self.unlimited_addresses):
+                self.refused_connections += 1
+                if host not in self._flooding:  # one line per flood, not per connection
+                    self._flooding.add(host)
+                    log.warning("RTMP: %s holds %d connections (the limit per address); "
+                                "refusing more", host, held)
+                await stream.aclose()
+                continue
+            self._per_address[host] = held + 1
             self.connections += 1
             nursery.start_soon(self._connection, stream, tls)
 
+    def _release(self, host: str) -> None:
+        held = self._per_address.get(host, 0) - 1
+        if held > 0:
+            self._per_address[host] = held
+        else:
+            self._per_address.pop(host, None)
+        if held < self.max_connections_per_address:
+            self._flooding.discard(host)
+
     async def _connection(self, sock_stream: trio.SocketStream, tls: bool) -> None:
         remote = _peer(sock_stream)
+        host = _peer_host(sock_stream)
         stream: trio.abc.Stream = sock_stream
         if tls:
             assert self.ssl_context is not None
             stream = trio.SSLStream(sock_stream, self.ssl_context, server_side=True)
         conn = ServerConnection(chunk_size=self.chunk_size, max_message_size=self.max_message_size)
         out = Player("", 0, self.chunk_size, max_queue_bytes=self.max_queue_bytes,
-                     max_skips=self.max_skips, remote=remote)
+                     max_skips=self.max_skips, remote=remote, counters=self.relay_counters)
         state = _Conn(remote, conn, out)
         try:
             async with trio.open_nursery() as nursery:
@@ -202,6 +247,7 @@ class RtmpServer:
                 out.close()  # let the writer flush what is queued, then end
         finally:
             self.connections -= 1
+            self._release(host)
             self._cleanup(state)
             with trio.CancelScope(shield=True) as cs:
                 cs.deadline = trio.current_time() + 2.0
@@ -290,14 +336,19 @@ class RtmpServer:
         conn = state.conn
         setup_deadline = trio.current_time() + self.setup_timeout
         while True:
-            if state.playing is None and not state.publishing and \
-                    trio.current_time() > setup_deadline:
+            setting_up = state.playing is None and not state.publishing
+            if setting_up and trio.current_time() >= setup_deadline:
                 log.warning("RTMP: dropped connection from %s: no publish or play within %.0f s",
                             state.remote, self.setup_timeout)
                 return
             timeout = float("inf") if state.playing is not None else self.idle_timeout
-            with trio.move_on_after(timeout) as idle:
+            deadline = trio.current_time() + timeout
+            if setting_up:  # the setup deadline holds even for a client trickling bytes
+                deadline = min(deadline, setup_deadline)
+            with trio.move_on_at(deadline) as idle:
                 data = await stream.receive_some(RECEIVE_SIZE)
+            if idle.cancelled_caught and setting_up and trio.current_time() >= setup_deadline:
+                continue  # reported at the top of the loop
             if idle.cancelled_caught:
                 where = "during the handshake" if not conn.handshake_done else "while idle"
                 log.warning("RTMP: dropped connection from %s: nothing received for %.0f s %s",
@@ -403,6 +454,14 @@ class RtmpServer:
                 state.playing = None
             return True
         return True  # ConnectRequested and the like: already answered
+
+
+def _peer_host(stream: trio.SocketStream) -> str:
+    """The client's IP address ("?" when unknown)."""
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"
 
 
 def _peer(stream: trio.SocketStream) -> str:

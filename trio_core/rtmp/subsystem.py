@@ -38,6 +38,9 @@ __all__ = ["RtmpSubsystem", "rtmp_server"]
 
 log = logging.getLogger(__name__)
 
+#: where the server's own FFmpeg processes connect from: never bounded per address
+OWN_ADDRESSES = frozenset({"127.0.0.1", "::1"})
+
 
 def ssl_context_from(cert_file: str, key_file: str) -> ssl.SSLContext:
     """A server-side TLS context from PEM files (raises StartupError naming the problem)."""
@@ -67,7 +70,13 @@ def rtmp_server(config: Config) -> RtmpServer:
             raise StartupError("rtmp.address: the RTMP and RTMPS server can't listen on the same address")
         ctx = ssl_context_from(config["tls.cert_file"], config["tls.key_file"])
     return RtmpServer(host=host, port=port, app=app, token=config["rtmp.token"],
-                      tls_host=tls_host, tls_port=tls_port, ssl_context=ctx)
+                      tls_host=tls_host, tls_port=tls_port, ssl_context=ctx,
+                      max_queue_bytes=config["relay.queue_max_bytes"],
+                      max_skips=config["relay.max_skips"],
+                      max_gop_bytes=config["relay.gop_max_bytes"],
+                      setup_timeout=float(config["rtmp.setup_timeout"] or 10),
+                      max_connections_per_address=config["rtmp.max_connections_per_address"],
+                      unlimited_addresses=OWN_ADDRESSES)
 
 
 class RtmpSubsystem:

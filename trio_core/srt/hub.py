@@ -1,17 +1,21 @@
-"""Who publishes and who subscribes to which SRT stream: the relay's state, sans-IO.
+"""Who publishes and who subscribes to which SRT stream: the SRT adapter over the shared relay
+policy, sans-IO.
 
 A :class:`Hub` knows connections by socket id (ints), nothing about sockets themselves.
-Rules (Core's ``srt/srt.go``): one publisher per resource (a second gets ``CONFLICT``), any
-number of subscribers (a request for a resource nobody publishes gets ``NOTFOUND``); when
-the publisher leaves, its subscribers are closed too. Limits: ``max_connections`` in total
-and ``max_subscribers`` per resource (``LIMIT`` when reached).
+Rules (Core's ``srt/srt.go``, applied by :func:`relay.admit` over a :class:`relay.PathRegistry`):
+one publisher per resource (a second gets ``CONFLICT``), any number of subscribers (a request
+for a resource nobody publishes gets ``NOTFOUND``); when the publisher leaves, its subscribers
+are closed too. Limits: ``max_connections`` in total and ``max_subscribers`` per resource
+(``LIMIT`` when reached).
 
 Subscriber back-pressure, two bounds: libsrt keeps unacknowledged data in the subscriber's
 send buffer — when that holds more than ``max_backlog_ms`` of stream (:meth:`Hub.too_slow`,
 checked with libsrt's statistics) the subscriber is too slow; and payloads libsrt refused
-(send buffer full) wait in the subscriber's own queue (:meth:`Connection.enqueue`) up to
-``max_queue_bytes``. Past either bound the caller drops the subscriber, so the publisher and
-the other subscribers never wait for it.
+(send buffer full) wait in the subscriber's own :class:`relay.ReaderQueue`
+(:meth:`Connection.enqueue`) up to ``max_queue_bytes``. MPEG-TS chunks carry no keyframe the
+relay could skip to, so the queue's skip budget is 0: past either bound the caller drops the
+subscriber, and the publisher and the other subscribers never wait for it. Drops are counted
+in :attr:`Hub.counters`.
 
 Not thread-safe: the server's I/O thread owns the hub; others read :meth:`Hub.snapshot`
 (an immutable copy the thread publishes after every change).
@@ -20,16 +24,23 @@ Not thread-safe: the server's I/O thread owns the hub; others read :meth:`Hub.sn
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from relay import Offer, PathRegistry, ReaderQueue, Refused, RelayCounters, admit
 
 from .streamid import StreamId, StreamIdRefused
 
 __all__ = ["Connection", "Hub", "Snapshot"]
 
+_QUEUED = Offer.QUEUED
+
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_SUBSCRIBERS = 256
 DEFAULT_MAX_QUEUE_BYTES = 4 * 1024 * 1024  # ~5 s of a 6 Mbit/s stream
 DEFAULT_MAX_BACKLOG_MS = 5000  # unacknowledged stream time in a subscriber's send buffer
+#: an MPEG-TS relay cannot skip to a keyframe: the first overflow drops the subscriber
+SRT_MAX_SKIPS = 0
 
 
 @dataclass(eq=False)
@@ -42,27 +53,37 @@ class Connection:
     peer: str
     created_at: float
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
-    queue: deque[bytes] = field(default_factory=deque)
-    queued_bytes: int = 0
     sent_packets: int = 0
     received_packets: int = 0
+    counters: RelayCounters | None = None
+    out: ReaderQueue[bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.out = ReaderQueue(self.max_queue_bytes, SRT_MAX_SKIPS, start_at_keyframe=False,
+                               counters=self.counters)
+
+    @property
+    def queue(self) -> deque[bytes]:
+        """Payloads libsrt refused, oldest first."""
+        return self.out.queue
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.out.queued_bytes
 
     def enqueue(self, payload: bytes) -> bool:
-        """Queue ``payload``; False when that would exceed the limit (nothing is queued then)."""
-        if self.queued_bytes + len(payload) > self.max_queue_bytes:
-            return False
-        self.queue.append(payload)
-        self.queued_bytes += len(payload)
-        return True
+        """Queue ``payload``; False when that would exceed the limit (nothing is queued then,
+        and the subscriber counts as dropped: the caller ends it)."""
+        return self.out.offer(True, len(payload), payload) is _QUEUED
 
     def peek(self) -> bytes | None:
         """The oldest queued payload (None when empty)."""
-        return self.queue[0] if self.queue else None
+        return self.out.peek()
 
     def pop(self) -> None:
         """Forget the oldest queued payload (it was sent)."""
-        payload = self.queue.popleft()
-        self.queued_bytes -= len(payload)
+        out = self.out
+        out.pop(len(out.queue[0]))
 
 
 @dataclass(frozen=True)
@@ -87,33 +108,56 @@ class Hub:
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_backlog_ms: int = DEFAULT_MAX_BACKLOG_MS,
+        max_per_address: int = 0,
+        unlimited_addresses: frozenset[str] = frozenset(),
     ) -> None:
         self.max_connections = max_connections
+        self.max_per_address = max_per_address
+        self.unlimited_addresses = unlimited_addresses
         self.max_subscribers = max_subscribers
         self.max_queue_bytes = max_queue_bytes
         self.max_backlog_ms = max_backlog_ms
         self.connections: dict[int, Connection] = {}
-        self.publishers: dict[str, Connection] = {}
-        self.subscribers: dict[str, dict[int, Connection]] = {}
+        self.paths: PathRegistry[Connection, Connection] = PathRegistry(
+            max_total=max_connections, max_readers=max_subscribers)
+        #: subscribers dropped as too slow (queue full or backlog); SRT never skips
+        self.counters = RelayCounters()
+
+    @property
+    def publishers(self) -> dict[str, Connection]:
+        """Resource -> its publisher."""
+        return self.paths.publishers
+
+    @property
+    def subscribers(self) -> dict[str, dict[int, Connection]]:
+        """Resource -> {socket: subscriber} (no empty entries)."""
+        return self.paths.readers  # type: ignore[return-value]
 
     # -- admission -------------------------------------------------------------------------
 
-    def check(self, sid: StreamId) -> None:
-        """Raise StreamIdRefused when a connection for ``sid`` cannot be taken now."""
-        check_against(self.snapshot(), sid, self.max_connections, self.max_subscribers)
+    def check(self, sid: StreamId, peer: str = "") -> None:
+        """Raise StreamIdRefused when a connection for ``sid`` (from ``peer``, ``ip:port``)
+        cannot be taken now."""
+        try:
+            self.paths.check(sid.resource, publish=sid.mode == "publish")
+        except Refused as exc:
+            raise StreamIdRefused(exc.status, exc.message, exc.name) from None
+        check_address((c.peer for c in self.connections.values()), peer, sid.resource,
+                      self.max_per_address, self.unlimited_addresses)
 
     def add(self, sock: int, sid: StreamId, peer: str, now: float) -> Connection:
         """Register an accepted connection; raises StreamIdRefused (CONFLICT/NOTFOUND/LIMIT)."""
         if sock in self.connections:
             raise ValueError(f"socket {sock} already registered")
-        self.check(sid)
+        self.check(sid, peer)
         conn = Connection(sock=sock, resource=sid.resource, mode=sid.mode, peer=peer,
-                          created_at=now, max_queue_bytes=self.max_queue_bytes)
-        self.connections[sock] = conn
+                          created_at=now, max_queue_bytes=self.max_queue_bytes,
+                          counters=self.counters)
         if sid.mode == "publish":
-            self.publishers[sid.resource] = conn
+            self.paths.publish(sid.resource, conn)
         else:
-            self.subscribers.setdefault(sid.resource, {})[sock] = conn
+            self.paths.add_reader(sid.resource, sock, conn)
+        self.connections[sock] = conn
         return conn
 
     def remove(self, sock: int) -> list[Connection]:
@@ -124,25 +168,18 @@ class Hub:
             return []
         removed = [conn]
         if conn.mode == "publish":
-            if self.publishers.get(conn.resource) is conn:
-                del self.publishers[conn.resource]
-            for sub in self.subscribers.pop(conn.resource, {}).values():
+            for sub in self.paths.unpublish(conn.resource, conn):
                 self.connections.pop(sub.sock, None)
                 removed.append(sub)
         else:
-            subs = self.subscribers.get(conn.resource)
-            if subs is not None:
-                subs.pop(sock, None)
-                if not subs:
-                    del self.subscribers[conn.resource]
+            self.paths.remove_reader(conn.resource, sock)
         return removed
 
     # -- relay -----------------------------------------------------------------------------
 
     def targets(self, publisher: Connection) -> list[Connection]:
         """The subscribers a payload from ``publisher`` goes to."""
-        subs = self.subscribers.get(publisher.resource)
-        return list(subs.values()) if subs else []
+        return self.paths.readers_of(publisher.resource)
 
     def too_slow(self, conn: Connection, backlog_ms: int) -> bool:
         """True when subscriber ``conn`` has ``backlog_ms`` of unacknowledged stream (libsrt's
@@ -166,14 +203,30 @@ class Hub:
 def check_against(snapshot: Snapshot, sid: StreamId, max_connections: int,
                   max_subscribers: int) -> None:
     """Core's admission rules over a snapshot (used at handshake time from libsrt's thread)."""
-    if len(snapshot.peers) >= max_connections:
-        raise StreamIdRefused("LIMIT", "too many connections", sid.resource)
-    published = sid.resource in snapshot.publishers
-    if sid.mode == "publish":
-        if published:
-            raise StreamIdRefused("CONFLICT", "already publishing", sid.resource)
+    try:
+        admit(sid.resource, publish=sid.mode == "publish",
+              published=sid.resource in snapshot.publishers,
+              readers=len(snapshot.subscribers.get(sid.resource, ())),
+              total=len(snapshot.peers), max_total=max_connections,
+              max_readers=max_subscribers)
+    except Refused as exc:
+        raise StreamIdRefused(exc.status, exc.message, exc.name) from None
+
+
+def peer_host(peer: str) -> str:
+    """The IP address of an ``ip:port`` / ``[v6]:port`` peer string."""
+    return peer.rpartition(":")[0].strip("[]")
+
+
+def check_address(peers: Iterable[str], peer: str, resource: str, max_per_address: int,
+                  unlimited_addresses: frozenset[str]) -> None:
+    """Raise StreamIdRefused (LIMIT) when ``peer``'s address already holds ``max_per_address``
+    of the connections ``peers`` (0 = no limit; ``unlimited_addresses`` are exempt)."""
+    if not max_per_address or not peer:
         return
-    if not published:
-        raise StreamIdRefused("NOTFOUND", "no publisher for this resource found", sid.resource)
-    if len(snapshot.subscribers.get(sid.resource, ())) >= max_subscribers:
-        raise StreamIdRefused("LIMIT", "too many subscribers", sid.resource)
+    host = peer_host(peer)
+    if host in unlimited_addresses:
+        return
+    held = sum(1 for other in peers if peer_host(other) == host)
+    if held >= max_per_address:
+        raise StreamIdRefused("LIMIT", "too many connections from this address", resource)

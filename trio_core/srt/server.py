@@ -10,6 +10,8 @@ until cancelled. Behaviour (datarhei Core ``srt/srt.go``):
   are refused. Admission is checked in libsrt's listen callback, so a refused caller sees
   a handshake rejection (reason 1400/1403/1404/1409/1429, SRT's predefined HTTP-like codes);
   the check is repeated when the connection is accepted (a race loser is closed at once).
+  Besides Core's rules, one client address may hold at most ``hub.max_per_address``
+  connections (LIMIT, "too many connections from this address").
 * One publisher per resource, many subscribers; each publisher payload (one mpegts
   message of up to 1456 bytes) goes to every subscriber with a non-blocking ``srt_sendmsg``.
   A subscriber that does not keep up — more than ``hub.max_backlog_ms`` of unacknowledged
@@ -45,6 +47,8 @@ from typing import Any
 
 import trio
 
+from relay import RelayStats
+
 from ..addresses import parse_address
 from . import liblog
 from .binding import (
@@ -72,7 +76,7 @@ from .binding import (
     load,
     sockaddr_to_str,
 )
-from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_against
+from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_address, check_against
 from .ratelimit import RateLimit
 from .streamid import StreamId, StreamIdRefused, check_stream_id
 
@@ -84,6 +88,7 @@ WAIT_MS = 100  # epoll timeout: how fast the thread notices the stop flag
 CHECK_INTERVAL = 0.5  # seconds between slow-subscriber checks
 RECV_BURST = 256  # messages read from one publisher per wake-up (fairness between publishers)
 BACKLOG = 64
+EPOLL_SLOTS = 64  # events taken per srt_epoll_uwait (more ready sockets: the next wait)
 EVENT_QUEUE = 256
 EVENT_HISTORY = 200
 REFUSALS_PER_SECOND = 20  # refusal events beyond this are only counted (a hostile caller
@@ -154,6 +159,22 @@ class SrtServer:
     def snapshot(self) -> Snapshot:
         """The relay's state as the I/O thread last published it (immutable; any thread)."""
         return self._snapshot
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's state for the ``relay_*`` metrics (``server="srt"``); any thread (reads
+        what the I/O thread last published, and its counters)."""
+        snap = self._snapshot
+        readers = sum(len(socks) for socks in snap.subscribers.values())
+        queued = 0
+        for _ in range(3):  # the I/O thread may change the dict meanwhile: try again
+            try:
+                queued = sum(c.queued_bytes for c in list(self.hub.connections.values()))
+                break
+            except RuntimeError:
+                continue
+        counters = self.hub.counters
+        return RelayStats(readers=readers, queued_bytes=queued, skips=counters.skips,
+                          drops=counters.drops)
 
     def channels(self) -> dict[str, Any]:
         """Core's ``GET /api/v3/srt`` body (``api.SRTChannels``): publishers, subscribers,
@@ -282,7 +303,10 @@ class SrtServer:
         try:
             client = sockaddr_to_str(peeraddr)
             sid = self._stream_id(hsversion, (streamid or b"").decode("utf-8", "replace"), client)
-            check_against(self._snapshot, sid, self.hub.max_connections, self.hub.max_subscribers)
+            snap = self._snapshot
+            check_against(snap, sid, self.hub.max_connections, self.hub.max_subscribers)
+            check_address(snap.peers.values(), client, sid.resource, self.hub.max_per_address,
+                          self.hub.unlimited_addresses)
             return 0
         except StreamIdRefused as exc:
             self.lib.set_reject_reason(sock, REJECT_CODES.get(exc.status, SRT_REJX_BAD_REQUEST))
@@ -333,7 +357,7 @@ class _IoLoop:
         self.hub = server.hub
         self.listener = listener
         self.eid = eid
-        self.events = (EpollEvent * 64)()
+        self.events = (EpollEvent * EPOLL_SLOTS)()
         self.buf = ctypes.create_string_buffer(MAX_PAYLOAD + 44)
         self.next_check = time.monotonic() + CHECK_INTERVAL
 
@@ -344,7 +368,9 @@ class _IoLoop:
         self.server._snapshot = self.hub.snapshot()
 
     def step(self) -> None:
-        n = self.lib.epoll_wait(self.eid, self.events, WAIT_MS)
+        # libsrt returns how many sockets are ready, which may exceed the slots it filled in;
+        # the others stay ready (level-triggered) and come with the next wait
+        n = min(self.lib.epoll_wait(self.eid, self.events, WAIT_MS), len(self.events))
         for i in range(n):
             sock, flags = self.events[i].fd, self.events[i].events
             if sock == self.listener:
@@ -378,6 +404,7 @@ class _IoLoop:
             except SrtError:
                 continue  # closed: its ERR event removes it
             if self.hub.too_slow(sub, backlog):
+                sub.out.drop()  # counted as a reader drop
                 self.drop(sub, "DROP", f"subscriber too slow ({backlog} ms unacknowledged)")
 
     def accept_all(self) -> None:

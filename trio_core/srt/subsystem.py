@@ -37,6 +37,7 @@ from ..config import Config
 from ..observability.sessions import Collector
 from ..placeholders import Placeholders, Template
 from .binding import SrtError, SrtUnavailable, load
+from .hub import Hub
 from .routes import srt_blueprint, srt_unavailable_blueprint
 from .server import SrtServer
 from .sessions import SrtSessions
@@ -46,6 +47,8 @@ __all__ = ["SrtSubsystem", "placeholder_template"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LATENCY_US = "20000"
+#: where the server's own FFmpeg processes connect from: never bounded per address
+OWN_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
 
 def placeholder_template(host: str, port: int, *, token: str = "", passphrase: str = "") -> Template:
@@ -83,6 +86,10 @@ class SrtSubsystem:
                 address=config["srt.address"],
                 passphrase=config["srt.passphrase"],
                 token=config["srt.token"],
+                hub=Hub(max_queue_bytes=config["relay.srt_queue_max_bytes"],
+                        max_backlog_ms=config["relay.srt_max_backlog_ms"],
+                        max_per_address=config["srt.max_connections_per_address"],
+                        unlimited_addresses=OWN_ADDRESSES),
                 lib=lib,
             )
         except ValueError as exc:

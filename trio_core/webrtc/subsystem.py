@@ -67,6 +67,8 @@ def forwarder(config: Config) -> Forwarder:
         advertise=advertised_ips(config),
         setup_timeout=float(config["webrtc.pending_timeout"] or 15),
         limits=admission_limits(config),
+        gop_max_bytes=config["relay.gop_max_bytes"],
+        gop_max_packets=config["relay.gop_max_packets"],
     )
 
 
