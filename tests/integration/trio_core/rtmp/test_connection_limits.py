@@ -14,11 +14,11 @@ from rtmp.connection import MediaReceived
 from trio_core.config import load_config
 from trio_core.rtmp.client import RtmpClient
 from trio_core.rtmp.server import RtmpServer
-from trio_core.rtmp.subsystem import RtmpSubsystem
+from trio_core.rtmp.subsystem import rtmp_server
 
 
 def configured_server() -> RtmpServer:
-    return RtmpSubsystem(load_config(None, env={"CORE_RTMP_ADDRESS": "127.0.0.1:0"})).server
+    return rtmp_server(load_config(None, env={"CORE_RTMP_ADDRESS": "127.0.0.1:0"}))
 
 
 async def test_an_idle_flood_from_one_address_does_not_lock_out_a_player() -> None:

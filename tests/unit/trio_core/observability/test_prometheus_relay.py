@@ -15,11 +15,11 @@ from trio_core.observability.monitor import Monitor
 from trio_core.observability.prometheus import build_registry, exposition
 from trio_core.rtmp.registry import Player
 from trio_core.rtmp.server import RtmpServer
-from trio_core.rtmp.subsystem import RtmpSubsystem
+from trio_core.rtmp.subsystem import rtmp_server
 from trio_core.srt.hub import Hub
 from trio_core.srt.server import SrtServer
 from trio_core.srt.streamid import parse_stream_id
-from trio_core.webrtc.subsystem import WebRTCSubsystem
+from trio_core.webrtc.subsystem import forwarder
 
 
 def samples(relays: dict[str, RelayStats]) -> dict[tuple[str, str], float]:
@@ -94,9 +94,9 @@ def test_relay_settings_defaults_and_env() -> None:
     assert cfg["relay.max_skips"] == 0 and cfg["relay.queue_max_bytes"] == 1000
     env = {"CORE_RELAY_GOP_MAX_BYTES": "5000", "CORE_RELAY_GOP_MAX_PACKETS": "7",
            "CORE_RELAY_QUEUE_MAX_BYTES": "6000", "CORE_RELAY_MAX_SKIPS": "1"}
-    rtmp = RtmpSubsystem(load_config(None, env=env)).server
+    rtmp = rtmp_server(load_config(None, env=env))
     assert (rtmp.max_queue_bytes, rtmp.max_skips, rtmp.registry.max_gop_bytes) == (6000, 1, 5000)
-    fwd = WebRTCSubsystem(load_config(None, env=env)).forwarder
+    fwd = forwarder(load_config(None, env=env))
     assert (fwd.gop_max_bytes, fwd.gop_max_packets) == (5000, 7)
     try:
         load_config(None, env={"CORE_RELAY_QUEUE_MAX_BYTES": "0"})
