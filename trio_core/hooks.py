@@ -10,8 +10,8 @@ engine calls ``await hook.on_stop(ctx, final)`` — in reverse order, and only f
 when the process stops for good (stop/delete/update/Supervisor shutdown, or no reconnect).
 
 Cancellation: ``on_start`` runs inside the process scope (a stop cancels it). ``on_stop`` runs
-shielded with a deadline of :data:`HOOK_STOP_TIMEOUT` seconds. Any other exception from a hook
-is logged to the process log and never crashes the Supervisor or other processes (an exception
+shielded with a deadline of ``EngineTimings.hook_stop_timeout`` seconds (5 s unless the
+Supervisor is given other timings). Any other exception from a hook is logged to the process log and never crashes the Supervisor or other processes (an exception
 from ``on_start`` fails the run like HookAbort).
 
 ``ctx.nursery`` is the process's own nursery: it lives from start until stop/delete (across
@@ -32,9 +32,7 @@ from .model import ProcessConfig
 if TYPE_CHECKING:
     from .process import Process
 
-__all__ = ["HOOK_STOP_TIMEOUT", "Hook", "HookAbort", "RunContext"]
-
-HOOK_STOP_TIMEOUT = 5.0
+__all__ = ["Hook", "HookAbort", "RunContext"]
 
 
 class HookAbort(Exception):

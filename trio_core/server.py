@@ -42,6 +42,7 @@ from quart_trio import QuartTrio
 from .api import Authenticator, add_fallback_index, create_app
 from .config import Config, is_loopback_host
 from .ffmpeg_binary import FFmpegNotFound, find_ffmpeg
+from .process import EngineTimings
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,7 @@ async def serve(
     *,
     subsystems: Sequence[Subsystem] | None = None,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    timings: EngineTimings | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole server until ``shutdown_trigger`` returns, ``shutdown()`` or cancellation.
@@ -262,6 +264,7 @@ async def serve(
         log_lines=config["ffmpeg.log.max_lines"],
         log_history=config["ffmpeg.log.max_history"],
         max_processes=config["ffmpeg.max_processes"],
+        timings=timings,
     )
     auth = Authenticator(
         enabled=config["api.auth.enable"],
