@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -112,24 +111,17 @@ async def test_browser_plays_every_source(browser: str, sources: dict[str, str])
     assert "copied" in decisions["cbaseline"] and "copied" in decisions["vp8"]
 
 
-def npm_whep_js(where: Path) -> Path:
-    """medooze's ``whip-whep`` WHEP client, fetched from npm now (not part of the repo)."""
-    subprocess.run(["npm", "pack", "--silent", "whip-whep@1.2.0", "--pack-destination",
-                    str(where)], check=True, timeout=120, capture_output=True)
-    with tarfile.open(where / "whip-whep-1.2.0.tgz") as tar:
-        member = tar.extractfile("package/whep.js")
-        assert member is not None
-        path = where / "whep.js"
-        path.write_bytes(member.read())
-    return path
+#: medooze's ``whip-whep`` WHEP client: a devDependency in web/package.json, installed by
+#: ``pip install -e '.[test]'`` (setup.py runs ``npm ci`` in web/); never fetched by the test
+WHEP_JS = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "whip-whep" / "whep.js"
 
 
-async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str],
-                                                        tmp_path: Path) -> None:
+async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str]) -> None:
     """medooze ``whip-whep`` in Chromium: Bearer viewer token on POST, trickle PATCHes and
     the DELETE of ``stop()`` — all accepted; the session ends by that DELETE."""
     picked = {k: sources[k] for k in ("main_b", "vp8")}
-    result = await run_session("chromium-whip-whep", picked, str(npm_whep_js(tmp_path)))
+    assert WHEP_JS.is_file(), f"{WHEP_JS} missing: reinstall (pip install -e '.[test]')"
+    result = await run_session("chromium-whip-whep", picked, str(WHEP_JS))
     for name, case in result["cases"].items():
         assert case["error"] is None, (name, case)
         decoded = decoded_in_window(case)
