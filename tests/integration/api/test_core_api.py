@@ -25,6 +25,7 @@ from quart import Blueprint, Response
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 from trio_core import core_config
 from trio_core.api.core_subsystem import CoreApiSubsystem
+from trio_core.api.system_routes import MAX_METADATA_KEY_LENGTH
 from trio_core.config import SETTINGS
 from trio_core.reload import serve_reloading
 from trio_core.server import Running, ServerContext, serve
@@ -469,6 +470,13 @@ async def test_global_metadata_and_log(tmp_path: Path, ffmpeg: str) -> None:
                                   headers={"Content-Type": "application/json"})).status_code == 200
         assert_error(await api.get("/api/v3/metadata/tmp"), 404)
         assert_error(await api.put("/api/v3/metadata/" + "k" * 300, 1), 400)
+        longest = "k" * MAX_METADATA_KEY_LENGTH
+        assert (await api.put(f"/api/v3/metadata/{longest}", 1)).status_code == 200
+        body = assert_error(await api.put(f"/api/v3/metadata/{longest}k", 1), 400)
+        assert body["details"] == [
+            f"The key must not be longer than {MAX_METADATA_KEY_LENGTH} characters"]
+        await api.request("PUT", f"/api/v3/metadata/{longest}", content=b"null",
+                          headers={"Content-Type": "application/json"})  # deleted again
 
         logging.getLogger("trio_core.test").warning("marker %s", "for-the-ring",
                                                     extra={"processid": "p9x"})

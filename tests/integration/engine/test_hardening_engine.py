@@ -29,11 +29,12 @@ from tests.helpers.whep import webrtc_process
 from trio_core.pidrecords import DIRNAME
 from trio_core.procfs import ProcStat, boot_id, read_proc_stat
 from trio_core.tempdirs import owner_of
+from trio_core.webrtc.hook import SDP_DIR_PREFIX
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-WEBRTC_PREFIX = "trio-core-webrtc-"
+WEBRTC_PREFIX = SDP_DIR_PREFIX  # the WebRTC hook's per-run SDP folders
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -22,10 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from quart import Blueprint
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
-from tests.helpers.api import Api, make_config, wait_for
+from tests.helpers.api import Api, assert_error, make_config, wait_for
 from tests.helpers.whep import wait_live, webrtc_process, whep_offer
 from trio_core.observability.hls import SESSION_ID
 from trio_core.observability.openapi import EXTERNAL_KEY, _path
+from trio_core.observability.routes import MAX_QUERY_METRICS
 from trio_core.server import Running, default_subsystems, serve
 
 OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
@@ -180,6 +181,9 @@ async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -
         assert by_name["mem_total"]["labels"] is None  # as Core (no labels -> null)
         assert by_name["session_active"]["labels"] == {"collector": "webrtc"}
         assert len(now["metrics"]) == 2
+        too_many = {"metrics": [{"name": "mem_total"}] * (MAX_QUERY_METRICS + 1)}
+        body = assert_error(await api.post("/api/v3/metrics", too_many), 400)
+        assert body["details"] == [f"at most {MAX_QUERY_METRICS} metrics per query"]
         # the Restreamer UI's system panel query (restreamer.js _getResources)
         ui_names = ["uptime_uptime", "cpu_ncpu", "cpu_idle", "mem_total", "mem_free",
                     "filesystem_limit", "filesystem_usage", "session_limit", "session_active",

@@ -15,6 +15,7 @@ from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
 from tests.helpers.leaks import child_pids
 from tests.helpers.whep import wait_live, webrtc_process, webrtc_server, whep_offer
+from trio_core.webrtc.whep import MAX_OFFER_BYTES
 
 VIDEO_ONLY_VP8_OFFER_PCMU = """v=0\r
 o=- 1 2 IN IP4 127.0.0.1\r
@@ -168,6 +169,10 @@ async def test_whep_error_statuses(ffmpeg: str, tmp_path) -> None:
         resp = await whep_offer(api, "cam", VIDEO_ONLY_VP8_OFFER_PCMU)
         assert resp.status_code == 406, resp.text
         assert "H264" in " ".join(resp.json()["details"])
+        padded = offer + "a=x-pad:" + "x" * (MAX_OFFER_BYTES - len(offer)) + "\r\n"
+        resp = await whep_offer(api, "cam", padded)
+        assert resp.status_code == 413 and resp.json()["details"] == [
+            f"more than {MAX_OFFER_BYTES} bytes"]
 
         resp = await api.request("OPTIONS", "/api/v3/process/cam/whep",
                                  headers={"Origin": "http://player.example",
