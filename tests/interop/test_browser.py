@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import trio
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root, pytest.mark.xdist_group("browser")]
 
 
 async def test_chromium_plays_the_player_page_and_sees_the_end() -> None:

@@ -27,6 +27,8 @@ from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
 from tests.helpers.whep import wait_live, webrtc_server
 
+pytestmark = [pytest.mark.slow]
+
 FPS = 25
 
 
@@ -84,6 +86,9 @@ def assert_clean(name: str, dropped: dict[str, int] | None) -> None:
     assert not dropped.get("srtp-protect") and not dropped.get("nack-miss"), (name, dropped)
 
 
+@pytest.mark.browser
+@pytest.mark.root
+@pytest.mark.xdist_group("browser")
 @pytest.mark.parametrize("browser", ["chromium", "firefox"])
 async def test_browser_plays_every_source(browser: str, sources: dict[str, str]) -> None:
     """Firefox runs against a server whose WebRTC port is bound to 0.0.0.0 on a host with a
@@ -116,6 +121,9 @@ async def test_browser_plays_every_source(browser: str, sources: dict[str, str])
 WHEP_JS = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "whip-whep" / "whep.js"
 
 
+@pytest.mark.browser
+@pytest.mark.root
+@pytest.mark.xdist_group("browser")
 async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str]) -> None:
     """medooze ``whip-whep`` in Chromium: Bearer viewer token on POST, trickle PATCHes and
     the DELETE of ``stop()`` — all accepted; the session ends by that DELETE."""
@@ -131,6 +139,9 @@ async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str])
         assert_clean(name, case["server_dropped"])
 
 
+@pytest.mark.browser
+@pytest.mark.root
+@pytest.mark.xdist_group("interop")
 async def test_gstreamer_webrtcbin_plays_every_source(sources: dict[str, str]) -> None:
     result = await run_session("gstreamer", sources)
     for name, case in result["cases"].items():
@@ -143,6 +154,7 @@ async def test_gstreamer_webrtcbin_plays_every_source(sources: dict[str, str]) -
         assert_clean(name, case["server_dropped"])
 
 
+@pytest.mark.xdist_group("interop")
 async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path,
                                         sources: dict[str, str]) -> None:
     duration = 4.0
@@ -171,6 +183,7 @@ async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path,
             assert (await api.delete(f"/api/v3/process/{name}")).status_code == 200
 
 
+@pytest.mark.xdist_group("interop")
 async def test_second_video_leg_serves_viewers_without_h264(ffmpeg: str, tmp_path: Path) -> None:
     """``webrtc.video_codecs: ["h264", "vp8"]``: an H264-only and a VP8-only viewer of the
     same process both decode video (Firefox without OpenH264 offers no H264)."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import trio
+
+pytestmark = [pytest.mark.root]
 
 
 async def test_replies_and_media_leave_from_the_address_the_viewer_used() -> None:

@@ -8,9 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.helpers.api import Api, make_config, running_server, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 def process(pid: str) -> dict[str, object]:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 import trio
 
 from tests.helpers.api import Api, make_config, running_server, wait_for
@@ -108,6 +109,7 @@ def _ui_ingest(channelid: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 async def test_restreamer_ui_memfs_channel_snapshot_probe_egress(tmp_path: Path,
                                                                   ffmpeg: str) -> None:
     """The UI's whole memfs channel with API auth on: ingest HLS into memfs, the snapshot

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process, wait_for
@@ -126,6 +127,7 @@ def ui_probe(channelid: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 async def test_restreamer_ui_channel_flow(tmp_path: Path, ffmpeg: str) -> None:
     channelid = str(uuid.uuid4())
     ingest = ui_ingest(channelid, tmp_path / "data")

@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")
 def test_quick_rtmp_bench(tmp_path: Path) -> None:
     out = tmp_path / "rtmp.json"
     proc = subprocess.run([sys.executable, "-m", "bench.rtmp", "--quick", "--json", str(out)],

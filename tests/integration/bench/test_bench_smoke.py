@@ -12,11 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.trio_core_server import pick_mode
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")
 def test_quick_bench_against_trio_core(tmp_path: Path, ffmpeg: str) -> None:
     assert pick_mode() == "forwarder"
     out_json = tmp_path / "bench.json"

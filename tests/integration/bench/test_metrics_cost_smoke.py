@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")
 def test_metrics_cost_bench_runs(ffmpeg: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.metrics_cost", "--viewers", "2", "--window", "2",

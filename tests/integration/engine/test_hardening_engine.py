@@ -152,6 +152,7 @@ async def running_one_each(api: Api, marker: str, ids: list[str]) -> dict[str, P
 
 
 # ---------------------------------------------------------------------------------- kill -9
+@pytest.mark.slow
 async def test_kill_9_leaves_no_ffmpeg_and_a_restart_runs_exactly_one_per_process(
         tmp_path: Path, ffmpeg: str, marker: str) -> None:
     env = server_env(tmp_path, ffmpeg)

@@ -156,6 +156,7 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
         assert (await api.get("/api/swagger/..%2Fsecret")).status_code == 404
 
 
+@pytest.mark.slow
 async def test_metrics_describe_query_and_history(ffmpeg: str, tmp_path: Path) -> None:
     overrides = {"metrics.enable": True, "metrics.interval_seconds": 1,
                  "metrics.range_seconds": 30}
@@ -366,6 +367,7 @@ async def test_hls_ignored_clients_get_the_files_unchanged(ffmpeg: str, tmp_path
         assert active == {"hls": []}
 
 
+@pytest.mark.slow
 async def test_webrtc_viewers_in_prometheus_and_sessions(ffmpeg: str, tmp_path: Path) -> None:
     overrides = {**OPEN, "webrtc.enable": True, "metrics.enable_prometheus": True,
                  "sessions.max_sessions": 2}

@@ -3,6 +3,7 @@ server recognises codec, sequence start and keyframes, and FFmpeg players decode
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from tests.helpers.rtmp import play_frames, run_ffmpeg
@@ -16,6 +17,7 @@ ENCODERS = {
 }
 
 
+@pytest.mark.slow
 async def test_enhanced_rtmp_codecs_pass_through(ffmpeg: str) -> None:
     server = RtmpServer(host="127.0.0.1", port=0)
     results: dict[str, tuple[int, int, bytes]] = {}

@@ -47,6 +47,7 @@ async def handshaken(port: int) -> trio.SocketStream:
     return stream
 
 
+@pytest.mark.slow
 async def test_garbage_is_dropped_and_other_streams_continue(ffmpeg: str, caplog) -> None:
     caplog.set_level(logging.INFO, logger="trio_core.rtmp")
     # idle 4 s: long enough that a publisher on a loaded machine is never taken for idle
@@ -128,6 +129,7 @@ async def test_garbage_is_dropped_and_other_streams_continue(ffmpeg: str, caplog
     assert server.connections == 0
 
 
+@pytest.mark.slow
 async def test_slow_player_is_skipped_then_dropped_without_slowing_anyone(caplog) -> None:
     caplog.set_level(logging.INFO, logger="trio_core.rtmp")
     server = RtmpServer(host="127.0.0.1", port=0, max_queue_bytes=4 * 1024 * 1024, max_skips=2,

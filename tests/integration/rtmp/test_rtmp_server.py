@@ -6,6 +6,7 @@ decodes; tokens, a second publisher and the API listing are checked against Core
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from tests.helpers.api import Api, make_config
@@ -141,6 +142,7 @@ def test_rtmps_without_certificate_refuses_to_start(ffmpeg: str, tmp_path) -> No
         create_subsystem(make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.app": "live"}))
 
 
+@pytest.mark.slow
 async def test_restreamer_ui_style_process_publishes_through_the_placeholder(ffmpeg: str, tmp_path) -> None:
     """Restreamer UI's shape: the channel process outputs to ``[f=flv]{rtmp,name=<ch>.stream}``
     through the tee muxer; players then pull ``rtmp://host/<ch>.stream?token=…``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
@@ -38,6 +39,7 @@ async def video_packets(api: Api, process_id: str, viewer_id: str) -> int:
     raise AssertionError(f"viewer {viewer_id} is gone")
 
 
+@pytest.mark.slow
 async def test_rtmp_to_whep_survives_publisher_restart(ffmpeg: str, tmp_path) -> None:
     result: dict[str, Any] = {}
     async with trio.open_nursery() as nursery, rtmp_server(

@@ -12,6 +12,7 @@ import struct
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 
 from bench.viewer import ViewerPool
@@ -72,6 +73,7 @@ async def srt_channels(api: Api) -> dict[str, Any]:
     return resp.json()
 
 
+@pytest.mark.slow
 async def test_srt_ingest_to_whep_and_subscribers_refusals_garbage_and_recovery(
         ffmpeg: str, tmp_path, caplog) -> None:
     config = make_config(tmp_path, ffmpeg, **{
@@ -199,6 +201,7 @@ async def _published(api: Api, name: str) -> dict[str, Any] | None:
     return channels if name in channels["publisher"] else None
 
 
+@pytest.mark.slow
 async def test_passphrase_is_required_and_checked(ffmpeg: str, tmp_path, caplog) -> None:
     server = SrtServer(address="127.0.0.1:0", passphrase="correct horse")
     plain = SrtServer(address="127.0.0.1:0")
@@ -236,6 +239,7 @@ async def test_passphrase_is_required_and_checked(ffmpeg: str, tmp_path, caplog)
     assert srt_threads() == [] and libsrt_threads() == []
 
 
+@pytest.mark.slow
 async def test_a_slow_subscriber_is_dropped_without_disturbing_the_others(
         ffmpeg: str, tmp_path) -> None:
     server = SrtServer(address="127.0.0.1:0", hub=Hub(max_backlog_ms=1500))
@@ -317,6 +321,7 @@ async def test_srt_disabled_by_default_and_startup_problems_are_logged(
     assert any("10 to 79 characters" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, tmp_path) -> None:
     """``{srt,name=X}`` in an output: mode:publish, token and (URL-encoded) passphrase in
     FFmpeg's own srt:// syntax; an FFmpeg subscriber decodes what the process pushes."""
@@ -351,6 +356,7 @@ async def test_a_process_publishes_through_the_output_placeholder(ffmpeg: str, t
         assert (rc, frames) == (0, 10), err
 
 
+@pytest.mark.slow
 async def test_srt_connections_are_sessions_of_the_srt_collector(ffmpeg: str, tmp_path) -> None:
     """A real FFmpeg publisher (ingress) and subscriber (egress) in
     ``/api/v3/session/active?collectors=srt`` with growing bytes, as Core accounts them;

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.helpers.api import Api, make_config, running_server, wait_for
@@ -64,6 +65,7 @@ async def memfs_names(api: Api, glob: str) -> list[str]:
     return [f["name"] for f in resp.json()]
 
 
+@pytest.mark.slow
 async def test_ffmpeg_hls_into_memfs(tmp_path: Path, ffmpeg: str) -> None:
     config = make_config(tmp_path, ffmpeg, **{"storage.memory.auth.username": AUTH[0],
                                               "storage.memory.auth.password": AUTH[1]})

@@ -215,6 +215,7 @@ async def test_nack_pli_answered_and_sender_reports_sent(ffmpeg: str, tmp_path) 
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_consent_expiry_closes_only_the_silent_viewer(ffmpeg: str, tmp_path) -> None:
     async with trio.open_nursery() as nursery:
         fwd = Forwarder(consent_timeout=6.0)

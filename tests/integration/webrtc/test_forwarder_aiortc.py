@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from rtp.forwarder import Forwarder
@@ -57,6 +58,7 @@ async def test_aiortc_decodes_h264_and_opus_from_ffmpeg(ffmpeg: str, tmp_path: P
         assert peer_stats == [] or all(s["packets_sent"] > 0 for s in peer_stats)
 
 
+@pytest.mark.slow
 async def test_aiortc_decodes_an_mp4_copy_leg_with_aac_transcoded(ffmpeg: str,
                                                                   tmp_path: Path) -> None:
     mp4 = make_mp4_aac(ffmpeg, tmp_path / "in.mp4")
@@ -71,6 +73,7 @@ async def test_aiortc_decodes_an_mp4_copy_leg_with_aac_transcoded(ffmpeg: str,
         assert result["audio_samples"] >= 2 * 48000, result
 
 
+@pytest.mark.slow
 async def test_viewer_keeps_decoding_across_a_producer_restart(ffmpeg: str,
                                                                tmp_path: Path) -> None:
     async with forwarding(ffmpeg, tmp_path,
@@ -94,6 +97,7 @@ async def test_viewer_keeps_decoding_across_a_producer_restart(ffmpeg: str,
         assert src.state["video"].restarts == 1
 
 
+@pytest.mark.slow
 async def test_a_viewer_joining_mid_gop_decodes_at_once(ffmpeg: str, tmp_path: Path) -> None:
     # a 20 s GOP: without the GOP cache no keyframe would arrive during the viewer's 4 s
     async with forwarding(ffmpeg, tmp_path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from bench.viewer import ViewerPool
@@ -45,6 +46,7 @@ a=rtpmap:0 PCMU/8000\r
 """.format(fp=":".join(["AB"] * 32))
 
 
+@pytest.mark.slow
 async def test_aiortc_plays_a_process_over_whep(ffmpeg: str, tmp_path) -> None:
     async with webrtc_server(tmp_path, ffmpeg) as srv:
         api = Api(srv.url)
@@ -224,6 +226,7 @@ async def test_whep_follows_api_auth_and_the_process_token(ffmpeg: str, tmp_path
         assert (await Api(srv.url, "viewer-secret").get("/api/v3/process")).status_code == 401
 
 
+@pytest.mark.slow
 async def test_a_reconnecting_process_keeps_its_viewers(ffmpeg: str, tmp_path) -> None:
     """FFmpeg ends every 3 s (``-t 3``) and is restarted by ``reconnect``; the viewer's
     session, SSRC and sequence numbers go on as if nothing happened."""
