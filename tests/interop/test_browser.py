@@ -13,7 +13,7 @@ import sys
 import pytest
 import trio
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root, pytest.mark.xdist_group("interop")]
 
 
 async def test_chromium_plays_the_player_page_and_sees_the_end() -> None:

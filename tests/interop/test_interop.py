@@ -27,14 +27,15 @@ from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
 from tests.helpers.whep import wait_live, webrtc_server
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("interop")]
 
 FPS = 25
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sources(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The four source files, made once for this module."""
+    """The four source files, made once per test process (the ``interop`` group's tests run
+    one after another in one xdist worker, between tests of other modules)."""
     return make_sources(ffmpeg, tmp_path_factory.mktemp("sources"))
 
 
@@ -88,7 +89,6 @@ def assert_clean(name: str, dropped: dict[str, int] | None) -> None:
 
 @pytest.mark.browser
 @pytest.mark.root
-@pytest.mark.xdist_group("browser")
 @pytest.mark.parametrize("browser", ["chromium", "firefox"])
 async def test_browser_plays_every_source(browser: str, sources: dict[str, str]) -> None:
     """Firefox runs against a server whose WebRTC port is bound to 0.0.0.0 on a host with a
@@ -123,7 +123,6 @@ WHEP_JS = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "whip-w
 
 @pytest.mark.browser
 @pytest.mark.root
-@pytest.mark.xdist_group("browser")
 async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str]) -> None:
     """medooze ``whip-whep`` in Chromium: Bearer viewer token on POST, trickle PATCHes and
     the DELETE of ``stop()`` — all accepted; the session ends by that DELETE."""
@@ -141,7 +140,6 @@ async def test_chromium_with_a_third_party_whep_library(sources: dict[str, str])
 
 @pytest.mark.browser
 @pytest.mark.root
-@pytest.mark.xdist_group("interop")
 async def test_gstreamer_webrtcbin_plays_every_source(sources: dict[str, str]) -> None:
     result = await run_session("gstreamer", sources)
     for name, case in result["cases"].items():
@@ -154,7 +152,6 @@ async def test_gstreamer_webrtcbin_plays_every_source(sources: dict[str, str]) -
         assert_clean(name, case["server_dropped"])
 
 
-@pytest.mark.xdist_group("interop")
 async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path,
                                         sources: dict[str, str]) -> None:
     duration = 4.0
@@ -183,7 +180,6 @@ async def test_aiortc_plays_every_source(ffmpeg: str, tmp_path: Path,
             assert (await api.delete(f"/api/v3/process/{name}")).status_code == 200
 
 
-@pytest.mark.xdist_group("interop")
 async def test_second_video_leg_serves_viewers_without_h264(ffmpeg: str, tmp_path: Path) -> None:
     """``webrtc.video_codecs: ["h264", "vp8"]``: an H264-only and a VP8-only viewer of the
     same process both decode video (Firefox without OpenH264 offers no H264)."""

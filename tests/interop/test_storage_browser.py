@@ -13,7 +13,7 @@ import trio
 
 from tests.helpers.api import Api, make_config, running_server, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("interop")]
 
 
 def process(pid: str) -> dict[str, object]:

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from tests.helpers.leaks import child_pids, open_fds, task_count
+from tests.helpers.timings import FAST_STOP
 from trio_core.hooks import HookAbort, RunContext
 from trio_core.model import ProcessConfig
 from trio_core.store import Store, StoreError
@@ -100,7 +101,8 @@ async def test_no_reconnect_means_failed_and_stays_failed(ffmpeg: str, tmp_path:
 async def test_stale_timeout_restarts_a_process_without_progress(ffmpeg: str,
                                                                  tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        sup = Supervisor(ffmpeg=ffmpeg)
+        # FFmpeg probing the silent input acts on neither q nor SIGTERM: a short stop grace
+        sup = Supervisor(ffmpeg=ffmpeg, timings=FAST_STOP)
         await nursery.start(sup.run)
         # an SDP input whose RTP never comes: FFmpeg runs, no frame ever progresses
         sdp = tmp_path / "silent.sdp"
@@ -112,6 +114,7 @@ async def test_stale_timeout_restarts_a_process_without_progress(ffmpeg: str,
         await sup.add(cfg)
         proc = sup.get("stale")
         await wait_until(lambda: proc.runs >= 2, timeout=20)  # restarted for being stale
+        assert "Stopping because of stale timeout: no progress for 2 s" in log_text(sup, "stale")
         nursery.cancel_scope.cancel()
 
 
