@@ -29,7 +29,7 @@ def dotted(path: Path) -> str:
     return ".".join(parts)
 
 
-def test_modules() -> list[Path]:
+def all_test_modules() -> list[Path]:
     return sorted(p for p in TESTS.rglob("test_*.py") if "__pycache__" not in p.parts)
 
 
@@ -78,7 +78,7 @@ def test_helpers_work() -> None:
     assert {"ast", "pathlib.Path", "collections.abc.Iterator"} <= names
     assert is_test_module("tests.unit.rtp.test_sdp") and is_test_module("tests.conftest")
     assert not is_test_module("tests.helpers.api") and not is_test_module("trio_core.server")
-    assert len(test_modules()) > 50
+    assert len(all_test_modules()) > 50
     modules = source_modules()
     assert "rtp.sdp" in modules and "rtmp.chunk" in modules and "trio_core.server" in modules
 
@@ -94,7 +94,7 @@ def test_no_test_module_imports_another_test_module() -> None:
 
 def test_every_source_module_is_imported_by_a_test_module() -> None:
     imported: set[str] = set()
-    for path in test_modules():
+    for path in all_test_modules():
         for name in imported_names(path):
             parts = name.split(".")  # importing a.b.c runs a/__init__ and a/b/__init__ too
             imported.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
