@@ -1,4 +1,12 @@
-"""Shared fixtures: the FFmpeg binary and leak checks."""
+"""Shared fixtures (the FFmpeg binary) and the run order.
+
+Shared helpers live in ``tests/helpers/`` (leak checks: ``tests/helpers/leaks.py``).
+
+Order: tests of an ``xdist_group`` first (the ``interop`` group — browsers, GStreamer and the
+interop sessions, one after another in one worker — is the longest chain of the suite), then
+the other ``slow`` tests, then the rest; with ``--dist loadgroup`` the long ones then start at
+once instead of last (the order within each rank is the collection order).
+"""
 
 from __future__ import annotations
 
@@ -15,33 +23,26 @@ def ffmpeg() -> str:
     return find_ffmpeg(os.environ.get("CORE_FFMPEG_BINARY", ""))
 
 
-def open_fds() -> set[int]:
-    """The file descriptors this process has open right now."""
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
-def child_pids() -> set[int]:
-    """PIDs of this process's live (non-zombie) children."""
-    me = os.getpid()
-    pids: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            pids.add(int(entry))
-    return pids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Grouped tests first (bigger groups before smaller), then slow ones, then the rest
+    (a stable sort: the same order in every worker)."""
 
+    def group(item: pytest.Item) -> str | None:
+        marker = item.get_closest_marker("xdist_group")
+        return None if marker is None else str(marker.args[0] if marker.args else marker.kwargs["name"])
 
-def task_count() -> int:
-    """Number of live trio tasks in the current run (walks the task tree from the root)."""
-    import trio
+    sizes: dict[str, int] = {}
+    for item in items:
+        name = group(item)
+        if name is not None:
+            sizes[name] = sizes.get(name, 0) + 1
 
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = group(item)
+        if name is not None:
+            return (0, -sizes[name])
+        return (1, 0) if item.get_closest_marker("slow") is not None else (2, 0)
 
-    return walk(trio.lowlevel.current_root_task())
+    items.sort(key=rank)

@@ -14,9 +14,10 @@ the processes loaded from the store, before any of them starts (the cleanup rule
 clean up after a killed previous run).
 
 Cancellation: ``on_start`` runs inside the process scope (a stop cancels it). ``on_stop`` runs
-shielded with a deadline of :data:`HOOK_STOP_TIMEOUT` seconds. Any other exception from a hook
-is logged to the process log and never crashes the Supervisor or other processes (an exception
-from ``on_start`` fails the run like HookAbort).
+shielded with a deadline of ``EngineTimings.hook_stop_timeout`` seconds (5 s unless the
+Supervisor is given other timings). Any other exception from a hook is logged to the process
+log and never crashes the Supervisor or other processes (an exception from ``on_start`` fails
+the run like HookAbort).
 
 ``ctx.nursery`` is the process's own nursery: it lives from start until stop/delete (across
 reconnects) and is cancelled, with everything in it, when the process stops for good. An
@@ -33,9 +34,7 @@ import trio
 from .command import build_command
 from .model import ProcessConfig
 
-__all__ = ["HOOK_STOP_TIMEOUT", "Hook", "HookAbort", "HookedProcess", "RunContext"]
-
-HOOK_STOP_TIMEOUT = 5.0
+__all__ = ["Hook", "HookAbort", "HookedProcess", "RunContext"]
 
 
 class HookAbort(Exception):

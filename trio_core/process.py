@@ -28,7 +28,8 @@ Runtime model (structured concurrency):
 * *stop* (stop/delete/update/restart, or Supervisor shutdown) = cancel the process scope. FFmpeg
   is then stopped gracefully by :meth:`Process._deliver_cancel` (shielded): ``q\\n`` on stdin,
   up to 3 s, SIGTERM, 2 s, SIGKILL — except that a stopped FFmpeg, found so before or during
-  these waits (checked every 0.1 s), is sent SIGKILL at once: the sequence never waits on a
+  these waits (checked every 0.1 s), is sent SIGKILL at once (these periods, the watchdog
+  interval and the stop hooks' deadline are the :class:`EngineTimings` the Supervisor passes): the sequence never waits on a
   process that cannot act. Nothing started by the process outlives its scope: the FFmpeg child
   is reaped, its pipes closed, its pid record removed, hook tasks cancelled.
 """
@@ -40,6 +41,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -47,20 +49,32 @@ import trio
 from .command import build_command, core_command
 from .ffmpeg.child import DEVNULL, PIPE, Child, spawn, wait_or_stop
 from .ffmpeg.progress import ProgressParser, core_number, empty_progress
-from .hooks import HOOK_STOP_TIMEOUT, Hook, HookAbort, RunContext
+from .hooks import Hook, HookAbort, RunContext
 from .limits import CpuMeter, LimitWatch, sample
 from .model import ProcessConfig
 
 if TYPE_CHECKING:
     from .pidrecords import PidRecords
 
-__all__ = ["EXEC_STATES", "Process", "classify_exit", "signal_name"]
+__all__ = ["DEFAULT_TIMINGS", "EXEC_STATES", "EngineTimings", "Process", "classify_exit", "signal_name"]
 
 EXEC_STATES = ("finished", "starting", "running", "finishing", "failed", "killed")
-GRACE_AFTER_Q = 3.0
-GRACE_AFTER_TERM = 2.0
-WATCH_INTERVAL = 1.0
-STOP_POLL = 0.1  # how often the stop sequence checks whether FFmpeg was stopped (SIGSTOP)
+
+
+@dataclass(frozen=True)
+class EngineTimings:
+    """The engine's waits, in seconds (the defaults are the production values; tests shrink
+    them). Passed Supervisor -> Process."""
+
+    grace_after_q: float = 3.0  # stop: after ``q`` on stdin, before SIGTERM
+    grace_after_term: float = 2.0  # stop: after SIGTERM, before SIGKILL
+    watch_interval: float = 1.0  # watchdog period: stopped FFmpeg, CPU/RSS, limits, stale
+    stop_poll: float = 0.1  # how often the stop sequence checks whether FFmpeg was stopped
+    hook_stop_timeout: float = 5.0  # deadline of the (shielded) hooks' ``on_stop`` calls
+
+
+DEFAULT_TIMINGS = EngineTimings()
+
 STOPPED_MESSAGE = ("FFmpeg is stopped (state T, e.g. SIGSTOP) and cannot act on q or SIGTERM; "
                    "sending SIGKILL")
 
@@ -108,9 +122,11 @@ class Process:
 
     def __init__(self, supervisor: ProcessHost, config: ProcessConfig, *, order: str = "stop",
                  created_at: float | None = None, updated_at: float | None = None,
-                 log_lines: int = 100, log_history: int = 3) -> None:
+                 log_lines: int = 100, log_history: int = 3,
+                 timings: EngineTimings = DEFAULT_TIMINGS) -> None:
         now = time.time()
         self._sup = supervisor
+        self.timings = timings
         self.id = config.id
         self.config = config
         self.order = order
@@ -337,7 +353,7 @@ class Process:
             if self._exec in ("starting", "finishing"):
                 self._set_state("finished")  # cancelled before FFmpeg ran
             with trio.CancelScope(shield=True) as shield:
-                shield.deadline = trio.current_time() + HOOK_STOP_TIMEOUT
+                shield.deadline = trio.current_time() + self.timings.hook_stop_timeout
                 for hook in reversed(started_hooks):
                     on_stop = getattr(hook, "on_stop", None)
                     if on_stop is None:
@@ -346,8 +362,8 @@ class Process:
                         await on_stop(ctx, final)
                     except Exception as exc:
                         self.log(f"Stop hook error: {exc!r}")
-                if shield.cancelled_caught:
-                    self.log("Stop hooks timed out")
+            if shield.cancelled_caught:  # known only once the scope has exited
+                self.log("Stop hooks timed out")
 
     async def _exec_ffmpeg(self, argv: list[str], resolved: ProcessConfig,
                            extra_labels: list[tuple[str, str]] | None = None) -> bool:
@@ -423,10 +439,10 @@ class Process:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError,
                         OSError):
                     pass
-        if await self._grace(proc, GRACE_AFTER_Q):
+        if await self._grace(proc, self.timings.grace_after_q):
             return
         proc.terminate()
-        if await self._grace(proc, GRACE_AFTER_TERM):
+        if await self._grace(proc, self.timings.grace_after_term):
             return
         self.log("FFmpeg did not stop after q and SIGTERM; sending SIGKILL")
         proc.kill()
@@ -436,7 +452,7 @@ class Process:
         was killed)."""
         deadline = trio.current_time() + seconds
         while (left := deadline - trio.current_time()) > 0:
-            await trio.sleep(min(STOP_POLL, left))
+            await trio.sleep(min(self.timings.stop_poll, left))
             if proc.stopped:
                 self.log(STOPPED_MESSAGE)
                 proc.kill()
@@ -473,7 +489,7 @@ class Process:
                 meter.update(trio.current_time(), first.cpu_seconds)
                 self.memory_bytes = first.rss_bytes
             while True:
-                await trio.sleep(WATCH_INTERVAL)
+                await trio.sleep(self.timings.watch_interval)
                 now = trio.current_time()
                 if proc.stopped:
                     self.log(STOPPED_MESSAGE)

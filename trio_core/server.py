@@ -63,6 +63,7 @@ from .observability.subsystem import ObservabilitySubsystem, metrics_history, se
 from .observability.webrtc_viewers import WebRTCViewers
 from .pidrecords import PidRecords
 from .placeholders import Placeholders
+from .process import EngineTimings
 from .rtmp.subsystem import RtmpSubsystem, rtmp_server
 from .srt.subsystem import SrtSubsystem
 from .startup_error import StartupError
@@ -173,7 +174,7 @@ class Running:
         self.services.lifecycle.stop.set()
 
 
-async def build_services(config: Config) -> Services:
+async def build_services(config: Config, *, timings: EngineTimings | None = None) -> Services:
     """Check ``config`` and build every shared part in dependency order (nothing runs yet,
     except ending the FFmpegs a crashed previous instance left, before anything else).
 
@@ -217,6 +218,7 @@ async def build_services(config: Config) -> Services:
         max_processes=config["ffmpeg.max_processes"],
         max_config_bytes=config["db.max_process_config_bytes"],
         max_metadata_bytes=config["db.max_metadata_value_bytes"],
+        timings=timings,  # the engine's waits (None: production values; tests shrink them)
     )
     auth = Authenticator(
         enabled=config["api.auth.enable"],
@@ -403,6 +405,7 @@ async def serve(
     subsystems: Callable[[Services], Sequence[Subsystem]] = build_subsystems,
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     restart_backoff: tuple[float, float] = RESTART_BACKOFF,
+    timings: EngineTimings | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole server until ``shutdown_trigger`` returns, ``shutdown()`` or cancellation.
@@ -411,7 +414,7 @@ async def serve(
     Raises StartupError (PublicBindRefused, missing FFmpeg) before starting anything;
     ``StoreError`` from an unusable db; OSError when the port cannot be bound.
     """
-    services = await build_services(config)
+    services = await build_services(config, timings=timings)
     supervisor = services.supervisor
     running_subsystems = list(subsystems(services))
     add_fallback_index(services.app)

@@ -10,8 +10,8 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
   process is stopped gracefully (order unchanged, hooks get ``on_stop(final=True)``) and nothing
   outlives ``run``.
 * ``add``/``update``/``delete``/``command`` need a running Supervisor (RuntimeError otherwise).
-  Their stop/start part runs shielded (bounded by the FFmpeg stop grace, ~5 s, plus hook
-  timeouts), so a cancelled caller never leaves a half-applied operation.
+  Their stop/start part runs shielded (bounded by the FFmpeg stop grace, ~5 s with the default
+  ``timings``, plus hook timeouts), so a cancelled caller never leaves a half-applied operation.
 * Every change (add, update, delete, order change, metadata) is persisted at once via the Store.
 * With ``pid_records`` every FFmpeg is recorded while it runs (:mod:`trio_core.pidrecords`), so
   that a server started after a crash can end leftovers (``serve`` does that before anything).
@@ -48,7 +48,7 @@ from .hooks import Hook, HookAbort, RunContext
 from .model import ConfigError, ProcessConfig
 from .pidrecords import PidRecords
 from .placeholders import resolve_config
-from .process import Process
+from .process import DEFAULT_TIMINGS, EngineTimings, Process
 from .store import Store, StoreData, StoredProcess
 
 __all__ = [
@@ -104,8 +104,9 @@ class Supervisor:
                  placeholders: Mapping[str, str] | None = None,
                  log_lines: int = 100, log_history: int = 3, max_processes: int = 0,
                  pid_records: PidRecords | None = None, max_config_bytes: int = 0,
-                 max_metadata_bytes: int = 0) -> None:
+                 max_metadata_bytes: int = 0, timings: EngineTimings | None = None) -> None:
         self.ffmpeg = ffmpeg
+        self.timings = timings or DEFAULT_TIMINGS  # the engine's waits (tests shrink them)
         self.pid_records = pid_records
         self.max_config_bytes = max_config_bytes
         self.max_metadata_bytes = max_metadata_bytes
@@ -386,7 +387,8 @@ class Supervisor:
     def _new_process(self, cfg: ProcessConfig, order: str, created_at: float | None = None,
                      updated_at: float | None = None) -> Process:
         return Process(self, cfg, order=order, created_at=created_at, updated_at=updated_at,
-                       log_lines=self.log_lines, log_history=self.log_history)
+                       log_lines=self.log_lines, log_history=self.log_history,
+                       timings=self.timings)
 
     def _require_running(self) -> None:
         if self._nursery is None:

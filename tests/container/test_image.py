@@ -34,8 +34,8 @@ import httpx
 import pytest
 import trio
 
-from tests.aiortc_viewer import run_aiortc_viewer
-from tests.rtmp_helpers import publisher_argv, start_ffmpeg
+from tests.helpers.aiortc_viewer import run_aiortc_viewer
+from tests.helpers.rtmp import publisher_argv, start_ffmpeg
 
 pytestmark = pytest.mark.container
 

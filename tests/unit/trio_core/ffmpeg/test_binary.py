@@ -1,10 +1,24 @@
-"""trio_core.ffmpeg.binary: the version the Restreamer UI accepts (``^5.1 || ^6.1``)."""
+"""trio_core.ffmpeg.binary: the version the Restreamer UI accepts (``^5.1 || ^6.1``).
+
+trio_core.ffmpeg.binary: a configured binary must be executable; otherwise PATH, then the
+imageio-ffmpeg wheel's binary.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
-from trio_core.ffmpeg.binary import UI_VERSION_RANGE, parse_version, ui_accepts
+from trio_core.ffmpeg.binary import (
+    UI_VERSION_RANGE,
+    FFmpegNotFound,
+    find_ffmpeg,
+    parse_version,
+    ui_accepts,
+)
 
 
 @pytest.mark.parametrize(("banner", "version"), [
@@ -30,3 +44,21 @@ def test_parse_version(banner: str, version: tuple[int, int, int] | None) -> Non
 def test_ui_accepts_the_restreamer_range(version: tuple[int, int, int], accepted: bool) -> None:
     assert UI_VERSION_RANGE == "^5.1 || ^6.1"
     assert ui_accepts(version) is accepted
+
+
+def test_configured_paths_and_names(tmp_path: Path) -> None:
+    exe = tmp_path / "my-ffmpeg"
+    exe.write_text("#!/bin/sh\n")
+    with pytest.raises(FFmpegNotFound, match="is not an executable"):
+        find_ffmpeg(str(exe))
+    exe.chmod(0o755)
+    assert find_ffmpeg(str(exe)) == str(exe)
+    with pytest.raises(FFmpegNotFound):
+        find_ffmpeg("no-such-ffmpeg-anywhere")
+    assert find_ffmpeg("sh") == os.path.abspath(str(shutil.which("sh")))  # a name: on PATH
+
+
+def test_the_default_is_an_executable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg on PATH: the wheel's binary
+    found = find_ffmpeg()
+    assert os.path.isabs(found) and os.access(found, os.X_OK) and "ffmpeg" in found
