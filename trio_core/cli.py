@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__
-from .config import SettingError, help_config
-from .core_config import load as load_config
-from .startup_error import StartupError
+from trio_core import __version__
+from trio_core.config.settings import SettingError, help_config
+from trio_core.config.startup_error import StartupError
+from trio_core.config.v3_mapping import load as load_config
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: object, status: dict[str, bool]) -> None:
-    from .reload import serve_reloading
-    from .server import Running
+    from trio_core.reload import serve_reloading
+    from trio_core.server import Running
 
     def on_running(running: Running) -> None:
         status["started"] = True
@@ -78,7 +78,7 @@ def _is_startup_error(exc: BaseException) -> bool:
     if isinstance(exc, StartupError | SettingError | OSError):
         return True
     try:
-        from .store import StoreError
+        from trio_core.engine.store import StoreError
     except ImportError:  # pragma: no cover - store module missing
         return False
     return isinstance(exc, StoreError)

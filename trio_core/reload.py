@@ -24,9 +24,9 @@ from typing import Any
 
 import trio
 
-from .config import RANDOM_WHEN_EMPTY, Config, SettingError
-from .core_config import CONFIG_FILE_NAME
-from .server import Running, serve
+from trio_core.config.settings import RANDOM_WHEN_EMPTY, Config, SettingError
+from trio_core.config.v3_mapping import CONFIG_FILE_NAME
+from trio_core.server import Running, serve
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def serve_reloading(
     """``serve`` again and again while reloads are requested.
 
     ``load(config_file)`` builds the next config (the CLI passes
-    :func:`trio_core.core_config.load`); when it fails, the previous config is served again.
+    :func:`trio_core.config.v3_mapping.load`); when it fails, the previous config is served again.
     An ephemeral API port (0) is kept across reloads. ``task_status`` reports the first
     :class:`Running`; ``on_running`` is called with every one. Returns when a ``serve`` ends
     without a reload request. Startup errors of the first ``serve`` propagate; those of a

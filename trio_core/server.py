@@ -2,7 +2,7 @@
 
 ``await nursery.start(serve, config)`` checks the config (bind policy, FFmpeg), ends the
 FFmpegs a crashed previous instance left running (pid records in ``db.dir``, see
-:mod:`trio_core.pidrecords`) before it starts anything, then :func:`build_services` builds the
+:mod:`trio_core.engine.pid_records`) before it starts anything, then :func:`build_services` builds the
 :class:`Services` — one typed object holding every shared part, each built from the ones
 before it (FFmpeg, store, placeholders, supervisor, config store and identity, auth, log ring,
 sessions, monitor, forwarder, WHEP admission, storages and their ASGI mounts, the app, the
@@ -42,37 +42,40 @@ from quart_trio import QuartTrio
 
 from relay import RelayStats
 from rtp.forwarder import Forwarder
-
-from .api.app import add_fallback_index, create_app
-from .api.auth import Authenticator
-from .api.core_subsystem import CoreApiSubsystem
-from .api.login_throttle import LoginThrottle
-from .api.process_routes import process_blueprint
-from .bind_policy import check_bind
-from .config import Config, SettingError
-from .core_config import CoreConfigStore
-from .ffmpeg.binary import FFmpegNotFound, check_version, find_ffmpeg
-from .ffmpeg.skills import SkillsCache
-from .log_ring import LogRing
-from .model import ConfigError, ProcessConfig
-from .observability.hls import HLSSessions
-from .observability.monitor import History, Monitor
-from .observability.openapi import ExternalRoute
-from .observability.sessions import Collector, SessionRegistry
-from .observability.subsystem import ObservabilitySubsystem, metrics_history, session_registry
-from .observability.webrtc_viewers import WebRTCViewers
-from .pidrecords import PidRecords
-from .placeholders import Placeholders
-from .process import EngineTimings
-from .rtmp.subsystem import RtmpSubsystem, rtmp_server
-from .srt.subsystem import SrtSubsystem
-from .startup_error import StartupError
-from .storage.mounts import StorageHTTP
-from .storage.openapi import storage_routes
-from .storage.subsystem import Storages, StorageSubsystem, storages
-from .store import Store
-from .supervisor import DuplicateProcess, Supervisor
-from .webrtc.subsystem import WebRTCSubsystem, forwarder
+from trio_core.api.process_routes import process_blueprint
+from trio_core.api.subsystem import CoreApiSubsystem
+from trio_core.config.bind_policy import check_bind
+from trio_core.config.settings import Config, SettingError
+from trio_core.config.startup_error import StartupError
+from trio_core.config.v3_mapping import CoreConfigStore
+from trio_core.engine.pid_records import PidRecords
+from trio_core.engine.placeholders import Placeholders
+from trio_core.engine.process import EngineTimings
+from trio_core.engine.process_config import ConfigError, ProcessConfig
+from trio_core.engine.store import Store
+from trio_core.engine.supervisor import DuplicateProcess, Supervisor
+from trio_core.ffmpeg.binary import FFmpegNotFound, check_version, find_ffmpeg
+from trio_core.ffmpeg.skills import SkillsCache
+from trio_core.http.app import add_fallback_index, create_app
+from trio_core.http.auth import Authenticator
+from trio_core.http.login_throttle import LoginThrottle
+from trio_core.http.openapi import ExternalRoute
+from trio_core.observability.hls_sessions import HLSSessions
+from trio_core.observability.monitor import History, Monitor
+from trio_core.observability.sessions import Collector, SessionRegistry
+from trio_core.observability.subsystem import (
+    ObservabilitySubsystem,
+    metrics_history,
+    session_registry,
+)
+from trio_core.observability.webrtc_viewers import WebRTCViewers
+from trio_core.rtmp.subsystem import RtmpSubsystem, rtmp_server
+from trio_core.srt.subsystem import SrtSubsystem
+from trio_core.storage.mounts import StorageHTTP
+from trio_core.storage.openapi import storage_routes
+from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
+from trio_core.util.log_ring import LogRing
+from trio_core.webrtc.subsystem import WebRTCSubsystem, forwarder
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import trio
 
-from trio_core.config import Config, load_config
+from trio_core.config.settings import Config, load_config
 from trio_core.server import Running, serve
 
 

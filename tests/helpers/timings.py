@@ -5,7 +5,7 @@ tests about the stop sequence itself keep the defaults."""
 
 from __future__ import annotations
 
-from trio_core.process import EngineTimings
+from trio_core.engine.process import EngineTimings
 
 #: stop grace 0.5 s + 0.5 s, watchdog every 0.25 s
 FAST_STOP = EngineTimings(grace_after_q=0.5, grace_after_term=0.5, watch_interval=0.25,

@@ -11,7 +11,7 @@ What Core does, and so do we (``http/handler/api/process.go`` of datarhei/core):
   one input and one output need to be defined"; an invalid config, a duplicate id or a refused
   reference -> 400 "Invalid process config". Answers the stored config.
 * ``PUT /{id}``: unknown id -> 404 "Process not found"; the body is decoded *onto* the current
-  config (:func:`~trio_core.model.decode_onto`); an invalid result, ``"id": ""`` or a new id
+  config (:func:`~trio_core.engine.process_config.decode_onto`); an invalid result, ``"id": ""`` or a new id
   that is already used -> 400 "Process can't be updated".
 * ``PUT /{id}/command``: ``command`` missing -> 400 "Invalid JSON", not one of start, stop,
   restart, reload -> 400 "Unknown command provided", unknown id -> 400 "Command failed".
@@ -21,7 +21,7 @@ What Core does, and so do we (``http/handler/api/process.go`` of datarhei/core):
   matches nothing), ``reference`` (exact; when given, ``id`` is ignored), ``id`` (comma list).
 * ``GET /{id}/probe``: always 200 with ``{"streams", "log"}`` (an unknown id gives no streams
   and the log line "Unknown process ID (<id>)").
-* Process ids are checked against :data:`~trio_core.model.ID_CHARSET` on POST/PUT (400 naming
+* Process ids are checked against :data:`~trio_core.engine.process_config.ID_CHARSET` on POST/PUT (400 naming
   ``id``); stored processes with ids from before load and are listed; they can be renamed with
   ``PUT`` and deleted (``DELETE`` also accepts an id containing ``/``).
 
@@ -37,15 +37,21 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from ..ffmpeg.probe import run_probe
-from ..glob import GlobError, glob_match
-from ..model import ConfigError, ConfigTypeError, ProcessConfig, decode_onto, generate_id
-from ..supervisor import DuplicateProcess, MetadataTooLarge, ProcessNotFound
-from .corejson import core_json_response
-from .errors import ApiError, bind_json, json_response
+from trio_core.engine.process_config import (
+    ConfigError,
+    ConfigTypeError,
+    ProcessConfig,
+    decode_onto,
+    generate_id,
+)
+from trio_core.engine.supervisor import DuplicateProcess, MetadataTooLarge, ProcessNotFound
+from trio_core.ffmpeg.probe import run_probe
+from trio_core.http.errors import ApiError, bind_json, json_response
+from trio_core.http.go_json import core_json_response
+from trio_core.util.glob import GlobError, glob_match
 
 if TYPE_CHECKING:
-    from ..supervisor import Process, Supervisor
+    from trio_core.engine.supervisor import Process, Supervisor
 
 COMMANDS = ("start", "stop", "restart", "reload")
 FILTERS = ("config", "state", "report", "metadata")

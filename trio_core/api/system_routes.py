@@ -6,11 +6,11 @@
   ``PUT /api/v3/config`` (a partial or full version-3 document) -> 200 ``"OK"``, 400
   ``Invalid JSON`` / ``Invalid config version``, 409 ``{field: [messages]}``;
   ``GET /api/v3/config/reload`` -> 200 ``"OK"``, then the server restarts in-process with the
-  stored config (:mod:`trio_core.core_config`).
+  stored config (:mod:`trio_core.config.v3_mapping`).
 * ``GET /api/v3/metadata`` (all, ``null`` when empty), ``GET /api/v3/metadata/{key}`` (404
   ``Metadata not found``), ``PUT /api/v3/metadata/{key}`` (any JSON with a JSON Content-Type,
   as Core; ``null`` deletes; the value is echoed) — persisted with the process database.
-* ``GET /api/v3/log[?format=raw]`` — the server's recent log lines (:mod:`trio_core.log_ring`).
+* ``GET /api/v3/log[?format=raw]`` — the server's recent log lines (:mod:`trio_core.util.log_ring`).
 
 All behind the default ``/api/v3`` guard. Handlers only touch in-memory state apart from the
 config file write on PUT (small, synchronous) and the skills probe (in a worker thread).
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
-from ..core_config import ConfigRejected, CoreConfigStore
-from ..ffmpeg.skills import SkillsCache
-from ..log_ring import LogRing
-from ..supervisor import MetadataTooLarge
-from .errors import ApiError, bind_json, json_response, read_json
+from trio_core.config.v3_mapping import ConfigRejected, CoreConfigStore
+from trio_core.engine.supervisor import MetadataTooLarge
+from trio_core.ffmpeg.skills import SkillsCache
+from trio_core.http.errors import ApiError, bind_json, json_response, read_json
+from trio_core.util.log_ring import LogRing
 
 if TYPE_CHECKING:
-    from ..supervisor import Supervisor
+    from trio_core.engine.supervisor import Supervisor
 
 MAX_METADATA_KEYS = 1000
 MAX_METADATA_KEY_LENGTH = 256

@@ -17,7 +17,7 @@ import shutil
 
 import trio
 
-from .child import DEVNULL, PidRecorder, run_process
+from trio_core.ffmpeg.child import DEVNULL, PidRecorder, run_process
 
 log = logging.getLogger(__name__)
 

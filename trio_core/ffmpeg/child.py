@@ -31,7 +31,7 @@ the skills probe and its device helpers, the WebRTC input probe — is started h
 the parent-death signal and its own process group. With ``record`` (a :class:`PidRecorder`,
 the engine's pid records) the child is recorded right after it was started and the record is
 removed when :meth:`Child.wait` has reaped it, so the next server start can end it if a
-parent-death signal could not (see :mod:`trio_core.pidrecords`).
+parent-death signal could not (see :mod:`trio_core.engine.pid_records`).
 
 Contract: whoever calls :func:`spawn` owns the :class:`Child` and must wait for it
 (:meth:`Child.wait`, :func:`wait_or_stop` or :meth:`Child.aclose`) within its trio scope, and
@@ -54,7 +54,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .procfs import ProcStat, read_proc_stat
+from trio_core.ffmpeg.procfs import ProcStat, read_proc_stat
 
 __all__ = ["Child", "PIPE", "DEVNULL", "PidRecorder", "run_process", "spawn", "wait_or_stop"]
 

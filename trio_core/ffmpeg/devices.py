@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .child import DEVNULL, PidRecorder, run_process
+from trio_core.ffmpeg.child import DEVNULL, PidRecorder, run_process
 
 HELPER_TIMEOUT = 5.0
 

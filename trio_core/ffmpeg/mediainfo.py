@@ -21,8 +21,8 @@ from typing import Protocol
 
 import trio
 
-from .child import DEVNULL, PidRecorder, run_process
-from .streams import parse_stream
+from trio_core.ffmpeg.child import DEVNULL, PidRecorder, run_process
+from trio_core.ffmpeg.streams import parse_stream
 
 __all__ = ["AudioStream", "MediaInfo", "VideoStream", "parse_ffmpeg_streams", "probe_inputs"]
 

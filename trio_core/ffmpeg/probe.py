@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 import trio
 
-from .child import DEVNULL, PIPE, Child, PidRecorder, spawn, wait_or_stop
-from .progress import MAX_LINE
-from .streams import channels_of, parse_stream
+from trio_core.ffmpeg.child import DEVNULL, PIPE, Child, PidRecorder, spawn, wait_or_stop
+from trio_core.ffmpeg.progress import MAX_LINE
+from trio_core.ffmpeg.streams import channels_of, parse_stream
 
 __all__ = ["MAX_LOG_LINES", "PROBE_TIMEOUT", "parse_probe", "probe_command", "run_probe"]
 
@@ -97,7 +97,7 @@ def parse_probe(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 
 class ProbeInput(Protocol):
-    """An input of a process (:class:`trio_core.model.IOConfig` is one)."""
+    """An input of a process (:class:`trio_core.engine.process_config.IOConfig` is one)."""
 
     @property
     def address(self) -> str: ...
@@ -107,7 +107,7 @@ class ProbeInput(Protocol):
 
 
 class ProbeConfig(Protocol):
-    """The resolved config of a process (:class:`trio_core.model.ProcessConfig` is one)."""
+    """The resolved config of a process (:class:`trio_core.engine.process_config.ProcessConfig` is one)."""
 
     @property
     def options(self) -> Sequence[str]: ...

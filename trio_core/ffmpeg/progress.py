@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .streams import Stream, StreamMapping, parse_mapping, parse_stream
+from trio_core.ffmpeg.streams import Stream, StreamMapping, parse_mapping, parse_stream
 
 __all__ = ["MAX_LINE", "Fixed3", "ProgressParser", "core_number", "empty_progress",
            "parse_duration"]
@@ -88,7 +88,7 @@ def _rate_kbit(text: str) -> float | None:
 class Fixed3(float):
     """A float that Core writes with exactly three decimals (Go ``fmt.Sprintf("%.3f")``).
 
-    It is a plain float for Python code; :mod:`trio_core.api.corejson` renders it as ``25.000``
+    It is a plain float for Python code; :mod:`trio_core.http.go_json` renders it as ``25.000``
     in responses. Non-finite values become 0 (JSON has no NaN/Infinity).
     """
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import trio
 
-from .child import DEVNULL, PidRecorder, run_process
-from .devices import list_devices
+from trio_core.ffmpeg.child import DEVNULL, PidRecorder, run_process
+from trio_core.ffmpeg.devices import list_devices
 
 log = logging.getLogger(__name__)
 

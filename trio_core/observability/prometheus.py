@@ -3,7 +3,7 @@
 Everything is read at scrape time by custom collectors registered in a per-app
 :class:`prometheus_client.CollectorRegistry` (never the global one):
 
-* :class:`CoreMetrics` maps the monitor's values (:mod:`.sources`) to the names and labels of
+* :class:`CoreMetrics` maps the monitor's values (:mod:`trio_core.observability.metric_sources`) to the names and labels of
   Core's ``prometheus/*.go`` (label ``core`` = the instance id): ``uptime_seconds``,
   ``cpu_{system,user,idle,other}_time_percent``, ``mem_{total,free}_bytes``,
   ``net_{rx,tx}_bytes{interface}``, ``disk_{total,usage}_bytes{path}``,
@@ -36,9 +36,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from relay import RelayStats
-
-from .monitor import Monitor, Pattern
-from .webrtc_viewers import WebRTCViewers, peer_counters
+from trio_core.observability.monitor import Monitor, Pattern
+from trio_core.observability.webrtc_viewers import WebRTCViewers, peer_counters
 
 __all__ = ["CoreMetrics", "RelayMetrics", "WebRTCMetrics", "build_registry", "exposition"]
 

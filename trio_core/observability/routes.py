@@ -32,10 +32,10 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..api.errors import ApiError, json_response, read_json
-from .monitor import History, Monitor, Pattern, Snapshot, series_json
-from .openapi import doc
-from .sessions import SessionRegistry
+from trio_core.http.errors import ApiError, json_response, read_json
+from trio_core.http.openapi import doc
+from trio_core.observability.monitor import History, Monitor, Pattern, Snapshot, series_json
+from trio_core.observability.sessions import SessionRegistry
 
 __all__ = ["metrics_blueprint", "prometheus_blueprint", "session_blueprint",
            "widget_blueprint"]

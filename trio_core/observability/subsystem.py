@@ -6,9 +6,9 @@ subsystem exists — the :class:`~.sessions.SessionRegistry` (:func:`session_reg
 collectors ``hls``, ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus
 ``webrtc``), the :class:`~.monitor.Monitor` and its :class:`~.monitor.History`
 (:func:`metrics_history`), the WebRTC viewers (:mod:`.webrtc_viewers`, the WHEP route's
-admission) and the HLS session middleware of the storage mounts (:class:`.hls.HLSSessions`) —
+admission) and the HLS session middleware of the storage mounts (:class:`trio_core.observability.hls_sessions.HLSSessions`) —
 and hands them to :class:`ObservabilitySubsystem`, whose constructor registers Core's sources
-(:mod:`.sources`) with the monitor, the routes (:mod:`.routes`, :mod:`.openapi` with the
+(:mod:`trio_core.observability.metric_sources`) with the monitor, the routes (:mod:`.routes`, :mod:`trio_core.http.openapi` with the
 routes answered below the app) and a supervisor hook counting process state changes.
 
 ``run()`` owns the tasks, all inside its nursery and ended by cancellation: the history
@@ -31,20 +31,10 @@ import trio
 from quart_trio import QuartTrio
 
 from relay import RelayStats
-
-from ..api.auth import Authenticator
-from ..config import Config, SettingError
-from .monitor import History, Monitor
-from .openapi import ExternalRoute, swagger_blueprint
-from .prometheus import build_registry, exposition
-from .routes import (
-    metrics_blueprint,
-    prometheus_blueprint,
-    session_blueprint,
-    widget_blueprint,
-)
-from .sessions import SessionRegistry
-from .sources import (
+from trio_core.config.settings import Config, SettingError
+from trio_core.http.auth import Authenticator
+from trio_core.http.openapi import ExternalRoute, swagger_blueprint
+from trio_core.observability.metric_sources import (
     REFRESH_SECONDS,
     CpuSource,
     DiskSource,
@@ -56,10 +46,19 @@ from .sources import (
     StateCounter,
     UptimeSource,
 )
-from .webrtc_viewers import WebRTCSource, WebRTCViewers
+from trio_core.observability.monitor import History, Monitor
+from trio_core.observability.prometheus import build_registry, exposition
+from trio_core.observability.routes import (
+    metrics_blueprint,
+    prometheus_blueprint,
+    session_blueprint,
+    widget_blueprint,
+)
+from trio_core.observability.sessions import SessionRegistry
+from trio_core.observability.webrtc_viewers import WebRTCSource, WebRTCViewers
 
 if TYPE_CHECKING:
-    from ..supervisor import Supervisor
+    from trio_core.engine.supervisor import Supervisor
 
 __all__ = ["ObservabilitySubsystem", "metrics_history", "session_registry"]
 

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Histogram
 from quart import g
 
-from ..api.errors import ApiError
-from .monitor import Description, Value
-from .sessions import Collector, SessionLimit
+from trio_core.http.errors import ApiError
+from trio_core.observability.monitor import Description, Value
+from trio_core.observability.sessions import Collector, SessionLimit
 
 if TYPE_CHECKING:
     from quart import Request

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from ..api.auth import Authenticator
-from .server import RtmpServer
+from trio_core.http.auth import Authenticator
+from trio_core.rtmp.server import RtmpServer
 
 __all__ = ["rtmp_blueprint"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
-from ..addresses import loopback_for, url_host
+from trio_core.util.addresses import loopback_for, url_host
 
 __all__ = ["StreamRequest", "placeholder_template", "resolve_request"]
 
@@ -43,7 +43,7 @@ def resolve_request(app: str, name: str, *, token_required: bool) -> StreamReque
 def placeholder_template(host: str, port: int, app: str, token: str) -> str:
     """The value of ``{rtmp}``: ``rtmp://host:port[app]/{name}[?token=T]`` (Core's
     ``app/api/api.go``); a wildcard host becomes loopback
-    (:func:`trio_core.addresses.loopback_for`)."""
+    (:func:`trio_core.util.addresses.loopback_for`)."""
     template = f"rtmp://{url_host(loopback_for(host))}:{port}"
     if app != "/":
         template += app

@@ -47,9 +47,8 @@ from rtmp.connection import (
     StreamDeleted,
 )
 from rtmp.errors import RtmpError
-
-from .paths import StreamRequest, resolve_request
-from .registry import DEFAULT_MAX_GOP_BYTES, Channel, Player, StreamRegistry
+from trio_core.rtmp.paths import StreamRequest, resolve_request
+from trio_core.rtmp.registry import DEFAULT_MAX_GOP_BYTES, Channel, Player, StreamRegistry
 
 __all__ = ["RtmpServer"]
 

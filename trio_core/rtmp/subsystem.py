@@ -4,7 +4,7 @@ the ``{rtmp}`` placeholder.
 Constructed by the composition root (:mod:`trio_core.server`) when ``rtmp.enable`` is true.
 :func:`rtmp_server` checks the settings (``rtmp.app`` absolute; ``rtmp.enable_tls`` needs
 ``tls.cert_file``/``tls.key_file``, loaded into an SSL context up front) and raises
-:class:`~trio_core.startup_error.StartupError` naming the key otherwise. ``run`` binds
+:class:`~trio_core.config.startup_error.StartupError` naming the key otherwise. ``run`` binds
 ``rtmp.address`` (and ``rtmp.address_tls``), then provides ``{rtmp}`` =
 ``rtmp://host:port[app]/{name}[?token=T]`` with the bound port while it runs, so
 ``{rtmp,name=x}`` resolves as in Core; it serves until cancelled (the server cancels it after
@@ -24,15 +24,15 @@ from typing import Any
 import trio
 from quart_trio import QuartTrio
 
-from ..addresses import is_loopback_host, parse_address
-from ..api.auth import Authenticator
-from ..config import Config
-from ..observability.sessions import Collector
-from ..placeholders import Placeholders
-from ..startup_error import StartupError
-from .api import rtmp_blueprint
-from .paths import placeholder_template
-from .server import RtmpServer
+from trio_core.config.settings import Config
+from trio_core.config.startup_error import StartupError
+from trio_core.engine.placeholders import Placeholders
+from trio_core.http.auth import Authenticator
+from trio_core.observability.sessions import Collector
+from trio_core.rtmp.api import rtmp_blueprint
+from trio_core.rtmp.paths import placeholder_template
+from trio_core.rtmp.server import RtmpServer
+from trio_core.util.addresses import is_loopback_host, parse_address
 
 __all__ = ["RtmpSubsystem", "rtmp_server"]
 

@@ -28,8 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from relay import Offer, PathRegistry, ReaderQueue, Refused, RelayCounters, admit
-
-from .streamid import StreamId, StreamIdRefused
+from trio_core.srt.streamid import StreamId, StreamIdRefused
 
 __all__ = ["Connection", "Hub", "Snapshot"]
 

@@ -11,7 +11,7 @@ life of the process. :func:`classify` (pure) decides what a line becomes:
   the non-blocking ``srt_accept`` "no pending connection" the server provokes on purpose;
 * everything else (per-connection NOTICE chatter) → ignored.
 
-Kept lines pass a :class:`~.ratelimit.RateLimit` (10/s; the next line says how many were
+Kept lines pass a :class:`~trio_core.util.rate_limit.RateLimit` (10/s; the next line says how many were
 suppressed), so a flood of garbage costs at most a few lines a second. The callback never
 raises into C.
 """
@@ -23,8 +23,8 @@ import re
 import time
 from typing import Any
 
-from .binding import LibSrt, LogHandler
-from .ratelimit import RateLimit
+from trio_core.srt.binding import LibSrt, LogHandler
+from trio_core.util.rate_limit import RateLimit
 
 __all__ = ["classify", "install"]
 

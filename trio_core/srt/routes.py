@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
-from ..api.errors import ApiError, json_response
-from .server import SrtServer
+from trio_core.http.errors import ApiError, json_response
+from trio_core.srt.server import SrtServer
 
 __all__ = ["srt_blueprint", "srt_unavailable_blueprint"]
 

@@ -48,10 +48,8 @@ from typing import Any
 import trio
 
 from relay import RelayStats
-
-from ..addresses import parse_address
-from . import liblog
-from .binding import (
+from trio_core.srt import liblog
+from trio_core.srt.binding import (
     DEFAULT_RCVBUF_PACKETS,
     MAX_PAYLOAD,
     SRT_EPOLL_ERR,
@@ -76,9 +74,17 @@ from .binding import (
     load,
     sockaddr_to_str,
 )
-from .hub import EMPTY_SNAPSHOT, Connection, Hub, Snapshot, check_address, check_against
-from .ratelimit import RateLimit
-from .streamid import StreamId, StreamIdRefused, check_stream_id
+from trio_core.srt.hub import (
+    EMPTY_SNAPSHOT,
+    Connection,
+    Hub,
+    Snapshot,
+    check_address,
+    check_against,
+)
+from trio_core.srt.streamid import StreamId, StreamIdRefused, check_stream_id
+from trio_core.util.addresses import parse_address
+from trio_core.util.rate_limit import RateLimit
 
 __all__ = ["SrtEvent", "SrtServer"]
 

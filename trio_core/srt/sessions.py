@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import trio
 
-from ..observability.sessions import Collector
-from .binding import SrtError
-from .server import SrtServer
+from trio_core.observability.sessions import Collector
+from trio_core.srt.binding import SrtError
+from trio_core.srt.server import SrtServer
 
 __all__ = ["TICK_SECONDS", "SrtSessions"]
 

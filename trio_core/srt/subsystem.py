@@ -18,7 +18,7 @@ Connections are accounted in the ``srt`` session collector (:mod:`.sessions`, a 
 in inputs (``mode:publish`` in outputs), ``,token:T`` when ``srt.token`` is set,
 ``&passphrase=P`` when ``srt.passphrase`` is set; latency defaults to 20000 µs (FFmpeg's
 unit). HOST is the configured host; for an empty/wildcard host it is ``127.0.0.1``
-(``[::1]`` for ``::``, :func:`trio_core.addresses.loopback_for`) rather than Core's
+(``[::1]`` for ``::``, :func:`trio_core.util.addresses.loopback_for`) rather than Core's
 ``localhost``, which FFmpeg may resolve to ``::1`` while the listener is IPv4 only.
 """
 
@@ -32,15 +32,15 @@ from typing import Any
 import trio
 from quart_trio import QuartTrio
 
-from ..addresses import loopback_for, url_host
-from ..config import Config
-from ..observability.sessions import Collector
-from ..placeholders import Placeholders, Template
-from .binding import SrtError, SrtUnavailable, load
-from .hub import Hub
-from .routes import srt_blueprint, srt_unavailable_blueprint
-from .server import SrtServer
-from .sessions import SrtSessions
+from trio_core.config.settings import Config
+from trio_core.engine.placeholders import Placeholders, Template
+from trio_core.observability.sessions import Collector
+from trio_core.srt.binding import SrtError, SrtUnavailable, load
+from trio_core.srt.hub import Hub
+from trio_core.srt.routes import srt_blueprint, srt_unavailable_blueprint
+from trio_core.srt.server import SrtServer
+from trio_core.srt.sessions import SrtSessions
+from trio_core.util.addresses import loopback_for, url_host
 
 __all__ = ["SrtSubsystem", "placeholder_template"]
 

@@ -36,10 +36,10 @@ from typing import Any, Protocol
 
 import trio
 
-from ..glob import GlobError, compile_glob
-from ..model import ProcessConfig
-from ..placeholders import resolve_config
-from .memfs import FileInfo
+from trio_core.engine.placeholders import resolve_config
+from trio_core.engine.process_config import ProcessConfig
+from trio_core.storage.memfs import FileInfo
+from trio_core.util.glob import GlobError, compile_glob
 
 __all__ = ["Cleaner", "Rule", "expired", "purge_targets", "rules_of"]
 

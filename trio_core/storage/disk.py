@@ -19,8 +19,8 @@ from collections.abc import AsyncIterable
 
 import trio
 
-from ..glob import compile_glob
-from .memfs import FileInfo
+from trio_core.storage.memfs import FileInfo
+from trio_core.util.glob import compile_glob
 
 __all__ = ["DiskFS"]
 

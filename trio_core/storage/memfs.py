@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..glob import compile_glob
+from trio_core.util.glob import compile_glob
 
 __all__ = ["FileInfo", "MemFS", "MemFile", "NoSpace", "Upload"]
 

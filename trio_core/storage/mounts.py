@@ -7,7 +7,7 @@ Handled here (everything else goes to the wrapped app unchanged):
   (201 created / 204 replaced, ``Content-Location``), ``DELETE`` (200 ``Deleted: <path>``,
   404) — both behind HTTP Basic auth when credentials are configured (401, ``WWW-Authenticate:
   basic realm=Restricted``). Wrong Basic credentials back off per client address as
-  ``/api/login`` does (:class:`~trio_core.api.login_throttle.LoginThrottle`: guesses from one
+  ``/api/login`` does (:class:`~trio_core.http.login_throttle.LoginThrottle`: guesses from one
   address answered one at a time, each failure waiting longer; 429 + ``Retry-After`` when too
   many queue); a request without Basic credentials (FFmpeg's first try, which asks for the
   challenge) is no guess and gets its 401 at once. The loopback endpoint (scope extension
@@ -29,7 +29,7 @@ per reader beyond the slice being sent). Bad paths (``..``, NUL, backslash) get 
 a traceback. A client that disconnects mid-upload leaves nothing behind.
 
 Sessions: when set, ``StorageHTTP.sessions`` (the observability subsystem's
-:class:`~trio_core.observability.hls.HLSSessions`, Core's HLS session middleware) is called
+:class:`~trio_core.observability.hls_sessions.HLSSessions`, Core's HLS session middleware) is called
 around every request to the memfs and disk mounts (not ``/api/v3/fs``, as in Core); it
 passes segment bodies through unchanged and only buffers playlists it rewrites.
 
@@ -53,11 +53,11 @@ import trio
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
-from ..api.login_throttle import LoginThrottle, Throttled
-from .disk import DiskFS
-from .memfs import MemFS, NoSpace
-from .mime import DISK_DEFAULT, MEM_DEFAULT, content_type
-from .paths import BadPath, clean_path
+from trio_core.http.login_throttle import LoginThrottle, Throttled
+from trio_core.storage.disk import DiskFS
+from trio_core.storage.memfs import MemFS, NoSpace
+from trio_core.storage.mime import DISK_DEFAULT, MEM_DEFAULT, content_type
+from trio_core.storage.paths import BadPath, clean_path
 
 __all__ = ["CHUNK", "StorageHTTP"]
 

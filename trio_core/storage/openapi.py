@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..observability.openapi import ExternalRoute
+from trio_core.http.openapi import ExternalRoute
 
 __all__ = ["storage_routes"]
 

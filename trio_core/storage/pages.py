@@ -13,7 +13,7 @@ from importlib import resources
 from quart import Response
 from quart_trio import QuartTrio
 
-from ..api.errors import ApiError
+from trio_core.http.errors import ApiError
 
 __all__ = ["install_hls_pages"]
 

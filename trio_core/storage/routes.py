@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from quart import Blueprint, Response, request
 
-from ..api.errors import ApiError, json_response
-from ..glob import GlobError, compile_glob
-from .disk import DiskFS
-from .memfs import FileInfo, MemFS
+from trio_core.http.errors import ApiError, json_response
+from trio_core.storage.disk import DiskFS
+from trio_core.storage.memfs import FileInfo, MemFS
+from trio_core.util.glob import GlobError, compile_glob
 
 __all__ = ["fs_blueprint"]
 

@@ -30,19 +30,19 @@ import trio
 from quart import Response, current_app
 from quart_trio import QuartTrio
 
-from ..addresses import loopback_for, url_host
-from ..config import Config
-from ..placeholders import Placeholders
-from .cleanup import Cleaner
-from .disk import DiskFS
-from .loopback import LoopbackServer
-from .memfs import MemFS
-from .mounts import StorageHTTP
-from .pages import install_hls_pages
-from .routes import fs_blueprint
+from trio_core.config.settings import Config
+from trio_core.engine.placeholders import Placeholders
+from trio_core.storage.cleanup import Cleaner
+from trio_core.storage.disk import DiskFS
+from trio_core.storage.loopback import LoopbackServer
+from trio_core.storage.memfs import MemFS
+from trio_core.storage.mounts import StorageHTTP
+from trio_core.storage.pages import install_hls_pages
+from trio_core.storage.routes import fs_blueprint
+from trio_core.util.addresses import loopback_for, url_host
 
 if TYPE_CHECKING:
-    from ..supervisor import Supervisor
+    from trio_core.engine.supervisor import Supervisor
 
 __all__ = ["Storages", "StorageSubsystem", "memfs_url", "storages"]
 

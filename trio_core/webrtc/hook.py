@@ -29,12 +29,11 @@ import trio
 from rtp.errors import SdpError
 from rtp.forwarder import Forwarder
 from rtp.source import Source
-
-from ..ffmpeg.child import PidRecorder
-from ..ffmpeg.mediainfo import MediaInfo, probe_inputs
-from ..hooks import HookAbort, RunContext
-from ..tempdirs import make_owned_tempdir, remove_stale_tempdirs
-from .legs import build_rtp_outputs
+from trio_core.engine.hooks import HookAbort, RunContext
+from trio_core.engine.temp_dirs import make_owned_tempdir, remove_stale_tempdirs
+from trio_core.ffmpeg.child import PidRecorder
+from trio_core.ffmpeg.mediainfo import MediaInfo, probe_inputs
+from trio_core.webrtc.legs import build_rtp_outputs
 
 __all__ = ["WebRTCHook"]
 

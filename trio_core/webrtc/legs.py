@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ffmpeg.mediainfo import MediaInfo, VideoStream
+from trio_core.ffmpeg.mediainfo import MediaInfo, VideoStream
 
 __all__ = ["RtpLegs", "build_rtp_outputs", "rtp_url"]
 

@@ -22,15 +22,14 @@ from quart_trio import QuartTrio
 
 from rtp.admission import AdmissionLimits
 from rtp.forwarder import Forwarder
-
-from ..api.auth import Authenticator
-from ..config import Config
-from .hook import WebRTCHook
-from .pages import install_pages
-from .whep import Admission, whep_blueprint
+from trio_core.config.settings import Config
+from trio_core.http.auth import Authenticator
+from trio_core.http.site_pages import install_pages
+from trio_core.webrtc.hook import WebRTCHook
+from trio_core.webrtc.whep import Admission, whep_blueprint
 
 if TYPE_CHECKING:
-    from ..supervisor import Supervisor
+    from trio_core.engine.supervisor import Supervisor
 
 __all__ = ["WebRTCSubsystem", "forwarder"]
 

@@ -33,14 +33,12 @@ from quart import Blueprint, Request, Response, request
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from rtp.forwarder import Forwarder
-
-from ..api.auth import Authenticator, unauthorized
-from ..api.errors import ApiError
+from trio_core.http.auth import Authenticator, unauthorized
+from trio_core.http.errors import ApiError
 
 if TYPE_CHECKING:
     from rtp.peer import Peer
-
-    from ..supervisor import Supervisor
+    from trio_core.engine.supervisor import Supervisor
 
 __all__ = ["Admission", "whep_blueprint"]
 

@@ -20,8 +20,8 @@ import pytest
 import trio
 
 from tests.helpers.api import Api, assert_error, make_config, wait_for
-from trio_core import core_config
-from trio_core.config import SettingError
+from trio_core.config import v3_mapping as core_config
+from trio_core.config.settings import SettingError
 from trio_core.reload import serve_reloading
 from trio_core.server import Running
 from trio_core.srt.subsystem import SrtSubsystem

@@ -23,10 +23,10 @@ import trio
 from quart import Blueprint, Response
 
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process, wait_for
-from trio_core import core_config
-from trio_core.api.core_subsystem import CoreApiSubsystem
+from trio_core.api.subsystem import CoreApiSubsystem
 from trio_core.api.system_routes import MAX_METADATA_KEY_LENGTH
-from trio_core.config import SETTINGS
+from trio_core.config import v3_mapping as core_config
+from trio_core.config.settings import SETTINGS
 from trio_core.reload import serve_reloading
 from trio_core.server import Running, Services, serve
 

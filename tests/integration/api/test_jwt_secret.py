@@ -18,7 +18,7 @@ import httpx
 import jwt
 import pytest
 
-from trio_core import core_config
+from trio_core.config import v3_mapping as core_config
 
 USER, PASSWORD = "admin", "pw-of-the-test"
 

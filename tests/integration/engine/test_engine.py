@@ -14,10 +14,10 @@ import trio
 
 from tests.helpers.leaks import child_pids, open_fds, task_count
 from tests.helpers.timings import FAST_STOP
-from trio_core.hooks import HookAbort, RunContext
-from trio_core.model import ProcessConfig
-from trio_core.store import Store, StoreError
-from trio_core.supervisor import Supervisor
+from trio_core.engine.hooks import HookAbort, RunContext
+from trio_core.engine.process_config import ProcessConfig
+from trio_core.engine.store import Store, StoreError
+from trio_core.engine.supervisor import Supervisor
 
 
 def lavfi(process_id: str, **extra: Any) -> ProcessConfig:

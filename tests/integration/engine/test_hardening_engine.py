@@ -26,9 +26,9 @@ import trio
 
 from tests.helpers.api import Api, make_config, running_server, tiny_process, wait_for
 from tests.helpers.whep import webrtc_process
+from trio_core.engine.pid_records import DIRNAME
+from trio_core.engine.temp_dirs import owner_of
 from trio_core.ffmpeg.procfs import ProcStat, boot_id, read_proc_stat
-from trio_core.pidrecords import DIRNAME
-from trio_core.tempdirs import owner_of
 from trio_core.webrtc.hook import SDP_DIR_PREFIX
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import trio
 
+from trio_core.engine.pid_records import DIRNAME
 from trio_core.ffmpeg.procfs import ProcStat, read_proc_stat
-from trio_core.pidrecords import DIRNAME
 
 ROOT = Path(__file__).resolve().parents[3]
 

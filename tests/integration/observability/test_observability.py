@@ -24,8 +24,8 @@ from quart import Blueprint
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api, assert_error, make_config, wait_for
 from tests.helpers.whep import wait_live, webrtc_process, whep_offer
-from trio_core.observability.hls import SESSION_ID
-from trio_core.observability.openapi import _path
+from trio_core.http.openapi import _path
+from trio_core.observability.hls_sessions import SESSION_ID
 from trio_core.observability.routes import MAX_QUERY_METRICS
 from trio_core.server import Running, Services, build_subsystems, serve
 
@@ -579,7 +579,7 @@ async def test_disabled_sessions_and_prometheus(ffmpeg: str, tmp_path: Path) -> 
 
 
 def test_metrics_settings_are_checked(tmp_path: Path) -> None:
-    from trio_core.config import SettingError
+    from trio_core.config.settings import SettingError
     from trio_core.observability.monitor import Monitor
     from trio_core.observability.subsystem import metrics_history
 

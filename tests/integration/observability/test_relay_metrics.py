@@ -11,7 +11,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from rtmp.chunk import MessageType
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.observability.routes import PROMETHEUS_CACHE_SECONDS
 from trio_core.rtmp.client import RtmpClient
 from trio_core.server import Running, serve

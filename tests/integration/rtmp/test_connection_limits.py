@@ -11,7 +11,7 @@ import trio
 
 from rtmp.chunk import MessageType
 from rtmp.connection import MediaReceived
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.rtmp.client import RtmpClient
 from trio_core.rtmp.server import RtmpServer
 from trio_core.rtmp.subsystem import rtmp_server

@@ -133,8 +133,8 @@ async def test_rtmps_publish_and_rtmp_play(ffmpeg: str, tmp_path) -> None:
 def test_rtmps_without_certificate_refuses_to_start(ffmpeg: str, tmp_path) -> None:
     import pytest
 
+    from trio_core.config.startup_error import StartupError
     from trio_core.rtmp.subsystem import rtmp_server
-    from trio_core.startup_error import StartupError
 
     config = make_config(tmp_path, ffmpeg, **{"rtmp.enable": True, "rtmp.enable_tls": True})
     with pytest.raises(StartupError, match="tls.cert_file"):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.server import Running, Services, build_subsystems, serve
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.srt import binding
 from trio_core.srt.hub import Hub, peer_host
 from trio_core.srt.server import SrtServer

@@ -28,7 +28,7 @@ from tests.helpers.srt_tools import (
     wait_until,
 )
 from tests.helpers.whep import wait_live, whep_offer
-from trio_core.config import SettingError
+from trio_core.config.settings import SettingError
 from trio_core.srt import subsystem as srt_subsystem
 from trio_core.srt.binding import SrtUnavailable
 from trio_core.srt.hub import Hub

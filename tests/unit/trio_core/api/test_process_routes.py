@@ -6,9 +6,9 @@ from __future__ import annotations
 import trio
 from quart_trio import QuartTrio
 
-from trio_core.api.errors import install_error_handlers
 from trio_core.api.process_routes import COMMANDS, FILTERS, process_blueprint
-from trio_core.supervisor import Supervisor
+from trio_core.engine.supervisor import Supervisor
+from trio_core.http.errors import install_error_handlers
 
 
 async def test_unknown_processes_and_commands_and_an_empty_list() -> None:

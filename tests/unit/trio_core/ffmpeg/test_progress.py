@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from trio_core.api.corejson import core_dumps
 from trio_core.ffmpeg.progress import Fixed3, ProgressParser, core_number
+from trio_core.http.go_json import core_dumps
 
 
 def test_progress_io_has_every_field_core_always_emits() -> None:

@@ -7,9 +7,9 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from trio_core.observability.metric_sources import UptimeSource
 from trio_core.observability.monitor import Monitor
 from trio_core.observability.prometheus import build_registry, exposition
-from trio_core.observability.sources import UptimeSource
 
 
 def test_uptime_is_exposed_with_cores_name_and_label() -> None:

@@ -10,7 +10,7 @@ from relay import RelayStats
 from rtp.forwarder import Forwarder
 from rtp.packet import build_rtp
 from rtp.source import Source
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.observability.monitor import Monitor
 from trio_core.observability.prometheus import build_registry, exposition
 from trio_core.rtmp.registry import Player

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quart_trio import QuartTrio
 
-from trio_core.api.auth import Authenticator
-from trio_core.api.errors import install_error_handlers
+from trio_core.http.auth import Authenticator
+from trio_core.http.errors import install_error_handlers
 from trio_core.rtmp.api import rtmp_blueprint
 
 

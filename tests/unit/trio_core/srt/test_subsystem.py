@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from trio_core.model import ProcessConfig
-from trio_core.placeholders import resolve_config
+from trio_core.engine.placeholders import resolve_config
+from trio_core.engine.process_config import ProcessConfig
 from trio_core.srt.subsystem import placeholder_template
 
 

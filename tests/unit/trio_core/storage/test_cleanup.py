@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from trio_core.model import ProcessConfig
+from trio_core.engine.process_config import ProcessConfig
 from trio_core.storage.cleanup import Cleaner, Rule, expired, purge_targets, rules_of
 from trio_core.storage.memfs import FileInfo, MemFS
 
@@ -27,7 +27,7 @@ def test_rules_from_config() -> None:
         {"pattern": "mem:/{outputid}.m3u8"},
         {"pattern": "s3:/x"}, {"pattern": "no-prefix"}, {"pattern": "memfs:/[bad"},
     ])
-    from trio_core.placeholders import resolve_config
+    from trio_core.engine.placeholders import resolve_config
 
     rules = rules_of(resolve_config(cfg, {"memfs": "http://h/memfs"}))
     assert rules == (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from quart_trio import QuartTrio
 
-from trio_core.observability.openapi import build_openapi
+from trio_core.http.openapi import build_openapi
 from trio_core.storage.openapi import storage_routes
 
 

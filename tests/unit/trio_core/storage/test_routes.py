@@ -7,7 +7,7 @@ from pathlib import Path
 
 from quart_trio import QuartTrio
 
-from trio_core.api.errors import install_error_handlers
+from trio_core.http.errors import install_error_handlers
 from trio_core.storage.disk import DiskFS
 from trio_core.storage.memfs import FileInfo, MemFS
 from trio_core.storage.routes import fs_blueprint, sort_files

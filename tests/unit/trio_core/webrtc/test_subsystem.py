@@ -3,7 +3,7 @@ no duplicates) and the ``webrtc.max_*`` settings as admission limits."""
 
 from __future__ import annotations
 
-from trio_core.config import load_config
+from trio_core.config.settings import load_config
 from trio_core.webrtc.subsystem import admission_limits, advertised_ips
 
 

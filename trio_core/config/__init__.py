@@ -1,0 +1,1 @@
+"""Settings (``settings``), datarhei Core's v3 config layout (``v3_layout``) and its mapping onto the settings (``v3_mapping``), the instance identity, the persisted JWT secret, the bind policy and why a start is refused."""

@@ -1,0 +1,1 @@
+"""The process engine: the supervisor and its processes, their hooks, config, placeholders, command line, limits, store, pid records and temp dirs. Imports nothing of http/, api/ or the subsystems."""
