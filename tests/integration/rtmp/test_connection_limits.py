@@ -17,8 +17,8 @@ from trio_core.rtmp.server import RtmpServer
 from trio_core.rtmp.subsystem import rtmp_server
 
 
-def configured_server() -> RtmpServer:
-    return rtmp_server(load_config(None, env={"CORE_RTMP_ADDRESS": "127.0.0.1:0"}))
+def configured_server(**env: str) -> RtmpServer:
+    return rtmp_server(load_config(None, env={"CORE_RTMP_ADDRESS": "127.0.0.1:0", **env}))
 
 
 async def test_an_idle_flood_from_one_address_does_not_lock_out_a_player() -> None:
@@ -55,8 +55,10 @@ async def test_an_idle_flood_from_one_address_does_not_lock_out_a_player() -> No
 
 
 async def test_a_client_trickling_one_byte_a_second_is_dropped_at_the_setup_deadline() -> None:
-    server = configured_server()
+    assert configured_server().setup_timeout == 10  # the default
+    server = configured_server(CORE_RTMP_SETUP_TIMEOUT="3")  # a short one keeps the test quick
     deadline = server.setup_timeout
+    assert deadline == 3
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         stream = await trio.open_tcp_stream("127.0.0.1", server.ports[0],

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from tests.helpers.api import Api, make_config, running_server, tiny_process
@@ -84,6 +85,7 @@ async def _guesses_back_off(base: str) -> None:
         assert time.monotonic() - start < 0.3
 
 
+@pytest.mark.slow
 async def test_wrong_memfs_passwords_back_off_on_the_public_mount(tmp_path: Path,
                                                                   ffmpeg: str) -> None:
     async with running_server(_config(tmp_path, ffmpeg)) as srv:
@@ -92,6 +94,7 @@ async def test_wrong_memfs_passwords_back_off_on_the_public_mount(tmp_path: Path
         assert resp.status_code == 200 and resp.content == b"x"
 
 
+@pytest.mark.slow
 async def test_wrong_memfs_passwords_back_off_on_the_loopback_endpoint(tmp_path: Path,
                                                                        ffmpeg: str) -> None:
     async with running_server(_config(tmp_path, ffmpeg)) as srv:
@@ -99,6 +102,7 @@ async def test_wrong_memfs_passwords_back_off_on_the_loopback_endpoint(tmp_path:
         await _guesses_back_off(f"http://127.0.0.1:{port}")
 
 
+@pytest.mark.slow
 async def test_ffmpeg_memfs_uploads_are_not_slowed_by_guesses(tmp_path: Path, ffmpeg: str) -> None:
     """FFmpeg's HLS upload to ``{memfs}`` (401 challenge, then Basic auth on the loopback
     endpoint) keeps its pace while wrong passwords from 127.0.0.1 queue on the public mount."""
