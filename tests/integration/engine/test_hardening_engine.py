@@ -14,10 +14,8 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import pytest
 import trio
 
 from tests.helpers.api import Api, make_config, running_server, tiny_process, wait_for
+from tests.helpers.server_process import server_env, server_subprocess
 from tests.helpers.whep import webrtc_process
 from trio_core.engine.pid_records import DIRNAME
 from trio_core.engine.temp_dirs import owner_of
@@ -97,49 +96,6 @@ async def report_lines(api: Api, process_id: str) -> list[str]:
     return lines + [e[1] for e in report["log"]]
 
 
-def server_env(tmp_path: Path, ffmpeg: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORE_")}
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    env.update({
-        "CORE_API_ADDRESS": "127.0.0.1:0",
-        "CORE_DB_DIR": str(tmp_path / "db"),
-        "CORE_STORAGE_DISK_DIR": str(tmp_path / "data"),
-        "CORE_FFMPEG_BINARY": ffmpeg,
-        "CORE_WEBRTC_ENABLE": "true",
-        "CORE_WEBRTC_UDP_MUX_PORT": "0",
-        "CORE_DEMO_ENABLE": "false",
-        "CORE_LOG_LEVEL": "info",
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
-
-
-@asynccontextmanager
-async def server_subprocess(env: dict[str, str], log: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], Api]]:
-    """``python -m trio_core`` with ``env``; yields it and an API client once it listens.
-    Killed (SIGKILL) on exit if still running."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=str(ROOT),
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        assert proc.stdout is not None
-        with trio.fail_after(30):
-            while True:
-                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
-                assert line, f"server exited: {log.read_text()[-2000:]}"
-                m = re.search(rb"trio-core listening on (http://\S+)", line)
-                if m:
-                    break
-        yield proc, Api(m[1].decode())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 async def running_one_each(api: Api, marker: str, ids: list[str]) -> dict[str, ProcStat] | None:
     """Every process ``running`` over the API with exactly one FFmpeg, else None."""
     for pid in ids:
@@ -161,7 +117,8 @@ async def test_kill_9_leaves_no_ffmpeg_and_a_restart_runs_exactly_one_per_proces
     cfgs = [marked(tiny_process("plain1", reconnect=True, reconnect_delay_seconds=1), marker),
             marked(tiny_process("plain2", reconnect=True, reconnect_delay_seconds=1), marker),
             marked(webrtc_process("cam", autostart=True), marker)]
-    async with server_subprocess(env, log) as (server, api):
+    async with server_subprocess(env, log) as (server, url):
+        api = Api(url)
         for cfg in cfgs:
             assert (await api.post("/api/v3/process", cfg)).status_code == 200
         first = await wait_for(lambda: running_one_each(api, marker, ids), timeout=40)
@@ -183,7 +140,8 @@ async def test_kill_9_leaves_no_ffmpeg_and_a_restart_runs_exactly_one_per_proces
         assert not survivors, f"FFmpeg outlived the server by 2 s: {survivors}"
         server.wait()
 
-    async with server_subprocess(env, log) as (server2, api2):
+    async with server_subprocess(env, log) as (server2, url2):
+        api2 = Api(url2)
         second = await wait_for(lambda: running_one_each(api2, marker, ids), timeout=40)
         assert not set((st.pid, st.start_time) for st in second.values()) & set(
             (st.pid, st.start_time) for st in first.values())

@@ -10,14 +10,11 @@ forever, so the probe runs until the client leaves, the probe times out or the s
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,57 +22,15 @@ import httpx
 import pytest
 import trio
 
+from tests.helpers.server_process import server_env, server_subprocess
 from trio_core.engine.pid_records import DIRNAME
 from trio_core.ffmpeg.procfs import ProcStat, read_proc_stat
 
-ROOT = Path(__file__).resolve().parents[3]
+NO_SUBSYSTEMS = {"CORE_WEBRTC_ENABLE": "false", "CORE_RTMP_ENABLE": "false",
+                 "CORE_SRT_ENABLE": "false"}
 
 
 # ---------------------------------------------------------------------------------- helpers
-def server_env(tmp_path: Path, ffmpeg: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORE_")}
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    env.update({
-        "CORE_API_ADDRESS": "127.0.0.1:0",
-        "CORE_DB_DIR": str(tmp_path / "db"),
-        "CORE_STORAGE_DISK_DIR": str(tmp_path / "data"),
-        "CORE_FFMPEG_BINARY": ffmpeg,
-        "CORE_WEBRTC_ENABLE": "false",
-        "CORE_RTMP_ENABLE": "false",
-        "CORE_SRT_ENABLE": "false",
-        "CORE_DEMO_ENABLE": "false",
-        "CORE_LOG_LEVEL": "info",
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
-
-
-@asynccontextmanager
-async def server_subprocess(env: dict[str, str], log: Path
-                            ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python -m trio_core``; yields it and its base URL once it listens (SIGKILL at exit)."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=str(ROOT),
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        assert proc.stdout is not None
-        with trio.fail_after(30):
-            while True:
-                line = await trio.to_thread.run_sync(proc.stdout.readline,
-                                                     abandon_on_cancel=True)
-                assert line, f"server exited: {log.read_text()[-2000:]}"
-                if m := re.search(rb"trio-core listening on (http://\S+)", line):
-                    break
-        yield proc, m[1].decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 async def request(method: str, url: str, *, timeout: float = 20.0, **kw: Any) -> httpx.Response:
     return await trio.to_thread.run_sync(
         lambda: httpx.request(method, url, timeout=timeout, **kw))
@@ -179,8 +134,8 @@ async def assert_dies_with_server(server: subprocess.Popen[bytes], ffmpegs: list
 # ------------------------------------------------------------------------------------ tests
 async def test_kill_9_during_a_probe_leaves_no_ffmpeg(tmp_path: Path, ffmpeg: str,
                                                       silent_tcp: str) -> None:
-    async with server_subprocess(server_env(tmp_path, ffmpeg), tmp_path / "server.log") as (
-            server, base):
+    async with server_subprocess(server_env(tmp_path, ffmpeg, **NO_SUBSYSTEMS),
+                                 tmp_path / "server.log") as (server, base):
         resp = await request("POST", base + "/api/v3/process", json=probe_process(silent_tcp))
         assert resp.status_code == 200, resp.text
         async with trio.open_nursery() as nursery:
@@ -206,7 +161,7 @@ async def test_kill_9_during_a_skills_reload_leaves_no_ffmpeg(tmp_path: Path,
     wrapper.write_text(f'#!/bin/sh\ncase "$*" in *-hwaccels*) exec /bin/sleep {marker};; '
                        f'esac\nexec "{ffmpeg}" "$@"\n')
     wrapper.chmod(0o755)
-    async with server_subprocess(server_env(tmp_path, str(wrapper)),
+    async with server_subprocess(server_env(tmp_path, str(wrapper), **NO_SUBSYSTEMS),
                                  tmp_path / "server.log") as (server, base):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(background_get, base + "/api/v3/skills/reload")
@@ -219,8 +174,8 @@ async def test_kill_9_during_a_skills_reload_leaves_no_ffmpeg(tmp_path: Path,
 async def test_abandoned_probes_give_back_their_ffmpeg_and_fds(tmp_path: Path, ffmpeg: str,
                                                                silent_tcp: str) -> None:
     """Issue 22 item 9: each probe whose client left kept its stderr pipe open."""
-    async with server_subprocess(server_env(tmp_path, ffmpeg), tmp_path / "server.log") as (
-            server, base):
+    async with server_subprocess(server_env(tmp_path, ffmpeg, **NO_SUBSYSTEMS),
+                                 tmp_path / "server.log") as (server, base):
         resp = await request("POST", base + "/api/v3/process", json=probe_process(silent_tcp))
         assert resp.status_code == 200, resp.text
         await trio.sleep(0.5)
