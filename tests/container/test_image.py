@@ -36,6 +36,7 @@ import trio
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.rtmp import publisher_argv, start_ffmpeg
+from tests.helpers.whep import webrtc_process
 
 pytestmark = pytest.mark.container
 
@@ -153,23 +154,6 @@ async def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -
                 return found
             await trio.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def webrtc_process(process_id: str) -> dict[str, Any]:
-    """A lavfi test source with WebRTC playback (the container's own FFmpeg encodes it)."""
-    return {
-        "id": process_id,
-        "input": [
-            {"id": "video", "address": "testsrc=size=320x240:rate=25",
-             "options": ["-re", "-f", "lavfi"]},
-            {"id": "audio", "address": "sine=frequency=440:sample_rate=48000",
-             "options": ["-re", "-f", "lavfi"]},
-        ],
-        "output": [{"id": "null", "address": "-", "options": ["-map", "0:v", "-f", "null"]}],
-        "webrtc": {"enabled": True},
-        "reconnect": True,
-        "reconnect_delay_seconds": 1,
-    }
 
 
 @asynccontextmanager
