@@ -5,6 +5,7 @@ For such a process, ``on_start`` (before FFmpeg is exec'd):
 1. on the first attempt of a start, probes the inputs (which carry video, which audio,
    with what codec, B-frames, interlacing), then opens the process's :class:`~rtp.source.Source` **inside the
    process's own nursery** (``ctx.nursery``) — it binds one loopback UDP socket per track;
+   on a reconnect it probes again when :func:`needs_probe` says so (see below);
 2. appends one ``-f rtp`` output leg per track to the Source's ports (copy or transcode,
    see :mod:`trio_core.webrtc.legs`) and logs each decision in the process log; the
    decisions and the probe's findings also stay in the process state (``webrtc.decisions``,
@@ -13,7 +14,20 @@ For such a process, ``on_start`` (before FFmpeg is exec'd):
    ``-sdp_file`` and teaches the Source the codec parameters.
 
 A reconnect (``final=False``) keeps the Source and its viewers: the new FFmpeg sends to the
-same ports and the Source hides the restart from the viewers. When the process stops for
+same ports and the Source hides the restart from the viewers.
+
+Re-probing (:func:`needs_probe`): a plan made from a probe that did not answer (an RTMP/SRT
+publisher not there yet, an encoder reconnecting after a server restart) is not kept — it
+transcodes video *and* audio with optional maps, which FFmpeg refuses for a video-only or
+audio-only input ("Output file does not contain any stream"). Before each reconnect the
+inputs are probed again (bounded by ``probe_timeout``, cancelled with the process, through
+:func:`~trio_core.ffmpeg.child.run_process`) until the probe answers, and the legs follow
+what it found. A plan from a probe that answered is reused across reconnects, except after
+a run that failed at start (FFmpeg wrote no SDP: the publisher may have changed its
+streams, so stream maps or copy decisions may be stale); a re-probe that does not answer
+keeps the last answered plan. The Source's tracks are fixed at the first probe (viewers keep
+their sessions and SSRCs): a track the Source has no port for gets no leg, a port whose
+track the input lacks gets none either. When the process stops for
 good (stop, delete, update, failure without reconnect, server shutdown) the engine cancels
 the process nursery, which closes the Source, every Peer and every socket.
 """
@@ -35,7 +49,7 @@ from trio_core.ffmpeg.child import PidRecorder
 from trio_core.ffmpeg.mediainfo import MediaInfo, probe_inputs
 from trio_core.webrtc.legs import build_rtp_outputs
 
-__all__ = ["WebRTCHook"]
+__all__ = ["WebRTCHook", "needs_probe"]
 
 STATE_KEY = "webrtc"
 SDP_WAIT_SECONDS = 30.0
@@ -52,6 +66,8 @@ class _Session:
         self.sdp_watch: trio.CancelScope | None = None
         #: how the legs were chosen (copy/transcode and why), shown in the process state
         self.decisions: list[str] = []
+        #: whether the current (or last) FFmpeg run wrote its SDP, i.e. got past its start
+        self.run_started = False
 
 
 class WebRTCHook:
@@ -79,9 +95,7 @@ class WebRTCHook:
         if session is None or session.source.closed:
             if self.forwarder.port == 0:
                 raise HookAbort("webrtc: the WebRTC subsystem is not running")
-            info = await probe_inputs(self.ffmpeg, cfg.input, timeout=self.probe_timeout,
-                                      record=self.pid_records,
-                                      record_id=f"{process.id} (webrtc probe)")
+            info = await self._probe(ctx)
             kinds = _kinds(info)
             if "video" in kinds and len(cfg.webrtc.video_codecs) > 1:
                 kinds = (*kinds, "video2")  # a second video leg in another codec
@@ -101,6 +115,16 @@ class WebRTCHook:
                 "webrtc: source bound on 127.0.0.1 "
                 + ", ".join(f"{k}={p}" for k, p in source.ports.items())
             )
+        elif needs_probe(session.info, session.run_started):
+            info = await self._probe(ctx)
+            if info is not None:
+                session.info = info
+                process.log("webrtc: inputs probed again: " + _describe(info))
+            elif session.info is None:
+                process.log("webrtc: inputs still not probed; transcoding video and audio")
+            else:
+                process.log("webrtc: inputs not probed again; keeping the last plan")
+        session.run_started = False
         legs = build_rtp_outputs(
             session.info,
             video_port=session.source.ports.get("video"),
@@ -113,7 +137,9 @@ class WebRTCHook:
             video2_port=session.source.ports.get("video2"),
         )
         if not legs.outputs:
-            raise HookAbort("webrtc: the inputs have neither video nor audio")
+            raise HookAbort("webrtc: the inputs have no track the WebRTC source was opened for"
+                            if session.info is not None
+                            else "webrtc: the inputs have neither video nor audio")
         session.decisions = list(legs.decisions)
         for line in legs.decisions:
             process.log(f"webrtc: {line}")
@@ -126,6 +152,12 @@ class WebRTCHook:
         if session.sdp_watch is not None:
             session.sdp_watch.cancel()
         session.sdp_watch = await ctx.nursery.start(self._watch_sdp, ctx, session)
+
+    async def _probe(self, ctx: RunContext) -> MediaInfo | None:
+        """Probe the current attempt's inputs (None when they do not answer in time)."""
+        return await probe_inputs(self.ffmpeg, ctx.config.input, timeout=self.probe_timeout,
+                                  record=self.pid_records,
+                                  record_id=f"{ctx.process.id} (webrtc probe)")
 
     async def on_stop(self, ctx: RunContext, final: bool) -> None:
         session: _Session | None = ctx.state.get(STATE_KEY)
@@ -153,6 +185,7 @@ class WebRTCHook:
                 while not (await path.exists() and "m=" in await path.read_text()):
                     await trio.sleep(0.05)
                 await trio.sleep(0.05)  # let FFmpeg finish writing the file
+                session.run_started = True  # FFmpeg opened its inputs and outputs
                 try:
                     session.source.set_sdp(await path.read_text())
                 except (SdpError, ValueError) as exc:
@@ -162,6 +195,24 @@ class WebRTCHook:
                     f"{k} {t.codec.rtpmap()}" for k, t in session.source.tracks.items()))
                 return
             ctx.process.log("webrtc: FFmpeg wrote no SDP yet; viewers wait for it")
+
+
+def needs_probe(info: MediaInfo | None, last_run_started: bool) -> bool:
+    """Whether a reconnect probes the inputs again (pure; see the module docstring).
+
+    ``info`` is the probe result the plan was made from (None: the probe did not answer),
+    ``last_run_started`` whether the previous FFmpeg run got past its start (wrote its SDP).
+    """
+    return info is None or not last_run_started
+
+
+def _describe(info: MediaInfo) -> str:
+    parts = []
+    if info.video is not None:
+        parts.append(f"video {info.video.codec}")
+    if info.audio is not None:
+        parts.append(f"audio {info.audio.codec}")
+    return ", ".join(parts)
 
 
 def _kinds(info: MediaInfo | None) -> tuple[str, ...]:
