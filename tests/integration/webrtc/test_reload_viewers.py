@@ -20,7 +20,7 @@ import trio
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api, make_config
-from tests.helpers.leaks import child_pids
+from tests.helpers.leaks import child_pids, open_fds, task_count
 from tests.helpers.whep import wait_live, webrtc_process
 from trio_core.config import v3_mapping
 from trio_core.reload import serve_reloading
@@ -42,6 +42,7 @@ async def _watch_and_reload(tmp_path, ffmpeg: str, change: dict[str, Any], durat
         port = probe.getsockname()[1]
     config = make_config(tmp_path, ffmpeg, **{"webrtc.enable": True,
                                               "webrtc.udp_mux_port": port})
+    fds_before, tasks_before = open_fds(), task_count()
     runs: list[Running] = []
     progress: list[dict[str, Any]] = []
     marks: dict[str, float] = {}
@@ -84,6 +85,8 @@ async def _watch_and_reload(tmp_path, ffmpeg: str, change: dict[str, Any], durat
                 both.start_soon(reload)
         finally:
             runs[-1].shutdown()
+    # serve_reloading returned: the carried forwarder (socket, Sources, Peers) is gone too
+    assert open_fds() == fds_before and task_count() == tasks_before
     return result, progress, marks["reload"], marks["live"], runs
 
 
