@@ -21,7 +21,7 @@ import trio
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api, make_config
 from tests.helpers.leaks import child_pids, open_fds, task_count
-from tests.helpers.whep import wait_live, webrtc_process
+from tests.helpers.whep import wait_live, webrtc_process, webrtc_server
 from trio_core.config import v3_mapping
 from trio_core.reload import serve_reloading
 from trio_core.server import Running
@@ -122,3 +122,34 @@ async def test_a_reload_that_changes_webrtc_settings_tells_the_viewer_at_once(
     assert closed["t"] - reload_at < 3.0, closed["t"] - reload_at
     assert closed["ended"] >= 1  # its tracks ended (BYE / transport closed)
     assert not child_pids()
+
+
+async def test_a_server_stop_tells_the_viewer_at_once(ffmpeg: str, tmp_path) -> None:
+    """The same goodbye when the server stops for good (after the DTLS state was freed)."""
+    progress: list[dict[str, Any]] = []
+    marks: dict[str, float] = {}
+    async with webrtc_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        assert (await api.post("/api/v3/process", webrtc_process("cam"))).status_code == 200
+        await wait_live(api, "cam")
+        fwd = srv.services.forwarder
+        assert fwd is not None
+
+        async def stop_when_watching() -> None:
+            with trio.fail_after(30):
+                while (not progress or progress[-1]["video_frames"] < 10
+                       or not fwd.sources["cam"].peers
+                       or not all(p.dtls.released for p in fwd.sources["cam"].peers.values())):
+                    await trio.sleep(0.05)
+            marks["stop"] = time.monotonic()
+            srv.shutdown()
+
+        async with trio.open_nursery() as both:
+            both.start_soon(stop_when_watching)
+            result = await run_aiortc_viewer(
+                ["--whep", f"{srv.url}/api/v3/process/cam/whep", "--duration", "6"],
+                timeout=60, on_progress=progress.append)
+    assert result["connected"], result
+    closed = next((p for p in progress if p["dtls_state"] == "closed"), None)
+    assert closed is not None, progress[-1]
+    assert closed["t"] - marks["stop"] < 3.0
