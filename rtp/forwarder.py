@@ -110,9 +110,9 @@ class Forwarder:
         self.gop_max_packets = gop_max_packets
         self._running = False
         self._nursery: trio.Nursery | None = None
-        self._entries: dict[str, _Running] = {}
         #: Sources whose lease ended while holding, by id (see :meth:`hold`)
         self.held: dict[str, _Running] = {}
+        #: True between :meth:`hold` and :meth:`resume` / :meth:`end_held`
         self.holding = False
         self._expiry: trio.CancelScope | None = None
 
@@ -171,7 +171,7 @@ class Forwarder:
         tracks is closed first. Raises ValueError when the id is already leased,
         RuntimeError when the forwarder is not running; an error of the Source is raised
         here. When the lease ends, the Source is closed before this returns — unless the
-        forwarder is :meth:`holding`, then it keeps running until taken back or expired.
+        forwarder is holding (:meth:`hold`), then it keeps running until taken back or expired.
         """
         if self._nursery is None:
             raise RuntimeError("the WebRTC forwarder is not running")
@@ -191,7 +191,6 @@ class Forwarder:
                             gop_max_packets=self.gop_max_packets)
             entry = _Running(source)
             self.sources[source_id] = source
-            self._entries[source_id] = entry
             try:
                 await self._nursery.start(self._serve, entry)
             except BaseException:
@@ -229,8 +228,6 @@ class Forwarder:
         sid = entry.source.id
         if self.sources.get(sid) is entry.source:
             del self.sources[sid]
-        if self._entries.get(sid) is entry:
-            del self._entries[sid]
         if self.held.get(sid) is entry:
             del self.held[sid]
 
