@@ -234,6 +234,8 @@ class DtlsEndpoint:
         #: True once :meth:`release` freed the OpenSSL connection.
         self.released = False
         self._profile_name: bytes | None = None
+        #: the close_notify record made by :meth:`release`, sent by :meth:`close`
+        self._close_notify = b""
 
     # -- public API -------------------------------------------------------------------------
 
@@ -280,7 +282,10 @@ class DtlsEndpoint:
         self._update_deadline(now)
 
     def close(self) -> None:
-        """Send close_notify (if the handshake completed) and mark the endpoint closed."""
+        """Send close_notify (if the handshake completed) and mark the endpoint closed.
+
+        After :meth:`release` the close_notify record made at release time is sent (see
+        there), so a released endpoint still tells its peer."""
         if self.closed:
             return
         if self.handshake_complete and not self.released:
@@ -289,19 +294,35 @@ class DtlsEndpoint:
             except SSL.Error:
                 pass
             self._collect()
+        elif self.released and self._close_notify:
+            self._outgoing.append(self._close_notify)
+            self._close_notify = b""
         self._set_closed("closed locally")
 
     def release(self) -> None:
         """Free the OpenSSL connection of a completed handshake (an idle DTLS connection
         costs ~80 KiB; the SRTP keys are kept). Call it once the peer can no longer need a
         retransmission of our last flight (e.g. after SRTP flowed for a few seconds): later
-        DTLS input is ignored and :meth:`close` can no longer send close_notify.
+        DTLS input is ignored.
+
+        The close_notify alert is made now (OpenSSL's ``SSL_shutdown`` writes the encrypted
+        record into the memory BIO) and kept (~40 bytes), and :meth:`close` sends it later:
+        nothing else is ever sent on this association after the handshake (SRTP keys come
+        from it, but SRTP is not DTLS), so the record's epoch and sequence number stay the
+        next ones the peer expects.
         """
         if not self.handshake_complete or self.released or self.closed:
             return
         self._profile_name = self._conn.get_selected_srtp_profile() or None
-        self._conn = None  # type: ignore[assignment]
         self._outgoing = []
+        try:
+            self._conn.shutdown()
+        except SSL.Error:
+            pass
+        self._collect()
+        self._close_notify = b"".join(self._outgoing)
+        self._outgoing = []
+        self._conn = None  # type: ignore[assignment]
         self._deadline = None
         self.released = True
 

@@ -10,17 +10,29 @@
         ...  # give source.ports to FFmpeg, source.set_sdp(FFmpeg's -sdp_file)
         peer, answer = await forwarder.add_peer("cam1", offer_sdp)
 
-A Source lives in the caller's nursery (``open_source``); its Peers live in the Source's
-own nursery, so cancelling the caller's scope closes the Source, all its Peers and their
-sockets. Cancelling :meth:`run` closes the mux socket (Peers then have nowhere to send and
-are closed too).
+Ownership: :meth:`run` owns a nursery holding the mux and every Source (each Source's Peers
+live in the Source's own nursery). :meth:`open_source` is the *lease* a producer's owner
+holds in its own nursery: the Source exists while the lease runs, and when the lease ends
+(the caller's scope is cancelled) the Source, its Peers and sockets are closed before
+``open_source`` returns. Cancelling :meth:`run` closes everything (each Peer says goodbye
+while the mux socket is still open).
+
+Holding Sources (a server reload): between :meth:`hold` and :meth:`resume`, a lease that
+ends leaves its Source running — producer sockets, GOP cache and every Peer with its
+DTLS/SRTP state — and the next :meth:`open_source` of the same id and tracks takes it back
+(same ports, so the new producer continues it as after a producer restart and the viewers
+never notice). :meth:`resume` gives held Sources ``reclaim_timeout`` seconds to be taken
+back; then they close (their viewers are told). :meth:`end_held` closes them at once.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -35,6 +47,33 @@ from .sdp import Answer, build_answer, parse_offer
 from .source import GOP_MAX_BYTES, GOP_MAX_PACKETS, Source
 
 __all__ = ["Forwarder"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Running:
+    """A Source running in the forwarder's nursery."""
+
+    source: Source
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+    started: bool = False
+    #: trio time until which a held Source waits to be taken back (None: no limit yet)
+    reclaim_by: float | None = None
+
+
+class _Started:
+    """A ``task_status`` that notes that the Source reported ready."""
+
+    def __init__(self, entry: _Running, status: trio.TaskStatus[Any]) -> None:
+        self.entry = entry
+        self.status = status
+
+    def started(self, value: Any = None) -> None:
+        self.entry.started = True
+        self.status.started(value)
 
 
 class Forwarder:
@@ -70,15 +109,33 @@ class Forwarder:
         self.gop_max_bytes = gop_max_bytes
         self.gop_max_packets = gop_max_packets
         self._running = False
+        self._nursery: trio.Nursery | None = None
+        #: Sources whose lease ended while holding, by id (see :meth:`hold`)
+        self.held: dict[str, _Running] = {}
+        #: True between :meth:`hold` and :meth:`resume` / :meth:`end_held`
+        self.holding = False
+        self._expiry: trio.CancelScope | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Serve the UDP mux until cancelled; ``task_status.started(port)``."""
-        self._running = True
+        """Serve the UDP mux and the Sources until cancelled; ``task_status.started(port)``.
+
+        On cancellation every Source and Peer is closed (Peers say goodbye first), then the
+        mux socket."""
         try:
-            await self.mux.run(task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(self.mux.run)
+                self._nursery = nursery
+                self._running = True
+                task_status.started(port)
         finally:
             self._running = False
+            self._nursery = None
+
+    @property
+    def running(self) -> bool:
+        """True while :meth:`run` serves."""
+        return self._running
 
     @property
     def port(self) -> int:
@@ -106,25 +163,126 @@ class Forwarder:
                           host: str = "127.0.0.1",
                           task_status: trio.TaskStatus[Source] = trio.TASK_STATUS_IGNORED
                           ) -> None:
-        """Run a Source registered as ``source_id`` until cancelled.
+        """Hold the lease of Source ``source_id`` until cancelled (see the module docstring).
 
         Use ``source = await nursery.start(forwarder.open_source, id, kinds)``: the Source's
-        sockets are bound (``source.ports``) when it returns. Raises ValueError when the id
-        is already open. On exit the Source, its Peers and sockets are closed and it is
-        unregistered.
+        sockets are bound (``source.ports``) when it returns. A held Source with this id and
+        these ``kinds`` is taken back (the same ports and viewers); a held one with other
+        tracks is closed first. Raises ValueError when the id is already leased,
+        RuntimeError when the forwarder is not running; an error of the Source is raised
+        here. When the lease ends, the Source is closed before this returns — unless the
+        forwarder is holding (:meth:`hold`), then it keeps running until taken back or expired.
         """
-        if source_id in self.sources:
-            raise ValueError(f"source {source_id!r} is already open")
-        source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
-                        gop_max_packets=self.gop_max_packets)
-        self.sources[source_id] = source
+        if self._nursery is None:
+            raise RuntimeError("the WebRTC forwarder is not running")
+        entry = self.held.pop(source_id, None)
+        if entry is not None and (entry.source.kinds != tuple(kinds)
+                                  or entry.source.host != host or entry.done.is_set()):
+            await self._end(entry)  # other tracks: its viewers cannot continue
+            entry = None
+        if entry is not None:
+            entry.reclaim_by = None
+            log.info("WebRTC: source %r taken back with its %d viewer(s)", source_id,
+                     len(entry.source.peers))
+        else:
+            if source_id in self.sources:
+                raise ValueError(f"source {source_id!r} is already open")
+            source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
+                            gop_max_packets=self.gop_max_packets)
+            entry = _Running(source)
+            self.sources[source_id] = source
+            try:
+                await self._nursery.start(self._serve, entry)
+            except BaseException:
+                self._forget(entry)
+                raise
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(source.run)
-                task_status.started(source)
+            task_status.started(entry.source)
+            await entry.done.wait()  # the Source ended by itself: an error
+            if entry.error is not None:
+                raise entry.error
         finally:
-            if self.sources.get(source_id) is source:
-                del self.sources[source_id]
+            if not entry.done.is_set():
+                if self.holding and self._running:
+                    self.held[source_id] = entry  # a reload: the next lease takes it back
+                else:
+                    with trio.CancelScope(shield=True):
+                        await self._end(entry)
+
+    async def _serve(self, entry: _Running, *,
+                     task_status: trio.TaskStatus[dict[str, int]] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        """Run one Source in the forwarder's nursery; its error goes to its lease."""
+        try:
+            with entry.scope:
+                await entry.source.run(task_status=_Started(entry, task_status))  # type: ignore[arg-type]
+        except Exception as exc:
+            if not entry.started:
+                raise
+            entry.error = exc
+        finally:
+            self._forget(entry)
+            entry.done.set()
+
+    def _forget(self, entry: _Running) -> None:
+        sid = entry.source.id
+        if self.sources.get(sid) is entry.source:
+            del self.sources[sid]
+        if self.held.get(sid) is entry:
+            del self.held[sid]
+
+    @staticmethod
+    async def _end(entry: _Running) -> None:
+        """Close one Source (its Peers say goodbye) and wait until it is gone (a moment:
+        its cleanup is synchronous)."""
+        entry.scope.cancel()
+        await entry.done.wait()
+
+    # -- holding across a server reload ------------------------------------------------------
+
+    def hold(self) -> None:
+        """From now on a lease that ends leaves its Source (and viewers) running, held for
+        the next lease of the same id (a server reload stops every process)."""
+        self.holding = True
+
+    def resume(self, reclaim_timeout: float) -> None:
+        """Stop holding; Sources held so far close unless taken back within
+        ``reclaim_timeout`` seconds (their viewers are then told)."""
+        self.holding = False
+        if not self.held or self._nursery is None:
+            return
+        deadline = trio.current_time() + reclaim_timeout
+        for entry in self.held.values():
+            if entry.reclaim_by is None:
+                entry.reclaim_by = deadline
+        if self._expiry is None:
+            self._nursery.start_soon(self._expire_held)
+
+    async def _expire_held(self) -> None:
+        with trio.CancelScope() as self._expiry:
+            try:
+                while self.held:
+                    now = trio.current_time()
+                    due = [e for e in self.held.values()
+                           if e.reclaim_by is not None and e.reclaim_by <= now]
+                    for entry in due:
+                        log.info("WebRTC: source %r was not taken back; closing it and its "
+                                 "%d viewer(s)", entry.source.id, len(entry.source.peers))
+                        self.held.pop(entry.source.id, None)
+                        await self._end(entry)
+                    waits = [e.reclaim_by for e in self.held.values() if e.reclaim_by is not None]
+                    if not waits:
+                        return
+                    await trio.sleep_until(min(waits))
+            finally:
+                self._expiry = None
+
+    async def end_held(self) -> None:
+        """Close every held Source now (its viewers are told) and stop holding."""
+        self.holding = False
+        for entry in list(self.held.values()):
+            self.held.pop(entry.source.id, None)
+            await self._end(entry)
 
     def relay_stats(self) -> RelayStats:
         """The relay's state for the ``relay_*`` metrics: open viewers and the bytes in the

@@ -15,7 +15,9 @@ viewer sent to (a wildcard socket would let the kernel pick the source address, 
 drops STUN responses from an address it did not send to: "Peer address mismatch").
 Addresses added to the host after start are not served until a restart.
 
-Cancellation: :meth:`run` owns the sockets; cancelling it closes them.
+Cancellation: :meth:`run` owns the sockets; cancelling it closes every Peer still routed
+(each sends its goodbye, RTCP BYE and DTLS close_notify, while the sockets are still open),
+then the sockets.
 """
 
 from __future__ import annotations
@@ -125,10 +127,10 @@ class UdpMux:
                     nursery.start_soon(receive_datagrams, sock, reader(sock), self.dropped)
                 task_status.started(self.port)
         finally:
+            for peer in list(self._by_ufrag.values()):
+                peer.close("mux closed")  # while the sockets are open: their goodbyes go out
             self._sock = None
             self.sockets = []
-            for peer in list(self._by_ufrag.values()):
-                peer.close("mux closed")
             self._via.clear()
             for sock in socks:
                 close_udp_socket(sock)

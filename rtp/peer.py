@@ -16,6 +16,11 @@ PLI/FIR by resending the cached keyframe, sends an RTCP Sender Report per track 
 every second, and closes itself when consent expires (no valid STUN for
 ``consent_timeout`` seconds), when setup does not finish in ``setup_timeout`` seconds,
 when DTLS fails (e.g. certificate fingerprint mismatch) or when the viewer says goodbye.
+Whatever closes it (WHEP DELETE, the process or server stopping, a reload that changed the
+WebRTC settings), a connected Peer says goodbye first: an SRTCP BYE for each of its SSRCs,
+then the DTLS close_notify alert (kept ready after the DTLS state was released, see
+:meth:`rtp.dtls.DtlsEndpoint.release`), so the viewer knows at once instead of after its
+~30-40 s consent/timeout; both are a few non-blocking sends, before any socket closes.
 
 Cancellation: :meth:`run` (the Peer's timer task, started in the Source's nursery) ends
 when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent.
@@ -37,7 +42,18 @@ from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
-from .rtcp import Bye, Fir, Nack, Pli, ReceiverReport, build_sdes_cname, build_sr, parse_rtcp
+from .rtcp import (
+    Bye,
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    build_bye,
+    build_rr,
+    build_sdes_cname,
+    build_sr,
+    parse_rtcp,
+)
 from .rtcp import rtt_from_report as _rtt
 from .sdp import NegotiatedTrack
 from .srtp import SrtpSession
@@ -409,9 +425,11 @@ class Peer:
                    bytes=sum(t.bytes for t in self.out.values()), nacks=self.nacks,
                    plis=self.plis, replays=self.keyframe_replays, rtx=self.rtx_sent,
                    dropped=dict(self.dropped) or "-")
-        if self.dtls.handshake_complete and not self.dtls.closed and not self.dtls.released:
-            self.dtls.close()  # close_notify: the browser ends the session at once
-            self._flush_dtls()
+        if self.srtp is not None:
+            self._send_bye()  # RTCP BYE: the viewer's receivers end their tracks at once
+        if self.dtls.handshake_complete and not self.dtls.closed:
+            self.dtls.close()  # close_notify (made at release time, if released): the
+            self._flush_dtls()  # browser ends the session at once, not after ~30-40 s
         self._pending = None
         self._burst = []
         self._replay_after = None
@@ -636,6 +654,28 @@ class Peer:
                 self.dropped[exc.reason] += 1
                 continue
             self.mux.send(out, self.addr)  # type: ignore[arg-type]
+
+    def _send_bye(self) -> None:
+        """One SRTCP compound per track: SR (or RR before any media), SDES CNAME and a BYE
+        for the track's SSRCs (and its RTX SSRC). Synchronous, non-blocking sends."""
+        wall = time.time()
+        now = trio.current_time()
+        for kind, track in self.out.items():
+            state = self.source.state.get(kind)
+            if state is not None and state.last_seq >= 0:
+                rtp_ts = (state.rtp_time(now) + track.ts_delta) & 0xFFFFFFFF
+                report = build_sr(track.ssrc, wall, rtp_ts, track.packets, track.bytes)
+            else:
+                report = build_rr(track.ssrc)
+            ssrcs = [track.ssrc] + ([track.rtx_ssrc] if track.rtx_payload_type >= 0 else [])
+            report += build_sdes_cname(track.ssrc, self.cname) + build_bye(ssrcs)
+            try:
+                out = self.srtp.protect_rtcp(report)  # type: ignore[union-attr]
+            except ParseError as exc:
+                self.dropped[exc.reason] += 1
+                continue
+            if self.addr is not None:
+                self.mux.send(out, self.addr)
 
     def _flush_dtls(self) -> None:
         target = self._dtls_addr or self.addr

@@ -217,6 +217,16 @@ def build_sdes_cname(ssrc: int, cname: str) -> bytes:
     return _header(1, SDES, len(chunk)) + chunk
 
 
+def build_bye(ssrcs: Iterable[int]) -> bytes:
+    """A BYE for ``ssrcs`` (1..31 sources, no reason text): the sender leaves the session.
+    Raises ValueError for none or more than 31."""
+    sources = [s & 0xFFFFFFFF for s in ssrcs]
+    if not sources:
+        raise ValueError("a BYE names at least one SSRC")
+    body = struct.pack(f"!{len(sources)}I", *sources)
+    return _header(len(sources), BYE, len(body)) + body
+
+
 def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
     return _header(1, PSFB, 8) + struct.pack("!II", sender_ssrc, media_ssrc)
 

@@ -8,6 +8,14 @@ config is loaded again (``load(config_file)``: the file ``PUT /api/v3/config`` w
 nothing of the previous one left running. Cancellation ends the current ``serve`` like any
 shutdown.
 
+WebRTC viewers: ``serve_reloading`` owns a :class:`~trio_core.webrtc.subsystem.ForwarderCarry`
+(in a nursery around every ``serve``) and passes it to each ``serve``: when the reloaded
+config has the same WebRTC settings, the forwarder — UDP mux, Sources, viewers with their
+DTLS/SRTP state — lives on and each process takes its Source back when it starts again, so
+viewers keep watching; otherwise the old forwarder is closed and its viewers are told at
+once (RTCP BYE, DTLS close_notify). When ``serve_reloading`` returns (or is cancelled) the
+carried forwarder ends with it; nothing outlives it.
+
 When the reloaded config cannot be loaded or does not start, the previous one serves again and
 the config file (the one ``PUT /api/v3/config`` writes) is put back to what it was when that
 config started — the refused file is kept beside it as ``<file>.rejected`` — so the file always
@@ -27,6 +35,7 @@ import trio
 from trio_core.config.settings import RANDOM_WHEN_EMPTY, Config, SettingError
 from trio_core.config.v3_mapping import CONFIG_FILE_NAME
 from trio_core.server import Running, serve
+from trio_core.webrtc.subsystem import ForwarderCarry
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,26 @@ async def serve_reloading(
     without a reload request. Startup errors of the first ``serve`` propagate; those of a
     reloaded config make it serve the previous config again (once).
     """
+    async with trio.open_nursery() as kept:  # what outlives one serve: the WebRTC forwarder
+        carry = ForwarderCarry(kept)
+        try:
+            await _serve_reloading(config, carry, load=load, shutdown_trigger=shutdown_trigger,
+                                   on_running=on_running, task_status=task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await carry.aclose()  # every remaining viewer told, the socket closed
+            kept.cancel_scope.cancel()
+
+
+async def _serve_reloading(
+    config: Config,
+    carry: ForwarderCarry,
+    *,
+    load: Callable[[str | None], Config],
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None,
+    on_running: Callable[[Running], None] | None,
+    task_status: trio.TaskStatus[Running],
+) -> None:
     first = True
     fallback: Config | None = None  # the config that served before a reload
     running_file: tuple[str, bytes | None] | None = None  # its config file, as it started
@@ -94,7 +123,7 @@ async def serve_reloading(
         try:
             async with trio.open_nursery() as nursery:
                 running: Running = await nursery.start(
-                    partial(serve, config, shutdown_trigger=shutdown_trigger)
+                    partial(serve, config, shutdown_trigger=shutdown_trigger, carry=carry)
                 )
                 started = True
                 running_file = starting_file

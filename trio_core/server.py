@@ -23,7 +23,10 @@ Shutdown order, whether triggered by ``Running.shutdown()``, ``shutdown_trigger`
 (the CLI passes SIGINT/SIGTERM), a reload request (:class:`Lifecycle`) or by cancellation:
 hypercorn stops accepting and finishes requests (graceful, bounded), then the supervisor is
 cancelled (stops every FFmpeg, orders unchanged, so they come back on the next start), then
-the subsystems are cancelled. When ``serve`` returns nothing it started is left running.
+the subsystems are cancelled. When ``serve`` returns nothing it started is left running —
+except, with a ``carry`` (:func:`trio_core.reload.serve_reloading`), the WebRTC forwarder,
+which the carry owns: on a reload its Sources and viewers are held for the next ``serve``
+(:class:`~trio_core.webrtc.subsystem.ForwarderCarry`).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ from trio_core.storage.mounts import StorageHTTP
 from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
 from trio_core.util.log_ring import LogRing
-from trio_core.webrtc.subsystem import WebRTCSubsystem, forwarder
+from trio_core.webrtc.subsystem import ForwarderCarry, WebRTCSubsystem, forwarder
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -134,6 +137,7 @@ class Services:
     history: History | None
     sessions: SessionRegistry | None
     forwarder: Forwarder | None  # None unless webrtc.enable
+    forwarder_carried: bool  # run by a ForwarderCarry (kept across reloads), not by this serve
     viewers: WebRTCViewers  # the WHEP admission and viewer accounting
     storages: Storages
     openapi_routes: list[ExternalRoute]  # routes answered below the app (storage mounts)
@@ -177,9 +181,12 @@ class Running:
         self.services.lifecycle.stop.set()
 
 
-async def build_services(config: Config, *, timings: EngineTimings | None = None) -> Services:
+async def build_services(config: Config, *, timings: EngineTimings | None = None,
+                         carry: ForwarderCarry | None = None) -> Services:
     """Check ``config`` and build every shared part in dependency order (nothing runs yet,
-    except ending the FFmpegs a crashed previous instance left, before anything else).
+    except ending the FFmpegs a crashed previous instance left, before anything else, and
+    the forwarder of a ``carry``: the one of the previous ``serve`` when the WebRTC settings
+    are unchanged, else a new one; see :class:`~trio_core.webrtc.subsystem.ForwarderCarry`).
 
     Raises StartupError (PublicBindRefused, missing FFmpeg, unusable dirs or config file),
     SettingError (an unusable ``metrics.*``/``sessions.*`` setting), ``StoreError``.
@@ -232,7 +239,10 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         login_max_delay=config["api.auth.login_backoff_max_ms"] / 1000,
     )
     auth.login_delay = config["api.auth.login_backoff_ms"] / 1000
-    webrtc = forwarder(config) if config["webrtc.enable"] else None
+    if carry is not None:  # serve_reloading: the forwarder outlives this serve
+        webrtc = await carry.take(config)
+    else:
+        webrtc = forwarder(config) if config["webrtc.enable"] else None
     collector = sessions.collector("webrtc") if sessions is not None else None
     viewers = WebRTCViewers(lambda: webrtc, collector, supervisor)
     stores = storages(config)
@@ -263,7 +273,8 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,
         placeholders=placeholders, supervisor=supervisor, config_store=config_store,
         auth=auth, log_ring=LogRing(config["log.max_lines"]), monitor=monitor,
-        history=history, sessions=sessions, forwarder=webrtc, viewers=viewers,
+        history=history, sessions=sessions, forwarder=webrtc,
+        forwarder_carried=carry is not None, viewers=viewers,
         storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
         warnings=warnings,
     )
@@ -286,7 +297,7 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     if s.forwarder is not None:  # webrtc.enable: WebRTC / WHEP playback
         subsystems.append(WebRTCSubsystem(
             s.forwarder, app=s.app, supervisor=s.supervisor, auth=s.auth, ffmpeg=s.ffmpeg,
-            admission=s.viewers))
+            admission=s.viewers, run_forwarder=not s.forwarder_carried))
     if rtmp is not None:  # rtmp.enable: RTMP server, {rtmp} (issue 11)
         subsystems.append(RtmpSubsystem(
             rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,
@@ -409,15 +420,19 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
     restart_backoff: tuple[float, float] = RESTART_BACKOFF,
     timings: EngineTimings | None = None,
+    carry: ForwarderCarry | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole server until ``shutdown_trigger`` returns, ``shutdown()`` or cancellation.
 
     ``subsystems`` builds the subsystems from the services (default :func:`build_subsystems`).
+    ``carry`` (given by :func:`trio_core.reload.serve_reloading`) keeps the WebRTC forwarder
+    and its viewers from one ``serve`` to the next: on a reload request its Sources are
+    held before the processes stop.
     Raises StartupError (PublicBindRefused, missing FFmpeg) before starting anything;
     ``StoreError`` from an unusable db; OSError when the port cannot be bound.
     """
-    services = await build_services(config, timings=timings)
+    services = await build_services(config, timings=timings, carry=carry)
     supervisor = services.supervisor
     running_subsystems = list(subsystems(services))
     add_fallback_index(services.app)
@@ -462,6 +477,8 @@ async def serve(
                 task_status.started(Running(url=url, urls=binds, host=config.api_host,
                                             port=port, services=services,
                                             subsystems=running_subsystems))
+            if carry is not None and services.lifecycle.reload_requested:
+                carry.hold()  # the processes' Sources (and viewers) wait for the next serve
             log.info("HTTP server stopped; stopping processes")
             middle.cancel_scope.cancel()
         outer.cancel_scope.cancel()

@@ -13,6 +13,11 @@ Then it decodes for ``--duration`` seconds and prints one JSON line with the cou
 ``first_frame_ms`` (from the answer to the first decoded frame), ``ice_state`` (the peer
 connection state at the end of the receive window), ``delete_status``, ``error``.
 
+With ``--progress`` it also prints ``{"progress": {...}}`` lines every 0.1 s while it
+receives (``t`` = monotonic seconds, ``video_frames``, ``state`` = connectionState,
+``dtls_state`` of the first transceiver's DTLS transport, ``ended`` = tracks that ended), for
+tests that act while it watches (``run_aiortc_viewer(..., on_progress=...)``).
+
 Only 127.0.0.1 may be a network target here: aioice's host-address discovery is limited to
 loopback and no STUN server is used.
 """
@@ -55,7 +60,7 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "connected": False, "video_frames": 0, "width": 0, "height": 0, "audio_frames": 0,
         "audio_samples": 0, "first_frame_ms": None, "delete_status": None, "error": None,
-        "ice_state": None, "video_codec": None,
+        "ice_state": None, "video_codec": None, "ended": 0,
     }
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     if not args.audio_only:
@@ -95,7 +100,7 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
                     result["audio_frames"] += 1
                     result["audio_samples"] += frame.samples
         except MediaStreamError:
-            pass
+            result["ended"] += 1
 
     @pc.on("track")
     def _track(track: Any) -> None:
@@ -123,14 +128,28 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
         answered_at = time.monotonic()
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await asyncio.wait_for(connected.wait(), args.connect_timeout)
-        await asyncio.sleep(args.duration)
+        if args.progress:
+            end = time.monotonic() + args.duration
+            while time.monotonic() < end:
+                transceivers = pc.getTransceivers()
+                dtls = transceivers[0].receiver.transport.state if transceivers else None
+                print(json.dumps({"progress": {
+                    "t": time.monotonic(), "video_frames": result["video_frames"],
+                    "state": pc.connectionState, "dtls_state": dtls,
+                    "ended": result["ended"]}}), flush=True)
+                await asyncio.sleep(0.1)
+        else:
+            await asyncio.sleep(args.duration)
     except Exception as exc:  # reported, not raised: the test asserts on it
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         if location:
             headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-            status, _, _ = await loop.run_in_executor(None, _http, "DELETE", location, None,
-                                                      headers)
+            try:
+                status, _, _ = await loop.run_in_executor(None, _http, "DELETE", location,
+                                                          None, headers)
+            except OSError:  # the server is gone (a test stopped it): no status
+                status = None
             result["delete_status"] = status
         final_state = pc.connectionState  # as it was while receiving, not "closed"
         await pc.close()
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--video-codec", default="", help="offer only this video codec (vp8, h264)")
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--connect-timeout", type=float, default=15.0)
+    ap.add_argument("--progress", action="store_true", help="print progress lines")
     kinds = ap.add_mutually_exclusive_group()
     kinds.add_argument("--video-only", action="store_true")
     kinds.add_argument("--audio-only", action="store_true")
@@ -170,14 +190,19 @@ def main(argv: list[str] | None = None) -> None:
 
 async def run_aiortc_viewer(args: list[str],
                             answer_for_offer: Callable[[str], Awaitable[str]] | None = None,
-                            timeout: float = 60.0) -> dict[str, Any]:
+                            timeout: float = 60.0,
+                            on_progress: Callable[[dict[str, Any]], None] | None = None,
+                            ) -> dict[str, Any]:
     """Run the viewer subprocess with ``args``; in ``--stdio`` mode ``answer_for_offer`` turns
-    its offer into our answer. Returns the result dict (raises on timeout or a crash)."""
+    its offer into our answer; ``on_progress`` gets each ``--progress`` line (the flag is
+    added). Returns the result dict (raises on timeout or a crash)."""
     import trio
 
     argv = [sys.executable, "-m", "tests.helpers.aiortc_viewer", *args]
     if answer_for_offer is not None and "--stdio" not in args:
         argv.append("--stdio")
+    if on_progress is not None and "--progress" not in args:
+        argv.append("--progress")
     with trio.fail_after(timeout):
         async with trio.open_nursery() as nursery:
             proc: trio.Process = await nursery.start(lambda task_status: trio.run_process(
@@ -195,6 +220,9 @@ async def run_aiortc_viewer(args: list[str],
                         assert answer_for_offer is not None
                         answer = await answer_for_offer(msg["offer"])
                         await proc.stdin.send_all(json.dumps({"answer": answer}).encode() + b"\n")
+                    elif "progress" in msg:
+                        if on_progress is not None:
+                            on_progress(msg["progress"])
                     elif "result" in msg:
                         result = msg["result"]
             await proc.wait()

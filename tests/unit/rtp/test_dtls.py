@@ -327,5 +327,44 @@ def test_release_frees_the_connection_and_keeps_the_keys(
     server.release()
     assert server.released and server.srtp_keys() == keys and server.srtp_profile == profile
     server.receive(b"\x17\xfe\xfd" + b"\x00" * 30, 0.0)  # ignored, no error
-    server.close()  # no close_notify possible any more
-    assert server.closed and server.datagrams_to_send() == []
+    assert server.datagrams_to_send() == []  # release sends nothing
+    server.close()  # the close_notify made at release time goes out now
+    assert server.closed
+    sent = server.datagrams_to_send()
+    assert sent and sent[0][0] == 21  # an alert record
+    assert not client.closed
+    for d in sent:
+        client.receive(d, 1.0)
+    assert client.closed and client.close_reason == "close_notify"
+    server.close()  # idempotent: nothing more
+    assert server.datagrams_to_send() == []
+
+
+def test_close_notify_after_release_follows_a_retransmitted_flight(
+    certs: tuple[Certificate, Certificate],
+) -> None:
+    """The client's Finished arrives twice (its retransmission), the server answers it
+    again; the alert made at release still carries the next record number."""
+    client, server = pair(certs)
+    client.start(0.0)
+    flights: list[bytes] = []
+    for _ in range(10):
+        out = client.datagrams_to_send()
+        flights.extend(out)
+        for d in out:
+            server.receive(d, 0.0)
+        back = server.datagrams_to_send()
+        for d in back:
+            client.receive(d, 0.0)
+        if not out and not back:
+            break
+    assert server.handshake_complete
+    for d in flights[-1:]:  # a duplicate of the client's last flight
+        server.receive(d, 0.1)
+    for d in server.datagrams_to_send():
+        client.receive(d, 0.1)
+    server.release()
+    server.close()
+    for d in server.datagrams_to_send():
+        client.receive(d, 0.2)
+    assert client.closed and client.close_reason == "close_notify"

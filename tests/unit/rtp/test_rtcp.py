@@ -28,6 +28,7 @@ from rtp.rtcp import (
     ReceiverReport,
     ReportBlock,
     SenderReport,
+    build_bye,
     build_fir,
     build_nack,
     build_pli,
@@ -210,3 +211,13 @@ def test_aiortc_packets_parse_the_same_here() -> None:
         Nack(23, 24, [1, 2, 3, 40, 41]),
         Bye([21, 22]),
     ]
+
+
+def test_build_bye_round_trips_and_aiortc_reads_it() -> None:
+    data = build_bye([0x11223344, 7])
+    assert parse_rtcp(data) == [Bye([0x11223344, 7])]
+    assert [p.sources for p in RtcpPacket.parse(data)] == [[0x11223344, 7]]
+    with pytest.raises(ValueError):
+        build_bye([])
+    with pytest.raises(ValueError):
+        build_bye(range(32))
