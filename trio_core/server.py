@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -400,7 +401,12 @@ async def ensure_demo(supervisor: Supervisor) -> None:
 
 
 def hypercorn_config(config: Config) -> hypercorn.config.Config:
-    """Hypercorn settings for ``api.address`` (empty host -> 0.0.0.0)."""
+    """Hypercorn settings for ``api.address`` (empty host -> 0.0.0.0).
+
+    Keep-alive connections are never closed after a number of requests (hypercorn's default
+    ``keep_alive_max_requests`` of 1000 answered the 1000th request with ``Connection: close``;
+    Core never does); the idle keep-alive timeout still applies.
+    """
     host, port = config.api_host, config.api_port
     if not host:
         host = "0.0.0.0"
@@ -410,6 +416,7 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.graceful_timeout = 3.0
     hc.shutdown_timeout = 3.0
+    hc.keep_alive_max_requests = sys.maxsize
     return hc
 
 

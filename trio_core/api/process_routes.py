@@ -47,7 +47,7 @@ from trio_core.engine.process_config import (
 from trio_core.engine.supervisor import DuplicateProcess, MetadataTooLarge, ProcessNotFound
 from trio_core.ffmpeg.probe import run_probe
 from trio_core.http.errors import ApiError, bind_json, json_response
-from trio_core.http.go_json import core_json_response
+from trio_core.http.go_json import PrerenderCache, core_json_response
 from trio_core.util.glob import GlobError, glob_match
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 COMMANDS = ("start", "stop", "restart", "reload")
 FILTERS = ("config", "state", "report", "metadata")
 MAX_CONCURRENT_PROBES = 4
+#: the list yields to other tasks every this many processes (every process with a pattern)
+LIST_CHECKPOINT_EVERY = 64
 
 
 def config_error(exc: ConfigError, message: str) -> ApiError:
@@ -78,22 +80,42 @@ def _parse_filters(raw: str | None) -> set[str]:
     return {part for part in wanted if part in FILTERS}
 
 
-def process_json(supervisor: Supervisor, proc: Process, filters: set[str]) -> dict[str, Any]:
-    """Core's ``Process`` object with the requested parts."""
-    config = proc.config.to_json()
+class Views:
+    """Prerendered JSON of the parts of a process view that change rarely: the config (per
+    config object; an update replaces it), the report and the state's progress (the engine
+    builds each once per change and shares it). A response then serialises each once per
+    change instead of once per request. Keyed by process id, checked by object identity."""
+
+    def __init__(self) -> None:
+        self.config = PrerenderCache()
+        self.progress = PrerenderCache()
+        self.report = PrerenderCache()
+
+
+def _config_json(config: ProcessConfig) -> dict[str, Any]:
+    return config.to_json()
+
+
+def process_json(supervisor: Supervisor, proc: Process, filters: set[str],
+                 views: Views | None = None) -> dict[str, Any]:
+    """Core's ``Process`` object with the requested parts (``views``: prerendered parts)."""
     out: dict[str, Any] = {
         "id": proc.id,
         "type": "ffmpeg",
-        "reference": config.get("reference", ""),
+        "reference": proc.config.reference,
         "created_at": int(proc.created_at),
         "updated_at": int(proc.updated_at),
     }
     if "config" in filters:
-        out["config"] = config
+        out["config"] = (proc.config.to_json() if views is None
+                         else views.config.get(proc.id, proc.config, _config_json))
     if "state" in filters:
-        out["state"] = proc.state_json()
+        state = out["state"] = proc.state_json()
+        if views is not None:
+            state["progress"] = views.progress.get(proc.id, state["progress"])
     if "report" in filters:
-        out["report"] = proc.report_json()
+        report = proc.report_json()
+        out["report"] = report if views is None else views.report.get(proc.id, report)
     if "metadata" in filters:
         out["metadata"] = supervisor.get_metadata(proc.id, None)
     return out
@@ -133,6 +155,7 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
     """The process routes bound to ``supervisor``."""
     bp = Blueprint("process", __name__, url_prefix="/api/v3/process")
     probes = trio.CapacityLimiter(MAX_CONCURRENT_PROBES)
+    views = Views()
 
     def lookup(process_id: str) -> Process:
         try:
@@ -148,8 +171,10 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
         idpattern = request.args.get("idpattern", "")
         refpattern = request.args.get("refpattern", "")
         result = []
-        for process_id in supervisor.ids():
-            await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
+        patterns = bool(idpattern or refpattern)
+        for n, process_id in enumerate(supervisor.ids()):
+            if patterns or n % LIST_CHECKPOINT_EVERY == 0:
+                await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
             try:
                 proc = supervisor.get(process_id)
             except ProcessNotFound:
@@ -167,7 +192,7 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
                     continue
             elif wanted and process_id not in wanted:
                 continue
-            result.append(process_json(supervisor, proc, filters))
+            result.append(process_json(supervisor, proc, filters, views))
         return core_json_response(result)
 
     @bp.post("")
@@ -192,8 +217,8 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
     @bp.get("/<process_id>")
     async def get_process(process_id: str) -> Response:
         filters = _parse_filters(request.args.get("filter"))
-        return core_json_response(process_json(supervisor, lookup(process_id), filters),
-                                  marked=("state",))
+        return core_json_response(process_json(supervisor, lookup(process_id), filters,
+                                               views), marked=("state",))
 
     @bp.put("/<process_id>")
     async def update_process(process_id: str) -> Response:
@@ -254,7 +279,9 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
 
     @bp.get("/<process_id>/state")
     async def get_state(process_id: str) -> Response:
-        return core_json_response(lookup(process_id).state_json())
+        state = lookup(process_id).state_json()
+        state["progress"] = views.progress.get(process_id, state["progress"])
+        return core_json_response(state)
 
     @bp.get("/<process_id>/report")
     async def get_report(process_id: str) -> Response:

@@ -142,6 +142,9 @@ class Process:
         self._history: deque[dict[str, Any]] = deque(maxlen=max(0, log_history))
         self._prelude: list[str] = []
         self._report_created = now
+        #: bumped on every change of what report_json() shows (see there)
+        self._report_version = 0
+        self._report_cache: tuple[tuple[int, Any, int], dict[str, Any]] | None = None
         self._parser: ProgressParser | None = None
         self._argv: list[str] = []
         self._core_command: list[str] = []
@@ -171,6 +174,7 @@ class Process:
     def log(self, line: str) -> None:
         """Append a line to the process log ring (timestamped now)."""
         self._log.append([str(int(time.time())), line])
+        self._report_version += 1
 
     @property
     def last_logline(self) -> str:
@@ -216,7 +220,22 @@ class Process:
         return state
 
     def report_json(self) -> dict[str, Any]:
-        """datarhei ``report`` object: current prelude/log and the history of previous runs."""
+        """datarhei ``report`` object: current prelude/log and the history of previous runs.
+
+        Built once per change (log line, new run, prelude line) and then shared: callers must
+        not mutate it.
+        """
+        parser = self._parser
+        key = (self._report_version, parser, parser.version if parser is not None else -1)
+        cached = self._report_cache
+        if cached is not None and cached[0][0] == key[0] and cached[0][1] is parser \
+                and cached[0][2] == key[2]:
+            return cached[1]
+        report = self._build_report_json()
+        self._report_cache = (key, report)
+        return report
+
+    def _build_report_json(self) -> dict[str, Any]:
         prelude = self._parser.prelude if self._parser is not None else self._prelude
         return {
             "created_at": int(self._report_created),
@@ -245,6 +264,7 @@ class Process:
         self._log.clear()
         self._prelude = []
         self._report_created = time.time()
+        self._report_version += 1
 
     async def _start(self) -> None:
         """Start the lifecycle in the Supervisor's nursery (no-op if active)."""
@@ -403,6 +423,7 @@ class Process:
                             await stream.aclose()
             self._prelude = parser.prelude
             self._parser = None
+            self._report_version += 1
             self._run_ended.set()
             self.cpu_usage = 0.0
             self.memory_bytes = 0

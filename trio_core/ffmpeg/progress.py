@@ -185,6 +185,8 @@ class ProgressParser:
                  outputs: Sequence[tuple[str, str]] = ()) -> None:
         self._io_ids = {"input": list(inputs), "output": list(outputs)}
         self._buf = bytearray()
+        self._version = 0  # lines seen; progress_json() is cached per version
+        self._cached: tuple[int, dict[str, Any]] | None = None
         self._section: str | None = None
         self._files: dict[str, dict[int, FileInfo]] = {"input": {}, "output": {}}
         self._current: FileInfo | None = None
@@ -241,6 +243,7 @@ class ProgressParser:
         return out
 
     def _line(self, raw: bytes, out: list[str]) -> None:
+        self._version += 1  # every line may change the prelude, the files or the progress
         line = raw.decode("utf-8", errors="replace").rstrip()
         if not line.strip():
             return
@@ -414,6 +417,11 @@ class ProgressParser:
     # -- results ----------------------------------------------------------------------------
 
     @property
+    def version(self) -> int:
+        """Lines seen so far: the prelude and progress change only when this does."""
+        return self._version
+
+    @property
     def prelude(self) -> list[str]:
         """First 100 and last 50 lines before progress started (with a truncation marker)."""
         if self._prelude_dropped:
@@ -432,7 +440,19 @@ class ProgressParser:
         return out
 
     def progress_json(self) -> dict[str, Any]:
-        """The datarhei ``progress`` object (numbers; floats rounded to 3 decimals)."""
+        """The datarhei ``progress`` object (numbers; floats rounded to 3 decimals).
+
+        Built once per fed line and then shared (the API lists every process many times per
+        progress tick): callers must not mutate it.
+        """
+        cached = self._cached
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        progress = self._build_progress_json()
+        self._cached = (self._version, progress)
+        return progress
+
+    def _build_progress_json(self) -> dict[str, Any]:
         return {
             "inputs": self._io_json("input"),
             "outputs": self._io_json("output"),
@@ -450,5 +470,8 @@ class ProgressParser:
 
 
 def empty_progress() -> dict[str, Any]:
-    """The ``progress`` object of a process that is not running."""
-    return ProgressParser().progress_json()
+    """The ``progress`` object of a process that is not running (shared: do not mutate)."""
+    return _EMPTY.progress_json()
+
+
+_EMPTY = ProgressParser()
