@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 from tests.helpers.leaks import child_pids
 
@@ -66,6 +68,7 @@ async def test_about_and_errors(tmp_path: Path, ffmpeg: str) -> None:
         assert (await api.get("/api/v3/process")).json() == []
 
 
+@pytest.mark.slow
 async def test_process_lifecycle_and_persistence(tmp_path: Path, ffmpeg: str) -> None:
     config = make_config(tmp_path, ffmpeg)
     before = child_pids()

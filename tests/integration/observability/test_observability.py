@@ -533,6 +533,7 @@ async def test_auth_and_session_history_survives_a_restart(ffmpeg: str, tmp_path
         assert summary["summary"]["reference"]["live"]["sessions"] == 1
 
 
+@pytest.mark.slow
 async def test_webrtc_bitrate_limit_answers_509(ffmpeg: str, tmp_path: Path) -> None:
     overrides = {**OPEN, "webrtc.enable": True, "sessions.max_bitrate_mbit": 1}
     noisy = webrtc_process("noisy", input=[

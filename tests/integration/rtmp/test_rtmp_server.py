@@ -21,6 +21,7 @@ from tests.helpers.rtmp import (
 from trio_core.rtmp.subsystem import RtmpSubsystem
 
 
+@pytest.mark.slow
 async def test_publish_play_token_and_conflict(ffmpeg: str, tmp_path) -> None:
     async with trio.open_nursery() as nursery, rtmp_server(
             tmp_path, ffmpeg, **{"rtmp.token": "secret"}) as (srv, port):

@@ -46,6 +46,7 @@ def video_track(v):  # noqa: ANN001, ANN201
     return next(t for t in v.tracks.values() if t.kind == "video")
 
 
+@pytest.mark.slow
 async def test_viewers_keep_receiving_across_a_producer_restart(ffmpeg: str, tmp_path) -> None:
     async with trio.open_nursery() as nursery:
         fwd = Forwarder()

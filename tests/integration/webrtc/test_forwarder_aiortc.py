@@ -46,6 +46,7 @@ def answerer(fwd: Forwarder):  # noqa: ANN201
     return answer
 
 
+@pytest.mark.slow
 async def test_aiortc_decodes_h264_and_opus_from_ffmpeg(ffmpeg: str, tmp_path: Path) -> None:
     async with forwarding(ffmpeg, tmp_path,
                           lambda ports, sdp: lavfi_to_rtp(ffmpeg, ports, sdp)) as (fwd, src, _, _p):
