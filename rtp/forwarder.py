@@ -32,19 +32,21 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from relay import RelayStats
 
 from .admission import AdmissionLimits, check_admission
-from .dtls import Certificate
 from .errors import SourceNotReady
 from .mux import UdpMux
-from .peer import Peer
 from .sdp import Answer, build_answer, parse_offer
 from .source import GOP_MAX_BYTES, GOP_MAX_PACKETS, Source
+
+if TYPE_CHECKING:  # imported on the first viewer: DTLS (pyOpenSSL, cryptography), SRTP, ICE
+    from .dtls import Certificate
+    from .peer import Peer
 
 __all__ = ["Forwarder"]
 
@@ -101,7 +103,7 @@ class Forwarder:
             ipaddress.ip_address(ip)  # ValueError names the bad address
         self.mux = UdpMux(host, port)
         self.advertise = list(advertise)
-        self.certificate = Certificate.generate()
+        self._certificate: Certificate | None = None
         self.sources: dict[str, Source] = {}
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
@@ -115,6 +117,16 @@ class Forwarder:
         #: True between :meth:`hold` and :meth:`resume` / :meth:`end_held`
         self.holding = False
         self._expiry: trio.CancelScope | None = None
+
+    @property
+    def certificate(self) -> Certificate:
+        """Our DTLS certificate (its fingerprint is in every answer), generated on first use:
+        a forwarder without viewers never loads the DTLS stack (memory of an idle server)."""
+        if self._certificate is None:
+            from .dtls import Certificate
+
+            self._certificate = Certificate.generate()
+        return self._certificate
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -321,6 +333,8 @@ class Forwarder:
         if source.closed:
             raise KeyError(source_id)
         self.admit(source_id, client)  # again: other offers may have been admitted meanwhile
+        from .peer import Peer
+
         ice_ufrag = secrets.token_hex(4)
         ice_pwd = secrets.token_hex(16)
         cname = secrets.token_hex(8)

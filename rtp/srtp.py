@@ -9,12 +9,15 @@ Both DTLS-SRTP profiles we offer are supported: AEAD_AES_128_GCM and AES128_CM_S
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pylibsrtp
 from pylibsrtp import Policy, Session
 
-from .dtls import SrtpKeys
 from .errors import ParseError
+
+if TYPE_CHECKING:  # only a type here: the DTLS stack is loaded with the first Peer
+    from .dtls import SrtpKeys
 
 __all__ = ["MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession"]
 

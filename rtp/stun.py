@@ -3,7 +3,9 @@
 Sans-IO: everything here works on ``bytes`` and explicit ``now`` timestamps; there are no
 sockets and no event loop. STUN encoding and integrity checks use ``aioice.stun``
 (0.13 API: ``parse_message`` checks FINGERPRINT, ``check_message_integrity(key)``,
-``add_message_integrity(key)`` appends MESSAGE-INTEGRITY then FINGERPRINT).
+``add_message_integrity(key)`` appends MESSAGE-INTEGRITY then FINGERPRINT), imported on first
+use: the ``aioice`` package pulls in its whole ICE agent (dnspython, ifaddr), which a mux that
+only routes by :func:`peek_username` and a server without viewers do not need.
 
 Malformed input raises :class:`rtp.errors.ParseError` and nothing else.
 """
@@ -14,10 +16,12 @@ import collections
 import ipaddress
 import os
 import struct
-
-from aioice import stun
+from typing import TYPE_CHECKING
 
 from .errors import ParseError
+
+if TYPE_CHECKING:
+    from aioice import stun
 
 __all__ = [
     "IceLite",
@@ -115,6 +119,8 @@ def peek_username(data: bytes) -> str | None:
 
 def _parse(data: bytes) -> stun.Message:
     """``aioice.stun.parse_message`` with every failure mapped to ParseError."""
+    from aioice import stun
+
     _walk(data)
     try:
         return stun.parse_message(data)
@@ -156,6 +162,8 @@ class IceLite:
         Returns the encoded Binding success response, or None when the message must be
         ignored. Raises ParseError for malformed STUN.
         """
+        from aioice import stun
+
         msg = _parse(data)
         if msg.message_method != stun.Method.BINDING or msg.message_class != stun.Class.REQUEST:
             self.dropped["not-request"] += 1
@@ -201,6 +209,8 @@ def build_binding_request(
     ``local_ufrag`` is the client's own ufrag, ``remote_ufrag``/``remote_pwd`` the server's:
     USERNAME is ``remote_ufrag:local_ufrag`` and MESSAGE-INTEGRITY is keyed with remote_pwd.
     """
+    from aioice import stun
+
     msg = stun.Message(
         message_method=stun.Method.BINDING,
         message_class=stun.Class.REQUEST,
@@ -224,6 +234,8 @@ def check_binding_response(data: bytes, transaction_id: bytes, remote_pwd: str) 
     Raises ParseError ("stun-not-response", "stun-transaction", "stun-integrity",
     "stun-no-address", ...) when the response is not a valid answer to that request.
     """
+    from aioice import stun
+
     msg = _parse(data)
     if msg.message_method != stun.Method.BINDING or msg.message_class != stun.Class.RESPONSE:
         raise ParseError("stun-not-response", repr(msg.message_class))

@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import hypercorn.config
 import hypercorn.trio
@@ -45,7 +45,6 @@ import trio
 from quart_trio import QuartTrio
 
 from relay import RelayStats
-from rtp.forwarder import Forwarder
 from trio_core.api.process_routes import process_blueprint
 from trio_core.api.subsystem import CoreApiSubsystem
 from trio_core.config.bind_policy import check_bind
@@ -80,6 +79,9 @@ from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
 from trio_core.util.log_ring import LogRing
 from trio_core.webrtc.subsystem import ForwarderCarry, WebRTCSubsystem, forwarder
+
+if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memory)
+    from rtp.forwarder import Forwarder
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]

@@ -38,7 +38,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import jwt
 from quart import Blueprint, Quart, Request, Response, current_app, request
 
 from trio_core.http.errors import ApiError, json_content_problem, json_response, parse_json
@@ -110,10 +109,14 @@ class Authenticator:
             "iss": ISSUER, "sub": subject, "usefor": usefor, "iat": now,
             "exp": now + int(ttl), "exi": int(ttl), "jti": str(uuid.uuid4()),
         }
+        import jwt  # on first use: PyJWT loads cryptography's bindings (~9 MB RSS)
+
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, token: str, usefor: str = "access") -> str | None:
         """The subject of a valid, unexpired token of kind ``usefor``; None otherwise."""
+        import jwt  # on first use, see issue()
+
         try:
             claims = jwt.decode(
                 token, self._key, algorithms=["HS256"], issuer=ISSUER,

@@ -36,18 +36,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from rtp.errors import SdpError
-from rtp.forwarder import Forwarder
-from rtp.source import Source
 from trio_core.engine.hooks import HookAbort, RunContext
 from trio_core.engine.temp_dirs import make_owned_tempdir, remove_stale_tempdirs
 from trio_core.ffmpeg.child import PidRecorder
 from trio_core.ffmpeg.mediainfo import MediaInfo, probe_inputs
 from trio_core.webrtc.legs import build_rtp_outputs
+
+if TYPE_CHECKING:  # imported by rtp.forwarder.Forwarder's constructor (webrtc.enable)
+    from rtp.forwarder import Forwarder
+    from rtp.source import Source
 
 __all__ = ["WebRTCHook", "needs_probe"]
 

@@ -35,7 +35,6 @@ import trio
 from quart_trio import QuartTrio
 
 from rtp.admission import AdmissionLimits
-from rtp.forwarder import Forwarder
 from trio_core.config.settings import Config
 from trio_core.http.auth import Authenticator
 from trio_core.http.site_pages import install_pages
@@ -43,6 +42,7 @@ from trio_core.webrtc.hook import WebRTCHook
 from trio_core.webrtc.whep import Admission, whep_blueprint
 
 if TYPE_CHECKING:
+    from rtp.forwarder import Forwarder
     from trio_core.engine.supervisor import Supervisor
 
 __all__ = ["ForwarderCarry", "WebRTCSubsystem", "forwarder", "forwarder_settings"]
@@ -77,7 +77,12 @@ def admission_limits(config: Config) -> AdmissionLimits:
 
 
 def forwarder(config: Config) -> Forwarder:
-    """The UDP mux and WHEP sessions of ``config`` (``webrtc.*``); not running yet."""
+    """The UDP mux and WHEP sessions of ``config`` (``webrtc.*``); not running yet.
+
+    The WebRTC stack (``rtp.forwarder``: DTLS/OpenSSL, SRTP, ICE) is imported here, on the
+    first forwarder, so a server with ``webrtc.enable`` off never loads it (~20 MB RSS)."""
+    from rtp.forwarder import Forwarder
+
     return Forwarder(
         host=config["webrtc.bind_address"],
         port=config["webrtc.udp_mux_port"],

@@ -32,11 +32,11 @@ from urllib.parse import quote, urlencode
 from quart import Blueprint, Request, Response, request
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
-from rtp.forwarder import Forwarder
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError
 
 if TYPE_CHECKING:
+    from rtp.forwarder import Forwarder
     from rtp.peer import Peer
     from trio_core.engine.supervisor import Supervisor
 
