@@ -24,7 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["GopCache", "Unit"]
+__all__ = ["GOP_MAX_BYTES", "GOP_MAX_PACKETS", "GopCache", "Unit"]
+
+#: The default bounds of a WebRTC Source's GOP cache (the ``relay.gop_max_packets`` /
+#: ``relay.gop_max_bytes`` defaults): dropped (until the next keyframe) beyond this many
+#: packets ...
+GOP_MAX_PACKETS = 4000
+#: ... or this many bytes.
+GOP_MAX_BYTES = 32 * 1024 * 1024
 
 
 class Unit(Protocol):

@@ -37,16 +37,18 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from relay import RelayStats
+from relay.gop import GOP_MAX_BYTES, GOP_MAX_PACKETS
 
 from .admission import AdmissionLimits, check_admission
 from .errors import SourceNotReady
 from .mux import UdpMux
 from .sdp import Answer, build_answer, parse_offer
-from .source import GOP_MAX_BYTES, GOP_MAX_PACKETS, Source
 
-if TYPE_CHECKING:  # imported on the first viewer: DTLS (pyOpenSSL, cryptography), SRTP, ICE
+if TYPE_CHECKING:  # imported on first use (idle memory): Source (SRTP fan-out) with the first
+    # Source, DTLS (pyOpenSSL, cryptography) and ICE with the first viewer
     from .dtls import Certificate
     from .peer import Peer
+    from .source import Source
 
 __all__ = ["Forwarder"]
 
@@ -199,6 +201,8 @@ class Forwarder:
         else:
             if source_id in self.sources:
                 raise ValueError(f"source {source_id!r} is already open")
+            from .source import Source
+
             source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
                             gop_max_packets=self.gop_max_packets)
             entry = _Running(source)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from relay import GopCache
+from relay.gop import GOP_MAX_BYTES, GOP_MAX_PACKETS
 
 from . import vp8
 from .errors import ParseError
@@ -49,10 +50,8 @@ HISTORY_SLOTS = 8192
 #: Packets older than this are not retransmitted: the GOP a viewer gets on joining is up to
 #: ~2 s old, and its NACKs for that must still be answered.
 HISTORY_SECONDS = 3.0
-#: The GOP cache is dropped (until the next keyframe) beyond this many packets...
-GOP_MAX_PACKETS = 4000
-#: ... or this many bytes (the ``relay.gop_max_packets`` / ``relay.gop_max_bytes`` defaults).
-GOP_MAX_BYTES = 32 * 1024 * 1024
+#: The GOP cache is dropped (until the next keyframe) beyond GOP_MAX_PACKETS packets or
+#: GOP_MAX_BYTES bytes (``relay.gop``: the ``relay.gop_max_*`` defaults).
 #: A sequence jump larger than this (without an SSRC change) is treated as a restart.
 MAX_SEQ_JUMP = 3000
 #: Closed viewers kept (with their close reason and counters) for the process state.
