@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,8 +33,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import free_tcp_port, percentile, proc_sample
+from bench.common import percentile, proc_sample
 from trio_core.ffmpeg.binary import find_ffmpeg
+
+
+def _recv(sock: socket.socket, buf: bytes) -> bytes:
+    chunk = sock.recv(262144)
+    if not chunk:
+        raise ConnectionError("server closed the connection")
+    return buf + chunk
+
+
+def _read_response(sock: socket.socket, buf: bytes) -> tuple[int, bool, bytes, bytes]:
+    """One response from ``buf`` + ``sock``: (status, Connection: close?, body, rest of the
+    buffer). Bodies by Content-Length or chunked (Go's net/http chunks larger answers)."""
+    while b"\r\n\r\n" not in buf:
+        buf = _recv(sock, buf)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    close = chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value == b"close":
+            close = True
+        elif name == b"transfer-encoding" and value == b"chunked":
+            chunked = True
+    if not chunked:
+        while len(rest) < length:
+            rest = _recv(sock, rest)
+        return status, close, rest[:length], rest[length:]
+    parts: list[bytes] = []
+    while True:
+        while b"\r\n" not in rest:
+            rest = _recv(sock, rest)
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        while len(rest) < size + 2:
+            rest = _recv(sock, rest)
+        if size == 0:  # no trailers expected: the final CRLF
+            return status, close, b"".join(parts), rest[2:]
+        parts.append(rest[:size])
+        rest = rest[size + 2:]
 
 
 class Conn:
@@ -50,29 +93,7 @@ class Conn:
 
     def get(self, path: str) -> tuple[int, bytes]:
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.sock.recv(262144)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        head, _, rest = self.buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length = 0
-        close = False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
-        while len(rest) < length:
-            chunk = self.sock.recv(262144)
-            if not chunk:
-                raise ConnectionError("server closed the connection mid-body")
-            rest += chunk
-        body, self.buf = rest[:length], rest[length:]
+        status, close, body, self.buf = _read_response(self.sock, self.buf)
         if close:  # reconnect (and count it): hypercorn's keep_alive_max_requests
             self.closes += 1
             self.sock.close()
@@ -187,24 +208,8 @@ def _request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int,
         s.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                   .encode() + body)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    return int(head.split()[1]), rest
+        status, _, body, _ = _read_response(s, b"")
+    return status, body
 
 
 def process_config(i: int, stopped: bool) -> dict[str, Any]:
@@ -216,65 +221,56 @@ def process_config(i: int, stopped: bool) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> list[Result]:
+def create_processes(port: int, count: int, stopped: bool, first: int = 0) -> None:
+    """Create processes ``first``..``first+count-1`` over the API; running ones: wait until
+    every FFmpeg of the server reports progress."""
     import json
 
-    ffmpeg = find_ffmpeg()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    port = free_tcp_port()
-    env = {
-        **os.environ,
-        "CORE_API_ADDRESS": f"127.0.0.1:{port}", "CORE_API_AUTH_ENABLE": "false",
-        "CORE_DEMO_ENABLE": "false", "CORE_DB_DIR": str(workdir / "db"),
-        "CORE_STORAGE_DISK_DIR": str(workdir / "data"), "CORE_FFMPEG_BINARY": ffmpeg,
-    }
-    log = open(workdir / "trio-core.log", "wb")  # noqa: SIM115
-    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-    proc = subprocess.Popen([sys.executable, *profile, "-m", "trio_core"], env=env, cwd=str(workdir),
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    results: list[Result] = []
-    try:
+    for i in range(first, first + count):
+        status, body = _request(port, "POST", "/api/v3/process",
+                                json.dumps(process_config(i, stopped)).encode())
+        if status != 200:
+            raise RuntimeError(f"create process: {status} {body[:200]!r}")
+    if not stopped:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _request(port, "GET", "/api")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the server did not come up; see " + str(workdir))
-            time.sleep(0.05)
-        for i in range(args.processes):
-            status, body = _request(port, "POST", "/api/v3/process",
-                                    json.dumps(process_config(i, args.stopped)).encode())
-            if status != 200:
-                raise RuntimeError(f"create process: {status} {body[:200]!r}")
-        if not args.stopped:  # wait until every FFmpeg reports progress
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                listing = json.loads(_request(port, "GET", "/api/v3/process?filter=state")[1])
-                if all(p["state"]["exec"] == "running" and p["state"]["progress"]["frame"] > 0
-                       for p in listing):
-                    break
-                time.sleep(0.2)
-        time.sleep(1.0)
-        state_path = "/api/v3/process/bench000/state"
-        for endpoint, path in (("list", "/api/v3/process"), ("state", state_path)):
-            results.append(sequential(proc.pid, port, endpoint, path, args.requests))
+        while time.monotonic() < deadline:
+            listing = json.loads(_request(port, "GET", "/api/v3/process?filter=state")[1])
+            if all(p["state"]["exec"] == "running" and p["state"]["progress"]["frame"] > 0
+                   for p in listing):
+                break
+            time.sleep(0.2)
+
+
+def measure(pid: int, port: int, processes: int, requests: int, seconds: float, clients: int,
+            stopped: bool = False, verbose: bool = True) -> list[Result]:
+    """On a running server (``pid`` listening on ``port``, no processes yet): create the
+    processes, then list and state, each sequential and with ``clients`` clients."""
+    create_processes(port, processes, stopped)
+    time.sleep(1.0)
+    results: list[Result] = []
+    state_path = "/api/v3/process/bench000/state"
+    for endpoint, path in (("list", "/api/v3/process"), ("state", state_path)):
+        results.append(sequential(pid, port, endpoint, path, requests))
+        if verbose:
             print(results[-1].row(), file=sys.stderr, flush=True)
-            results.append(concurrent(proc.pid, port, endpoint, path, args.clients,
-                                      args.seconds))
+        results.append(concurrent(pid, port, endpoint, path, clients, seconds))
+        if verbose:
             print(results[-1].row(), file=sys.stderr, flush=True)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    from bench import sut
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    profile = ("-m", "cProfile", "-o", args.profile) if args.profile else ()
+    spec = sut.trio_core(workdir, find_ffmpeg(), python_args=profile)
+    try:
+        with sut.running(spec) as proc:
+            return measure(proc.pid, spec.port, args.processes, args.requests, args.seconds,
+                           args.clients, args.stopped)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 HEADER = ("| endpoint | mode | requests | req/s | p50 ms | p99 ms | max ms | server CPU ms/req "

@@ -149,6 +149,7 @@ class StepResult:
     rss_mb: float
     kb_per_player: float | None
     lost: int
+    loadgen_cpu_percent: float = 0.0  # this process (the players), one core = 100
 
 
 async def run_step(port: int, server_pid: int, n: int, probes: int, window: float,
@@ -170,11 +171,11 @@ async def run_step(port: int, server_pid: int, n: int, probes: int, window: floa
         await trio.sleep(warmup)
         for p in players:
             p.measuring = True
-        before = proc_sample(server_pid)
+        before, me0 = proc_sample(server_pid), os.times()
         bytes_before = sum(p.bytes for p in players)
         t0 = trio.current_time()
         await trio.sleep(window)
-        after = proc_sample(server_pid)
+        after, me1 = proc_sample(server_pid), os.times()
         elapsed = trio.current_time() - t0
         delivered = sum(p.bytes for p in players) - bytes_before
         nursery.cancel_scope.cancel()
@@ -196,6 +197,8 @@ async def run_step(port: int, server_pid: int, n: int, probes: int, window: floa
         rss_mb=round(after.rss / 1e6, 1),
         kb_per_player=round(rss_growth / n / 1024, 1) if n else None,
         lost=sum(1 for p in players if p.closed),
+        loadgen_cpu_percent=round(100 * (me1.user + me1.system - me0.user - me0.system)
+                                  / elapsed, 1),
     )
 
 

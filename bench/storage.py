@@ -21,26 +21,21 @@ import argparse
 import base64
 import os
 import re
-import socket
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import h11
 import httpx
 import trio
 
+from bench import sut
+from bench.common import percentile
+from bench.sut import AUTH
 from trio_core.ffmpeg.binary import find_ffmpeg
-
-AUTH = ("bench", "bench-secret")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -117,6 +112,7 @@ class Readers:
         self.bytes = 0
         self.errors = 0
         self.kinds: dict[str, int] = {}
+        self.segment_seconds: list[float] = []  # each segment fetch, request to last byte
 
     def error(self, kind: str) -> None:
         self.errors += 1
@@ -146,8 +142,10 @@ class Readers:
                         if name in seen:
                             continue
                         seen.add(name)
+                        t = time.perf_counter()
                         status, segment = await client.get(f"{base}/{name}")
                         if status == 200:
+                            self.segment_seconds.append(time.perf_counter() - t)
                             self.files += 1
                             self.bytes += len(segment)
                         else:
@@ -188,7 +186,7 @@ async def hls_phase(base: str, port: int, server_pid: int, readers: int, seconds
         seq0 = max(int(n) for n in re.findall(r"^bench(\d+)\.ts$", first.text, re.M))
         stats = Readers()
         stop = trio.Event()
-        cpu0, t0 = server_cpu_seconds(server_pid), time.monotonic()
+        cpu0, t0, me0 = server_cpu_seconds(server_pid), time.monotonic(), _own_cpu()
         async with trio.open_nursery() as nursery:
             for _ in range(readers):
                 nursery.start_soon(stats.reader, port, "/memfs/bench.m3u8", stop)
@@ -196,6 +194,7 @@ async def hls_phase(base: str, port: int, server_pid: int, readers: int, seconds
             stop.set()
         elapsed = time.monotonic() - t0
         cpu = server_cpu_seconds(server_pid) - cpu0
+        loadgen = _own_cpu() - me0
         last = await client.get(f"{base}/api/v3/fs/mem/bench.m3u8")
         seq1 = max(int(n) for n in re.findall(r"^bench(\d+)\.ts$", last.text, re.M))
         await client.delete(f"{base}/api/v3/process/bench")
@@ -205,42 +204,29 @@ async def hls_phase(base: str, port: int, server_pid: int, readers: int, seconds
         "files_s": stats.files / elapsed, "mb_s": served_mb / elapsed,
         "errors": stats.errors, "error_kinds": stats.kinds, "server_cpu_pct": 100 * cpu / elapsed,
         "cpu_s_per_mb": cpu / served_mb if served_mb else float("nan"),
+        "segment_p99_ms": 1e3 * (percentile(stats.segment_seconds, 99) or float("nan")),
+        "loadgen_cpu_pct": 100 * loadgen / elapsed,
     }
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this process (the readers: the load generator)."""
+    t = os.times()
+    return t.user + t.system
+
+
 async def main_async(args: argparse.Namespace) -> int:
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="bench-storage-")
-    env = {**os.environ, "CORE_API_ADDRESS": f"127.0.0.1:{port}", "CORE_WEBRTC_ENABLE": "false",
-           "CORE_DEMO_ENABLE": "false", "CORE_DB_DIR": os.path.join(workdir, "db"),
-           "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
-           "CORE_STORAGE_MEMORY_AUTH_USERNAME": AUTH[0],
-           "CORE_STORAGE_MEMORY_AUTH_PASSWORD": AUTH[1],
-           "CORE_FFMPEG_BINARY": find_ffmpeg("")}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-storage-"))
+    spec = sut.trio_core(workdir, find_ffmpeg(""), webrtc=False)
     if args.sessions:  # count the loopback readers as HLS sessions (Core ignores 127.0.0.1)
-        env["CORE_SESSIONS_IP_IGNORELIST"] = ""
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spec.env["CORE_SESSIONS_IP_IGNORELIST"] = ""
     try:
-        async with httpx.AsyncClient() as client:
-            with trio.fail_after(30):
-                while True:
-                    try:
-                        if (await client.get(f"{base}/api")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await trio.sleep(0.2)
-        write = await write_phase(base, args.write_seconds, args.write_kb)
-        hls = await hls_phase(base, port, server.pid, args.readers, args.seconds, args.bitrate)
+        with sut.running(spec) as server:
+            write = await write_phase(spec.base, args.write_seconds, args.write_kb)
+            hls = await hls_phase(spec.base, spec.port, server.pid, args.readers, args.seconds,
+                                  args.bitrate)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"memfs on this machine ({os.cpu_count()} CPUs, readers and server share them)"
           f"{'; HLS session accounting on' if args.sessions else ''}\n")
     print("| phase | value |")
