@@ -20,7 +20,6 @@ started is stopped before it returns.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.api import _request, process_config
+from bench.api import _request, create_processes
 from bench.common import free_tcp_port
 from trio_core.ffmpeg.binary import find_ffmpeg
 
@@ -86,21 +85,8 @@ def measure(scenario: str, processes: int, *, running: bool, extra_env: dict[str
             time.sleep(0.05)
         time.sleep(settle)
         idle = vm_rss(proc.pid)
-        for i in range(processes):
-            status, body = _request(port, "POST", "/api/v3/process",
-                                    json.dumps(process_config(i, not running)).encode())
-            if status != 200:
-                raise RuntimeError(f"create process: {status} {body[:200]!r}")
-        if processes and running:  # wait until every FFmpeg reports progress
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                listing = json.loads(_request(port, "GET", "/api/v3/process?filter=state")[1])
-                if all(p["state"]["exec"] == "running" and p["state"]["progress"]["frame"] > 0
-                       for p in listing):
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError("not every process reported progress")
+        create_processes(port, processes, stopped=not running)  # running: until all report
+        if processes and running:
             time.sleep(2 * settle)  # a few progress ticks and log lines
         elif processes:
             time.sleep(settle)
