@@ -174,7 +174,7 @@ class Forwarder:
         return self.sources[source_id]
 
     async def open_source(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
-                          host: str = "127.0.0.1",
+                          host: str = "127.0.0.1", sockets: bool = True,
                           task_status: trio.TaskStatus[Source] = trio.TASK_STATUS_IGNORED
                           ) -> None:
         """Hold the lease of Source ``source_id`` until cancelled (see the module docstring).
@@ -186,6 +186,8 @@ class Forwarder:
         RuntimeError when the forwarder is not running; an error of the Source is raised
         here. When the lease ends, the Source is closed before this returns — unless the
         forwarder is holding (:meth:`hold`), then it keeps running until taken back or expired.
+        ``sockets=False``: the Source binds no producer sockets; its feeder calls
+        ``source.on_datagram`` (WHIP ingest).
         """
         if self._nursery is None:
             raise RuntimeError("the WebRTC forwarder is not running")
@@ -204,7 +206,7 @@ class Forwarder:
             from .source import Source
 
             source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
-                            gop_max_packets=self.gop_max_packets)
+                            gop_max_packets=self.gop_max_packets, sockets=sockets)
             entry = _Running(source)
             self.sources[source_id] = source
             try:

@@ -2,7 +2,8 @@
 
 Datagrams are demultiplexed by their first byte (RFC 7983): STUN (0-3) is routed by the
 local ufrag in its USERNAME, DTLS (20-63) and SRTCP (128-191) by the remote address, which
-a Peer registers once a STUN check from it passed. Anything else, or anything from an
+a Peer registers once a STUN check from it passed; SRTP media goes to a peer that has a
+``handle_rtp`` method (a WHIP publisher, :mod:`rtp.publisher`). Anything else, or anything from an
 unknown address, is dropped and counted in :attr:`UdpMux.dropped` by reason.
 
 Sending uses the plain non-blocking socket (no await per packet): when the kernel buffer
@@ -233,7 +234,11 @@ class UdpMux:
                 elif len(data) >= 2 and 192 <= data[1] <= 223:
                     peer.handle_rtcp(data, addr, now)
                 else:
-                    self.dropped["rtp-from-viewer"] += 1
+                    handle_rtp = getattr(peer, "handle_rtp", None)  # a WHIP publisher
+                    if handle_rtp is None:
+                        self.dropped["rtp-from-viewer"] += 1
+                    else:
+                        handle_rtp(data, addr, now)
             else:
                 self.dropped["unknown-first-byte"] += 1
         except ParseError as exc:

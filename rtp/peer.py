@@ -550,6 +550,9 @@ class Peer:
             found = seqmap.lookup(seq & 0xFFFF, history)
             if found is None:
                 self.dropped["nack-miss"] += 1
+                repair = getattr(self.source, "request_repair", None)
+                if repair is not None:  # a producer that takes NACKs (WHIP) may resend it
+                    repair(track.kind, (seq - track.seq_delta) & 0xFFFF, now)
                 continue
             pkt, ts = found
             if track.rtx_payload_type >= 0:
@@ -581,6 +584,9 @@ class Peer:
         packets, at the next frame boundary (:meth:`_start_replay`)."""
         track = self.out.get(self._video)
         video = self.source.state.get(self._video)
+        request = getattr(self.source, "request_keyframe", None)
+        if request is not None and track is not None:
+            request(now)  # a producer that takes PLI (WHIP) sends a fresh keyframe too
         if track is None or video is None or not video.gop or video.last_seq < 0:
             return
         if self._pending is not None or self._replay_after is not None:

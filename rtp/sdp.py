@@ -344,8 +344,11 @@ def _sha256(attrs: list[tuple[str, str | None]]) -> str | None:
 # --- offers --------------------------------------------------------------------------------
 
 
-def parse_offer(text: str) -> Offer:
+def parse_offer(text: str, *, setups: tuple[str, ...] = ("actpass", "active")) -> Offer:
     """Parse a browser's SDP offer (WHEP POST body).
+
+    ``setups`` are the accepted ``a=setup`` values (a WHIP publisher may also offer
+    ``passive``: FFmpeg's ``-f whip`` muxer does).
 
     Raises SdpError with a message naming the problem: "not an SDP offer: missing v=0",
     "missing a=ice-ufrag", "missing a=ice-pwd", "missing sha-256 fingerprint",
@@ -404,8 +407,8 @@ def parse_offer(text: str) -> Offer:
         if not m.fingerprint:
             raise SdpError("missing sha-256 fingerprint")
         setup = (m.setup or "actpass").lower()
-        if setup not in ("actpass", "active"):
-            raise SdpError(f"setup must be actpass or active (got {m.setup!r})")
+        if setup not in setups:
+            raise SdpError(f"setup must be {' or '.join(setups)} (got {m.setup!r})")
         m.setup = setup
         if not m.rtcp_mux:
             raise SdpError(f"missing a=rtcp-mux in the {m.kind} section (rtcp-mux is required)")

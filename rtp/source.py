@@ -14,6 +14,12 @@ so that a new viewer starts decoding at once and a PLI can be answered. An IDR t
 SPS/PPS in its access unit gets a STAP-A built from the SDP's ``sprop-parameter-sets``
 injected in front of it.
 
+A Source may also be fed by something other than FFmpeg's UDP sockets (a WHIP publisher's
+decrypted RTP): made with ``sockets=False`` it binds nothing and the feeder calls
+:meth:`Source.on_datagram` itself; such a feeder may set :attr:`Source.upstream` so that the
+viewers' keyframe requests and unrepaired NACKs reach the producer (:meth:`request_keyframe`,
+:meth:`request_repair`; no-ops for FFmpeg, which cannot take RTCP).
+
 Cancellation: :meth:`Source.run` owns a nursery in which every Peer of this Source runs.
 Cancelling ``run`` cancels all Peers and closes every socket the Source opened.
 """
@@ -24,7 +30,7 @@ import collections
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -42,7 +48,7 @@ from .sockets import close_udp_socket, open_udp_socket, receive_datagrams
 if TYPE_CHECKING:
     from .peer import OutTrack, Peer
 
-__all__ = ["MediaPacket", "Source", "TrackState"]
+__all__ = ["MediaPacket", "Source", "TrackState", "Upstream"]
 
 #: Slots in the per-track retransmission ring (indexed by normalised sequence number; a
 #: divisor of 65536). 8192 slots hold 3 s of a ~25 Mb/s stream.
@@ -62,6 +68,14 @@ DEFAULT_CODEC = {"video": "H264", "audio": "opus", "video2": "VP8"}
 #: Track names a Source accepts: one audio track, a video track and a second video track
 #: (another codec of the same picture, for viewers that cannot take the first).
 TRACK_NAMES = ("video", "audio", "video2")
+
+
+class Upstream(Protocol):
+    """A producer that takes feedback (a WHIP publisher): see :attr:`Source.upstream`."""
+
+    def request_keyframe(self, now: float) -> None: ...
+
+    def request_repair(self, kind: str, ssrc: int, seq: int, now: float) -> None: ...
 
 
 def media_of(kind: str) -> str:
@@ -167,7 +181,7 @@ class Source:
 
     def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
                  host: str = "127.0.0.1", gop_max_bytes: int = GOP_MAX_BYTES,
-                 gop_max_packets: int = GOP_MAX_PACKETS) -> None:
+                 gop_max_packets: int = GOP_MAX_PACKETS, sockets: bool = True) -> None:
         if not kinds or any(k not in TRACK_NAMES for k in kinds):
             raise ValueError(f"kinds must be 'video', 'audio' and/or 'video2', not {kinds!r}")
         self.id = source_id
@@ -192,6 +206,10 @@ class Source:
         self._ready = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._sockets: list[socket.socket] = []
+        #: False: no producer sockets; the feeder calls :meth:`on_datagram` (WHIP ingest)
+        self.bind_sockets = sockets
+        #: the producer's feedback channel (None: it takes none, as FFmpeg's RTP output)
+        self.upstream: Upstream | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -202,15 +220,17 @@ class Source:
         On cancellation (or any error) every Peer is cancelled and every socket closed.
         """
         try:
-            for kind in self.kinds:
+            for kind in self.kinds if self.bind_sockets else ():
                 sock = open_udp_socket(self.host, 0)
                 self._sockets.append(sock)
                 self.ports[kind] = sock.getsockname()[1]
                 self.state[kind].port = self.ports[kind]
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for kind, sock in zip(self.kinds, self._sockets, strict=True):
+                for kind, sock in zip(self.kinds, self._sockets, strict=False):
                     nursery.start_soon(self._reader, kind, sock)
+                if not self.bind_sockets:  # fed by calls: live until cancelled
+                    nursery.start_soon(trio.sleep_forever)
                 task_status.started(dict(self.ports))
         finally:
             self.closed = True
@@ -242,6 +262,22 @@ class Source:
             fan = self.fanout.get(track.kind)
             if fan is not None and track in fan:
                 fan.remove(track)
+
+    # -- feedback toward the producer ---------------------------------------------------------
+
+    def request_keyframe(self, now: float) -> None:
+        """A viewer asked for a keyframe (PLI/FIR): pass it to the producer if it takes
+        feedback (it rate-limits)."""
+        if self.upstream is not None:
+            self.upstream.request_keyframe(now)
+
+    def request_repair(self, kind: str, seq: int, now: float) -> None:
+        """A viewer NACKed normalised sequence ``seq`` of ``kind`` and the history missed it:
+        ask the producer to resend it if it takes feedback."""
+        upstream = self.upstream
+        st = self.state.get(kind)
+        if upstream is not None and st is not None and st.src_ssrc is not None:
+            upstream.request_repair(kind, st.src_ssrc, (seq - st.seq_off) & 0xFFFF, now)
 
     # -- codec parameters ------------------------------------------------------------------
 

@@ -114,7 +114,9 @@ class SrtpSession:
     number that libsrtp rejects).
     """
 
-    def __init__(self, keys: SrtpKeys) -> None:
+    def __init__(self, keys: SrtpKeys, *, rx_window: int = 0) -> None:
+        """``rx_window``: the inbound replay window in packets (0: libsrtp's 128); a
+        publisher's retransmissions may arrive further back than that."""
         self.keys = keys
         tx = Policy(
             key=keys.tx_key + keys.tx_salt,
@@ -127,6 +129,8 @@ class SrtpSession:
             ssrc_type=Policy.SSRC_ANY_INBOUND,
             srtp_profile=keys.profile,
         )
+        if rx_window:
+            rx.window_size = rx_window
         self._tx = Session(tx)
         self._rx = Session(rx)
         self._tx_protect = _fast_protect(self._tx) or self._tx.protect

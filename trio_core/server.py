@@ -79,6 +79,7 @@ from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
 from trio_core.util.log_ring import LogRing
 from trio_core.webrtc.subsystem import ForwarderCarry, WebRTCSubsystem, forwarder
+from trio_core.whip.subsystem import WhipSubsystem, check_settings
 
 if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memory)
     from rtp.forwarder import Forwarder
@@ -289,6 +290,7 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     config = s.config
     # settings first: a refused one must not leave a half-built subsystem behind
     rtmp = rtmp_server(config) if config["rtmp.enable"] else None
+    check_settings(config)  # whip.enable needs webrtc.enable
     subsystems: list[Subsystem] = [
         # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
         CoreApiSubsystem(s.app, s.supervisor, skills=s.skills, config_store=s.config_store,
@@ -301,6 +303,10 @@ def build_subsystems(s: Services) -> list[Subsystem]:
         subsystems.append(WebRTCSubsystem(
             s.forwarder, app=s.app, supervisor=s.supervisor, auth=s.auth, ffmpeg=s.ffmpeg,
             admission=s.viewers, run_forwarder=not s.forwarder_carried))
+    if s.forwarder is not None and config["whip.enable"]:  # WHIP ingest, {whip} (issue 19)
+        subsystems.append(WhipSubsystem(
+            config, s.forwarder, app=s.app, auth=s.auth, placeholders=s.placeholders,
+            collector=lambda: s.collector("whip"), admission=s.viewers))
     if rtmp is not None:  # rtmp.enable: RTMP server, {rtmp} (issue 11)
         subsystems.append(RtmpSubsystem(
             rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,

@@ -324,6 +324,32 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a WHEP session may take to connect (ICE + DTLS) before it is dropped "
             "(0 = 15).", _parse_nonneg_int),
     # (end webrtc)
+    # -- whip ingest: issue 19 --
+    Setting("whip.enable", "bool", False,
+            "Enable WHIP ingest (POST /whip/{name}; needs webrtc.enable): publishers play "
+            "at POST /whep/{name}, processes read {whip,name=...}.", _parse_bool),
+    Setting("whip.token", "string", "",
+            "Token a WHIP publisher must send (Authorization: Bearer or ?token=); empty = none.",
+            _parse_str, secret=True),
+    Setting("whip.play_token", "string", "",
+            "Token a viewer of POST /whep/{name} must send; empty = as the API (a JWT when "
+            "api.auth.enable, else none).", _parse_str, secret=True),
+    Setting("whip.timeout", "int", 10,
+            "Seconds without RTP after which a WHIP publisher is dropped and its name freed "
+            "(0 = 10).", _parse_nonneg_int),
+    Setting("whip.linger", "int", 30,
+            "Seconds a WHIP channel keeps its viewers connected after its publisher left, "
+            "waiting for one to come back under the same name.", _parse_nonneg_int),
+    Setting("whip.max_publishers", "int", 20,
+            "Most WHIP publishers at once (0 = no limit); over it POST /whip answers 503.",
+            _parse_nonneg_int),
+    Setting("whip.max_pending", "int", 10,
+            "Most WHIP publishers still connecting (ICE/DTLS) at once (0 = no limit).",
+            _parse_nonneg_int),
+    Setting("whip.max_bitrate_kbit", "int", 6000,
+            "Bandwidth estimate (REMB) sent to WHIP publishers: browsers ramp up to their "
+            "configured bitrate up to this (0 = send none).", _parse_nonneg_int),
+    # (end whip)
     # -- relay policy (RTMP, SRT, WebRTC): issue 17 --
     Setting("relay.gop_max_bytes", "int", 32 * 1024 * 1024,
             "Bytes a GOP cache (RTMP per published path, WebRTC per video track) may hold; "

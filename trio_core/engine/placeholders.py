@@ -8,7 +8,7 @@ template may contain ``{key}`` slots filled from the parameters (e.g. an ``rtmp`
 ``rtmp://localhost:1935/{name}``). Placeholders with no value are left untouched.
 
 Values given to :func:`resolve_config` (``values``): ``diskfs`` (alias ``fs:disk``), ``memfs``
-(alias ``fs:mem``), ``fs:<name>``, ``rtmp``, ``srt`` — any of them may be absent. A value may
+(alias ``fs:mem``), ``fs:<name>``, ``rtmp``, ``srt``, ``whip`` — any of them may be absent. A value may
 be a :class:`Template` (Core's ``RegisterTemplateFunc``): a different text per section
 (``input``/``output``) and defaults for its ``{key}`` slots (``{srt}``: ``latency=20000``).
 Per section (as datarhei ``resolvePlaceholders``):
@@ -16,7 +16,7 @@ Per section (as datarhei ``resolvePlaceholders``):
 * global ``options``: ``{diskfs}``, ``{fs:*}`` (not ``{memfs}``/``{fs:mem}``)
 * IO ``id``: ``{processid}``, ``{reference}``
 * IO ``address``: ids, ``{inputid}``/``{outputid}`` (own section), ``{diskfs}``, ``{memfs}``,
-  ``{fs:*}``, ``{rtmp}``, ``{srt}``
+  ``{fs:*}``, ``{rtmp}``, ``{srt}``, ``{whip}``
 * IO ``options``: ids, own-section io id, ``{diskfs}``, ``{memfs}``, ``{fs:*}``
 * output ``cleanup[].pattern``: ``{processid}``, ``{reference}``, ``{outputid}``
 """
@@ -155,7 +155,7 @@ def resolve_config(cfg: ProcessConfig, values: Mapping[str, str]) -> ProcessConf
     storage = {k: v for k, v in values.items() if k in ("diskfs", "memfs") or k.startswith("fs:")}
     streams_by_section = {
         section: {k: (v.for_section(section) if isinstance(v, Template) else v)
-                  for k, v in values.items() if k in ("rtmp", "srt")}
+                  for k, v in values.items() if k in ("rtmp", "srt", "whip")}
         for section in ("input", "output")
     }
     for section, items in (("input", out.input), ("output", out.output)):

@@ -103,6 +103,7 @@ def session_registry(config: Config) -> SessionRegistry | None:
     for name in COMPANIONS:
         sessions.register(name)
     sessions.register("hlsingress", limited=False, companions=False)
+    sessions.register("whip", limited=False, companions=False)  # WHIP publishers (ingest)
     for name in ("http", "https"):  # as Core; nothing accounts into them yet
         sessions.register(name, companions=False)
     return sessions

@@ -1,0 +1,275 @@
+"""The WHIP routes (RFC 9725), WHEP playback of WHIP channels and ``GET /api/v3/whip``.
+
+Publishing: ``POST /whip/{name}`` with an ``application/sdp`` offer answers ``201`` with the
+answer, ``Location: /whip/{name}/{session}`` (a secret id), ``ETag`` and ``Accept-Patch``.
+``DELETE`` on the Location ends the publisher (``204``; an unknown session too);
+``PATCH`` (``application/trickle-ice-sdpfrag``) is ``204`` and ignored for trickled
+candidates (the server is ICE-lite and learns the publisher's address from its checks), ``422``
+for an ICE restart, as on the WHEP side. ``OPTIONS`` answers CORS preflights
+(``Accept-Post: application/sdp``). With ``whip.token`` the POST needs it as
+``Authorization: Bearer <token>`` (what OBS and FFmpeg's ``-authorization`` send) or
+``?token=<token>`` (401 otherwise); PATCH and DELETE need no credential but the secret
+session id.
+
+Playing: ``POST /whep/{name}`` — the contract of the per-process WHEP endpoint
+(:mod:`trio_core.webrtc.whep`): 201 + answer + ``Location: /whep/{name}/{session}``, 409 (+
+``Retry-After``) when nothing is published under the name, 406 no common codec, 503/509
+admission limits (the forwarder's ``webrtc.max_*`` and the ``webrtc`` session limits). With
+``whip.play_token`` viewers need that token; else they follow the API (a bearer JWT when
+``api.auth.enable``), as a process without ``webrtc.token``.
+
+Errors are Core's JSON ``{code, message, details}``: 400 malformed offer, bad name or no
+usable codec (the details say which is missing and what was offered), 401, 409 the name has a
+live publisher, 413, 415, 503 (+ ``Retry-After``) a publisher limit or the server not running.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+import trio
+from quart import Blueprint, Request, Response, request
+
+from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
+from trio_core.http.auth import Authenticator, unauthorized
+from trio_core.http.errors import ApiError, json_response
+from trio_core.webrtc.whep import CORS_HEADERS, MAX_OFFER_BYTES, RETRY_AFTER, Admission
+from trio_core.whip.channels import Busy, WhipChannels, check_name, source_id
+
+if TYPE_CHECKING:
+    from rtp.forwarder import Forwarder
+
+__all__ = ["whip_blueprint"]
+
+log = logging.getLogger(__name__)
+
+
+def _given_token(req: Request) -> str:
+    scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return req.args.get("token", "")
+
+
+def _matches(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+async def _offer_text(kind: str) -> str:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/sdp":
+        raise ApiError(415, "Unsupported Media Type",
+                       f"the {kind} offer must be application/sdp, not {ctype or 'missing'!r}")
+    body = await request.get_data()
+    if len(body) > MAX_OFFER_BYTES:
+        raise ApiError(413, "Offer too large", f"more than {MAX_OFFER_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "Malformed SDP offer", "the offer is not UTF-8") from None
+
+
+def _name(name: str) -> str:
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise ApiError(400, "Invalid channel name", str(exc)) from None
+
+
+async def _patch(ufrag: str) -> Response:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/trickle-ice-sdpfrag":
+        raise ApiError(415, "Unsupported Media Type",
+                       "PATCH needs application/trickle-ice-sdpfrag")
+    frag = (await request.get_data()).decode("utf-8", "replace")
+    for line in frag.splitlines():
+        if line.startswith("a=ice-ufrag:") and line[12:].strip() != ufrag:
+            raise ApiError(422, "ICE restart is not supported",
+                           "start a new session (POST) instead")
+    return Response(b"", status=204, headers=CORS_HEADERS)
+
+
+def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwarder,
+                   auth: Authenticator, *, token: str = "", play_token: str = "",
+                   admission: Admission | None = None) -> Blueprint:
+    """The routes over the running ``channels`` (None while the subsystem is not running)."""
+    bp = Blueprint("whip", __name__)
+
+    def running() -> WhipChannels:
+        current = channels()
+        if current is None:
+            raise ApiError(503, "WHIP server is not running", "retry in a moment",
+                           headers={"Retry-After": RETRY_AFTER})
+        return current
+
+    def options(methods: str, **extra: str) -> Response:
+        return Response(b"", status=204, headers={
+            **CORS_HEADERS, "Access-Control-Allow-Methods": methods, "Allow": methods,
+            **extra})
+
+    # -- publishing --------------------------------------------------------------------------
+
+    @bp.route("/whip/<name>", methods=["OPTIONS"])
+    async def whip_options(name: str) -> Response:
+        return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
+
+    @bp.route("/whip/<name>/<session>", methods=["OPTIONS"])
+    async def whip_session_options(name: str, session: str) -> Response:
+        return options("PATCH, DELETE, OPTIONS",
+                       **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
+
+    @bp.route("/whip/<name>", methods=["POST"], provide_automatic_options=False)
+    @auth.public  # checked here: whip.token
+    async def whip_post(name: str) -> Response:
+        given = _given_token(request)
+        if token and not _matches(given, token):
+            raise unauthorized("Missing or invalid token (whip.token as Authorization: "
+                               "Bearer <token> or ?token=<token>)")
+        name = _name(name)
+        offer = await _offer_text("WHIP")
+        try:
+            publisher, answer = await running().publish(name, offer,
+                                                        client=request.remote_addr or "")
+        except SdpError as exc:
+            raise ApiError(400, "Unusable SDP offer", str(exc)) from None
+        except Busy as exc:
+            raise ApiError(409, "Channel is being published", str(exc)) from None
+        except Overloaded as exc:
+            raise ApiError(503, "Too many WHIP publishers", str(exc),
+                           headers={"Retry-After": str(exc.retry_after)}) from None
+        except RuntimeError as exc:
+            raise ApiError(503, "WHIP server is not running", str(exc),
+                           headers={"Retry-After": RETRY_AFTER}) from None
+        location = f"/whip/{quote(name, safe='')}/{publisher.id}"
+        if token and request.args.get("token"):
+            location += "?" + urlencode({"token": request.args["token"]})
+        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
+            **CORS_HEADERS, "Location": location, "ETag": f'"{publisher.ice.local_ufrag}"',
+            "Accept-Patch": "application/trickle-ice-sdpfrag"})
+
+    @bp.route("/whip/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
+    @auth.public  # the secret session id in the URL is the credential
+    async def whip_delete(name: str, session: str) -> Response:
+        current = channels()
+        if current is not None:
+            current.end(name, session)
+        return Response(b"", status=204, headers=CORS_HEADERS)
+
+    @bp.route("/whip/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
+    @auth.public  # the secret session id in the URL is the credential
+    async def whip_patch(name: str, session: str) -> Response:
+        publisher = running().publisher(name)
+        if publisher is None or publisher.id != session:
+            raise ApiError(404, "Unknown WHIP session", f"no session {session!r}")
+        return await _patch(publisher.ice.remote_ufrag)
+
+    # -- playing -----------------------------------------------------------------------------
+
+    def may_play() -> str:
+        given = _given_token(request)
+        if play_token:
+            if _matches(given, play_token):
+                return given
+            if auth.enabled and auth.bearer_subject(request) is not None:
+                return ""
+            raise unauthorized("Missing or invalid token (whip.play_token or an API token)")
+        if auth.enabled and auth.bearer_subject(request) is None:
+            raise unauthorized("Missing or invalid JWT token")
+        return ""
+
+    @bp.route("/whep/<name>", methods=["OPTIONS"])
+    async def whep_options(name: str) -> Response:
+        return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
+
+    @bp.route("/whep/<name>/<session>", methods=["OPTIONS"])
+    async def whep_session_options(name: str, session: str) -> Response:
+        return options("PATCH, DELETE, OPTIONS",
+                       **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
+
+    @bp.route("/whep/<name>", methods=["POST"], provide_automatic_options=False)
+    @auth.public  # checked here: whip.play_token or the API's credentials
+    async def whep_post(name: str) -> Response:
+        viewer_token = may_play()
+        name = _name(name)
+        offer = await _offer_text("WHEP")
+        current = running()
+        channel = current.channels.get(name)
+        sid = source_id(name)
+        if channel is None or sid not in forwarder.sources:
+            raise ApiError(409, "Nothing is published under this name",
+                           f"no WHIP publisher for {name!r}; retry when it publishes",
+                           headers={"Retry-After": RETRY_AFTER})
+        if admission is not None:
+            admission.admit(request, sid)
+        try:
+            peer, answer = await forwarder.add_peer(sid, offer, client=request.remote_addr or "")
+        except Overloaded as exc:
+            raise ApiError(503, "Too many WebRTC sessions", str(exc),
+                           headers={"Retry-After": str(exc.retry_after)}) from None
+        except NoCommonCodec as exc:
+            raise ApiError(406, "No common codec", str(exc)) from None
+        except SdpError as exc:
+            raise ApiError(400, "Malformed SDP offer", str(exc)) from None
+        except (SourceNotReady, KeyError):
+            raise ApiError(409, "Nothing is published under this name", "the channel ended",
+                           headers={"Retry-After": RETRY_AFTER}) from None
+        if admission is not None:
+            admission.opened(request, sid, peer)
+        if channel.publisher is not None:  # a keyframe soon, for whoever missed the GOP
+            channel.publisher.request_keyframe(trio.current_time())
+        location = f"/whep/{quote(name, safe='')}/{peer.id}"
+        if viewer_token:
+            location += "?" + urlencode({"token": viewer_token})
+        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
+            **CORS_HEADERS, "Location": location, "ETag": f'"{peer.ice.local_ufrag}"',
+            "Accept-Patch": "application/trickle-ice-sdpfrag"})
+
+    @bp.route("/whep/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
+    @auth.public  # the secret session id in the URL is the credential
+    async def whep_delete(name: str, session: str) -> Response:
+        source = forwarder.sources.get(source_id(name))
+        if source is not None and session in source.peers:
+            forwarder.close_peer(session, "deleted by the client (WHEP DELETE)")
+        return Response(b"", status=204, headers=CORS_HEADERS)
+
+    @bp.route("/whep/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
+    @auth.public  # the secret session id in the URL is the credential
+    async def whep_patch(name: str, session: str) -> Response:
+        source = forwarder.sources.get(source_id(name))
+        peer = source.peers.get(session) if source is not None else None
+        if peer is None:
+            raise ApiError(404, "Unknown WHEP session", f"no session {session!r}")
+        return await _patch(peer.ice.remote_ufrag)
+
+    # -- the list ------------------------------------------------------------------------
+
+    @bp.get("/api/v3/whip")
+    @auth.require_auth()
+    async def list_publishers() -> Response:
+        current = channels()
+        out = []
+        for name, channel in sorted((current.channels if current else {}).items()):
+            pub = channel.publisher
+            stats = pub.stats() if pub is not None else {}
+            out.append({
+                "name": name,
+                "publishing": pub is not None,
+                "remote_address": stats.get("remote_address"),
+                "codecs": stats.get("codecs", dict(channel.codecs)),
+                "bitrate_kbit": stats.get("bitrate_kbit", 0.0),
+                "packets": stats.get("packets", 0),
+                "bytes": stats.get("bytes", 0),
+                "lost": stats.get("lost", 0),
+                "since": stats.get("since"),
+                "state": stats.get("state", "idle"),
+                "dtls_role": stats.get("dtls_role"),
+                "viewers": len(channel.source.peers),
+                "publishers": channel.publishers,
+            })
+        return json_response(out)
+
+    return bp
