@@ -68,6 +68,8 @@ REPAIRS_KEPT = 512
 #: inbound SRTP replay window: retransmissions may come further back than libsrtp's 128
 RX_WINDOW = 4096
 DTLS_RELEASE_AFTER = 10.0
+CLIENT_HELLO_DELAY = 0.05
+CLIENT_HELLO_REPEAT = 0.1
 
 
 def build_remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
@@ -198,6 +200,9 @@ class Publisher:
         self.plis_sent = 0
         self.rtcp_bytes = 0
         self._dtls_addr: tuple[str, int] | None = None
+        self._hello_at: float | None = None  # client role: when to send the ClientHello
+        self._hello: list[bytes] | None = None  # ... and the flight, to send it twice
+        self._dtls_heard = False
         self._next_rtcp = 0.0
         self._last_pli = -1e9
         self._repairs: collections.OrderedDict[tuple[int, int], float] = collections.OrderedDict()
@@ -275,15 +280,18 @@ class Publisher:
                            after=f"{now - self.created:.3f}s")
             self.addr = nominated
         if self.dtls_role == "client" and self._dtls_addr is None:
-            self._dtls_addr = self.addr  # the ClientHello goes to the checked address
-            self.dtls.start(now)
-            self._flush_dtls()
+            # the ClientHello goes to the checked address, a moment after our response: a
+            # hello that arrives before the publisher saw ICE complete is dropped by it, and
+            # OpenSSL's first retransmission comes only after a second
+            self._dtls_addr = self.addr
+            self._hello_at = now + CLIENT_HELLO_DELAY
             self._wake()
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if self.closed:
             return
         self._dtls_addr = addr
+        self._dtls_heard = True
         try:
             self.dtls.receive(data, now)
         except DtlsError as exc:
@@ -464,6 +472,7 @@ class Publisher:
                    lived=f"{trio.current_time() - self.created:.1f}s",
                    connected=self.connected_at is not None, packets=self.packets,
                    bytes=self.bytes, nacks=self.nacks_sent, plis=self.plis_sent,
+                   stun_checks=self.stun_checks,
                    dropped=dict(self.dropped) or "-")
         if self.dtls.handshake_complete and not self.dtls.closed:
             self.dtls.close()
@@ -477,6 +486,18 @@ class Publisher:
             self._scope.cancel()
 
     def _on_timer(self, now: float) -> None:
+        if self._hello_at is not None and now >= self._hello_at:
+            if self._hello is None:
+                self.dtls.start(now)
+                self._hello = self.dtls.datagrams_to_send()
+                self._hello_at = now + CLIENT_HELLO_REPEAT
+            else:
+                # FFmpeg's muxer drops the first ClientHello (it arrives while it finishes
+                # ICE): send the same flight again at once, not after OpenSSL's 1 s timer
+                self._hello_at = None
+            if self._dtls_addr is not None and not self._dtls_heard:
+                for datagram in self._hello:
+                    self.mux.send(datagram, self._dtls_addr)
         if self.srtp is None:
             deadline = self.dtls.next_timeout()
             if deadline is not None and now >= deadline:
@@ -513,6 +534,8 @@ class Publisher:
             dtls_timeout = self.dtls.next_timeout()
             if dtls_timeout is not None:
                 deadline = min(deadline, dtls_timeout)
+            if self._hello_at is not None:
+                deadline = min(deadline, self._hello_at)
             return deadline
         deadline = self._next_rtcp
         since = self.last_rtp if self.last_rtp is not None else self.connected_at

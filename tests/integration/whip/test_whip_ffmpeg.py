@@ -4,6 +4,7 @@ aiortc (an independent WebRTC stack) as WHEP viewer of the channel."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
@@ -43,3 +44,94 @@ async def test_ffmpeg_publishes_and_aiortc_plays(ffmpeg: str, tmp_path, dtls_act
             assert result["delete_status"] == 204
             entry = await wait_published(api, "cam")
             assert entry["bitrate_kbit"] > 100, entry
+
+
+def hls_from_whip(pid: str, name: str) -> dict:
+    return {
+        "id": pid,
+        "options": ["-loglevel", "level+info"],
+        "input": [{"id": "in", "address": f"{{whip,name={name}}}", "options": []}],
+        "output": [{
+            "id": "hls", "address": "{memfs}/{processid}.m3u8",
+            "options": ["-map", "0:v", "-c:v", "copy", "-f", "hls", "-hls_time", "1",
+                        "-hls_list_size", "4", "-hls_flags", "delete_segments",
+                        "-hls_segment_filename", "{memfs}/{processid}_%04d.ts"],
+        }],
+        "reconnect": True,
+        "reconnect_delay_seconds": 1,
+    }
+
+
+@pytest.mark.slow
+async def test_whip_channel_as_process_input_writes_hls(ffmpeg: str, tmp_path) -> None:
+    async with whip_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, f"{srv.url}/whip/cam")):
+            await wait_published(api, "cam", packets=50)
+            assert (await api.post("/api/v3/process", hls_from_whip("rec", "cam"))
+                    ).status_code == 200
+            with trio.fail_after(20):
+                while True:
+                    resp = await api.get("/memfs/rec.m3u8")
+                    if resp.status_code == 200 and resp.text.count(".ts") >= 2:
+                        break
+                    await trio.sleep(0.3)
+            cmd = (await api.get("/api/v3/process/rec/state")).json()["command"]
+            assert any(a.startswith("http://127.0.0.1:") and a.endswith("/cam.sdp")
+                       for a in cmd), cmd
+            reader = await trio.run_process(
+                [ffmpeg, "-hide_banner", "-nostdin", "-i",
+                 f"http://127.0.0.1:{srv.port}/memfs/rec.m3u8", "-frames:v", "40", "-f",
+                 "null", "-"], capture_stdout=True, capture_stderr=True, check=False)
+            log = reader.stderr.decode(errors="replace")
+            assert reader.returncode == 0, log[-2000:]
+            assert "frame=   40" in log or "frame=40" in log.replace(" ", ""), log[-2000:]
+            assert "320x240" in log
+
+
+async def wait_unpublished(api: Api, name: str, timeout: float = 15.0) -> dict:
+    with trio.fail_after(timeout):
+        while True:
+            for entry in (await api.get("/api/v3/whip")).json():
+                if entry["name"] == name and not entry["publishing"]:
+                    return entry
+            await trio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_viewer_stays_when_the_publisher_stops_and_comes_back(ffmpeg: str, tmp_path
+                                                                    ) -> None:
+    async with whip_server(tmp_path, ffmpeg, **{"whip.timeout": 2}) as srv:
+        api = Api(srv.url)
+        url = f"{srv.url}/whip/cam"
+        progress: list[dict] = []
+        result: dict = {}
+
+        async def view() -> None:
+            result.update(await run_aiortc_viewer(
+                ["--whep", f"{srv.url}/whep/cam", "--duration", "11"], timeout=60,
+                on_progress=progress.append))
+
+        async with trio.open_nursery() as nursery:
+            async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, url)):
+                await wait_published(api, "cam", packets=50)
+                nursery.start_soon(view)
+                with trio.fail_after(15):
+                    while not progress or progress[-1]["video_frames"] < 25:
+                        await trio.sleep(0.1)
+                first = progress[-1]["video_frames"]
+            # the first publisher is gone (FFmpeg quit): the name frees, the viewer stays
+            entry = await wait_unpublished(api, "cam")
+            assert entry["viewers"] == 1, entry
+            stalled = progress[-1]["video_frames"]
+            async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, url)):
+                entry = await wait_published(api, "cam", packets=50)
+                assert entry["publishers"] == 2
+                with trio.fail_after(20):
+                    while not result:
+                        await trio.sleep(0.1)
+        assert result["error"] is None, result
+        assert first >= 25
+        after = result["video_frames"] - stalled
+        assert after >= 2 * FPS, (first, stalled, result)  # video again from the new publisher
+        assert progress[-1]["ended"] == 0, progress[-1]  # its tracks never ended
