@@ -1,0 +1,128 @@
+"""The WHIP endpoints' contract with hand-written offers: tokens, one publisher per name,
+unusable offers, CORS, pending publishers timing out, WHEP of an unknown channel."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.helpers.api import Api
+from tests.helpers.whip import whip_offer, whip_server
+
+FP = ":".join(["AB"] * 32)
+
+
+def offer(video: str = "a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;"
+          "profile-level-id=42e01f\r\n", audio: str = "a=rtpmap:111 opus/48000/2\r\n",
+          setup: str = "actpass", direction: str = "sendonly") -> str:
+    def section(kind: str, mid: str, rtpmap: str) -> str:
+        pts = " ".join(line.split()[0].split(":")[1] for line in rtpmap.splitlines()
+                       if line.startswith("a=rtpmap:"))
+        return (f"m={kind} 9 UDP/TLS/RTP/SAVPF {pts}\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\n"
+                f"a={direction}\r\na=rtcp-mux\r\na=ice-ufrag:abcd\r\n"
+                f"a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 {FP}\r\n"
+                f"a=setup:{setup}\r\n{rtpmap}")
+    return ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+            + section("video", "0", video) + section("audio", "1", audio))
+
+
+async def test_whip_contract(ffmpeg: str, tmp_path) -> None:
+    async with whip_server(tmp_path, ffmpeg, **{"whip.token": "tok",
+                                                "webrtc.pending_timeout": 1}) as srv:
+        api = Api(srv.url)
+        resp = await api.request("OPTIONS", "/whip/cam")
+        assert resp.status_code == 204
+        assert resp.headers["Accept-Post"] == "application/sdp"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+
+        # tokens: missing, wrong -> 401 (Core-style JSON); Bearer or ?token= -> 201
+        resp = await whip_offer(api, "cam", offer())
+        assert resp.status_code == 401 and resp.json()["code"] == 401
+        resp = await whip_offer(api, "cam", offer(), Authorization="Bearer nope")
+        assert resp.status_code == 401
+        resp = await api.request("POST", "/whip/cam?token=tok", content=offer(),
+                                 headers={"Content-Type": "application/sdp"})
+        assert resp.status_code == 201, resp.text
+        location = resp.headers["Location"]
+        assert location.startswith("/whip/cam/") and location.endswith("?token=tok")
+        assert resp.headers["Content-Type"] == "application/sdp"
+        assert resp.headers["ETag"]
+        answer = resp.text
+        assert "a=ice-lite" in answer and "a=setup:passive" in answer
+        assert "a=recvonly" in answer and "a=rtpmap:102 H264/90000" in answer
+        assert "a=rtcp-fb:102 goog-remb" in answer and "a=rtcp-fb:102 nack pli" in answer
+        assert "a=rtpmap:111 opus/48000/2" in answer
+
+        # one publisher per name: a second one gets 409 while the first lives
+        resp = await whip_offer(api, "cam", offer(), Authorization="Bearer tok")
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["message"] == "Channel is being published"
+        listed = (await api.get("/api/v3/whip")).json()
+        assert [(e["name"], e["state"]) for e in listed] == [("cam", "connecting")]
+
+        # DELETE frees the name at once
+        assert (await api.request("DELETE", location)).status_code == 204
+        resp = await whip_offer(api, "cam", offer(setup="passive"), Authorization="Bearer tok")
+        assert resp.status_code == 201, resp.text
+        assert "a=setup:active" in resp.text  # the publisher is the DTLS server: we connect
+
+        # a publisher that never connects is dropped after webrtc.pending_timeout; name freed
+        with trio.fail_after(5):
+            while (await api.get("/api/v3/whip")).json()[0]["publishing"]:
+                await trio.sleep(0.1)
+        resp = await whip_offer(api, "cam", offer(), Authorization="Bearer tok")
+        assert resp.status_code == 201
+
+        # PATCH: trickle ignored (ICE-lite), an ICE restart refused as on the WHEP side
+        session = resp.headers["Location"]
+        frag = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 " \
+               "127.0.0.1 9 typ host\r\n"
+        ctype = {"Content-Type": "application/trickle-ice-sdpfrag"}
+        assert (await api.request("PATCH", session, content=frag, headers=ctype)
+                ).status_code == 204
+        assert (await api.request("PATCH", session, content=frag.replace("abcd", "wxyz"),
+                                  headers=ctype)).status_code == 422
+
+
+async def test_unusable_offers_are_400_naming_what_is_missing(ffmpeg: str, tmp_path) -> None:
+    async with whip_server(tmp_path, ffmpeg) as srv:
+        api = Api(srv.url)
+        resp = await whip_offer(api, "cam", offer(video="a=rtpmap:98 VP9/90000\r\n"))
+        assert resp.status_code == 400
+        detail = resp.json()["details"][0]
+        assert "no usable video codec" in detail and "VP9/90000" in detail, detail
+        assert "H264 (packetization-mode=1) or VP8" in detail
+        resp = await whip_offer(api, "cam", offer(audio="a=rtpmap:0 PCMU/8000\r\n"))
+        assert resp.status_code == 400
+        assert "no usable audio codec: offered PCMU/8000" in resp.json()["details"][0]
+        resp = await whip_offer(api, "cam", offer(
+            video="a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=0\r\n"))
+        assert resp.status_code == 400
+        assert "packetization-mode=0" in resp.json()["details"][0]
+        resp = await whip_offer(api, "cam", offer(direction="recvonly"))
+        assert resp.status_code == 400
+        assert "sends no audio or video" in resp.json()["details"][0]
+        resp = await whip_offer(api, "cam", "hello")
+        assert resp.status_code == 400 and "v=0" in resp.json()["details"][0]
+        resp = await api.request("POST", "/whip/cam", content=offer(),
+                                 headers={"Content-Type": "text/plain"})
+        assert resp.status_code == 415
+        resp = await whip_offer(api, "bad%20name", offer())
+        assert resp.status_code == 400 and resp.json()["message"] == "Invalid channel name"
+        # VP8 alone is accepted
+        resp = await whip_offer(api, "vp8", offer(video="a=rtpmap:96 VP8/90000\r\n"))
+        assert resp.status_code == 201, resp.text
+        # nothing published: WHEP answers 409 + Retry-After
+        resp = await api.request("POST", "/whep/nothing", content=offer(direction="recvonly"),
+                                 headers={"Content-Type": "application/sdp"})
+        assert resp.status_code == 409 and resp.headers["Retry-After"]
+
+
+async def test_whip_needs_webrtc(ffmpeg: str, tmp_path) -> None:
+    from trio_core.config.startup_error import StartupError
+
+    try:
+        async with whip_server(tmp_path, ffmpeg, **{"webrtc.enable": False}):
+            raise AssertionError("the server started")
+    except* StartupError as group:
+        assert "whip.enable needs webrtc.enable" in str(group.exceptions[0])
