@@ -135,3 +135,49 @@ async def test_viewer_stays_when_the_publisher_stops_and_comes_back(ffmpeg: str,
         after = result["video_frames"] - stalled
         assert after >= 2 * FPS, (first, stalled, result)  # video again from the new publisher
         assert progress[-1]["ended"] == 0, progress[-1]  # its tracks never ended
+
+
+@pytest.mark.slow
+async def test_silent_publisher_is_dropped_and_counted_as_a_session(ffmpeg: str, tmp_path
+                                                                    ) -> None:
+    """SIGSTOP the publishing FFmpeg: no RTP for whip.timeout -> dropped, name freed; while
+    it published it was an active session of the ``whip`` collector in /metrics. Garbage
+    on the mux port meanwhile disturbs nothing."""
+    import os
+    import signal
+    import socket
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def whip_sessions(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "session_active" and s.labels.get("collector") == "whip":
+                    return s.value
+        raise AssertionError("no session_active{collector=whip}")
+
+    async with whip_server(tmp_path, ffmpeg, **{"whip.timeout": 2,
+                                                "sessions.ip_ignorelist": [],
+                                                "metrics.enable_prometheus": True}) as srv:
+        api = Api(srv.url)
+        port = srv.services.forwarder.port  # type: ignore[union-attr]
+        async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, f"{srv.url}/whip/cam")) as proc:
+            await wait_published(api, "cam", packets=50)
+            assert whip_sessions((await api.get("/metrics")).text) == 1
+            sessions = (await api.get("/api/v3/session/active?collectors=whip")).json()
+            assert [s["reference"] for s in sessions["whip"]] == ["cam"], sessions
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+                for first in (0, 1, 22, 64, 128, 200, 255):  # STUN, DTLS, RTP-looking bytes
+                    for size in (1, 20, 100, 1200):
+                        junk.sendto(bytes([first]) + os.urandom(size - 1), ("127.0.0.1", port))
+            before = (await wait_published(api, "cam"))["packets"]
+            await trio.sleep(0.5)
+            assert (await wait_published(api, "cam"))["packets"] > before + 10
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                with trio.fail_after(6):
+                    while (await api.get("/api/v3/whip")).json()[0]["publishing"]:
+                        await trio.sleep(0.1)
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            assert whip_sessions((await api.get("/metrics")).text) == 0
