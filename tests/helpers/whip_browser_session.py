@@ -50,7 +50,7 @@ UNPUBLISH_JS = """async () => {
 }"""
 PUB_STATS_JS = """async () => {
   const p = window.pubs[window.pubs.length - 1];
-  const out = {framesSent: 0, framesEncoded: 0, bytesSent: 0, codec: null,
+  const out = {framesSent: 0, framesEncoded: 0, bytesSent: 0, codec: null, target: 0,
                available: null, state: p.pc.connectionState, audioPackets: 0};
   const stats = await p.pc.getStats();
   const codecs = {};
@@ -59,6 +59,7 @@ PUB_STATS_JS = """async () => {
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
       out.framesSent += s.framesSent || 0; out.framesEncoded += s.framesEncoded || 0;
       out.bytesSent += s.bytesSent || 0; out.codec = codecs[s.codecId] || out.codec;
+      out.target += s.targetBitrate || 0;
     }
     if (s.type === 'outbound-rtp' && s.kind === 'audio') out.audioPackets += s.packetsSent || 0;
     if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)
@@ -124,7 +125,8 @@ def main() -> int:
         "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
         "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
         "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_DEMO_ENABLE": "false",
-        "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN, "CORE_WHIP_MAX_BITRATE_KBIT": "2500",
+        "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN,
+        "CORE_WHIP_MAX_BITRATE_KBIT": sys.argv[3] if len(sys.argv) > 3 else "2500",
         "CORE_FFMPEG_BINARY": ffmpeg,
         "CORE_DB_DIR": os.path.join(workdir, "db"),
         "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),

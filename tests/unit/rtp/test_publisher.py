@@ -159,3 +159,16 @@ def test_remb_encoding() -> None:
     assert num == 1 and abs((mantissa << exp) - 6_000_000) < (1 << exp)
     assert struct.unpack("!I", pkt[20:24])[0] == 0xAAAA
     assert parse_rtcp(pkt) == []  # skipped by our parser, not an error
+
+
+async def test_consent_expiry_binds_publishers_that_refresh_it() -> None:
+    pub, mux, source, remote = make("server", consent_timeout=30.0, media_timeout=1e9)
+    handshake(pub, mux, remote)
+    now = trio.current_time()
+    pub._on_timer(now + 40)  # one check only (FFmpeg's muxer): the RTP timeout rules
+    assert not pub.closed
+    pub.handle_stun(stun_request("ufrag", "p" * 24), ADDR, now)  # a browser refreshes
+    pub._on_timer(now + 20)
+    assert not pub.closed
+    pub._on_timer(now + 31)
+    assert pub.closed and pub.close_reason == "consent expired"
