@@ -66,7 +66,7 @@ _SUMMARY = {"type": "object", "properties": {
         "sessions": {"type": "integer"}, "traffic_rx_mb": {"type": "integer"},
         "traffic_tx_mb": {"type": "integer"}}}}}
 _COLLECTORS = [{"name": "collectors", "in": "query", "required": False,
-                "description": "Comma separated list of collectors (hls, webrtc, rtmp, srt)",
+                "description": "Comma separated list of collectors (hls, webrtc, rtmp, srt, whip)",
                 "schema": {"type": "string"}}]
 _QUERY = {"type": "object", "properties": {
     "timerange_sec": {"type": "integer"}, "interval_sec": {"type": "integer"},

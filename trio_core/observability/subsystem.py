@@ -4,7 +4,7 @@ The composition root (:mod:`trio_core.server`) builds the parts others need befo
 subsystem exists — the :class:`~.sessions.SessionRegistry` (:func:`session_registry`:
 ``sessions.*``, persisted under ``<db.dir>/sessions/`` with ``sessions.persist``, Core's
 collectors ``hls``, ``hlsingress``, ``rtmp``, ``srt``, ``ffmpeg``, ``http``, ``https`` plus
-``webrtc``), the :class:`~.monitor.Monitor` and its :class:`~.monitor.History`
+``webrtc`` and ``whip`` (WHIP publishers)), the :class:`~.monitor.Monitor` and its :class:`~.monitor.History`
 (:func:`metrics_history`), the WebRTC viewers (:mod:`.webrtc_viewers`, the WHEP route's
 admission) and the HLS session middleware of the storage mounts (:class:`trio_core.observability.hls_sessions.HLSSessions`) —
 and hands them to :class:`ObservabilitySubsystem`, whose constructor registers Core's sources

@@ -115,16 +115,19 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
 
     @bp.route("/whip/<name>", methods=["OPTIONS"])
     async def whip_options(name: str) -> Response:
+        """CORS preflight of the WHIP endpoint."""
         return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
 
     @bp.route("/whip/<name>/<session>", methods=["OPTIONS"])
     async def whip_session_options(name: str, session: str) -> Response:
+        """CORS preflight of a WHIP session."""
         return options("PATCH, DELETE, OPTIONS",
                        **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
 
     @bp.route("/whip/<name>", methods=["POST"], provide_automatic_options=False)
     @auth.public  # checked here: whip.token
     async def whip_post(name: str) -> Response:
+        """Publish over WHIP: SDP offer in, answer out (201, Location)."""
         given = _given_token(request)
         if token and not _matches(given, token):
             raise unauthorized("Missing or invalid token (whip.token as Authorization: "
@@ -154,6 +157,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whip/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whip_delete(name: str, session: str) -> Response:
+        """End a WHIP publisher (the name is free at once)."""
         current = channels()
         if current is not None:
             current.end(name, session)
@@ -162,6 +166,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whip/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whip_patch(name: str, session: str) -> Response:
+        """Trickle ICE for a WHIP session (ignored: ICE-lite; ICE restart 422)."""
         publisher = running().publisher(name)
         if publisher is None or publisher.id != session:
             raise ApiError(404, "Unknown WHIP session", f"no session {session!r}")
@@ -183,16 +188,19 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
 
     @bp.route("/whep/<name>", methods=["OPTIONS"])
     async def whep_options(name: str) -> Response:
+        """CORS preflight of the WHEP endpoint of a WHIP channel."""
         return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
 
     @bp.route("/whep/<name>/<session>", methods=["OPTIONS"])
     async def whep_session_options(name: str, session: str) -> Response:
+        """CORS preflight of a WHEP session of a WHIP channel."""
         return options("PATCH, DELETE, OPTIONS",
                        **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
 
     @bp.route("/whep/<name>", methods=["POST"], provide_automatic_options=False)
     @auth.public  # checked here: whip.play_token or the API's credentials
     async def whep_post(name: str) -> Response:
+        """Play a WHIP channel over WHEP: SDP offer in, answer out (201, Location)."""
         viewer_token = may_play()
         name = _name(name)
         offer = await _offer_text("WHEP")
@@ -231,6 +239,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whep/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whep_delete(name: str, session: str) -> Response:
+        """End a WHEP viewer of a WHIP channel."""
         source = forwarder.sources.get(source_id(name))
         if source is not None and session in source.peers:
             forwarder.close_peer(session, "deleted by the client (WHEP DELETE)")
@@ -239,6 +248,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whep/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whep_patch(name: str, session: str) -> Response:
+        """Trickle ICE for a WHEP session of a WHIP channel (ignored; ICE restart 422)."""
         source = forwarder.sources.get(source_id(name))
         peer = source.peers.get(session) if source is not None else None
         if peer is None:
@@ -250,6 +260,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.get("/api/v3/whip")
     @auth.require_auth()
     async def list_publishers() -> Response:
+        """List the WHIP channels and their publishers."""
         current = channels()
         out = []
         for name, channel in sorted((current.channels if current else {}).items()):
