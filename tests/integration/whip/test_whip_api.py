@@ -7,6 +7,7 @@ import trio
 
 from tests.helpers.api import Api
 from tests.helpers.whip import whip_offer, whip_server
+from trio_core.whip.subsystem import WhipSubsystem
 
 FP = ":".join(["AB"] * 32)
 
@@ -126,3 +127,19 @@ async def test_whip_needs_webrtc(ffmpeg: str, tmp_path) -> None:
             raise AssertionError("the server started")
     except* StartupError as group:
         assert "whip.enable needs webrtc.enable" in str(group.exceptions[0])
+
+
+async def test_publisher_limits_are_503_with_retry_after(ffmpeg: str, tmp_path) -> None:
+    async with whip_server(tmp_path, ffmpeg, **{"whip.max_pending": 1,
+                                                "whip.max_publishers": 2}) as srv:
+        api = Api(srv.url)
+        assert (await whip_offer(api, "a", offer())).status_code == 201  # pending (no ICE)
+        resp = await whip_offer(api, "b", offer())
+        assert resp.status_code == 503 and resp.headers["Retry-After"], resp.text
+        assert "whip.max_pending" in resp.json()["details"][0]
+        channels = srv.subsystem(WhipSubsystem).channels
+        assert channels is not None
+        channels.max_pending = 0  # only the publisher limit now
+        assert (await whip_offer(api, "b", offer())).status_code == 201
+        resp = await whip_offer(api, "c", offer())
+        assert resp.status_code == 503 and "whip.max_publishers" in resp.json()["details"][0]

@@ -4,6 +4,8 @@ muxer as captured from FFmpeg 9.0.2, Chromium's shape) and which DTLS role it pi
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rtp.errors import SdpError
 from rtp.whip_sdp import (
@@ -101,3 +103,30 @@ def test_vp8_when_no_h264_and_errors_name_what_is_missing() -> None:
         answer_for(FFMPEG_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 PCMA/8000"))
     with pytest.raises(SdpError, match="sends no audio or video"):
         answer_for(FFMPEG_OFFER.replace("a=sendonly", "a=recvonly"))
+
+
+@st.composite
+def mangled(draw: st.DrawFn, seed: str) -> str:
+    lines = seed.replace("\r\n", "\n").split("\n")
+    for _ in range(draw(st.integers(1, 5))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["drop", "dup", "garble"]))
+        if op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        else:
+            lines[i] = lines[i][:draw(st.integers(0, len(lines[i])))] + draw(st.text(max_size=12))
+    return "\r\n".join(lines)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(mangled(FFMPEG_OFFER), mangled(CHROMIUM_OFFER.replace("a=recvonly",
+                                                                         "a=sendonly"))))
+def test_hostile_offers_raise_only_sdp_errors(text: str) -> None:
+    try:
+        answer_for(text)
+    except SdpError:
+        pass
