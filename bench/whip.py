@@ -65,6 +65,7 @@ class PathResult:
     packets: int = 0
     seconds: float = 0.0
     latency_ms: list[float] = field(default_factory=list)
+    latency_at: list[tuple[float, float]] = field(default_factory=list)  # (sent, ms)
     error: str | None = None
 
     @property
@@ -267,6 +268,7 @@ async def run(ffmpeg: str, viewers: int, seconds: float, size: str) -> list[Path
                         if key not in dup and t is not None and arrival >= since \
                                 and -0.001 < arrival - t < 5:
                             whip.latency_ms.append((arrival - t) * 1000)
+                            whip.latency_at.append((t, (arrival - t) * 1000))
                 inner.cancel_scope.cancel()
             enc_scope.cancel()
             # -- the process path ------------------------------------------------------------
@@ -329,6 +331,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--ffmpeg", default="")
+    ap.add_argument("--slowest", type=int, default=0, help="list the N slowest packets")
     args = ap.parse_args()
     ffmpeg = args.ffmpeg
     if not ffmpeg:
@@ -337,6 +340,10 @@ def main() -> None:
         ffmpeg = find_ffmpeg("")
     results = trio.run(run, ffmpeg, args.viewers, args.seconds, args.size)
     print(table(results))
+    if args.slowest:
+        print("\nslowest packets (publisher send time, ms):")
+        for t, ms in sorted(results[0].latency_at, key=lambda x: -x[1])[:args.slowest]:
+            print(f"  {t:.3f} {ms:.2f}")
 
 
 if __name__ == "__main__":
