@@ -16,6 +16,14 @@ from trio_core.server import Running
 FPS = 25
 
 
+def whip_ffmpeg() -> str:
+    """An FFmpeg with the ``whip`` muxer for publishing (FFmpeg 8+): imageio-ffmpeg's (9.0.2
+    here), whatever FFmpeg the server's processes use (Debian's 5.1 has no WHIP muxer)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 @asynccontextmanager
 async def whip_server(tmp_path, ffmpeg: str, **overrides: Any) -> AsyncIterator[Running]:
     config = make_config(tmp_path, ffmpeg, **{"webrtc.enable": True, "whip.enable": True,
@@ -24,11 +32,11 @@ async def whip_server(tmp_path, ffmpeg: str, **overrides: Any) -> AsyncIterator[
         yield srv
 
 
-def ffmpeg_whip_argv(ffmpeg: str, url: str, *, token: str = "", dtls_active: bool = False,
+def ffmpeg_whip_argv(url: str, *, token: str = "", dtls_active: bool = False,
                      seconds: float = 0, audio: bool = True, size: str = "320x240") -> list[str]:
     """FFmpeg publishing testsrc (+ a tone) over WHIP: H264 constrained baseline without
     B-frames, a keyframe a second, Opus."""
-    argv = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-re",
+    argv = [whip_ffmpeg(), "-hide_banner", "-loglevel", "warning", "-re",
             "-f", "lavfi", "-i", f"testsrc=size={size}:rate={FPS}"]
     if audio:
         argv += ["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]

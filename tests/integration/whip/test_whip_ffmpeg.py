@@ -25,8 +25,7 @@ async def test_ffmpeg_publishes_and_aiortc_plays(ffmpeg: str, tmp_path, dtls_act
                                                  ) -> None:
     async with whip_server(tmp_path, ffmpeg, **{"whip.token": TOKEN}) as srv:
         api = Api(srv.url)
-        argv = ffmpeg_whip_argv(ffmpeg, f"{srv.url}/whip/cam", token=TOKEN,
-                                dtls_active=dtls_active)
+        argv = ffmpeg_whip_argv(f"{srv.url}/whip/cam", token=TOKEN, dtls_active=dtls_active)
         async with ffmpeg_publisher(argv) as proc:
             entry = await wait_published(api, "cam", packets=50)
             assert entry["dtls_role"] == ("server" if dtls_active else "client")
@@ -66,7 +65,7 @@ def hls_from_whip(pid: str, name: str) -> dict:
 async def test_whip_channel_as_process_input_writes_hls(ffmpeg: str, tmp_path) -> None:
     async with whip_server(tmp_path, ffmpeg) as srv:
         api = Api(srv.url)
-        async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, f"{srv.url}/whip/cam")):
+        async with ffmpeg_publisher(ffmpeg_whip_argv(f"{srv.url}/whip/cam")):
             await wait_published(api, "cam", packets=50)
             assert (await api.post("/api/v3/process", hls_from_whip("rec", "cam"))
                     ).status_code == 200
@@ -113,7 +112,7 @@ async def test_viewer_stays_when_the_publisher_stops_and_comes_back(ffmpeg: str,
                 on_progress=progress.append))
 
         async with trio.open_nursery() as nursery:
-            async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, url)):
+            async with ffmpeg_publisher(ffmpeg_whip_argv(url)):
                 await wait_published(api, "cam", packets=50)
                 nursery.start_soon(view)
                 with trio.fail_after(15):
@@ -124,7 +123,7 @@ async def test_viewer_stays_when_the_publisher_stops_and_comes_back(ffmpeg: str,
             entry = await wait_unpublished(api, "cam")
             assert entry["viewers"] == 1, entry
             stalled = progress[-1]["video_frames"]
-            async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, url)):
+            async with ffmpeg_publisher(ffmpeg_whip_argv(url)):
                 entry = await wait_published(api, "cam", packets=50)
                 assert entry["publishers"] == 2
                 with trio.fail_after(20):
@@ -161,7 +160,7 @@ async def test_silent_publisher_is_dropped_and_counted_as_a_session(ffmpeg: str,
                                                 "metrics.enable_prometheus": True}) as srv:
         api = Api(srv.url)
         port = srv.services.forwarder.port  # type: ignore[union-attr]
-        async with ffmpeg_publisher(ffmpeg_whip_argv(ffmpeg, f"{srv.url}/whip/cam")) as proc:
+        async with ffmpeg_publisher(ffmpeg_whip_argv(f"{srv.url}/whip/cam")) as proc:
             await wait_published(api, "cam", packets=50)
             assert whip_sessions((await api.get("/metrics")).text) == 1
             sessions = (await api.get("/api/v3/session/active?collectors=whip")).json()
