@@ -83,6 +83,7 @@ class WhipChannels:
         #: told (name, publisher, opened) when a publisher opens (True) or closes (False)
         self.on_publisher = on_publisher
         self.channels: dict[str, Channel] = {}
+        self._opening: set[str] = set()  # names whose channel is being opened
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -130,21 +131,25 @@ class WhipChannels:
         offer = parse_publish_offer(offer_sdp)
         tracks = choose_tracks(offer)
         channel = self.channels.get(name)
-        if channel is not None and channel.publisher is not None:
-            raise Busy(f"{name!r} is being published (since a publisher lives; DELETE it or "
+        if (channel is not None and channel.publisher is not None) or name in self._opening:
+            raise Busy(f"{name!r} is being published (one publisher per name: DELETE it or "
                        "wait until it times out)")
         self._admit(channel)
         codecs = {k: t.codec.rtpmap() for k, t in tracks.items()}
-        if channel is not None and any(channel.codecs.get(k) not in (None, v)
-                                       for k, v in codecs.items()):
-            log.info("WHIP: %r comes back with other codecs (%s, was %s); its viewers are "
-                     "ended", name, codecs, channel.codecs)
-            await self._end(channel)
-            channel = None
-        if channel is None or channel.source.closed:
-            channel = await self._open(name, codecs)
-        else:
-            channel.codecs.update(codecs)
+        self._opening.add(name)  # the awaits below: a second offer for the name gets 409
+        try:
+            if channel is not None and any(channel.codecs.get(k) not in (None, v)
+                                           for k, v in codecs.items()):
+                log.info("WHIP: %r comes back with other codecs (%s, was %s); its viewers "
+                         "are ended", name, codecs, channel.codecs)
+                await self._end(channel)
+                channel = None
+            if channel is None or channel.source.closed:
+                channel = await self._open(name, codecs)
+            else:
+                channel.codecs.update(codecs)
+        finally:
+            self._opening.discard(name)
         ice_ufrag = secrets.token_hex(4)
         ice_pwd = secrets.token_hex(16)
         answer = build_publish_answer(offer, tracks, ice_ufrag=ice_ufrag, ice_pwd=ice_pwd,

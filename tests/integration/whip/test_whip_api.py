@@ -143,3 +143,4 @@ async def test_publisher_limits_are_503_with_retry_after(ffmpeg: str, tmp_path) 
         assert (await whip_offer(api, "b", offer())).status_code == 201
         resp = await whip_offer(api, "c", offer())
         assert resp.status_code == 503 and "whip.max_publishers" in resp.json()["details"][0]
+
