@@ -43,6 +43,7 @@ async def test_ffmpeg_publishes_and_aiortc_plays(ffmpeg: str, tmp_path, dtls_act
             assert result["delete_status"] == 204
             entry = await wait_published(api, "cam")
             assert entry["bitrate_kbit"] > 100, entry
+            assert entry["plis_sent"] >= 1, entry  # a new viewer asks the publisher for one
 
 
 def hls_from_whip(pid: str, name: str) -> dict:
