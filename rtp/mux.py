@@ -15,6 +15,10 @@ viewer sent to (a wildcard socket would let the kernel pick the source address, 
 drops STUN responses from an address it did not send to: "Peer address mismatch").
 Addresses added to the host after start are not served until a restart.
 
+The same username demux serves ICE-TCP (:mod:`rtp.tcp`): a TCP connection's first STUN
+request finds its Peer with :meth:`UdpMux.peer_for_ufrag`; after an ICE restart
+(:meth:`UdpMux.rename`) the new ufrag routes to the same Peer.
+
 Cancellation: :meth:`run` owns the sockets; cancelling it closes every Peer still routed
 (each sends its goodbye, RTCP BYE and DTLS close_notify, while the sockets are still open),
 then the sockets.
@@ -145,6 +149,18 @@ class UdpMux:
     def register(self, peer: MuxPeer) -> None:
         """Route STUN for ``peer``'s local ufrag to it."""
         self._by_ufrag[peer.ice.local_ufrag] = peer
+
+    def rename(self, peer: MuxPeer, old_ufrag: str) -> None:
+        """``peer`` restarted ICE: route its new local ufrag to it, forget ``old_ufrag``
+        (checks with the old credentials are dropped from now on)."""
+        if self._by_ufrag.get(old_ufrag) is peer:
+            del self._by_ufrag[old_ufrag]
+        self._by_ufrag[peer.ice.local_ufrag] = peer
+
+    def peer_for_ufrag(self, ufrag: str) -> MuxPeer | None:
+        """The Peer owning local ``ufrag`` (the username demux; ICE-TCP connections use it
+        for their first STUN request exactly as datagrams do)."""
+        return self._by_ufrag.get(ufrag)
 
     def route(self, addr: tuple[str, int], peer: MuxPeer) -> None:
         """Route DTLS/SRTCP from ``addr`` (which passed a STUN check) to ``peer``."""
