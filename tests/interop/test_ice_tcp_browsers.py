@@ -1,0 +1,55 @@
+"""Viewers behind firewalls (issue 21): browsers play over ICE-TCP with all UDP dropped, and
+Chromium plays through Debian's coturn announced in WHEP Link headers.
+
+Each test runs ``tests/helpers/ice_session.py`` in a private network namespace (``unshare
+-n``, root, iproute2, nft; Debian's chromium, firefox-esr, coturn — ``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import trio
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root,
+              pytest.mark.xdist_group("interop")]
+
+
+async def run_scenario(scenario: str) -> dict:
+    argv = ["unshare", "-n", sys.executable, "-m", "tests.helpers.ice_session", scenario]
+    with trio.fail_after(150):
+        proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
+                                      check=False)
+    lines = proc.stdout.decode().strip().splitlines()
+    assert lines, proc.stderr.decode()[-3000:]
+    result = json.loads(lines[-1])
+    assert result["error"] is None, result
+    return result
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+async def test_browser_plays_over_ice_tcp_with_all_udp_dropped(browser: str) -> None:
+    result = await run_scenario(f"{browser}-tcp")
+    case, viewer = result["case"], result["viewer"]
+    assert case["error"] is None, case
+    first, later, settled = (case[k]["video"] for k in ("first", "later", "settled"))
+    decoded = min(settled["framesDecoded"] - first["framesDecoded"],
+                  later["framesReceived"] - first["framesReceived"])
+    assert case["frames_sent"] > 0.5 * 25 * case["elapsed"], case
+    assert decoded >= 0.9 * case["frames_sent"], (decoded, case)
+    assert case["later"]["audio"]["packetsReceived"] > 50, case
+    assert viewer["transport"] == "tcp", viewer  # the only path: UDP was dropped
+    assert viewer["close_reason"] == "deleted by the client (WHEP DELETE)", viewer
+    assert later["codec"] == ("video/H264" if browser == "chromium" else "video/VP8")
+
+
+async def test_chromium_plays_through_coturn_announced_in_link_headers() -> None:
+    """The player page reads the TURN server (REST credentials from the shared secret)
+    from the WHEP Link header; nft lets the WebRTC port talk to coturn's relay only."""
+    result = await run_scenario("chromium-turn")
+    assert result["frames_later"] - result["frames_first"] >= 60, result  # ~25 fps for 3 s
+    viewer = result["viewer"]
+    assert viewer["remote_address"].startswith("10.200.0.3:"), viewer  # coturn's relay
+    assert viewer["transport"] == "udp" and viewer["state"] == "connected", viewer
