@@ -6,16 +6,25 @@ tests.helpers.ice_session SCENARIO``; like ``tests/helpers/interop_session.py`` 
 veth pair (server 10.200.0.1, viewer 10.200.0.2), runs ``trio-core`` and a lavfi WebRTC
 process, and prints one JSON line. Scenarios:
 
-* ``chromium-tcp`` / ``firefox-tcp``: **all UDP of the network is dropped** (nft: every
+* ``chromium-tcp`` / ``firefox-tcp`` / ``gstreamer-tcp``: **all UDP of the network is dropped** (nft: every
   datagram from or to 10.200.0.0/24 and all IPv6 UDP; only FFmpeg's loopback RTP into the
   server stays) and the
   server listens for ICE-TCP on 10.200.0.1:8555; a plain ``RTCPeerConnection`` WHEP page
-  plays over the ``tcptype passive`` candidate (frames measured as in the interop matrix).
+  (GStreamer: ``tests/helpers/gst_viewer.py``, webrtcbin over libnice) plays over the
+  ``tcptype passive`` candidate (frames measured as in the interop matrix).
 * ``chromium-turn``: Debian's coturn (``turnserver``, TURN REST secret) on 10.200.0.3, no
   ICE-TCP, and nft drops every datagram to or from the WebRTC UDP port unless it comes from
   or goes to coturn's relay address — the only way in is the relay. The server announces
   coturn in ``Link`` headers (``webrtc.ice_servers`` with ``secret``) and the product's
   **player page** reads them into ``iceServers``.
+
+* ``chromium-restart``: Chromium runs in **its own network namespace** (a holder process
+  made with ``unshare -n``; the veth's viewer end moved into it; Chromium started through
+  ``nsenter``), so its only address is the viewer's 10.200.0.2. It plays over UDP, then the
+  address moves (``ip addr del`` 10.200.0.2, ``add`` 10.200.0.4 in that namespace) and the
+  page runs Chromium's ``restartIce()``, PATCHes the new ufrag/pwd (``If-Match`` = the ETag
+  of the 201) and applies the server's sdpfrag — no new POST. It reports how long until
+  ``framesDecoded`` grew again, and the server's view of the one session before and after.
 
 Everything started here is stopped on exit.
 """
@@ -33,10 +42,13 @@ from typing import Any
 from tests.helpers import browser_session
 from tests.helpers.browser_session import CHROMIUM, CHROMIUM_ARGS, PORT, network_up, wait
 from tests.helpers.interop_session import (
+    START_JS,
+    STATS_JS,
     ChromiumPage,
     FirefoxPage,
     firefox,
     play,
+    play_gstreamer,
 )
 
 TCP_PORT = 8555
@@ -45,6 +57,60 @@ TURN = "10.200.0.3"
 TURN_SECRET = "issue21-shared-secret"
 
 HOST = browser_session.HOST
+VIEWER = "10.200.0.2"
+MOVED = "10.200.0.4"
+
+RESTART_JS = """async () => {
+  const pc = window.pc;
+  pc.restartIce();
+  const offer = await pc.createOffer({iceRestart: true});
+  await pc.setLocalDescription(offer);
+  const ufrag = offer.sdp.match(/a=ice-ufrag:(.*)\\r\\n/)[1];
+  const pwd = offer.sdp.match(/a=ice-pwd:(.*)\\r\\n/)[1];
+  const r = await fetch(window.loc, {method: 'PATCH', body:
+      'a=ice-ufrag:' + ufrag + '\\r\\na=ice-pwd:' + pwd + '\\r\\n',
+      headers: {'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': window.etag}});
+  const frag = await r.text();
+  if (r.status !== 200) return {error: 'PATCH ' + r.status + ' ' + frag};
+  const su = frag.match(/a=ice-ufrag:(.*)\\r\\n/)[1];
+  const sp = frag.match(/a=ice-pwd:(.*)\\r\\n/)[1];
+  const cands = Array.from(frag.matchAll(/a=candidate:.*\\r\\n/g)).map(m => m[0]).join('');
+  const sdp = pc.remoteDescription.sdp
+      .replace(/a=ice-ufrag:.*\\r\\n/g, 'a=ice-ufrag:' + su + '\\r\\n')
+      .replace(/a=ice-pwd:.*\\r\\n/g, 'a=ice-pwd:' + sp + '\\r\\n')
+      .replace(/a=candidate:.*\\r\\n/g, '').replace(/a=end-of-candidates\\r\\n/g, '')
+      .replace(/(m=.*\\r\\n)/g, '$1' + cands + 'a=end-of-candidates\\r\\n');
+  await pc.setRemoteDescription({type: 'answer', sdp});
+  const old = window.etag;
+  window.etag = r.headers.get('ETag');
+  return {ok: true, etag_changed: old !== window.etag};
+}"""
+
+#: START_JS plus the ETag of the 201 (the restart's If-Match)
+START_ETAG_JS = START_JS.replace(
+    "window.loc = r.headers.get('Location');",
+    "window.loc = r.headers.get('Location'); window.etag = r.headers.get('ETag');")
+
+
+def frames(page: Any) -> int:
+    s = page.call(STATS_JS)
+    return s["video"]["framesDecoded"] if s["video"] else 0
+
+
+def viewer_namespace(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A network namespace for the browser alone: a holder process, the veth's viewer end
+    (``vb``, 10.200.0.2) moved into it; returns (holder, a chromium wrapper running there)."""
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "600"])
+    netns = f"/proc/{holder.pid}/ns/net"
+    wait(lambda: os.readlink(netns) != os.readlink("/proc/self/ns/net"), 5, "the namespace")
+    subprocess.run(["ip", "link", "set", "vb", "netns", str(holder.pid)], check=True)
+    for cmd in ("ip link set lo up", f"ip addr add {VIEWER}/24 dev vb", "ip link set vb up"):
+        subprocess.run(["nsenter", f"--net={netns}", *cmd.split()], check=True)
+    wrapper = os.path.join(workdir, "chromium-in-viewer-ns")
+    with open(wrapper, "w") as f:
+        f.write(f'#!/bin/sh\nexec nsenter --net={netns} {CHROMIUM} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    return holder, wrapper
 
 
 def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -83,10 +149,41 @@ def closed_viewer(name: str) -> dict[str, Any]:
     return closed[-1] if closed else {}
 
 
+def restart(page: ChromiumPage, holder: subprocess.Popen[bytes], result: dict[str, Any]
+            ) -> None:
+    page.goto(f"http://{HOST}:{PORT}/")
+    started = page.call(START_ETAG_JS, "/api/v3/process/cam/whep")
+    if started.get("error"):
+        raise RuntimeError(started["error"])
+    wait(lambda: frames(page) > 0, 30, "the first decoded frame")
+    time.sleep(1)
+    result["before"] = viewer_state("cam")
+    netns = f"--net=/proc/{holder.pid}/ns/net"
+    subprocess.run(["nsenter", netns, "ip", "addr", "del", f"{VIEWER}/24", "dev", "vb"],
+                   check=True)
+    subprocess.run(["nsenter", netns, "ip", "addr", "add", f"{MOVED}/24", "dev", "vb"],
+                   check=True)
+    time.sleep(1.0)  # the old path is dead: frames stop
+    stalled = frames(page)
+    time.sleep(0.5)
+    result["frames_while_moved"] = frames(page) - stalled
+    t0 = time.monotonic()
+    result["restart"] = page.call(RESTART_JS)
+    if result["restart"].get("error"):
+        raise RuntimeError(result["restart"]["error"])
+    base = frames(page)
+    wait(lambda: frames(page) > base + 5, 10, "frames after the restart", interval=0.05)
+    result["resumed_after"] = time.monotonic() - t0
+    time.sleep(2)
+    result["after"] = viewer_state("cam")
+    state = api("GET", "/api/v3/process/cam/state")[1].get("webrtc") or {}
+    result["sessions"] = len(state.get("viewers") or []) + len(state.get("closed_viewers") or [])
+
+
 def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
     env: dict[str, str] = {}
     turn_proc = None
-    if scenario in ("chromium-tcp", "firefox-tcp"):
+    if scenario in ("chromium-tcp", "firefox-tcp", "gstreamer-tcp"):
         # every datagram of the network (FFmpeg's RTP to the server on 127.0.0.1 stays)
         nft(["chain out { type filter hook output priority 0; "
              "ip saddr 10.200.0.0/24 meta l4proto udp counter drop; "
@@ -121,13 +218,20 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
     server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=server_env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
                                   os.path.join(workdir, "server.log"), "wb"))
-    ff_proc = None
+    ff_proc = holder = None
+    chromium = CHROMIUM
+    if scenario == "chromium-restart":
+        holder, chromium = viewer_namespace(workdir)
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
         codecs = ["vp8"] if scenario.startswith("firefox") else []
         api("POST", "/api/v3/process", lavfi_process("cam", codecs))
         wait(lambda: (api("GET", "/api/v3/process/cam/state")[1].get("webrtc") or {}).get("live"),
              30, "the process to be live")
+        if scenario == "gstreamer-tcp":
+            result["case"] = play_gstreamer("cam")
+            result["viewer"] = closed_viewer("cam")
+            return
         if scenario == "firefox-tcp":
             ff_proc, ff = firefox(workdir)
             try:
@@ -141,13 +245,15 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
                 result["browser"] = browser.version
                 if scenario == "chromium-tcp":
                     page = ChromiumPage(browser.new_page())
                     result["case"] = play(page, "cam")
                     result["viewer"] = closed_viewer("cam")
+                elif scenario == "chromium-restart":
+                    restart(ChromiumPage(browser.new_page()), holder, result)  # type: ignore[arg-type]
                 else:  # chromium-turn
                     raw = browser.new_page()
                     raw.goto(f"http://{HOST}:{PORT}/player/cam", wait_until="domcontentloaded")
@@ -164,13 +270,12 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
             finally:
                 browser.close()
     finally:
-        result["metrics_tcp"] = None
         try:
             with open(os.path.join(workdir, "server.log"), "rb") as f:
                 result["server_log_tail"] = f.read()[-1500:].decode(errors="replace")
         except OSError:
             pass
-        for proc in (ff_proc, turn_proc, server):
+        for proc in (ff_proc, turn_proc, server, holder):
             if proc is None:
                 continue
             proc.terminate()

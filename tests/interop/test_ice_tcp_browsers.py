@@ -53,3 +53,29 @@ async def test_chromium_plays_through_coturn_announced_in_link_headers() -> None
     viewer = result["viewer"]
     assert viewer["remote_address"].startswith("10.200.0.3:"), viewer  # coturn's relay
     assert viewer["transport"] == "udp" and viewer["state"] == "connected", viewer
+
+
+async def test_gstreamer_webrtcbin_plays_over_ice_tcp_with_all_udp_dropped() -> None:
+    result = await run_scenario("gstreamer-tcp")
+    gst, viewer = result["case"]["gst"], result["viewer"]
+    assert result["case"]["error"] is None, result
+    assert gst["video_caps"] == "H264" and gst["video_frames"] >= 0.9 * 25 * gst["window"], gst
+    assert gst["audio_buffers"] > 50, gst
+    assert viewer["transport"] == "tcp", viewer
+
+
+async def test_chromium_restarts_ice_after_its_address_moved() -> None:
+    """Chromium in its own namespace; its address moves; ``restartIce()`` + WHEP PATCH
+    (If-Match: the ETag) → video resumes within 2 s, on the same session (no new POST)."""
+    result = await run_scenario("chromium-restart")
+    before, after = result["before"], result["after"]
+    assert result["restart"] == {"ok": True, "etag_changed": True}, result
+    assert result["resumed_after"] < 2.0, result
+    assert after["id"] == before["id"] and result["sessions"] == 1, result
+    assert before["remote_address"].startswith("10.200.0.2:"), before
+    assert after["remote_address"].startswith("10.200.0.4:"), after  # the new candidate
+    assert after["remote_address"] != before["remote_address"].replace(".2:", ".4:"), after
+    assert after["ice_restarts"] == 1 and after["state"] == "connected", after
+    assert after["packets_sent"] > before["packets_sent"]
+    tracks_before = {k: t["ssrc"] for k, t in before["tracks"].items()}
+    assert {k: t["ssrc"] for k, t in after["tracks"].items()} == tracks_before  # same SRTP stream
