@@ -12,9 +12,10 @@ process, and prints one JSON line. Scenarios:
   server listens for ICE-TCP on 10.200.0.1:8555; a plain ``RTCPeerConnection`` WHEP page
   (GStreamer: ``tests/helpers/gst_viewer.py``, webrtcbin over libnice) plays over the
   ``tcptype passive`` candidate (frames measured as in the interop matrix).
-* ``chromium-turn``: Debian's coturn (``turnserver``, TURN REST secret) on 10.200.0.3, no
-  ICE-TCP, and nft drops every datagram to or from the WebRTC UDP port unless it comes from
-  or goes to coturn's relay address — the only way in is the relay. The server announces
+* ``chromium-turn``: Debian's coturn (``turnserver``, TURN REST secret) on its own address
+  10.200.0.3 beside the server, no ICE-TCP; Chromium in its own network namespace (as in
+  ``chromium-restart``) whose nft output policy drops everything but coturn and the HTTP
+  API (TCP 8080) — the only way to the media port is the relay. The server announces
   coturn in ``Link`` headers (``webrtc.ice_servers`` with ``secret``) and the product's
   **player page** reads them into ``iceServers``.
 
@@ -117,9 +118,11 @@ def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
     return browser_session.api(method, path, body)
 
 
-def nft(rules: list[str]) -> None:
+def nft(rules: list[str], netns: str = "") -> None:
+    """Load ``rules`` (chains of one table) here, or in the namespace of file ``netns``."""
     script = "table inet issue21 {\n" + "\n".join(rules) + "\n}\n"
-    subprocess.run(["nft", "-f", "-"], input=script.encode(), check=True)
+    enter = ["nsenter", f"--net={netns}"] if netns else []
+    subprocess.run([*enter, "nft", "-f", "-"], input=script.encode(), check=True)
 
 
 def lavfi_process(name: str, codecs: list[str]) -> dict[str, Any]:
@@ -192,9 +195,6 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
         env["CORE_WEBRTC_TCP_ADDRESS"] = f"{HOST}:{TCP_PORT}"
     elif scenario == "chromium-turn":
         subprocess.run(["ip", "addr", "add", f"{TURN}/24", "dev", "va"], check=True)
-        nft([f"chain out {{ type filter hook output priority 0; "
-             f"udp dport {UDP_PORT} ip saddr != {TURN} counter drop; "
-             f"udp sport {UDP_PORT} ip daddr != {TURN} counter drop; }}"])
         turn_proc = subprocess.Popen(
             ["turnserver", "-n", f"--listening-ip={TURN}", f"--relay-ip={TURN}",
              "--listening-port=3478", "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}",
@@ -220,8 +220,12 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
                                   os.path.join(workdir, "server.log"), "wb"))
     ff_proc = holder = None
     chromium = CHROMIUM
-    if scenario == "chromium-restart":
+    if scenario in ("chromium-restart", "chromium-turn"):
         holder, chromium = viewer_namespace(workdir)
+    if scenario == "chromium-turn":  # the viewer reaches coturn and the HTTP API, nothing else
+        nft([f"chain out {{ type filter hook output priority 0; policy drop; oif lo accept; "
+             f"ip daddr {TURN} accept; ip daddr {HOST} tcp dport {PORT} accept; }}"],
+            f"/proc/{holder.pid}/ns/net")  # type: ignore[union-attr]
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
         codecs = ["vp8"] if scenario.startswith("firefox") else []

@@ -47,7 +47,8 @@ async def test_browser_plays_over_ice_tcp_with_all_udp_dropped(browser: str) -> 
 
 async def test_chromium_plays_through_coturn_announced_in_link_headers() -> None:
     """The player page reads the TURN server (REST credentials from the shared secret)
-    from the WHEP Link header; nft lets the WebRTC port talk to coturn's relay only."""
+    from the WHEP Link header; Chromium's own namespace reaches coturn and the HTTP API
+    only (nft), so its media comes through the relay."""
     result = await run_scenario("chromium-turn")
     assert result["frames_later"] - result["frames_first"] >= 60, result  # ~25 fps for 3 s
     viewer = result["viewer"]
