@@ -30,6 +30,7 @@ from rtp.forwarder import Forwarder
 from rtp.packet import build_rtp
 from rtp.srtp import SrtpSession
 from rtp.stun import build_binding_request, check_binding_response
+from rtp.tcp import TcpLimits
 from rtp.tcp_framing import FrameDecoder, encode
 
 VIDEO_SDP = (
@@ -221,7 +222,8 @@ def drain(socks: list[socket.socket], stop: threading.Event) -> None:
 
 
 async def measure(transport: str, viewers: int, seconds: float, rate: float) -> dict[str, Any]:
-    fwd = Forwarder(tcp_host="127.0.0.1", tcp_port=0)
+    # every viewer comes from 127.0.0.1: no per-IP limit here
+    fwd = Forwarder(tcp_host="127.0.0.1", tcp_port=0, tcp_limits=TcpLimits(max_per_ip=0))
     async with trio.open_nursery() as nursery:
         await nursery.start(fwd.run)
         source = await nursery.start(fwd.open_source, "cam", ("video",))

@@ -22,6 +22,14 @@ then the DTLS close_notify alert (kept ready after the DTLS state was released, 
 :meth:`rtp.dtls.DtlsEndpoint.release`), so the viewer knows at once instead of after its
 ~30-40 s consent/timeout; both are a few non-blocking sends, before any socket closes.
 
+Transport (issue 21): a viewer's path is UDP through the mux or an ICE-TCP connection
+(:mod:`rtp.tcp`, ``via=`` on ``handle_stun``/``handle_dtls``); whichever the latest check with
+USE-CANDIDATE came over carries media (``self.tcp`` is None for UDP). Tracks on TCP are not
+*native* (:class:`OutTrack`): the Peer stays off the Source's fan-out and sends from
+:meth:`forward`, where the connection's keyframe gate skips media for a slow TCP viewer.
+:meth:`restart_ice` (WHEP ICE restart) swaps the local ICE credentials and keeps everything
+else. Consent expiry closes with reason ``consent-expired``.
+
 Cancellation: :meth:`run` (the Peer's timer task, started in the Source's nursery) ends
 when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent.
 """
