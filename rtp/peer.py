@@ -84,6 +84,8 @@ SR_INTERVAL = 1.0
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
+#: Seconds a GOP burst waits for a congested ICE-TCP connection before it is given up.
+TCP_BURST_WAIT = 2.0
 #: Seconds after the handshake when the DTLS connection is freed at the latest (it goes as soon
 #: as the viewer's first valid SRTCP arrives; see DtlsEndpoint.release).
 DTLS_RELEASE_AFTER = 10.0
@@ -630,7 +632,21 @@ class Peer:
     async def _send_burst(self) -> None:
         """Send the burst in small paced chunks, then whatever queued meanwhile."""
         track = self.out[self._video]
+        waited = 0.0
         while self._burst and not self.closed:
+            tcp = self.tcp
+            if tcp is not None and not tcp.queue.fits(tcp.queue.limit // 2):
+                # ICE-TCP: pace the burst to what the connection drains; a connection that
+                # drains nothing for TCP_BURST_WAIT gives up the burst (the gate then waits
+                # for the next keyframe), so live packets queued meanwhile stay bounded
+                if waited >= TCP_BURST_WAIT:
+                    self._burst = []
+                    tcp.gate.overflowed()
+                    self.dropped["tcp-burst-abandoned"] += 1
+                    break
+                await trio.sleep(BURST_PAUSE)
+                waited += BURST_PAUSE
+                continue
             chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
             for pkt, seq, ts in chunk:
                 self._send(track, pkt, seq, ts)

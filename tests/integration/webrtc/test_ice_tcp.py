@@ -230,3 +230,33 @@ async def test_ice_restart_keeps_the_session_and_moves_the_path() -> None:
         assert peer.stats()["packets_sent"] > sent_before
         assert fwd.source("cam").peers[v.peer_id] is peer
         nursery.cancel_scope.cancel()
+
+
+async def test_consent_expires_over_tcp_and_the_connection_closes() -> None:
+    """A TCP viewer that stops its consent checks (RFC 7675) is closed with reason
+    ``consent-expired``; its connection is closed with it, a checking one stays."""
+    async with trio.open_nursery() as nursery:
+        fwd = await start(nursery, consent_timeout=1.0)
+        silent = await viewer(fwd, "tcp")
+        alive = await viewer(fwd, "tcp")
+        peers = fwd.source("cam").peers
+        silent_peer, alive_peer = peers[silent.peer_id], peers[alive.peer_id]
+        with trio.move_on_after(2.0):
+            while True:
+                await alive.check()
+                await trio.sleep(0.3)
+        assert silent_peer.closed and silent_peer.close_reason == "consent-expired"
+        assert not alive_peer.closed
+        tcp = fwd.tcp
+        assert tcp is not None and tcp.closed["peer closed"] == 1 and len(tcp.connections) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_public_and_nat_ips_get_tcp_candidates_too() -> None:
+    async with trio.open_nursery() as nursery:
+        fwd = await start(nursery, advertise=["203.0.113.7", "198.51.100.2"])
+        _, answer = await fwd.add_peer("cam", MiniViewer().offer())
+        port = fwd.tcp.port  # type: ignore[union-attr]
+        assert [c for c in answer_candidates(answer.sdp) if c[0] == "tcp"] == [
+            ("tcp", "203.0.113.7", port), ("tcp", "198.51.100.2", port)]
+        nursery.cancel_scope.cancel()
