@@ -108,6 +108,7 @@ class MiniViewer:
             await self.sock.connect(self.server)
         else:
             self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             await self.sock.bind((self.host, 0))
             await self.sock.connect(self.server)
 

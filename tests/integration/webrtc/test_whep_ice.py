@@ -8,8 +8,6 @@ import hashlib
 import hmac
 import time
 
-import pytest
-
 from bench.ice_tcp import MiniViewer
 from tests.helpers.api import Api
 from tests.helpers.whep import wait_live, webrtc_process, webrtc_server, whep_offer
@@ -20,7 +18,6 @@ SERVERS = [{"urls": ["turn:10.9.0.1:3478?transport=udp", "turn:10.9.0.1:3478?tra
 FRAG = "application/trickle-ice-sdpfrag"
 
 
-@pytest.mark.slow
 async def test_links_restart_and_tcp_candidates(ffmpeg: str, tmp_path) -> None:
     async with webrtc_server(tmp_path, ffmpeg, **{"webrtc.ice_servers": SERVERS,
                                                   "webrtc.tcp_address": "127.0.0.1:0",
