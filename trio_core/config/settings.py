@@ -391,7 +391,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webrtc.ice_servers", "json list", [],
             "STUN/TURN servers announced to WHEP clients in Link headers: a list of "
             "{urls, username, credential} or, for TURN REST credentials (coturn "
-            "use-auth-secret), {urls, secret, ttl}; env: JSON text.", _parse_ice_servers),
+            "use-auth-secret), {urls, secret, ttl}; env: JSON text.", _parse_ice_servers,
+            secret=True),
     Setting("webrtc.consent_timeout", "int", 30,
             "Seconds without a valid ICE consent check (RFC 7675) after which a viewer is "
             "closed ('consent-expired'); 0 = 30.", _parse_nonneg_int),
