@@ -195,6 +195,8 @@ class Peer:
         self._dtls_via: TcpConnection | None = None
         #: ICE restarts (WHEP PATCH with new credentials) so far
         self.ice_restarts = 0
+        #: "udp" or "tcp": the path media takes (kept after close); None before ICE
+        self.transport: str | None = None
         self.created = trio.current_time()
         self.created_wall = time.time()
         self.connected_at: float | None = None
@@ -258,7 +260,7 @@ class Peer:
         return {
             "id": self.id,
             "remote_address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
-            "transport": "tcp" if self.tcp is not None else ("udp" if self.addr else None),
+            "transport": self.transport,
             "ice_restarts": self.ice_restarts,
             "client": self.client or None,
             "since": round(self.created_wall, 3),
@@ -313,6 +315,7 @@ class Peer:
                        after=f"{now - self.created:.3f}s")
             self.addr = addr
             self.tcp = via
+            self.transport = "tcp" if via is not None else "udp"
             if self.srtp is not None and self._pending is None and self._replay_after is None:
                 self._steady()  # the new path (and fast path or not) from the next packet
             else:
@@ -505,6 +508,7 @@ class Peer:
                 self.addr, self.tcp = self._dtls_addr, self._dtls_via
             else:
                 self.addr = self.ice.nominated or self._dtls_addr
+            self.transport = "tcp" if self.tcp is not None else "udp"
         self.connected_at = now
         profile = self.dtls.srtp_profile
         self.event("dtls-connected", role="server",
