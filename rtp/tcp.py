@@ -143,8 +143,12 @@ class TcpConnection:
             raise BlockingIOError(errno.EAGAIN, "ICE-TCP send queue full")
 
     def admit(self, video: bool, keyframe: bool) -> bool:
-        """Whether a media packet may go out now (the :class:`KeyframeGate`)."""
-        return self.gate.admit(video, keyframe, self.queue.bytes)
+        """Whether a media packet may go out now (the :class:`KeyframeGate`); a packet
+        skipped is counted in the listener's ``dropped["skipped-to-keyframe"]``."""
+        if self.gate.admit(video, keyframe, self.queue.bytes):
+            return True
+        self.listener.dropped["skipped-to-keyframe"] += 1
+        return False
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -165,6 +165,8 @@ async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe() -> None:
         assert conn.queue.peak <= limits.queue_bytes
         assert conn.gate.skips >= 1 and conn.gate.skipped > 100, vars(conn.gate)
         assert peer.stats()["send_dropped"] > 100
+        assert fwd.tcp.dropped["skipped-to-keyframe"] == conn.gate.skipped  # type: ignore[union-attr]
+        assert fwd.tcp.dropped["queue-full"] >= 1  # type: ignore[union-attr]
         gaps = sum(((b - a) & 0xFFFF) != 1 for a, b in zip(seqs, seqs[1:], strict=False))
         assert gaps == 0 and len(seqs) > 2000
         # it reads again: the stream continues, from a keyframe
