@@ -113,7 +113,7 @@ class Forwarder:
         self.tcp: TcpListener | None = None
         if tcp_host is not None:
             self.tcp = TcpListener(tcp_host, tcp_port, self.mux.peer_for_ufrag,  # type: ignore[arg-type]
-                                   tcp_limits)
+                                   tcp_limits, before_close=self.mux.close_peers)
         self.advertise = list(advertise)
         self._certificate: Certificate | None = None
         self.sources: dict[str, Source] = {}

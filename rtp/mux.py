@@ -131,13 +131,17 @@ class UdpMux:
                     nursery.start_soon(receive_datagrams, sock, reader(sock), self.dropped)
                 task_status.started(self.port)
         finally:
-            for peer in list(self._by_ufrag.values()):
-                peer.close("mux closed")  # while the sockets are open: their goodbyes go out
+            self.close_peers()  # while the sockets are open: their goodbyes go out
             self._sock = None
             self.sockets = []
             self._via.clear()
             for sock in socks:
                 close_udp_socket(sock)
+
+    def close_peers(self, reason: str = "mux closed") -> None:
+        """Close every routed Peer (each says goodbye on its path). Idempotent."""
+        for peer in list(self._by_ufrag.values()):
+            peer.close(reason)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

@@ -316,15 +316,20 @@ class TcpListener:
         port: TCP port (0 = ephemeral).
         lookup: finds the Peer owning a local ufrag (the UDP mux's username demux).
         limits: connection limits and the per-connection queue size.
+        before_close: called first when the listener ends (see :attr:`before_close`).
     """
 
     def __init__(self, host: str, port: int, lookup: Callable[[str], TcpPeer | None],
-                 limits: TcpLimits | None = None) -> None:
+                 limits: TcpLimits | None = None,
+                 before_close: Callable[[], None] | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.port = 0
         self.lookup = lookup
         self.limits = limits or TcpLimits()
+        #: called when the listener ends, before its connections close (the forwarder closes
+        #: its Peers there, so goodbyes still go out over their connections)
+        self.before_close = before_close
         self.connections: set[TcpConnection] = set()
         self._per_ip: collections.Counter[str] = collections.Counter()
         self.accepted = 0
@@ -380,6 +385,8 @@ class TcpListener:
                             nursery.start_soon(conn.run)
                     await trio.lowlevel.checkpoint()
         finally:
+            if self.before_close is not None:
+                self.before_close()
             for conn in list(self.connections):
                 conn.close("listener closed")
             for conn in list(self.connections):

@@ -262,3 +262,30 @@ async def test_public_and_nat_ips_get_tcp_candidates_too() -> None:
         assert [c for c in answer_candidates(answer.sdp) if c[0] == "tcp"] == [
             ("tcp", "203.0.113.7", port), ("tcp", "198.51.100.2", port)]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_tcp_viewer_is_told_when_the_forwarder_stops() -> None:
+    """Cancelling the forwarder closes its Peers before their connections (the mux or the
+    listener's ``before_close``, whichever ends first): an ICE-TCP viewer gets its SRTCP
+    BYE over the connection, then the connection ends."""
+    from rtp.rtcp import Bye, parse_rtcp
+
+    with trio.CancelScope() as outer:
+        async with trio.open_nursery() as nursery:
+            fwd = await start(nursery)
+            v = await viewer(fwd, "tcp")
+            await v.receive_media(10)
+            nursery.cancel_scope.cancel()
+    assert not outer.cancelled_caught
+    byes = []
+    with trio.fail_after(5):
+        try:
+            while True:
+                data = await v.receive()
+                if 128 <= data[0] <= 191 and 192 <= data[1] <= 223:
+                    assert v.srtp is not None
+                    byes += [p for p in parse_rtcp(v.srtp.unprotect_rtcp(data))
+                             if isinstance(p, Bye)]
+        except EOFError:
+            pass
+    assert byes, "no RTCP BYE over the TCP connection"
