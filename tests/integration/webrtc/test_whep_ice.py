@@ -86,3 +86,16 @@ async def test_links_restart_and_tcp_candidates(ffmpeg: str, tmp_path) -> None:
         assert "webrtc_tcp_bound_connections_total 1.0" in metrics
         assert "webrtc_tcp_connections 1.0" in metrics
         assert (await api.delete(location)).status_code == 204
+
+
+async def test_ice_servers_round_trip_through_the_config_api(ffmpeg: str, tmp_path) -> None:
+    async with webrtc_server(tmp_path, ffmpeg, **{"webrtc.ice_servers": SERVERS}) as srv:
+        api = Api(srv.url)
+        cfg = (await api.get("/api/v3/config")).json()["config"]
+        assert cfg["webrtc"]["ice_servers"][0]["secret"] == "coturn-shared-secret"
+        assert cfg["webrtc"]["tcp_address"] == "" and cfg["webrtc"]["consent_timeout"] == 30
+        cfg["webrtc"]["ice_servers"] = [{"urls": "stun:stun.example.net"}]
+        assert (await api.put("/api/v3/config", cfg)).status_code == 200
+        cfg["webrtc"]["ice_servers"] = [{"urls": "http://x"}]
+        bad = await api.put("/api/v3/config", cfg)
+        assert bad.status_code == 409 and "stun:/stuns:/turn:/turns:" in bad.text
