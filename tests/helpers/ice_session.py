@@ -12,10 +12,11 @@ process, and prints one JSON line. Scenarios:
   server listens for ICE-TCP on 10.200.0.1:8555; a plain ``RTCPeerConnection`` WHEP page
   (GStreamer: ``tests/helpers/gst_viewer.py``, webrtcbin over libnice) plays over the
   ``tcptype passive`` candidate (frames measured as in the interop matrix).
-* ``chromium-turn``: Debian's coturn (``turnserver``, TURN REST secret) on its own address
-  10.200.0.3 beside the server, no ICE-TCP; Chromium in its own network namespace (as in
-  ``chromium-restart``) whose nft output policy drops everything but coturn and the HTTP
-  API (TCP 8080) — the only way to the media port is the relay. The server announces
+* ``chromium-turn``: Debian's coturn (``turnserver``, TURN REST secret) in **its own network
+  namespace** (10.201.0.2, a second veth pair; this namespace routes between the two), no
+  ICE-TCP; Chromium in its own network namespace (as in ``chromium-restart``) whose nft
+  output policy drops everything but coturn and the HTTP API (TCP 8080) — the only way to
+  the media port is the relay. The server announces
   coturn in ``Link`` headers (``webrtc.ice_servers`` with ``secret``) and the product's
   **player page** reads them into ``iceServers``.
 
@@ -54,7 +55,7 @@ from tests.helpers.interop_session import (
 
 TCP_PORT = 8555
 UDP_PORT = 8556
-TURN = "10.200.0.3"
+TURN = "10.201.0.2"  # coturn, in its own namespace behind the server's 10.201.0.1
 TURN_SECRET = "issue21-shared-secret"
 
 HOST = browser_session.HOST
@@ -183,9 +184,27 @@ def restart(page: ChromiumPage, holder: subprocess.Popen[bytes], result: dict[st
     result["sessions"] = len(state.get("viewers") or []) + len(state.get("closed_viewers") or [])
 
 
+def turn_namespace() -> tuple[subprocess.Popen[bytes], str]:
+    """A network namespace for coturn: a second veth pair, 10.201.0.1 here (which routes),
+    10.201.0.2 there (default route back through here)."""
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "600"])
+    netns = f"/proc/{holder.pid}/ns/net"
+    wait(lambda: os.readlink(netns) != os.readlink("/proc/self/ns/net"), 5, "the namespace")
+    for cmd in ("ip link add vc type veth peer name vd", "ip addr add 10.201.0.1/24 dev vc",
+                "ip link set vc up", f"ip link set vd netns {holder.pid}"):
+        subprocess.run(cmd.split(), check=True)
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # this namespace's own
+        f.write("1")
+    for cmd in ("ip link set lo up", f"ip addr add {TURN}/24 dev vd", "ip link set vd up",
+                "ip route add default via 10.201.0.1"):
+        subprocess.run(["nsenter", f"--net={netns}", *cmd.split()], check=True)
+    return holder, netns
+
+
 def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
     env: dict[str, str] = {}
     turn_proc = None
+    holders: list[subprocess.Popen[bytes]] = []
     if scenario in ("chromium-tcp", "firefox-tcp", "gstreamer-tcp"):
         # every datagram of the network (FFmpeg's RTP to the server on 127.0.0.1 stays)
         nft(["chain out { type filter hook output priority 0; "
@@ -194,9 +213,10 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
              "meta nfproto ipv6 meta l4proto udp counter drop; }"])
         env["CORE_WEBRTC_TCP_ADDRESS"] = f"{HOST}:{TCP_PORT}"
     elif scenario == "chromium-turn":
-        subprocess.run(["ip", "addr", "add", f"{TURN}/24", "dev", "va"], check=True)
+        turn_holder, turn_ns = turn_namespace()
+        holders.append(turn_holder)
         turn_proc = subprocess.Popen(
-            ["turnserver", "-n", f"--listening-ip={TURN}", f"--relay-ip={TURN}",
+            ["nsenter", f"--net={turn_ns}", "turnserver", "-n", f"--listening-ip={TURN}", f"--relay-ip={TURN}",
              "--listening-port=3478", "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}",
              "--realm=issue21.test", "--no-tls", "--no-dtls", "--no-cli", "--fingerprint",
              "--min-port=49152", "--max-port=49200", "--log-file=stdout", "--simple-log"],
@@ -223,6 +243,8 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
     if scenario in ("chromium-restart", "chromium-turn"):
         holder, chromium = viewer_namespace(workdir)
     if scenario == "chromium-turn":  # the viewer reaches coturn and the HTTP API, nothing else
+        subprocess.run(["nsenter", f"--net=/proc/{holder.pid}/ns/net",  # type: ignore[union-attr]
+                        "ip", "route", "add", "10.201.0.0/24", "via", HOST], check=True)
         nft([f"chain out {{ type filter hook output priority 0; policy drop; oif lo accept; "
              f"ip daddr {TURN} accept; ip daddr {HOST} tcp dport {PORT} accept; }}"],
             f"/proc/{holder.pid}/ns/net")  # type: ignore[union-attr]
@@ -279,7 +301,7 @@ def run(scenario: str, workdir: str, result: dict[str, Any]) -> None:
                 result["server_log_tail"] = f.read()[-1500:].decode(errors="replace")
         except OSError:
             pass
-        for proc in (ff_proc, turn_proc, server, holder):
+        for proc in (ff_proc, turn_proc, server, holder, *holders):
             if proc is None:
                 continue
             proc.terminate()

@@ -47,12 +47,12 @@ async def test_browser_plays_over_ice_tcp_with_all_udp_dropped(browser: str) -> 
 
 async def test_chromium_plays_through_coturn_announced_in_link_headers() -> None:
     """The player page reads the TURN server (REST credentials from the shared secret)
-    from the WHEP Link header; Chromium's own namespace reaches coturn and the HTTP API
-    only (nft), so its media comes through the relay."""
+    from the WHEP Link header; coturn runs in its own namespace, Chromium's namespace
+    reaches coturn and the HTTP API only (nft), so its media comes through the relay."""
     result = await run_scenario("chromium-turn")
     assert result["frames_later"] - result["frames_first"] >= 60, result  # ~25 fps for 3 s
     viewer = result["viewer"]
-    assert viewer["remote_address"].startswith("10.200.0.3:"), viewer  # coturn's relay
+    assert viewer["remote_address"].startswith("10.201.0.2:"), viewer  # coturn's relay
     assert viewer["transport"] == "udp" and viewer["state"] == "connected", viewer
 
 
