@@ -42,7 +42,8 @@ from relay.gop import GOP_MAX_BYTES, GOP_MAX_PACKETS
 from .admission import AdmissionLimits, check_admission
 from .errors import SourceNotReady
 from .mux import UdpMux
-from .sdp import Answer, build_answer, parse_offer
+from .sdp import Answer, build_answer, build_restart_sdpfrag, parse_offer
+from .tcp import TcpLimits, TcpListener
 
 if TYPE_CHECKING:  # imported on first use (idle memory): Source (SRTP fan-out) with the first
     # Source, DTLS (pyOpenSSL, cryptography) and ICE with the first viewer
@@ -94,16 +95,25 @@ class Forwarder:
             (the server passes its configured ones).
         gop_max_bytes, gop_max_packets: bounds of each Source's GOP cache (the server passes
             ``relay.gop_max_bytes`` / ``relay.gop_max_packets``).
+        tcp_host, tcp_port: the ICE-TCP port (:mod:`rtp.tcp`; ``tcp_host`` None = off, ``""``
+            = all interfaces); its passive candidates use the same IPs as the UDP ones.
+        tcp_limits: connection limits of the ICE-TCP port.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  advertise: Sequence[str] = (), consent_timeout: float = 30.0,
                  setup_timeout: float = 20.0, limits: AdmissionLimits | None = None,
-                 gop_max_bytes: int = GOP_MAX_BYTES, gop_max_packets: int = GOP_MAX_PACKETS
-                 ) -> None:
+                 gop_max_bytes: int = GOP_MAX_BYTES, gop_max_packets: int = GOP_MAX_PACKETS,
+                 tcp_host: str | None = None, tcp_port: int = 0,
+                 tcp_limits: TcpLimits | None = None) -> None:
         for ip in advertise:
             ipaddress.ip_address(ip)  # ValueError names the bad address
         self.mux = UdpMux(host, port)
+        #: the ICE-TCP listener (None when ICE-TCP is off); served in :meth:`run`'s nursery
+        self.tcp: TcpListener | None = None
+        if tcp_host is not None:
+            self.tcp = TcpListener(tcp_host, tcp_port, self.mux.peer_for_ufrag,  # type: ignore[arg-type]
+                                   tcp_limits, before_close=self.mux.close_peers)
         self.advertise = list(advertise)
         self._certificate: Certificate | None = None
         self.sources: dict[str, Source] = {}
@@ -139,6 +149,8 @@ class Forwarder:
         try:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(self.mux.run)
+                if self.tcp is not None:
+                    await nursery.start(self.tcp.run)
                 self._nursery = nursery
                 self._running = True
                 task_status.started(port)
@@ -166,6 +178,14 @@ class Forwarder:
         else:
             ips = [self.mux.host]
         return [(ip, self.port) for ip in ips]
+
+    @property
+    def tcp_candidates(self) -> list[tuple[str, int]]:
+        """The (ip, port) ICE-TCP passive candidates (none when ICE-TCP is off): the UDP
+        candidates' IPs with the TCP port."""
+        if self.tcp is None or not self.tcp.port:
+            return []
+        return [(ip, self.tcp.port) for ip, _ in self.candidates]
 
     # -- sources -------------------------------------------------------------------------
 
@@ -352,6 +372,7 @@ class Forwarder:
             candidates=self.candidates,
             tracks=source.tracks,
             cname=cname,
+            tcp_candidates=self.tcp_candidates,
         )
         peer = Peer(
             peer_id=secrets.token_urlsafe(16),
@@ -383,6 +404,19 @@ class Forwarder:
             if peer is not None:
                 return peer
         return None
+
+    def restart_ice(self, peer: Peer, remote_ufrag: str) -> str:
+        """ICE restart of ``peer`` (WHEP PATCH): its new local credentials are registered
+        and returned as the sdpfrag to answer with (ufrag, pwd, candidates)."""
+        ufrag, pwd = peer.restart_ice(remote_ufrag)
+        tracks = sorted(peer.negotiated.values(), key=lambda t: t.mid)
+        mids = [t.mid for t in tracks]
+        kinds = [t.kind for t in tracks]
+        return build_restart_sdpfrag(ice_ufrag=ufrag, ice_pwd=pwd, mids=mids,
+                                     kinds=[k if k in ("audio", "video") else "video"
+                                            for k in kinds],
+                                     candidates=self.candidates,
+                                     tcp_candidates=self.tcp_candidates)
 
     def close_peer(self, peer_id: str, reason: str = "closed by the server") -> bool:
         """Close a viewer. Idempotent: False when no such open Peer."""

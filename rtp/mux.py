@@ -16,6 +16,10 @@ viewer sent to (a wildcard socket would let the kernel pick the source address, 
 drops STUN responses from an address it did not send to: "Peer address mismatch").
 Addresses added to the host after start are not served until a restart.
 
+The same username demux serves ICE-TCP (:mod:`rtp.tcp`): a TCP connection's first STUN
+request finds its Peer with :meth:`UdpMux.peer_for_ufrag`; after an ICE restart
+(:meth:`UdpMux.rename`) the new ufrag routes to the same Peer.
+
 Cancellation: :meth:`run` owns the sockets; cancelling it closes every Peer still routed
 (each sends its goodbye, RTCP BYE and DTLS close_notify, while the sockets are still open),
 then the sockets.
@@ -128,13 +132,17 @@ class UdpMux:
                     nursery.start_soon(receive_datagrams, sock, reader(sock), self.dropped)
                 task_status.started(self.port)
         finally:
-            for peer in list(self._by_ufrag.values()):
-                peer.close("mux closed")  # while the sockets are open: their goodbyes go out
+            self.close_peers()  # while the sockets are open: their goodbyes go out
             self._sock = None
             self.sockets = []
             self._via.clear()
             for sock in socks:
                 close_udp_socket(sock)
+
+    def close_peers(self, reason: str = "mux closed") -> None:
+        """Close every routed Peer (each says goodbye on its path). Idempotent."""
+        for peer in list(self._by_ufrag.values()):
+            peer.close(reason)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -146,6 +154,18 @@ class UdpMux:
     def register(self, peer: MuxPeer) -> None:
         """Route STUN for ``peer``'s local ufrag to it."""
         self._by_ufrag[peer.ice.local_ufrag] = peer
+
+    def rename(self, peer: MuxPeer, old_ufrag: str) -> None:
+        """``peer`` restarted ICE: route its new local ufrag to it, forget ``old_ufrag``
+        (checks with the old credentials are dropped from now on)."""
+        if self._by_ufrag.get(old_ufrag) is peer:
+            del self._by_ufrag[old_ufrag]
+        self._by_ufrag[peer.ice.local_ufrag] = peer
+
+    def peer_for_ufrag(self, ufrag: str) -> MuxPeer | None:
+        """The Peer owning local ``ufrag`` (the username demux; ICE-TCP connections use it
+        for their first STUN request exactly as datagrams do)."""
+        return self._by_ufrag.get(ufrag)
 
     def route(self, addr: tuple[str, int], peer: MuxPeer) -> None:
         """Route DTLS/SRTCP from ``addr`` (which passed a STUN check) to ``peer``."""

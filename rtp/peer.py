@@ -22,6 +22,14 @@ then the DTLS close_notify alert (kept ready after the DTLS state was released, 
 :meth:`rtp.dtls.DtlsEndpoint.release`), so the viewer knows at once instead of after its
 ~30-40 s consent/timeout; both are a few non-blocking sends, before any socket closes.
 
+Transport (issue 21): a viewer's path is UDP through the mux or an ICE-TCP connection
+(:mod:`rtp.tcp`, ``via=`` on ``handle_stun``/``handle_dtls``); whichever the latest check with
+USE-CANDIDATE came over carries media (``self.tcp`` is None for UDP). Tracks on TCP are not
+*native* (:class:`OutTrack`): the Peer stays off the Source's fan-out and sends from
+:meth:`forward`, where the connection's keyframe gate skips media for a slow TCP viewer.
+:meth:`restart_ice` (WHEP ICE restart) swaps the local ICE credentials and keeps everything
+else. Consent expiry closes with reason ``consent-expired``.
+
 Cancellation: :meth:`run` (the Peer's timer task, started in the Source's nursery) ends
 when the Peer closes; cancelling it closes the Peer. :meth:`close` is idempotent.
 """
@@ -62,6 +70,7 @@ from .stun import IceLite
 if TYPE_CHECKING:
     from .media import SourcePacket, SourceView
     from .mux import UdpMux
+    from .tcp import TcpConnection
 
 __all__ = ["Peer"]
 
@@ -75,6 +84,8 @@ SR_INTERVAL = 1.0
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
+#: Seconds a GOP burst waits for a congested ICE-TCP connection before it is given up.
+TCP_BURST_WAIT = 2.0
 #: Seconds after the handshake when the DTLS connection is freed at the latest (it goes as soon
 #: as the viewer's first valid SRTCP arrives; see DtlsEndpoint.release).
 DTLS_RELEASE_AFTER = 10.0
@@ -94,6 +105,14 @@ class OutTrack:
 
     ``protect``, ``sendto``, ``addr`` (and ``srtp_ctx``, ``fd``) are filled in once DTLS is
     up; the Source's fast path (``rtp.fanout.fan_out``) then sends with them directly.
+
+    ``native`` is False when the track's transport is not the UDP mux socket (an ICE-TCP
+    connection, :mod:`rtp.tcp`): such a track can never be sent by ``sendmmsg`` on ``fd``
+    (``fd`` is -1) and must take a Python path — ``protect``, then its own ``sendto``
+    (the connection's framing + byte-bounded queue; BlockingIOError = dropped). Today a
+    Peer on TCP keeps such tracks out of ``Source.fanout`` altogether and sends them from
+    ``Peer.forward`` (``Source.listeners``), which also applies the connection's
+    skip-to-keyframe gate.
     """
 
     kind: str
@@ -115,6 +134,8 @@ class OutTrack:
     rtx_payload_type: int = -1
     rtx_ssrc: int = 0
     rtx_seq: int = 0
+    #: False: not sendable on the mux socket (ICE-TCP); see the class docstring
+    native: bool = True
 
 
 class Peer:
@@ -144,6 +165,8 @@ class Peer:
         self.mux = mux
         self.cname = cname
         self.ice = IceLite(ice_ufrag, ice_pwd, remote_ufrag)
+        #: the negotiated tracks (mid, PT, SSRC per track name), as answered
+        self.negotiated = dict(tracks)
         self.dtls = DtlsEndpoint(certificate, remote_fingerprint, "server")
         self.srtp: SrtpSession | None = None
         self.out: dict[str, OutTrack] = {
@@ -165,6 +188,15 @@ class Peer:
         self.addr: tuple[str, int] | None = None
         #: Every remote address that passed a STUN check (the mux routes them to us).
         self.addrs: set[tuple[str, int]] = set()
+        #: ICE-TCP connections that passed a STUN check, by remote address
+        self.tcp_paths: dict[tuple[str, int], TcpConnection] = {}
+        #: the selected ICE-TCP connection (None: media goes over UDP to ``addr``)
+        self.tcp: TcpConnection | None = None
+        self._dtls_via: TcpConnection | None = None
+        #: ICE restarts (WHEP PATCH with new credentials) so far
+        self.ice_restarts = 0
+        #: "udp" or "tcp": the path media takes (kept after close); None before ICE
+        self.transport: str | None = None
         self.created = trio.current_time()
         self.created_wall = time.time()
         self.connected_at: float | None = None
@@ -228,6 +260,8 @@ class Peer:
         return {
             "id": self.id,
             "remote_address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
+            "transport": self.transport,
+            "ice_restarts": self.ice_restarts,
             "client": self.client or None,
             "since": round(self.created_wall, 3),
             "state": "closed" if self.closed else ("connected" if self.live else "connecting"),
@@ -257,35 +291,52 @@ class Peer:
 
     # -- input from the mux (synchronous) --------------------------------------------------
 
-    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """A STUN message routed to us by ufrag. Raises ParseError on garbage."""
+    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float,
+                    via: TcpConnection | None = None) -> bool:
+        """A STUN message routed to us by ufrag, from ``addr`` over UDP or over the ICE-TCP
+        connection ``via``. True when it was a valid check (answered). Raises ParseError
+        on garbage."""
         if self.closed:
-            return
+            return False
         resp = self.ice.handle(data, addr, now)
         if resp is None:
-            return
-        if addr not in self.addrs:
-            self.addrs.add(addr)
-            self.mux.route(addr, self)
-        self.mux.send(resp, addr)
-        if self.ice.nominated is not None and self.ice.nominated != self.addr:
+            return False
+        if via is None:
+            if addr not in self.addrs:
+                self.addrs.add(addr)
+                self.mux.route(addr, self)
+            self.mux.send(resp, addr)
+        else:
+            self.tcp_paths[addr] = via
+            via.send(resp)
+        if self.ice.last_nominating and (addr != self.addr or via is not self.tcp):
             self.event("ice-connected" if self.addr is None else "ice-switched",
-                       remote=f"{addr[0]}:{addr[1]}",
+                       remote=f"{addr[0]}:{addr[1]}", transport="tcp" if via else "udp",
                        after=f"{now - self.created:.3f}s")
-            self.addr = self.ice.nominated
-            sendto = self.mux.sendto_for(self.addr)
-            fd = self.mux.fileno_for(self.addr)
-            for track in self.out.values():
-                track.addr = self.addr
-                if self.srtp is not None:
-                    track.sendto = sendto
-                    track.fd = fd
+            self.addr = addr
+            self.tcp = via
+            self.transport = "tcp" if via is not None else "udp"
+            if self.srtp is not None and self._pending is None and self._replay_after is None:
+                self._steady()  # the new path (and fast path or not) from the next packet
+            else:
+                self._bind_tracks()
+        return True
 
-    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """A DTLS datagram from one of our checked addresses."""
+    def tcp_closed(self, conn: TcpConnection) -> None:
+        """The ICE-TCP connection ``conn`` closed: forget it (if it carried the media, the
+        viewer has to find another path — an ICE restart — before consent expires)."""
+        if self.tcp_paths.get(conn.addr) is conn:
+            del self.tcp_paths[conn.addr]
+        if self._dtls_via is conn:
+            self._dtls_via = None
+
+    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float,
+                    via: TcpConnection | None = None) -> None:
+        """A DTLS datagram from one of our checked addresses (or ICE-TCP connections)."""
         if self.closed:
             return
         self._dtls_addr = addr
+        self._dtls_via = via
         try:
             self.dtls.receive(data, now)
         except DtlsError as exc:
@@ -357,6 +408,10 @@ class Peer:
         track = self.out.get(pkt.kind)
         if track is None:
             return
+        tcp = self.tcp
+        if tcp is not None and not tcp.admit(pkt.kind.startswith("video"), pkt.keyframe):
+            track.dropped += 1  # a congested TCP viewer: skipping to the next keyframe
+            return
         if (self._replay_after is not None and pkt.kind == self._video
                 and pkt.ts != self._replay_after):
             self._start_replay(track, pkt)
@@ -381,7 +436,9 @@ class Peer:
         except ParseError:
             self.dropped[refused] += 1
             return False
-        if not self.mux.send(out, self.addr):  # type: ignore[arg-type]
+        if not self._transmit(out):
+            if self.tcp is not None:
+                track.dropped += 1
             return False
         if retransmission:
             track.retransmitted += 1
@@ -435,6 +492,10 @@ class Peer:
         self._replay_after = None
         self.source.detach(self)
         self.mux.unregister(self)
+        for conn in list(self.tcp_paths.values()):
+            conn.finish()  # after the goodbye above was queued on it
+        self.tcp_paths.clear()
+        self.tcp = self._dtls_via = None
         if self._scope is not None:
             self._scope.cancel()
 
@@ -443,7 +504,11 @@ class Peer:
     def _connected(self, now: float) -> None:
         self.srtp = SrtpSession(self.dtls.srtp_keys())
         if self.addr is None:
-            self.addr = self.ice.nominated or self._dtls_addr
+            if self._dtls_via is not None:  # DTLS over ICE-TCP before any nomination
+                self.addr, self.tcp = self._dtls_addr, self._dtls_via
+            else:
+                self.addr = self.ice.nominated or self._dtls_addr
+            self.transport = "tcp" if self.tcp is not None else "udp"
         self.connected_at = now
         profile = self.dtls.srtp_profile
         self.event("dtls-connected", role="server",
@@ -463,21 +528,70 @@ class Peer:
             self._steady()
 
     def _steady(self) -> None:
-        """Join the Source's fast path: from now on it sends to us directly."""
+        """Join the Source's fast path: from now on it sends to us directly. A viewer on
+        ICE-TCP (non-native tracks) stays off it: the Source hands it every packet through
+        :meth:`forward` (``Source.listeners``), which asks the connection's keyframe gate."""
         assert self.srtp is not None and self.addr is not None
-        sendto = self.mux.sendto_for(self.addr)
-        fd = self.mux.fileno_for(self.addr)
+        self._bind_tracks()
         for track in self.out.values():
             track.protect = self.srtp.raw_protect
-            track.sendto = sendto
-            track.addr = self.addr
             track.srtp_ctx = self.srtp.context_address
-            track.fd = fd
             fan = self.source.fanout.get(track.kind)
-            if fan is not None and track not in fan:
+            if fan is None:
+                continue
+            if track.native and track not in fan:
                 fan.append(track)
-        if self in self.source.listeners:
-            self.source.listeners.remove(self)
+            elif not track.native and track in fan:
+                fan.remove(track)
+        if self.tcp is None:
+            if self in self.source.listeners:
+                self.source.listeners.remove(self)
+        elif self not in self.source.listeners:
+            self.source.listeners.append(self)
+
+    def _bind_tracks(self) -> None:
+        """Point every track at the current path: the mux socket for ``addr`` (native), or
+        the selected ICE-TCP connection (not native)."""
+        addr = self.addr
+        if addr is None:
+            return
+        tcp = self.tcp
+        if tcp is None:
+            sendto = self.mux.sendto_for(addr) if self.srtp is not None else _not_sending
+            fd = self.mux.fileno_for(addr) if self.srtp is not None else -1
+        else:
+            sendto, fd = tcp.sendto, -1
+        for track in self.out.values():
+            track.addr = addr
+            track.native = tcp is None
+            track.sendto = sendto
+            track.fd = fd
+
+    def _transmit(self, data: bytes) -> bool:
+        """Send one packet on the selected path (ICE-TCP connection or UDP to ``addr``)."""
+        if self.tcp is not None:
+            return self.tcp.send(data)
+        if self.addr is None:
+            return False
+        return self.mux.send(data, self.addr)
+
+    # -- ICE restart ----------------------------------------------------------------------
+
+    def restart_ice(self, remote_ufrag: str) -> tuple[str, str]:
+        """An ICE restart (WHEP PATCH with the viewer's new ufrag/pwd): new local
+        credentials, registered in the mux's username demux (the old ufrag is forgotten);
+        DTLS/SRTP, the place in the fan-out, counters and the current path stay until
+        checks with the new credentials nominate a new one (an ICE-lite agent never checks,
+        so the viewer's new password is not needed). Returns (ufrag, pwd)."""
+        import secrets
+
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
+        old = self.ice
+        self.ice = old.restarted(ufrag, pwd, remote_ufrag)
+        self.mux.rename(self, old.local_ufrag)
+        self.ice_restarts += 1
+        self.event("ice-restart", ufrag=ufrag, remote_ufrag=remote_ufrag)
+        return ufrag, pwd
 
     def _leave_fanout(self) -> None:
         """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
@@ -522,7 +636,21 @@ class Peer:
     async def _send_burst(self) -> None:
         """Send the burst in small paced chunks, then whatever queued meanwhile."""
         track = self.out[self._video]
+        waited = 0.0
         while self._burst and not self.closed:
+            tcp = self.tcp
+            if tcp is not None and not tcp.queue.fits(tcp.queue.limit // 2):
+                # ICE-TCP: pace the burst to what the connection drains; a connection that
+                # drains nothing for TCP_BURST_WAIT gives up the burst (the gate then waits
+                # for the next keyframe), so live packets queued meanwhile stay bounded
+                if waited >= TCP_BURST_WAIT:
+                    self._burst = []
+                    tcp.gate.overflowed()
+                    self.dropped["tcp-burst-abandoned"] += 1
+                    break
+                await trio.sleep(BURST_PAUSE)
+                waited += BURST_PAUSE
+                continue
             chunk, self._burst = self._burst[:BURST_PACKETS], self._burst[BURST_PACKETS:]
             for pkt, seq, ts in chunk:
                 self._send(track, pkt, seq, ts)
@@ -607,7 +735,7 @@ class Peer:
                 return
         last = self.ice.last_valid if self.ice.last_valid is not None else self.created
         if now - last > self.consent_timeout:
-            self.close("consent expired")
+            self.close("consent-expired")
             return
         if (self.connected_at is not None and not self.dtls.released
                 and now - self.connected_at > DTLS_RELEASE_AFTER):
@@ -659,7 +787,7 @@ class Peer:
             except ParseError as exc:
                 self.dropped[exc.reason] += 1
                 continue
-            self.mux.send(out, self.addr)  # type: ignore[arg-type]
+            self._transmit(out)
 
     def _send_bye(self) -> None:
         """One SRTCP compound per track: SR (or RR before any media), SDES CNAME and a BYE
@@ -680,13 +808,17 @@ class Peer:
             except ParseError as exc:
                 self.dropped[exc.reason] += 1
                 continue
-            if self.addr is not None:
-                self.mux.send(out, self.addr)
+            self._transmit(out)
 
     def _flush_dtls(self) -> None:
+        via = self._dtls_via
         target = self._dtls_addr or self.addr
         for datagram in self.dtls.datagrams_to_send():
-            if target is not None:
+            if via is not None and not via.closed:
+                via.send(datagram)
+            elif self._dtls_addr is None and self.tcp is not None:
+                self.tcp.send(datagram)
+            elif target is not None:
                 self.mux.send(datagram, target)
 
     def _wake(self) -> None:

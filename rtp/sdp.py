@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -26,10 +27,14 @@ __all__ = [
     "MediaSection",
     "NegotiatedTrack",
     "Offer",
+    "SdpFrag",
     "SourceTrack",
     "build_answer",
+    "build_restart_sdpfrag",
+    "candidate_lines",
     "h264_profile",
     "parse_offer",
+    "parse_sdpfrag",
     "parse_source_sdp",
 ]
 
@@ -643,12 +648,15 @@ def build_answer(
     tracks: dict[str, SourceTrack],
     cname: str | None = None,
     stream_id: str | None = None,
+    tcp_candidates: Sequence[tuple[str, int]] = (),
 ) -> Answer:
     """Build the ICE-lite, sendonly SDP answer to ``offer`` for the source ``tracks``.
 
     ``fingerprint`` is our certificate's sha-256 (``"AB:CD:…"``); ``candidates`` are the
     (ip, port) host candidates of the one UDP mux socket (the first one's port goes into
-    every m= line). Raises NoCommonCodec when no source track can be carried by anything
+    every m= line); ``tcp_candidates`` the (ip, port) of the ICE-TCP port, answered as
+    ``tcptype passive`` host candidates with a lower priority than every UDP one
+    (:func:`candidate_lines`). Raises NoCommonCodec when no source track can be carried by anything
     offered; tracks that cannot be carried while others can are listed in
     ``Answer.warnings`` and their sections answered inactive.
     """
@@ -788,8 +796,114 @@ def build_answer(
                 if ssrc is not None:
                     lines += [f"a=ssrc:{ssrc} cname:{cname}",
                               f"a=ssrc:{ssrc} msid:{stream_id} {track_id}"]
-        for index, (c_host, c_port) in enumerate(candidates):
-            priority = 2130706431 - index
-            lines.append(f"a=candidate:{index + 1} 1 udp {priority} {c_host} {c_port} typ host")
-        lines.append("a=end-of-candidates")
+        lines += candidate_lines(candidates, tcp_candidates)
     return Answer(sdp="\r\n".join(lines) + "\r\n", tracks=negotiated, warnings=warnings)
+
+
+#: ICE type preference of our ICE-TCP host candidates (UDP host candidates use 126): below
+#: UDP host and server-reflexive (100) candidates, above relayed ones (0), so a browser
+#: that can reach the UDP port uses it (RFC 6544 §4.2 asks for UDP to be preferred).
+TCP_TYPE_PREFERENCE = 90
+
+
+def candidate_lines(candidates: Sequence[tuple[str, int]],
+                    tcp_candidates: Sequence[tuple[str, int]] = ()) -> list[str]:
+    """The ``a=candidate`` lines of every media section, then ``a=end-of-candidates``.
+
+    UDP host candidates first (priority 2130706431 - index: type preference 126, local
+    preference 65535); then ICE-TCP ones, ``tcptype passive`` (RFC 6544: the server only
+    accepts connections), priority = type preference :data:`TCP_TYPE_PREFERENCE`, local
+    preference 2^13 × 4 (passive) + 8191 - index, component 1.
+    """
+    lines = []
+    for index, (c_host, c_port) in enumerate(candidates):
+        priority = 2130706431 - index
+        lines.append(f"a=candidate:{index + 1} 1 udp {priority} {c_host} {c_port} typ host")
+    for index, (c_host, c_port) in enumerate(tcp_candidates):
+        local = (1 << 13) * 4 + 8191 - index
+        priority = (TCP_TYPE_PREFERENCE << 24) | (local << 8) | 255
+        lines.append(f"a=candidate:{1001 + index} 1 tcp {priority} {c_host} {c_port} "
+                     "typ host tcptype passive")
+    lines.append("a=end-of-candidates")
+    return lines
+
+
+@dataclass(frozen=True)
+class SdpFrag:
+    """An ``application/trickle-ice-sdpfrag`` body (RFC 8840), as WHEP PATCHes it."""
+
+    ice_ufrag: str | None
+    ice_pwd: str | None
+    #: ``a=candidate:`` values (without the ``a=``), in order
+    candidates: tuple[str, ...]
+    end_of_candidates: bool
+    mids: tuple[str, ...]
+
+
+_ICE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
+MAX_SDPFRAG_BYTES = 16 * 1024
+
+
+def _ice_chars(value: str, what: str, low: int, high: int) -> str:
+    if not low <= len(value) <= high or not set(value) <= _ICE_CHARS:
+        raise SdpError(f"{what} must be {low}..{high} ice-chars (RFC 8839), got {value!r}")
+    return value
+
+
+def parse_sdpfrag(text: str) -> SdpFrag:
+    """Parse a trickle-ice-sdpfrag (WHEP PATCH body). Raises SdpError naming the problem.
+
+    Session-level and media-level lines are accepted alike (clients put ufrag/pwd in
+    either); two different ufrags (or pwds) are an error, as is a pwd without a ufrag.
+    ufrag: 4..256 ice-chars, pwd: 22..256 (RFC 8839 §5.4).
+    """
+    if len(text) > MAX_SDPFRAG_BYTES:
+        raise SdpError(f"sdpfrag larger than {MAX_SDPFRAG_BYTES} bytes")
+    ufrags: set[str] = set()
+    pwds: set[str] = set()
+    candidates: list[str] = []
+    mids: list[str] = []
+    end = False
+    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) < 2 or line[1] != "=" or line[0] not in "vosiucbtrzkamp":
+            raise SdpError(f"sdpfrag line {number} is not an SDP line: {line[:40]!r}")
+        if not line.startswith("a="):
+            continue  # m=, c=, … describe what the candidates belong to
+        name, _, value = line[2:].partition(":")
+        value = value.strip()
+        if name == "ice-ufrag":
+            ufrags.add(_ice_chars(value, "a=ice-ufrag", 4, 256))
+        elif name == "ice-pwd":
+            pwds.add(_ice_chars(value, "a=ice-pwd", 22, 256))
+        elif name == "candidate":
+            if len(value.split()) < 8:
+                raise SdpError(f"sdpfrag line {number}: malformed candidate {value[:60]!r}")
+            candidates.append(f"candidate:{value}")
+        elif name == "end-of-candidates":
+            end = True
+        elif name == "mid":
+            mids.append(value)
+    if len(ufrags) > 1 or len(pwds) > 1:
+        raise SdpError("sdpfrag has more than one ice-ufrag/ice-pwd")
+    ufrag = next(iter(ufrags), None)
+    pwd = next(iter(pwds), None)
+    if pwd is not None and ufrag is None:
+        raise SdpError("sdpfrag has an a=ice-pwd without an a=ice-ufrag")
+    return SdpFrag(ufrag, pwd, tuple(candidates), end, tuple(mids))
+
+
+def build_restart_sdpfrag(*, ice_ufrag: str, ice_pwd: str, mids: Sequence[str],
+                          kinds: Sequence[str], candidates: Sequence[tuple[str, int]],
+                          tcp_candidates: Sequence[tuple[str, int]] = ()) -> str:
+    """The server's answer to an ICE restart (RFC 9725 §4.3.2 / WHEP): ``a=ice-lite``, the
+    new ufrag/pwd, and for the (bundled) first media section its candidates again."""
+    lines = ["a=ice-lite", f"a=ice-ufrag:{ice_ufrag}", f"a=ice-pwd:{ice_pwd}"]
+    if mids:
+        lines.append("a=group:BUNDLE " + " ".join(mids))
+        kind = kinds[0] if kinds else "video"
+        lines += [f"m={kind} 9 UDP/TLS/RTP/SAVPF 0", f"a=mid:{mids[0]}"]
+        lines += candidate_lines(candidates, tcp_candidates)
+    return "\r\n".join(lines) + "\r\n"

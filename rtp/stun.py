@@ -142,7 +142,9 @@ class IceLite:
 
     Attributes:
         nominated: source address of the latest valid request with USE-CANDIDATE.
-        last_valid: ``now`` of the latest valid request (consent freshness, RFC 7675).
+        last_valid: ``now`` of the latest valid request (consent freshness, RFC 7675; the
+            server of an ICE-lite session only sees requests, so a viewer whose requests stop
+            for the consent timeout has withdrawn its consent).
         dropped: counter of ignored messages by reason.
     """
 
@@ -154,7 +156,18 @@ class IceLite:
         self._username = f"{local_ufrag}:{remote_ufrag}"
         self.nominated: tuple[str, int] | None = None
         self.last_valid: float | None = None
+        #: whether the latest valid request carried USE-CANDIDATE
+        self.last_nominating = False
         self.dropped: collections.Counter[str] = collections.Counter()
+
+    def restarted(self, local_ufrag: str, local_pwd: str, remote_ufrag: str) -> IceLite:
+        """The agent after an ICE restart (new credentials on both sides): consent
+        (``last_valid``) and the nominated address carry over until checks with the new
+        credentials arrive, so media keeps flowing on the old path meanwhile."""
+        agent = IceLite(local_ufrag, local_pwd, remote_ufrag)
+        agent.nominated = self.nominated
+        agent.last_valid = self.last_valid
+        return agent
 
     def handle(self, data: bytes, addr: tuple[str, int], now: float) -> bytes | None:
         """Process one STUN datagram from ``addr`` received at ``now``.
@@ -179,7 +192,8 @@ class IceLite:
         except ValueError as exc:
             raise ParseError("stun-addr", f"not an IP address: {addr[0]!r}") from exc
         self.last_valid = now
-        if "USE-CANDIDATE" in msg.attributes:
+        self.last_nominating = "USE-CANDIDATE" in msg.attributes
+        if self.last_nominating:
             self.nominated = (addr[0], addr[1])
         resp = stun.Message(
             message_method=stun.Method.BINDING,

@@ -302,7 +302,8 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     if s.forwarder is not None:  # webrtc.enable: WebRTC / WHEP playback
         subsystems.append(WebRTCSubsystem(
             s.forwarder, app=s.app, supervisor=s.supervisor, auth=s.auth, ffmpeg=s.ffmpeg,
-            admission=s.viewers, run_forwarder=not s.forwarder_carried))
+            admission=s.viewers, run_forwarder=not s.forwarder_carried,
+            ice_servers=config["webrtc.ice_servers"]))
     if s.forwarder is not None and config["whip.enable"]:  # WHIP ingest, {whip} (issue 19)
         subsystems.append(WhipSubsystem(
             config, s.forwarder, app=s.app, auth=s.auth, placeholders=s.placeholders,

@@ -135,6 +135,60 @@ def _parse_ip_list(value: Any) -> list[str]:
     return [_parse_ip(item) for item in items]
 
 
+def _parse_optional_address(value: Any) -> str:
+    text = _parse_str(value).strip()
+    return _parse_address(text) if text else ""
+
+
+_ICE_URL_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+def _parse_ice_servers(value: Any) -> list[dict[str, Any]]:
+    """A list of ICE servers (JSON text from the environment): each ``{"urls": str | [str],
+    "username": str, "credential": str}`` or ``{"urls", "secret", "ttl"}`` (TURN REST)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of ICE servers, got {json.dumps(value)}")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"ICE server {i}: expected an object, got {json.dumps(item)}")
+        unknown = set(item) - {"urls", "username", "credential", "secret", "ttl", "user"}
+        if unknown:
+            raise ValueError(f"ICE server {i}: unknown keys {sorted(unknown)}")
+        urls = item.get("urls")
+        urls = [urls] if isinstance(urls, str) else urls
+        if not urls or not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ValueError(f"ICE server {i}: 'urls' must be a URL or a list of URLs")
+        for url in urls:
+            if not url.startswith(_ICE_URL_SCHEMES) or any(c in url for c in '<>;," '):
+                raise ValueError(f"ICE server {i}: {url!r} is not a stun:/stuns:/turn:/turns: URL")
+        server: dict[str, Any] = {"urls": list(urls)}
+        for key in ("username", "credential", "secret", "user"):
+            if key in item:
+                if not isinstance(item[key], str) or any(c in item[key] for c in '"\\\r\n'):
+                    raise ValueError(f"ICE server {i}: {key!r} must be a string without quotes")
+                server[key] = item[key]
+        if "secret" in server and ("username" in server or "credential" in server):
+            raise ValueError(f"ICE server {i}: give either 'secret' (TURN REST) or "
+                             "'username'/'credential', not both")
+        if "ttl" in item:
+            ttl = item["ttl"]
+            if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+                raise ValueError(f"ICE server {i}: 'ttl' must be a positive number of seconds")
+            server["ttl"] = ttl
+        if any(u.startswith(("turn:", "turns:")) for u in urls) and not (
+                "secret" in server or "credential" in server):
+            raise ValueError(f"ICE server {i}: a TURN server needs 'username'/'credential' "
+                             "or 'secret'")
+        out.append(server)
+    return out
+
+
 def _parse_address(value: Any) -> str:
     host, port = parse_address(_parse_str(value))
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -324,6 +378,25 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a WHEP session may take to connect (ICE + DTLS) before it is dropped "
             "(0 = 15).", _parse_nonneg_int),
     # (end webrtc)
+    # -- webrtc: ICE-TCP, ICE servers, consent: issue 21 --
+    Setting("webrtc.tcp_address", "address", "",
+            "ICE-TCP (RFC 6544, passive) listen address, e.g. ':8555' (all interfaces); "
+            "answers then carry tcptype passive candidates (lower priority than UDP) for "
+            "viewers without UDP; empty = off.", _parse_optional_address),
+    Setting("webrtc.tcp_max_connections", "int", 1000,
+            "Most open ICE-TCP connections in total (0 = no limit).", _parse_nonneg_int),
+    Setting("webrtc.tcp_max_connections_per_ip", "int", 64,
+            "Most open ICE-TCP connections from one IP address (0 = no limit).",
+            _parse_nonneg_int),
+    Setting("webrtc.ice_servers", "json list", [],
+            "STUN/TURN servers announced to WHEP clients in Link headers: a list of "
+            "{urls, username, credential} or, for TURN REST credentials (coturn "
+            "use-auth-secret), {urls, secret, ttl}; env: JSON text.", _parse_ice_servers,
+            secret=True),
+    Setting("webrtc.consent_timeout", "int", 30,
+            "Seconds without a valid ICE consent check (RFC 7675) after which a viewer is "
+            "closed ('consent-expired'); 0 = 30.", _parse_nonneg_int),
+    # (end webrtc issue 21)
     # -- whip ingest: issue 19 --
     Setting("whip.enable", "bool", False,
             "Enable WHIP ingest (POST /whip/{name}; needs webrtc.enable): publishers play "

@@ -318,7 +318,8 @@ def _rfc3339(timestamp: float) -> str:
 
 # trio-core setting type -> the Core kind its JSON value must have (settings Core lacks)
 _SETTING_KINDS = {"bool": "bool", "int": "int", "port": "int", "string": "str", "path": "str",
-                  "address": "str", "ip": "str", "level": "str"}
+                  "address": "str", "ip": "str", "level": "str",
+                  "json list": "objlist"}  # webrtc.ice_servers (issue 21)
 
 
 def _setting_kind_problem(path: str, setting: Setting, value: Any) -> str | None:

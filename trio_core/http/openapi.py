@@ -187,10 +187,13 @@ KNOWN_OPERATIONS: dict[str, dict[str, Any]] = {
                                      409: None, 413: None, 415: None, 503: None, 509: None}},
     "whep.whep_delete": {"summary": "End a WHEP session", "tags": ["webrtc"],
                          "responses": {204: None, 404: None}},
-    "whep.whep_patch": {"summary": "Trickle ICE (accepted and ignored; ICE-lite)",
+    "whep.whep_patch": {"summary": "Trickle ICE (204, ignored: ICE-lite) or ICE restart "
+                                   "(200: the server's new ufrag/pwd, new ETag)",
                         "tags": ["webrtc"], "request": {"type": "string"},
                         "request_type": "application/trickle-ice-sdpfrag",
-                        "responses": {204: None, 404: None, 415: None, 422: None}},
+                        "produces": "application/trickle-ice-sdpfrag",
+                        "responses": {200: {"type": "string"}, 204: None, 400: None, 404: None,
+                                      412: None, 413: None, 415: None}},
 }
 
 

@@ -234,6 +234,36 @@ class WebRTCMetrics:
         for reason, count in sorted(mux.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
+        tcp = forwarder.tcp
+        if tcp is None:
+            return
+        # ICE-TCP (issue 21): connections, refusals and closes by reason, frames dropped
+        open_conns = GaugeMetricFamily("webrtc_tcp_connections",
+                                       "Open ICE-TCP connections (bound to a viewer or not)")
+        open_conns.add_metric([], len(tcp.connections))
+        yield open_conns
+        accepted = CounterMetricFamily("webrtc_tcp_accepted_connections",
+                                       "ICE-TCP connections accepted")
+        accepted.add_metric([], tcp.accepted)
+        yield accepted
+        bound = CounterMetricFamily("webrtc_tcp_bound_connections",
+                                    "ICE-TCP connections whose STUN check found their viewer")
+        bound.add_metric([], tcp.bound)
+        yield bound
+        for name, doc, counts in (
+                ("webrtc_tcp_refused_connections",
+                 "ICE-TCP connections closed at accept (limit-total, limit-per-ip)",
+                 tcp.refused),
+                ("webrtc_tcp_closed_connections",
+                 "ICE-TCP connections closed, by reason (stun-timeout, not-stun, eof, ...)",
+                 tcp.closed),
+                ("webrtc_tcp_dropped_frames",
+                 "ICE-TCP frames not delivered, by reason (queue-full, malformed STUN, ...)",
+                 tcp.dropped)):
+            family = CounterMetricFamily(name, doc, labels=["reason"])
+            for reason, count in sorted(counts.items()):
+                family.add_metric([reason], count)
+            yield family
 
 
 class RelayMetrics:

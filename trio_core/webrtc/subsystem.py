@@ -22,7 +22,9 @@ was turned off, or the server stops for good) the carried forwarder is closed in
 every viewer is told at once (RTCP BYE, DTLS close_notify).
 
 Candidates: ``webrtc.public_ip`` and ``webrtc.nat_1_to_1_ips`` when set, else the bind
-address (``webrtc.bind_address``; ``127.0.0.1`` when bound to all interfaces). They are
+address (``webrtc.bind_address``; ``127.0.0.1`` when bound to all interfaces). With
+``webrtc.tcp_address`` (ICE-TCP, :mod:`rtp.tcp`) the same IPs are announced with the TCP port
+as ``tcptype passive`` candidates, below every UDP one. They are
 logged at start, since unreachable candidates are the first thing users hit behind NAT.
 """
 
@@ -82,15 +84,26 @@ def forwarder(config: Config) -> Forwarder:
     The WebRTC stack (``rtp.forwarder``: DTLS/OpenSSL, SRTP, ICE) is imported here, on the
     first forwarder, so a server with ``webrtc.enable`` off never loads it (~20 MB RSS)."""
     from rtp.forwarder import Forwarder
+    from rtp.tcp import TcpLimits
 
+    tcp_host: str | None = None
+    tcp_port = 0
+    if config["webrtc.tcp_address"]:
+        host, _, port = config["webrtc.tcp_address"].rpartition(":")
+        tcp_host, tcp_port = host.strip("[]"), int(port)
     return Forwarder(
         host=config["webrtc.bind_address"],
         port=config["webrtc.udp_mux_port"],
         advertise=advertised_ips(config),
+        consent_timeout=float(config["webrtc.consent_timeout"] or 30),
         setup_timeout=float(config["webrtc.pending_timeout"] or 15),
         limits=admission_limits(config),
         gop_max_bytes=config["relay.gop_max_bytes"],
         gop_max_packets=config["relay.gop_max_packets"],
+        tcp_host=tcp_host,
+        tcp_port=tcp_port,
+        tcp_limits=TcpLimits(max_connections=config["webrtc.tcp_max_connections"],
+                             max_per_ip=config["webrtc.tcp_max_connections_per_ip"]),
     )
 
 
@@ -183,13 +196,15 @@ class WebRTCSubsystem:
 
     def __init__(self, forwarder: Forwarder, *, app: QuartTrio, supervisor: Supervisor,
                  auth: Authenticator, ffmpeg: str, admission: Admission | None,
-                 run_forwarder: bool = True) -> None:
+                 run_forwarder: bool = True, ice_servers: list[dict[str, Any]] | None = None
+                 ) -> None:
         self.forwarder = forwarder
         #: False when a :class:`ForwarderCarry` runs the forwarder (it outlives this serve)
         self.run_forwarder = run_forwarder
         self.hook = WebRTCHook(forwarder, ffmpeg, pid_records=supervisor.pid_records)
         supervisor.add_hook(self.hook)
-        app.register_blueprint(whep_blueprint(supervisor, forwarder, auth, admission))
+        app.register_blueprint(whep_blueprint(supervisor, forwarder, auth, admission,
+                                              ice_servers=ice_servers or ()))
         install_pages(app)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -206,6 +221,11 @@ class WebRTCSubsystem:
                 log.info("WebRTC: UDP mux on %s:%d, ICE candidates %s",
                          self.forwarder.mux.host, port,
                          ", ".join(f"{ip}:{p}" for ip, p in self.forwarder.candidates))
+                if self.forwarder.tcp is not None:
+                    log.info("WebRTC: ICE-TCP on %s:%d, passive candidates %s",
+                             self.forwarder.tcp.host or "*", self.forwarder.tcp.port,
+                             ", ".join(f"{ip}:{p}" for ip, p in
+                                       self.forwarder.tcp_candidates))
                 task_status.started(self)
         except Exception:
             failed = True  # the server runs us again: the hook (and its SDP dir) stays

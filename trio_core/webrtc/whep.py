@@ -3,10 +3,21 @@
 ``POST /api/v3/process/{id}/whep`` takes an ``application/sdp`` offer and answers ``201``
 with the SDP answer, ``Location: /api/v3/process/{id}/whep/{peer_id}`` (a secret session
 id) and an ``ETag``. ``DELETE`` on the Location ends the session (``204``, idempotent).
-``PATCH`` (``application/trickle-ice-sdpfrag``) is accepted and ignored with ``204``: the
-server is ICE-lite and learns the viewer's addresses from its connectivity checks, so
-trickled candidates are not needed; an ICE restart (new ufrag/pwd) is answered ``422``.
+``PATCH`` (``application/trickle-ice-sdpfrag``, RFC 8840) with the session's ufrag trickles
+candidates: accepted and ignored with ``204`` (the server is ICE-lite and learns the viewer's
+addresses from its connectivity checks). With a *new* ufrag/pwd it is an **ICE restart**:
+``200`` with the server's new ufrag/pwd and candidates as an sdpfrag and a new ``ETag``; the
+viewer keeps its DTLS/SRTP context, its place in the fan-out and its counters, and media
+moves to whatever path its checks with the new credentials nominate. ``If-Match`` must be
+``*`` or the session's current ``ETag`` (``412`` otherwise; no ``If-Match`` is accepted, as
+most players send none for trickle); the ETag is the server's current ufrag. A malformed
+fragment is ``400`` naming the problem.
 ``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``).
+
+ICE servers (``webrtc.ice_servers``, :mod:`trio_core.webrtc.ice_servers`) go out as
+``Link: <url>; rel="ice-server"; username=…; credential=…`` headers on the ``201`` of the
+POST and on ``OPTIONS`` of the endpoint from a client that may POST (a CORS preflight
+carries no credentials, so a process behind a token announces no TURN credentials to it).
 
 Errors (JSON ``{code, message, details}``): 404 unknown process or WebRTC not enabled on it,
 409 (+ ``Retry-After``) process not running / not live yet, 415 wrong content type, 400
@@ -26,14 +37,19 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING, Protocol
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from quart import Blueprint, Request, Response, request
+from werkzeug.datastructures import Headers
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
+from rtp.sdp import MAX_SDPFRAG_BYTES, parse_sdpfrag
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError
+from trio_core.webrtc.ice_servers import link_headers
 
 if TYPE_CHECKING:
     from rtp.forwarder import Forwarder
@@ -90,11 +106,26 @@ def _may_post(supervisor: Supervisor, auth: Authenticator, req: Request,
     return not auth.enabled or auth.bearer_subject(req) is not None, ""
 
 
+def etag(peer: Peer) -> str:
+    """The WHEP resource's entity tag: the server's current ICE ufrag (changes on restart)."""
+    return f'"{peer.ice.local_ufrag}"'
+
+
 def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator,
-                   admission: Admission | None = None) -> Blueprint:
+                   admission: Admission | None = None,
+                   ice_servers: Sequence[Mapping[str, Any]] = (),
+                   clock: Callable[[], float] = time.time) -> Blueprint:
     """The WHEP routes over ``supervisor`` (processes) and ``forwarder`` (sessions);
-    ``admission`` accounts and limits the viewers (None: no accounting)."""
+    ``admission`` accounts and limits the viewers (None: no accounting); ``ice_servers``
+    (``webrtc.ice_servers``) are announced in ``Link`` headers (TURN REST credentials
+    made with ``clock``)."""
     bp = Blueprint("whep", __name__)
+
+    def with_links(headers: Mapping[str, str]) -> Headers:
+        out = Headers(dict(headers))
+        for value in link_headers(ice_servers, clock()):
+            out.add("Link", value)
+        return out
 
     def webrtc_process(process_id: str) -> None:
         try:
@@ -107,10 +138,11 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
 
     @bp.route("/api/v3/process/<process_id>/whep", methods=["OPTIONS"])
     async def whep_options(process_id: str) -> Response:
-        return Response(b"", status=204, headers={
-            **CORS_HEADERS, "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Accept-Post": "application/sdp", "Allow": "POST, OPTIONS",
-        })
+        headers = {**CORS_HEADERS, "Access-Control-Allow-Methods": "POST, OPTIONS",
+                   "Accept-Post": "application/sdp", "Allow": "POST, OPTIONS"}
+        if ice_servers and _may_post(supervisor, auth, request, process_id)[0]:
+            return Response(b"", status=204, headers=with_links(headers))
+        return Response(b"", status=204, headers=headers)
 
     @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["OPTIONS"])
     async def session_options(process_id: str, peer_id: str) -> Response:
@@ -174,12 +206,13 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
                 process.log(f"webrtc: viewer {peer.id[:8]}: {warning}")
         except KeyError:
             pass
-        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
-            **CORS_HEADERS,
-            "Location": location,
-            "ETag": f'"{peer.ice.local_ufrag}"',
-            "Accept-Patch": "application/trickle-ice-sdpfrag",
-        })
+        return Response(answer.sdp, status=201, content_type="application/sdp",
+                        headers=with_links({
+                            **CORS_HEADERS,
+                            "Location": location,
+                            "ETag": etag(peer),
+                            "Accept-Patch": "application/trickle-ice-sdpfrag",
+                        }))
 
     @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["DELETE"],
               provide_automatic_options=False)
@@ -204,11 +237,26 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         if ctype != "application/trickle-ice-sdpfrag":
             raise ApiError(415, "Unsupported Media Type",
                            "PATCH needs application/trickle-ice-sdpfrag")
-        frag = (await request.get_data()).decode("utf-8", "replace")
-        for line in frag.splitlines():
-            if line.startswith("a=ice-ufrag:") and line[12:].strip() != peer.ice.remote_ufrag:
-                raise ApiError(422, "ICE restart is not supported",
-                               "start a new session (POST) instead")
-        return Response(b"", status=204, headers=CORS_HEADERS)
+        match = request.headers.get("If-Match")
+        if match is not None and match.strip() not in ("*", etag(peer)):
+            raise ApiError(412, "Precondition Failed",
+                           f"If-Match {match.strip()!r} is not the session's ETag {etag(peer)}")
+        body = await request.get_data()
+        if len(body) > MAX_SDPFRAG_BYTES:
+            raise ApiError(413, "sdpfrag too large", f"more than {MAX_SDPFRAG_BYTES} bytes")
+        try:
+            frag = parse_sdpfrag(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ApiError(400, "Malformed sdpfrag", "the body is not UTF-8") from None
+        except SdpError as exc:
+            raise ApiError(400, "Malformed sdpfrag", str(exc)) from None
+        if frag.ice_ufrag is None or frag.ice_ufrag == peer.ice.remote_ufrag:
+            return Response(b"", status=204, headers=CORS_HEADERS)  # trickle: not needed
+        if frag.ice_pwd is None:
+            raise ApiError(400, "Malformed sdpfrag",
+                           "an ICE restart (new a=ice-ufrag) needs the new a=ice-pwd too")
+        answer = forwarder.restart_ice(peer, frag.ice_ufrag)
+        return Response(answer, status=200, content_type="application/trickle-ice-sdpfrag",
+                        headers={**CORS_HEADERS, "ETag": etag(peer)})
 
     return bp

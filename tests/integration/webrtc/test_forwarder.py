@@ -232,7 +232,7 @@ async def test_consent_expiry_closes_only_the_silent_viewer(ffmpeg: str, tmp_pat
         pool.close_viewer(silent)  # it stops sending consent checks (like a closed tab)
         await trio.sleep(7.5)
         assert peers[silent.local_ufrag].closed
-        assert peers[silent.local_ufrag].close_reason == "consent expired"
+        assert peers[silent.local_ufrag].close_reason == "consent-expired"
         assert peers[alive.local_ufrag].live
         assert list(source.peers) == [peers[alive.local_ufrag].id]
         nursery.cancel_scope.cancel()

@@ -192,7 +192,8 @@ async def test_whep_error_statuses(ffmpeg: str, tmp_path) -> None:
         frag = "a=ice-ufrag:{}\r\na=ice-pwd:x\r\n"
         resp = await api.request("PATCH", loc, content=frag.format("zzzz"),
                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"})
-        assert resp.status_code == 422  # ICE restart: not supported
+        assert resp.status_code == 400  # an ICE restart whose pwd is too short: named
+        assert "ice-pwd" in " ".join(resp.json()["details"])
         resp = await api.request("PATCH", loc, content="a=candidate:1 1 udp 1 127.0.0.1 9 typ host",
                                  headers={"Content-Type": "text/plain"})
         assert resp.status_code == 415

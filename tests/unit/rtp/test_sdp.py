@@ -419,3 +419,43 @@ def test_a_second_video_track_serves_offers_without_its_first_codec() -> None:
     assert ans.warnings == []
 
 
+
+
+# --- issue 21: ICE-TCP candidates, the WHEP PATCH body (trickle-ice-sdpfrag) ---------------
+
+
+def test_tcp_candidates_are_passive_and_below_every_udp_one() -> None:
+    from rtp.sdp import candidate_lines
+
+    lines = candidate_lines([("10.0.0.1", 5000), ("192.0.2.1", 5000)],
+                            [("10.0.0.1", 8555), ("192.0.2.1", 8555)])
+    assert lines[-1] == "a=end-of-candidates"
+    udp = [int(x.split()[3]) for x in lines if " udp " in x]
+    tcp = [int(x.split()[3]) for x in lines if " tcp " in x]
+    assert len(udp) == len(tcp) == 2 and max(tcp) < min(udp)
+    assert lines[2] == ("a=candidate:1001 1 tcp 1520435199 10.0.0.1 8555 typ host "
+                        "tcptype passive")
+
+
+def test_sdpfrag_parser() -> None:
+    import pytest
+
+    from rtp.errors import SdpError
+    from rtp.sdp import parse_sdpfrag
+
+    frag = parse_sdpfrag("a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n"
+                         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+                         "a=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host "
+                         "generation 0 ufrag EsAw network-id 1\r\na=end-of-candidates\r\n")
+    assert (frag.ice_ufrag, frag.mids, frag.end_of_candidates) == ("EsAw", ("0",), True)
+    assert frag.candidates[0].startswith("candidate:1387637174 1 udp")
+    assert parse_sdpfrag("").ice_ufrag is None
+    for bad, why in [("a=ice-ufrag:abc\r\n", "ice-ufrag"),
+                     ("a=ice-ufrag:abcd\r\na=ice-pwd:short\r\n", "ice-pwd"),
+                     ("a=ice-pwd:" + "x" * 22, "without an a=ice-ufrag"),
+                     ("a=ice-ufrag:abcd\r\na=ice-ufrag:efgh\r\n", "more than one"),
+                     ("a=candidate:1 1 udp\r\n", "malformed candidate"),
+                     ("hello world\r\n", "not an SDP line"),
+                     ("a=ice-ufrag:ab cd\r\n", "ice-ufrag")]:
+        with pytest.raises(SdpError, match=why):
+            parse_sdpfrag(bad)

@@ -169,3 +169,23 @@ def test_check_binding_response_rejects() -> None:
         check_binding_response(resp, tid, "wrong")
     with pytest.raises(ParseError, match="stun-not-response"):
         check_binding_response(req, tid, SERVER_PWD)
+
+
+def test_an_ice_restart_keeps_consent_and_path_until_new_checks() -> None:
+    from rtp.stun import IceLite, build_binding_request
+
+    agent = IceLite("srv1", "p" * 22, "cli1")
+    assert agent.handle(build_binding_request("cli1", "srv1", "p" * 22), ("10.0.0.2", 5000),
+                        now=10.0) is not None
+    assert agent.last_nominating and agent.nominated == ("10.0.0.2", 5000)
+    new = agent.restarted("srv2", "q" * 22, "cli2")
+    assert (new.nominated, new.last_valid) == (("10.0.0.2", 5000), 10.0)
+    # the old credentials no longer pass; the new ones nominate the new address
+    assert new.handle(build_binding_request("cli1", "srv1", "p" * 22), ("10.0.0.3", 6000),
+                      now=11.0) is None
+    assert new.handle(build_binding_request("cli2", "srv2", "q" * 22, use_candidate=False),
+                      ("10.0.0.3", 6000), now=12.0) is not None
+    assert not new.last_nominating and new.nominated == ("10.0.0.2", 5000)
+    assert new.handle(build_binding_request("cli2", "srv2", "q" * 22), ("10.0.0.3", 6000),
+                      now=13.0) is not None
+    assert new.nominated == ("10.0.0.3", 6000) and new.last_valid == 13.0
