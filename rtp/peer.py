@@ -33,13 +33,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import pylibsrtp
 import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
+from .fanout import REFUSALS
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
 from .rtcp import (
@@ -56,10 +57,11 @@ from .rtcp import (
 )
 from .rtcp import rtt_from_report as _rtt
 from .sdp import NegotiatedTrack
-from .srtp import SrtpSession
+from .srtp import SrtpSession, new_tx_context
 from .stun import IceLite
 
 if TYPE_CHECKING:
+    from .dtls import SrtpKeys
     from .media import SourcePacket, SourceView
     from .mux import UdpMux
 
@@ -72,6 +74,8 @@ log = logging.getLogger("rtp.session")
 FEEDBACK_LOG_INTERVAL = 5.0
 
 SR_INTERVAL = 1.0
+#: what a sent packet counts as (``_send_protected``; the C viewer's ``send`` kinds)
+MEDIA, RETRANSMISSION, RTX = 0, 1, 2
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
@@ -88,33 +92,109 @@ def _not_sending(data: bytes, addr: tuple[str, int]) -> None:
     raise OSError("no socket yet")
 
 
-@dataclass(slots=True, eq=False)
 class OutTrack:
     """What this viewer gets for one source track.
 
-    ``protect``, ``sendto``, ``addr`` (and ``srtp_ctx``, ``fd``) are filled in once DTLS is
-    up; the Source's fast path (``rtp.fanout.fan_out``) then sends with them directly.
+    Its payload type, SSRC and seq/ts offsets (``seq_delta``, ``ts_delta``: the Peer's
+    authoritative copy) and its counters. ``packets``, ``bytes``, ``dropped`` and
+    ``retransmitted`` add what the Python path counted (``*_py``) and, once the viewer is on
+    the native fan-out (:meth:`bind`), what its C viewer slot counted.
+
+    The Python path (``rtp.fanout.fan_out_python`` and the Peer's own sends) uses
+    ``protect``, ``sendto`` and ``addr``, filled in once DTLS is up.
+
+    ``native_send`` is the transport hook (issue 18/21 contract): False when this track's
+    transport is not the UDP mux socket (e.g. an ICE-TCP connection), so that ``sendmmsg`` on
+    the mux socket cannot carry it; the viewer then takes the Python path — protect on the
+    trio thread, then ``sendto`` (whatever the transport put there: framing, a bounded
+    queue). A viewer with any such track is not put on the native fan-out at all.
     """
 
-    kind: str
-    payload_type: int
-    ssrc: int
-    seq_delta: int
-    ts_delta: int
-    packets: int = 0
-    bytes: int = 0
-    retransmitted: int = 0
-    dropped: int = 0
-    protect: Callable[[bytes], bytes] = _not_ready
-    sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending
-    addr: tuple[str, int] = ("0.0.0.0", 0)
-    #: for the C fan-out (``rtp.fanout``): the libsrtp context address and the mux socket
-    srtp_ctx: int = 0
-    fd: int = -1
-    #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
-    rtx_payload_type: int = -1
-    rtx_ssrc: int = 0
-    rtx_seq: int = 0
+    __slots__ = ("kind", "payload_type", "ssrc", "seq_delta", "ts_delta", "packets_py",
+                 "bytes_py", "retransmitted_py", "dropped_py", "protect", "sendto", "addr",
+                 "srtp_ctx", "fd", "rtx_payload_type", "rtx_ssrc", "rtx_seq", "native_send",
+                 "native", "slot")
+
+    def __init__(self, kind: str, payload_type: int, ssrc: int, seq_delta: int, ts_delta: int,
+                 packets: int = 0, bytes: int = 0, retransmitted: int = 0, dropped: int = 0,
+                 protect: Callable[[bytes], bytes] = _not_ready,
+                 sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending,
+                 addr: tuple[str, int] = ("0.0.0.0", 0), srtp_ctx: int = 0, fd: int = -1,
+                 rtx_payload_type: int = -1, rtx_ssrc: int = 0, rtx_seq: int = 0,
+                 native_send: bool = True) -> None:
+        self.kind = kind
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        self.seq_delta = seq_delta
+        self.ts_delta = ts_delta
+        self.packets_py = packets
+        self.bytes_py = bytes
+        self.retransmitted_py = retransmitted
+        self.dropped_py = dropped
+        self.protect = protect
+        self.sendto = sendto
+        self.addr = addr
+        #: the libsrtp context address of the Python path's session (informational)
+        self.srtp_ctx = srtp_ctx
+        #: the mux socket the viewer's address talks to (-1: none)
+        self.fd = fd
+        #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
+        self.rtx_payload_type = rtx_payload_type
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_seq = rtx_seq
+        self.native_send = native_send
+        #: the C viewer (``rtp._fanout.Viewer``) this track is a slot of, or None
+        self.native: Any = None
+        self.slot = -1
+
+    def bind(self, viewer: Any, slot: int) -> None:
+        """Count from now on also what slot ``slot`` of the C ``viewer`` sends."""
+        self.native = viewer
+        self.slot = slot
+
+    def _native(self, index: int) -> int:
+        viewer = self.native
+        return 0 if viewer is None else viewer.counters(self.slot)[index]
+
+    @property
+    def packets(self) -> int:
+        """Media packets sent (the kernel took them)."""
+        return self.packets_py + self._native(0)
+
+    @packets.setter
+    def packets(self, value: int) -> None:
+        self.packets_py = value - self._native(0)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of those packets (SRTP included)."""
+        return self.bytes_py + self._native(1)
+
+    @bytes.setter
+    def bytes(self, value: int) -> None:
+        self.bytes_py = value - self._native(1)
+
+    @property
+    def dropped(self) -> int:
+        """Packets not sent to this viewer (full socket buffer or ring, SRTP refusal, ...)."""
+        return self.dropped_py + self._native(2)
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self.dropped_py = value - self._native(2)
+
+    @property
+    def retransmitted(self) -> int:
+        """NACK repairs sent (plain or RTX)."""
+        return self.retransmitted_py + self._native(3)
+
+    @retransmitted.setter
+    def retransmitted(self, value: int) -> None:
+        self.retransmitted_py = value - self._native(3)
+
+    def __repr__(self) -> str:
+        return (f"OutTrack({self.kind!r}, pt={self.payload_type}, ssrc={self.ssrc:#x}, "
+                f"native={self.native is not None})")
 
 
 class Peer:
@@ -170,7 +250,10 @@ class Peer:
         self.connected_at: float | None = None
         self.closed = False
         self.close_reason: str | None = None
-        self.dropped: collections.Counter[str] = collections.Counter()
+        self._dropped: collections.Counter[str] = collections.Counter()
+        #: the C viewer (``rtp._fanout.Viewer``) when this viewer is on the native fan-out
+        self._viewer: Any = None
+        self._refused_seen = [0] * len(REFUSALS)
         self.nacks = 0
         self.plis = 0
         self.firs = 0
@@ -182,7 +265,7 @@ class Peer:
         #: PLI/FIR answers: GOP replays sent, and their packets; NACK repairs sent as RTX
         self.keyframe_replays = 0
         self.replayed_packets = 0
-        self.rtx_sent = 0
+        self._rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
         #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
         self._pending: list[SourcePacket] | None = None
@@ -210,6 +293,30 @@ class Peer:
                     self.source.id, text)
 
     # -- state ---------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> collections.Counter[str]:
+        """What was not sent or not accepted, by reason (SRTP refusals of the native
+        worker's sends included)."""
+        viewer = self._viewer
+        if viewer is not None:
+            seen = self._refused_seen
+            for i, count in enumerate(viewer.refused()):
+                if count != seen[i]:
+                    self._dropped[REFUSALS[i]] += count - seen[i]
+                    seen[i] = count
+        return self._dropped
+
+    @property
+    def rtx_sent(self) -> int:
+        """NACK repairs sent on the RTX stream."""
+        viewer = self._viewer
+        return self._rtx_sent + (0 if viewer is None else viewer.rtx_sent)
+
+    @property
+    def native(self) -> bool:
+        """True when this viewer's RTP goes through the native fan-out (a C viewer)."""
+        return self._viewer is not None
 
     @property
     def live(self) -> bool:
@@ -280,6 +387,8 @@ class Peer:
                 if self.srtp is not None:
                     track.sendto = sendto
                     track.fd = fd
+            if self._viewer is not None:
+                self._viewer.set_address(fd, self.addr)
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """A DTLS datagram from one of our checked addresses."""
@@ -375,19 +484,38 @@ class Peer:
         return self._send_protected(track, data, "srtp-protect")
 
     def _send_protected(self, track: OutTrack, data: bytes, refused: str,
-                        retransmission: bool = False) -> bool:
+                        kind: int = MEDIA) -> bool:
+        """Protect and send one ready RTP packet of ``track`` (``kind``: MEDIA counts in
+        ``packets``/``bytes``, RETRANSMISSION and RTX in ``retransmitted``, RTX also in
+        :attr:`rtx_sent`). An SRTP refusal counts in :attr:`dropped` as ``refused``, a
+        datagram the kernel did not take in the track's ``dropped``. On the native fan-out
+        the viewer's worker does it (after what was queued before); True then means queued.
+        """
+        viewer = self._viewer
+        if viewer is not None:
+            return bool(viewer.send(track.slot, data, kind, REFUSALS.index(refused)))
         try:
             out = self.srtp.protect(data)  # type: ignore[union-attr]
         except ParseError:
             self.dropped[refused] += 1
             return False
-        if not self.mux.send(out, self.addr):  # type: ignore[arg-type]
+        sendto = track.sendto if not track.native_send else None
+        if sendto is not None:  # not the mux socket (e.g. ICE-TCP): the track's own sender
+            try:
+                sendto(out, self.addr)  # type: ignore[arg-type]
+            except OSError:
+                track.dropped_py += 1
+                return False
+        elif not self.mux.send(out, self.addr):  # type: ignore[arg-type]
+            track.dropped_py += 1
             return False
-        if retransmission:
-            track.retransmitted += 1
+        if kind == MEDIA:
+            track.packets_py += 1
+            track.bytes_py += len(out)
         else:
-            track.packets += 1
-            track.bytes += len(out)
+            track.retransmitted_py += 1
+            if kind == RTX:
+                self._rtx_sent += 1
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -425,6 +553,8 @@ class Peer:
                    bytes=sum(t.bytes for t in self.out.values()), nacks=self.nacks,
                    plis=self.plis, replays=self.keyframe_replays, rtx=self.rtx_sent,
                    dropped=dict(self.dropped) or "-")
+        if self._viewer is not None:
+            self._viewer.close()  # no RTP of ours after this returns, so none after the BYE
         if self.srtp is not None:
             self._send_bye()  # RTCP BYE: the viewer's receivers end their tracks at once
         if self.dtls.handshake_complete and not self.dtls.closed:
@@ -441,9 +571,11 @@ class Peer:
     # -- internals -----------------------------------------------------------------------
 
     def _connected(self, now: float) -> None:
-        self.srtp = SrtpSession(self.dtls.srtp_keys())
+        keys = self.dtls.srtp_keys()
+        self.srtp = SrtpSession(keys)
         if self.addr is None:
             self.addr = self.ice.nominated or self._dtls_addr
+        self._go_native(keys)
         self.connected_at = now
         profile = self.dtls.srtp_profile
         self.event("dtls-connected", role="server",
@@ -462,9 +594,35 @@ class Peer:
         else:
             self._steady()
 
+    def _go_native(self, keys: SrtpKeys) -> None:
+        """Put this viewer on the Source's native fan-out when there is one and every track's
+        transport is the UDP mux socket: a C viewer with its own outbound RTP session (the
+        keys of :attr:`srtp`, whose own outbound session then only protects our SRTCP)."""
+        engine = getattr(self.source, "engine", None)
+        tables = getattr(self.source, "tables", {})
+        if engine is None or self.addr is None or not self.out:
+            return
+        if not all(t.native_send and t.kind in tables for t in self.out.values()):
+            return  # e.g. ICE-TCP: protect + the track's own sendto (the Python path)
+        fd = self.mux.fileno_for(self.addr)
+        if fd < 0:
+            return
+        try:
+            ctx = new_tx_context(keys)
+        except pylibsrtp.Error:
+            return  # the Python path reports the refusal per packet
+        viewer = engine.viewer(ctx)  # owns ctx from here: freed exactly once, by C
+        viewer.set_address(fd, self.addr)
+        for slot, track in enumerate(self.out.values()):
+            viewer.set_track(slot, track.payload_type, track.ssrc, track.seq_delta & 0xFFFF,
+                             track.ts_delta & 0xFFFFFFFF)
+            track.bind(viewer, slot)
+        self._viewer = viewer
+
     def _steady(self) -> None:
         """Join the Source's fast path: from now on it sends to us directly."""
         assert self.srtp is not None and self.addr is not None
+        viewer = self._viewer
         sendto = self.mux.sendto_for(self.addr)
         fd = self.mux.fileno_for(self.addr)
         for track in self.out.values():
@@ -473,6 +631,11 @@ class Peer:
             track.addr = self.addr
             track.srtp_ctx = self.srtp.context_address
             track.fd = fd
+            if viewer is not None:
+                viewer.set_track(track.slot, track.payload_type, track.ssrc,
+                                 track.seq_delta & 0xFFFF, track.ts_delta & 0xFFFFFFFF)
+                viewer.join(track.slot, self.source.tables[track.kind])  # type: ignore[attr-defined]
+                continue
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track not in fan:
                 fan.append(track)
@@ -482,6 +645,9 @@ class Peer:
     def _leave_fanout(self) -> None:
         """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
         for track in self.out.values():
+            if self._viewer is not None:
+                self._viewer.leave(track.slot)  # in order: the live packets queued before stay
+                continue
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track in fan:
                 fan.remove(track)
@@ -558,7 +724,7 @@ class Peer:
                 # the original number again: libsrtp's sender allows a repeat only within
                 # its 128-packet window; older repairs need RTX
                 data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts, track.ssrc)
-                self._send_protected(track, data, "nack-too-old", retransmission=True)
+                self._send_protected(track, data, "nack-too-old", RETRANSMISSION)
 
     def _send_rtx(self, track: OutTrack, pkt: SourcePacket, seq: int, ts: int) -> None:
         """RFC 4588: the repair on the RTX stream (own SSRC and sequence numbers), the
@@ -573,8 +739,7 @@ class Peer:
         head = rewrite(pkt.data[:hdr.header_size], track.rtx_payload_type, rtx_seq, ts,
                        track.rtx_ssrc)
         data = head + seq.to_bytes(2, "big") + pkt.data[hdr.header_size:]
-        if self._send_protected(track, data, "rtx-protect", retransmission=True):
-            self.rtx_sent += 1
+        self._send_protected(track, data, "rtx-protect", RTX)
 
     def _on_keyframe_request(self, now: float) -> None:
         """PLI/FIR: the encoder cannot be asked, so the cached GOP is replayed, as new

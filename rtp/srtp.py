@@ -19,7 +19,8 @@ from .errors import ParseError
 if TYPE_CHECKING:  # only a type here: the DTLS stack is loaded with the first Peer
     from .dtls import SrtpKeys
 
-__all__ = ["MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession"]
+__all__ = ["DEALLOC_ADDRESS", "MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession",
+           "new_tx_context"]
 
 #: Largest plaintext packet pylibsrtp can protect (its 1500-byte buffer minus trailers).
 MAX_PROTECT_SIZE = 1356
@@ -46,6 +47,50 @@ def _protect_address() -> int:
 
 #: ``srtp_protect`` for the C fan-out (``rtp/_fanout.c``); 0 when pylibsrtp hides it.
 PROTECT_ADDRESS = _protect_address()
+
+
+#: The libsrtp 2 signature of ``srtp_dealloc`` (the C fan-out frees the sessions it owns).
+DEALLOC_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *)"
+
+
+def _dealloc_address() -> int:
+    try:
+        from pylibsrtp import _binding
+
+        ffi = _binding.ffi
+        func = ffi.addressof(_binding.lib, "srtp_dealloc")
+        if ffi.typeof(func).cname != DEALLOC_SIGNATURE:
+            return 0
+        return int(ffi.cast("uintptr_t", func))
+    except (AttributeError, ImportError, TypeError):
+        return 0
+
+
+#: ``srtp_dealloc`` for the C fan-out; 0 when pylibsrtp hides it (the C fan-out is then
+#: not used: it could not free the sessions it owns).
+DEALLOC_ADDRESS = _dealloc_address() if PROTECT_ADDRESS else 0
+
+
+def new_tx_context(keys: SrtpKeys) -> int:
+    """A new outbound libsrtp session for RTP only (same keys and policy as
+    :class:`SrtpSession`'s), returned as its raw address: the caller **owns** it and must
+    hand it to something that frees it with ``srtp_dealloc`` exactly once (``rtp._fanout.Viewer``).
+
+    The session's keystream for RTP is separate from SRTCP's, so this session (used by one
+    fan-out worker for the viewer's RTP) and :class:`SrtpSession` (used on the trio thread
+    for its SRTCP: sender reports, BYE) never share state or keystream.
+    Raises ``pylibsrtp.Error`` when libsrtp refuses the keys."""
+    from pylibsrtp import _binding
+
+    policy = Policy(key=keys.tx_key + keys.tx_salt, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=keys.profile)
+    policy.allow_repeat_tx = True
+    ffi, lib = _binding.ffi, _binding.lib
+    ptr = ffi.new("srtp_t *")
+    rc = lib.srtp_create(ptr, policy._policy)  # type: ignore[attr-defined]
+    if rc != lib.srtp_err_status_ok:
+        raise pylibsrtp.Error(_error_text(rc))
+    return int(ffi.cast("uintptr_t", ptr[0]))
 
 
 def _context_address(session: Session) -> int:
