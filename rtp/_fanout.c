@@ -152,7 +152,8 @@ typedef struct {
     int started;
     long tid; /* atomic: kernel thread id, for per-thread CPU */
     pthread_mutex_t mu;
-    pthread_cond_t cv, space;
+    pthread_cond_t cv, space, idle;
+    int waiters; /* atomic: Viewer.close calls waiting for the end of a send batch */
     Cmd *ring;
     unsigned cap, head, count;
     int stop;
@@ -226,6 +227,16 @@ static void flush(Worker *w) {
     w->n = 0;
 }
 
+static void batch_begin(Worker *w) { __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST); }
+static void batch_end(Worker *w) {
+    __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&w->waiters, __ATOMIC_SEQ_CST)) { /* a close waits for this batch */
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->idle);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
 /* queue `len` bytes already in w->bufs[w->n] for viewer v / slot s */
 static void queue_out(Worker *w, Viewer *v, Slot *s, int len) {
     int n = w->n;
@@ -238,11 +249,13 @@ static void queue_out(Worker *w, Viewer *v, Slot *s, int len) {
     w->msgs[n].msg_hdr.msg_iovlen = 1;
     w->owners[n] = s;
     w->n = n + 1;
-    if (w->n == BATCH) flush(w);
+    if (w->n == BATCH) {
+        flush(w);
+        batch_end(w); /* a close waits at most for one sendmmsg */
+        batch_begin(w);
+    }
 }
 
-static void batch_begin(Worker *w) { __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST); }
-static void batch_end(Worker *w) { __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST); }
 
 static int closed(Viewer *v) { return __atomic_load_n(&v->closed, __ATOMIC_SEQ_CST); }
 
@@ -553,6 +566,7 @@ static void engine_free(Engine *e) {
             pthread_mutex_destroy(&w->mu);
             pthread_cond_destroy(&w->cv);
             pthread_cond_destroy(&w->space);
+            pthread_cond_destroy(&w->idle);
         }
         free(e->workers);
     }
@@ -602,6 +616,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
         pthread_cond_init(&w->space, NULL);
+        pthread_cond_init(&w->idle, NULL);
         w->ring = e->threaded ? calloc((size_t)ring_slots, sizeof(Cmd)) : NULL;
         if (e->threaded && w->ring == NULL) {
             self->e = e;
@@ -1043,9 +1058,14 @@ static void viewer_close(ViewerObject *self) {
     if (e->threaded && !e->closed) {
         Worker *w = &e->workers[v->worker];
         uint64_t s = __atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST);
-        if (s & 1) {
+        if (s & 1) { /* sleep (the GIL released) until that batch is over: a few µs */
             Py_BEGIN_ALLOW_THREADS
-            while (__atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST) == s) sched_yield();
+            pthread_mutex_lock(&w->mu);
+            __atomic_add_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST) == s)
+                pthread_cond_wait(&w->idle, &w->mu);
+            __atomic_sub_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&w->mu);
             Py_END_ALLOW_THREADS
         }
     }

@@ -380,15 +380,10 @@ class Peer:
                        remote=f"{addr[0]}:{addr[1]}",
                        after=f"{now - self.created:.3f}s")
             self.addr = self.ice.nominated
-            sendto = self.mux.sendto_for(self.addr)
-            fd = self.mux.fileno_for(self.addr)
             for track in self.out.values():
                 track.addr = self.addr
-                if self.srtp is not None:
-                    track.sendto = sendto
-                    track.fd = fd
-            if self._viewer is not None:
-                self._viewer.set_address(fd, self.addr)
+            if self.srtp is not None:
+                self._bind_transport()
 
     def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """A DTLS datagram from one of our checked addresses."""
@@ -499,10 +494,9 @@ class Peer:
         except ParseError:
             self.dropped[refused] += 1
             return False
-        sendto = track.sendto if not track.native_send else None
-        if sendto is not None:  # not the mux socket (e.g. ICE-TCP): the track's own sender
-            try:
-                sendto(out, self.addr)  # type: ignore[arg-type]
+        if not track.native_send or track.fd < 0:  # not the mux socket (e.g. ICE-TCP): the
+            try:  # track's own sender (framing, queue)
+                track.sendto(out, self.addr)  # type: ignore[arg-type]
             except OSError:
                 track.dropped_py += 1
                 return False
@@ -575,6 +569,7 @@ class Peer:
         self.srtp = SrtpSession(keys)
         if self.addr is None:
             self.addr = self.ice.nominated or self._dtls_addr
+        self._bind_transport()
         self._go_native(keys)
         self.connected_at = now
         profile = self.dtls.srtp_profile
@@ -619,10 +614,12 @@ class Peer:
             track.bind(viewer, slot)
         self._viewer = viewer
 
-    def _steady(self) -> None:
-        """Join the Source's fast path: from now on it sends to us directly."""
-        assert self.srtp is not None and self.addr is not None
-        viewer = self._viewer
+    def _bind_transport(self) -> None:
+        """Where our media goes (once DTLS is up, and again after an ICE change): each
+        track's ``sendto``/``fd`` from the mux for :attr:`addr` (a transport that is not the
+        UDP mux socket gives ``fd`` -1 and its own ``sendto``), and the C viewer's address."""
+        if self.addr is None or self.srtp is None:
+            return
         sendto = self.mux.sendto_for(self.addr)
         fd = self.mux.fileno_for(self.addr)
         for track in self.out.values():
@@ -631,6 +628,17 @@ class Peer:
             track.addr = self.addr
             track.srtp_ctx = self.srtp.context_address
             track.fd = fd
+        if self._viewer is not None:
+            # a native viewer whose new address is not on the mux socket cannot be sent to
+            # by sendmmsg: its packets are dropped and counted (ICE-TCP viewers are decided
+            # at connect time and never native)
+            self._viewer.set_address(fd, self.addr)
+
+    def _steady(self) -> None:
+        """Join the Source's fast path: from now on it sends to us directly."""
+        assert self.srtp is not None and self.addr is not None
+        viewer = self._viewer
+        for track in self.out.values():
             if viewer is not None:
                 viewer.set_track(track.slot, track.payload_type, track.ssrc,
                                  track.seq_delta & 0xFFFF, track.ts_delta & 0xFFFFFFFF)

@@ -199,6 +199,7 @@ class Source:
         self._given_engine = engine
         self._workers = workers
         self._own_engine: Any = None
+        self._peer_scope = trio.CancelScope(shield=True)
         #: The slow path: receivers whose ``forward(pkt)`` is called (a viewer still
         #: sending its initial GOP burst queues live packets this way).
         self.listeners: list[Peer] = []
@@ -232,10 +233,19 @@ class Source:
                 self.ports[kind] = sock.getsockname()[1]
                 self.state[kind].port = self.ports[kind]
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._nursery = await nursery.start(self._run_peers)
                 for kind, sock in zip(self.kinds, self._sockets, strict=True):
                     nursery.start_soon(self._reader, kind, sock)
                 task_status.started(dict(self.ports))
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    # first the tables (the workers skip what is queued for this Source),
+                    # then the viewers: closing one then never waits for a worker to finish
+                    # a send batch of this Source
+                    for table in self.tables.values():
+                        table.close()
+                    self._peer_scope.cancel()
         finally:
             self.closed = True
             self._nursery = None
@@ -254,6 +264,15 @@ class Source:
             if self._own_engine is not None:
                 self._own_engine.close()  # joins its threads
                 self._own_engine = None
+
+    async def _run_peers(self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+        """The nursery the Peers run in, cancelled by :meth:`run` (after the tables closed),
+        not directly by whatever cancels the Source."""
+        with self._peer_scope:
+            async with trio.open_nursery() as peers:
+                task_status.started(peers)
+                await trio.sleep_forever()
 
     def attach(self, peer: Peer) -> None:
         """Run ``peer`` in this Source's nursery (it ends when the Source does)."""

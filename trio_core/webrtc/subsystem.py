@@ -91,6 +91,7 @@ def forwarder(config: Config) -> Forwarder:
         limits=admission_limits(config),
         gop_max_bytes=config["relay.gop_max_bytes"],
         gop_max_packets=config["relay.gop_max_packets"],
+        fanout_workers=config["webrtc.fanout_workers"] or None,
     )
 
 
