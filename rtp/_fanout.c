@@ -41,6 +41,7 @@
  * packet too long, or a full ring.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
 #include <Python.h>
 
 #include <arpa/inet.h>
@@ -49,6 +50,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -439,6 +441,9 @@ static void run(Worker *w, Cmd *c) {
 
 static void *worker_main(void *arg) {
     Worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "rtp-fanout-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     __atomic_store_n(&w->tid, (long)syscall(SYS_gettid), __ATOMIC_RELEASE);
     Cmd local[TAKE];
     for (;;) {
@@ -1162,58 +1167,71 @@ static PyTypeObject ViewerType = {
 
 /* -- the kernel floor (bench) -------------------------------------------------------------- */
 
-static PyObject *floor_send(PyObject *Py_UNUSED(self), PyObject *args) {
-    /* floor_send(fd, data, addrs) -> sent: one sendmmsg per 64 of `addrs` with the same
-     * ready bytes (no rewrite, no SRTP), the GIL released: what the kernel alone costs */
-    int fd;
-    Py_buffer data;
+typedef struct {
+    struct sockaddr_in6 sa;
+    socklen_t len;
+} FloorAddr;
+
+static PyObject *floor_addrs(PyObject *Py_UNUSED(self), PyObject *args) {
+    /* floor_addrs([(host, port), ...]) -> bytes: the resolved addresses for floor_send */
     PyObject *addrs;
-    if (!PyArg_ParseTuple(args, "iy*O!", &fd, &data, &PyList_Type, &addrs)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &addrs)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(addrs);
-    struct sockaddr_in6 *sa = calloc((size_t)(n ? n : 1), sizeof(*sa));
-    socklen_t *lens = calloc((size_t)(n ? n : 1), sizeof(socklen_t));
-    struct mmsghdr *msgs = calloc(BATCH, sizeof(struct mmsghdr));
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(FloorAddr));
+    if (blob == NULL) return NULL;
+    FloorAddr *fa = (FloorAddr *)PyBytes_AS_STRING(blob);
+    memset(fa, 0, (size_t)n * sizeof(FloorAddr));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_addr(PyList_GET_ITEM(addrs, i), &fa[i].sa, &fa[i].len) < 0) {
+            Py_DECREF(blob);
+            return NULL;
+        }
+    }
+    return blob;
+}
+
+static PyObject *floor_send(PyObject *Py_UNUSED(self), PyObject *args) {
+    /* floor_send(fd, data, addrs_blob) -> sent: the kernel floor of the fan-out (bench): the
+     * same ready bytes (no rewrite, no SRTP) to every address, one sendmmsg per 64, the GIL
+     * released */
+    int fd;
+    Py_buffer data, blob;
+    if (!PyArg_ParseTuple(args, "iy*y*", &fd, &data, &blob)) return NULL;
+    const FloorAddr *fa = blob.buf;
+    Py_ssize_t n = blob.len / (Py_ssize_t)sizeof(FloorAddr);
+    struct mmsghdr msgs[BATCH];
     struct iovec iov = {data.buf, (size_t)data.len};
     long total = 0;
-    if (sa == NULL || lens == NULL || msgs == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (parse_addr(PyList_GET_ITEM(addrs, i), &sa[i], &lens[i]) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t off = 0; off < n; off += BATCH) {
         int k = (int)(n - off < BATCH ? n - off : BATCH);
         for (int i = 0; i < k; i++) {
             memset(&msgs[i], 0, sizeof(msgs[i]));
-            msgs[i].msg_hdr.msg_name = &sa[off + i];
-            msgs[i].msg_hdr.msg_namelen = lens[off + i];
+            msgs[i].msg_hdr.msg_name = (void *)&fa[off + i].sa;
+            msgs[i].msg_hdr.msg_namelen = fa[off + i].len;
             msgs[i].msg_hdr.msg_iov = &iov;
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        int done_ = 0;
-        while (done_ < k) {
-            int r = sendmmsg(fd, msgs + done_, (unsigned)(k - done_), 0);
+        int done = 0;
+        while (done < k) {
+            int r = sendmmsg(fd, msgs + done, (unsigned)(k - done), 0);
             if (r < 0) {
-                if (errno == EINTR) continue;
-                done_++;
+                if (errno != EINTR) done++;
                 continue;
             }
             total += r;
-            done_ += r;
+            done += r;
         }
     }
     Py_END_ALLOW_THREADS
-done:
-    free(sa);
-    free(lens);
-    free(msgs);
     PyBuffer_Release(&data);
-    if (PyErr_Occurred()) return NULL;
+    PyBuffer_Release(&blob);
     return PyLong_FromLong(total);
 }
 
 static PyMethodDef methods[] = {
+    {"floor_addrs", floor_addrs, METH_VARARGS,
+     "floor_addrs([(host, port), ...]) -> bytes: resolved addresses for floor_send (bench)"},
     {"floor_send", floor_send, METH_VARARGS,
      "floor_send(fd, data, addrs) -> sent: the kernel floor of the fan-out (bench)"},
     {NULL, NULL, 0, NULL},
