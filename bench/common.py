@@ -157,11 +157,6 @@ def thread_cpu(pid: int) -> dict[str, float]:
 
 def thread_cpu_pct(before: dict[str, float], after: dict[str, float],
                    window: float) -> dict[str, float]:
-    """Per-thread CPU % over ``window`` seconds, busiest first; threads under 0.5 % are
-    summed as ``"other"``."""
+    """Per-thread CPU % over ``window`` seconds of every thread, busiest first."""
     pct = {k: 100.0 * (v - before.get(k, 0.0)) / window for k, v in after.items()}
-    busy = {k: round(v, 1) for k, v in sorted(pct.items(), key=lambda kv: -kv[1]) if v >= 0.5}
-    rest = sum(v for v in pct.values() if v < 0.5)
-    if rest >= 0.05:
-        busy["other"] = round(rest, 1)
-    return busy
+    return {k: round(v, 1) for k, v in sorted(pct.items(), key=lambda kv: -kv[1])}

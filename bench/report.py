@@ -42,7 +42,8 @@ def _fmt(value: Any, fmt: str) -> str:
     if value is None:
         return "-"
     if fmt == "threads":  # the busiest server threads: "name pct" (tid dropped)
-        return ", ".join(f"{k.rsplit(':', 1)[0]} {v:.0f}" for k, v in list(value.items())[:5]) or "-"
+        busy = [(k, v) for k, v in value.items() if v >= 0.5][:5]
+        return ", ".join(f"{k.rsplit(':', 1)[0]} {v:.0f}" for k, v in busy) or "-"
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
