@@ -47,13 +47,16 @@ from .srtp import DEALLOC_ADDRESS, PROTECT_ADDRESS
 if TYPE_CHECKING:
     from .media import SourcePacket
 
-__all__ = ["NATIVE", "REFUSALS", "RING_SLOTS", "Engine", "default_workers", "fan_out_python",
+__all__ = ["MAX_TRACKS", "NATIVE", "REFUSALS", "RING_SLOTS", "Engine", "default_workers", "fan_out_python",
            "open_engine"]
 
 _HEADER = struct.Struct("!BBHII")
 #: Commands a worker's ring holds (live packets may use all but the last 64, kept for
 #: viewer changes); at 250 packets/s per track that is seconds of backlog per worker.
 RING_SLOTS = 4096
+#: Tracks (slots) a C viewer has (``rtp._fanout.MAX_SLOTS``): a viewer with more stays on
+#: the Python path.
+MAX_TRACKS = 4
 #: ``Viewer.send`` refusal reasons by index (how they show in ``Peer.dropped``).
 REFUSALS = ("srtp-protect", "nack-too-old", "rtx-protect", "srtp-protect")
 

@@ -40,7 +40,7 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
-from .fanout import REFUSALS
+from .fanout import MAX_TRACKS, REFUSALS
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
 from .rtcp import (
@@ -595,7 +595,7 @@ class Peer:
         keys of :attr:`srtp`, whose own outbound session then only protects our SRTCP)."""
         engine = getattr(self.source, "engine", None)
         tables = getattr(self.source, "tables", {})
-        if engine is None or self.addr is None or not self.out:
+        if engine is None or self.addr is None or not 0 < len(self.out) <= MAX_TRACKS:
             return
         if not all(t.native_send and t.kind in tables for t in self.out.values()):
             return  # e.g. ICE-TCP: protect + the track's own sendto (the Python path)
