@@ -213,11 +213,11 @@ def summary_lines(results: list[ServerResult]) -> list[str]:
     floor at that step), projected viewers per core, per-thread CPU, latency."""
     out = ["| server | workers | max viewers, loss < 0.1 % | max viewers, loss ≤ 1 % | server µs/pkt there | "
            "× kernel floor | ≈ viewers per CPU core at this bitrate | server threads cpu% there | "
-           "p50 / p99 latency at that step |",
-           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "p50 / p99 latency at that step | KiB per added viewer |",
+           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         if not r.steps:
-            out.append(f"| {r.name} | {r.workers} | not run | | | | | | {r.error} |")
+            out.append(f"| {r.name} | {r.workers} | not run | | | | | | {r.error} | |")
             continue
         ref_fps = _ref(r)
         clean = _best(r, lambda s, f=ref_fps: _clean(s, 0.1, f))
@@ -237,9 +237,21 @@ def summary_lines(results: list[ServerResult]) -> list[str]:
         out.append(
             f"| {r.name} | {r.workers} | {clean.viewers if clean else 0} | {ok.viewers if ok else 0} | "
             f"{_fmt(ref.cpu_us_per_pkt if ref else None, '{:.1f}')} | {ratio} | {per_core} | "
-            f"{_threads(ref)} | {lat} |"
+            f"{_threads(ref)} | {lat} | {_marginal_kib(r)} |"
         )
     return out
+
+
+def _marginal_kib(r: ServerResult) -> str:
+    """Memory per *added* viewer: the RSS growth between the two largest steps with all
+    viewers connected, per viewer added (the KiB/viewer column also spreads one-time costs,
+    e.g. the DTLS stack loaded with the first viewer, over the viewers)."""
+    steps = [s for s in r.steps if s.rss_kib_per_viewer is not None and s.connected == s.viewers]
+    if len(steps) < 2:
+        return "-"
+    a, b = steps[-2], steps[-1]
+    grown = b.rss_kib_per_viewer * b.viewers - a.rss_kib_per_viewer * a.viewers  # type: ignore[operator]
+    return f"{grown / (b.viewers - a.viewers):.0f} ({a.viewers}→{b.viewers})"
 
 
 def per_step_ratios(results: list[ServerResult]) -> list[str]:
