@@ -452,3 +452,23 @@ async def test_stopping_a_source_ends_its_work_within_100_ms() -> None:
     mux.sock.close()
     for s in sinks:
         s.sock.close()
+
+
+async def test_the_forwarders_workers_end_with_it_also_on_cancellation() -> None:
+    """The forwarder's engine (made with its first Source) belongs to ``Forwarder.run``:
+    cancelling ``run`` closes the Source, and the worker threads are joined before ``run``
+    returns — none is left behind."""
+    from rtp.forwarder import Forwarder
+
+    forwarder = Forwarder(fanout_workers=3)
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(forwarder.run)
+            source = await nursery.start(forwarder.open_source, "cam", ("video",))
+            engine = forwarder.engine
+            assert source.engine is engine and engine.workers == 3
+            tids = {w["tid"] for w in engine.stats()}
+            assert all(os.path.exists(f"/proc/self/task/{t}") for t in tids)
+            scope.cancel()
+    assert forwarder.engine is None and engine.closed and source.closed
+    assert not any(os.path.exists(f"/proc/self/task/{t}") for t in tids), "a thread is left"
