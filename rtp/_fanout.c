@@ -70,6 +70,8 @@ typedef int (*srtp_dealloc_fn)(void *ctx);
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ADD(p, n) __atomic_fetch_add((p), (n), __ATOMIC_RELAXED)
+/* a counter only the owning worker writes (readers load it atomically): no lock prefix */
+#define BUMP(p, n) __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 
 typedef struct Engine Engine;
 typedef struct Viewer Viewer;
@@ -88,7 +90,8 @@ typedef struct {
     uint32_t ts_delta;
     Table *table; /* joined table (worker-owned), NULL when not on a fan-out */
     int index;    /* position in table->stripes[worker] */
-    uint64_t packets, bytes, dropped, retransmitted; /* atomic */
+    /* atomic; packets, bytes, retransmitted written by the owning worker only */
+    uint64_t packets, bytes, dropped, retransmitted;
 } Slot;
 
 struct Viewer {
@@ -221,8 +224,8 @@ static void flush(Worker *w) {
             continue;
         }
         for (int i = off; i < off + sent; i++) {
-            ADD(&w->owners[i]->packets, 1);
-            ADD(&w->owners[i]->bytes, (uint64_t)w->msgs[i].msg_len);
+            BUMP(&w->owners[i]->packets, 1);
+            BUMP(&w->owners[i]->bytes, (uint64_t)w->msgs[i].msg_len);
         }
         off += sent;
     }
@@ -341,11 +344,11 @@ static void run_raw(Worker *w, Viewer *v, int slot, Pkt *p, unsigned kind, unsig
         return;
     }
     if (kind == K_MEDIA) {
-        ADD(&s->packets, 1);
-        ADD(&s->bytes, (uint64_t)len);
+        BUMP(&s->packets, 1);
+        BUMP(&s->bytes, (uint64_t)len);
     } else {
-        ADD(&s->retransmitted, 1);
-        if (kind == K_RTX) ADD(&v->rtx_sent, 1);
+        BUMP(&s->retransmitted, 1);
+        if (kind == K_RTX) BUMP(&v->rtx_sent, 1);
     }
 }
 
