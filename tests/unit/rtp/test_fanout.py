@@ -280,3 +280,25 @@ def test_a_full_ring_drops_for_that_stripe_and_counts_per_viewer() -> None:
             packets_, _, dropped = counters(v)
             assert packets_ + dropped == n, (packets_, dropped)
         assert table.count() == 0
+
+
+def test_an_address_change_takes_effect_in_order() -> None:
+    """ICE switched the viewer to another address: packets fanned out before the change go
+    to the old one, after it to the new one; none lost, none doubled, counted once."""
+    with udp(3) as (sender, old, new), engine(2) as eng:
+        table = eng.table()
+        k = keys(GCM)
+        viewer = native_viewer(eng, table, k, sender, old.getsockname(), 0)
+        pkts = packets()
+        for pkt in pkts[:10]:
+            table.fan_out(pkt.data, pkt.seq, pkt.ts)
+        viewer.set_address(sender.fileno(), new.getsockname())
+        for pkt in pkts[10:]:
+            table.fan_out(pkt.data, pkt.seq, pkt.ts)
+        eng.sync()
+        got_old, got_new = drain(old), drain(new)
+        assert (len(got_old), len(got_new)) == (10, len(pkts) - 10)
+        session = SrtpSession(swapped(k))
+        seqs = [parse_rtp(session.unprotect(d)).sequence for d in got_old + got_new]
+        assert seqs == [(p.seq + params(0)[2]) & 0xFFFF for p in pkts]
+        assert counters(viewer)[::2] == (len(pkts), 0)
