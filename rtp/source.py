@@ -233,11 +233,11 @@ class Source:
                 self.ports[kind] = sock.getsockname()[1]
                 self.state[kind].port = self.ports[kind]
             async with trio.open_nursery() as nursery:
-                self._nursery = await nursery.start(self._run_peers)
-                for kind, sock in zip(self.kinds, self._sockets, strict=True):
-                    nursery.start_soon(self._reader, kind, sock)
-                task_status.started(dict(self.ports))
                 try:
+                    self._nursery = await nursery.start(self._run_peers)
+                    for kind, sock in zip(self.kinds, self._sockets, strict=True):
+                        nursery.start_soon(self._reader, kind, sock)
+                    task_status.started(dict(self.ports))
                     await trio.sleep_forever()
                 finally:
                     # first the tables (the workers skip what is queued for this Source),
