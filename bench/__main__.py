@@ -4,6 +4,11 @@
 steps stop once loss exceeds 1 %) against every available server and writes
 ``bench/RESULTS.md``; ``--quick`` is a smoke run (a few viewers, a few seconds).
 
+``--workers 1,2`` runs trio-core (``fanout_workers``) and Janus (``event_loops``) once per
+worker count; ``kernel-floor`` is the same viewers served by a minimal C loop that only
+``sendmmsg`` ready bytes (no SRTP, no per-viewer Python; ``bench/trio_core_server.py``),
+and the summary prints each server's µs/packet as a ratio to it.
+
 Janus cannot use loopback ICE candidates (it skips loopback interfaces), so when Janus is
 benchmarked the whole bench re-executes itself inside a private network namespace
 (``unshare -n``: ``lo`` plus a veth pair 10.200.0.1/10.200.0.2 that exists only there);
@@ -13,6 +18,7 @@ nothing leaves the namespace. trio-core and aiortc use 127.0.0.1 either way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import shutil
@@ -31,7 +37,9 @@ from trio_core.ffmpeg.binary import find_ffmpeg
 
 FULL_STEPS = [1, 10, 50, 100, 200, 300, 400, 500, 1000]
 QUICK_STEPS = [1, 3]
-ALL_SERVERS = ["trio-core", "trio-core-py", "janus", "aiortc"]
+ALL_SERVERS = ["kernel-floor", "trio-core", "trio-core-py", "janus", "aiortc"]
+#: the servers the --workers axis applies to
+WORKER_AXIS = ("trio-core", "janus")
 
 NETNS_SETUP = (
     "ip link set lo up && ip link add bva type veth peer name bvb && "
@@ -44,7 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: few viewers, seconds")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
-                    help="comma-separated subset of trio-core,trio-core-py,janus,aiortc")  # fmt: skip
+                    help="comma-separated subset of " + ",".join(ALL_SERVERS))  # fmt: skip
+    ap.add_argument("--workers", default="1",
+                    help="worker counts for trio-core (fanout_workers) and Janus (event_loops), "
+                         "e.g. 1,2")  # fmt: skip
     ap.add_argument("--steps", default="", help="viewer counts, e.g. 1,10,50")
     ap.add_argument("--window", type=float, default=0.0, help="measurement seconds per step")
     ap.add_argument("--max-loss", type=float, default=1.0, help="stop a server above this loss %%")
@@ -104,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         trio_core_cmd=shlex.split(args.trio_core_cmd) if args.trio_core_cmd else None,
         verbose=not args.quiet,
     )
+    workers = [int(x) for x in args.workers.split(",") if x.strip()] or [1]
+    axis = len(workers) > 1
+    runs = [(name, w) for name in servers for w in (workers if name in WORKER_AXIS else [1])]
     results: list[ServerResult] = []
-    for name in servers:
+    for name, count in runs:
+        shown = runner.label(name, count, axis)
         if runner.ABORTED:
-            results.append(ServerResult(name, "?", error="bench interrupted"))
+            results.append(ServerResult(shown, "?", error="bench interrupted"))
             continue
         if name == "janus" and (not in_netns or janus_mod.available() is None):
             why = (
@@ -116,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
                 else "Janus never uses loopback ICE candidates; it needs the bench's network "
                 "namespace (run as root with unshare and ip available, without --no-netns)"
             )
-            results.append(ServerResult("janus", janus_mod.version(), error=why))
+            results.append(ServerResult(shown, janus_mod.version(), error=why))
             continue
-        if name in ("trio-core", "trio-core-py"):
+        if name in ("trio-core", "trio-core-py", "kernel-floor"):
             from bench.trio_core_server import pick_mode
 
             if pick_mode() is None:
-                results.append(ServerResult(name, "?", error=(
+                results.append(ServerResult(shown, "?", error=(
                     "rtp/forwarder.py (the Forwarder façade) is not in this tree yet")))
                 continue
-        results.append(trio.run(run_server, name, opts))
+        results.append(trio.run(run_server, name, dataclasses.replace(opts, workers=count),
+                                shown))
     product: ProductResult | None = None
     n_product = args.product_viewers if args.product_viewers >= 0 else (3 if args.quick else 20)
     if "trio-core" in servers and n_product > 0 and not runner.ABORTED:

@@ -134,3 +134,29 @@ def udp_drops(inodes: set[int]) -> int:
         pass
     return total
 
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of every thread of ``pid``, by ``"<name>:<tid>"``
+    (``/proc/<pid>/task/*/stat``); threads that ended are missing."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def thread_cpu_pct(before: dict[str, float], after: dict[str, float],
+                   window: float) -> dict[str, float]:
+    """Per-thread CPU % over ``window`` seconds of every thread, busiest first."""
+    pct = {k: 100.0 * (v - before.get(k, 0.0)) / window for k, v in after.items()}
+    return {k: round(v, 1) for k, v in sorted(pct.items(), key=lambda kv: -kv[1])}

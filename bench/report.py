@@ -34,12 +34,16 @@ COLUMNS = [
     ("nacks", "nacks", "{}"),
     ("loadgen_cpu_pct", "gen cpu%", "{:.0f}"),
     ("gen_drops", "gen drops", "{}"),
+    ("threads", "server threads cpu%", "threads"),
 ]
 
 
 def _fmt(value: Any, fmt: str) -> str:
     if value is None:
         return "-"
+    if fmt == "threads":  # the busiest server threads: "name pct" (tid dropped)
+        busy = [(k, v) for k, v in value.items() if v >= 0.5][:5]
+        return ", ".join(f"{k.rsplit(':', 1)[0]} {v:.0f}" for k, v in busy) or "-"
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
@@ -154,7 +158,7 @@ def _ref(r: ServerResult) -> float:
 
 
 def _targets(results: list[ServerResult], product: ProductResult | None = None) -> list[str]:
-    tc = next((r for r in results if r.name == "trio-core"), None)
+    tc = next((r for r in results if (r.kind or r.name) == "trio-core"), None)
     lines = ["| target | trio-core | status |", "|---|---|---|"]
     if tc is None or not tc.steps:
         why = tc.error if tc else "not benchmarked"
@@ -191,14 +195,29 @@ def _targets(results: list[ServerResult], product: ProductResult | None = None) 
     return lines
 
 
+def _floor_at(results: list[ServerResult], viewers: int) -> float | None:
+    """The kernel floor's µs/packet at ``viewers`` (or its nearest step below)."""
+    floor = next((r for r in results if (r.kind or r.name) == "kernel-floor" and r.steps), None)
+    if floor is None:
+        return None
+    steps = [s for s in floor.steps if s.viewers <= viewers and s.cpu_us_per_pkt]
+    return steps[-1].cpu_us_per_pkt if steps else None
+
+
+def _threads(step: StepResult | None) -> str:
+    return _fmt(step.threads, "threads") if step is not None and step.threads else "-"
+
+
 def summary_lines(results: list[ServerResult]) -> list[str]:
-    """Per server: largest clean step, cost per packet there, projected viewers per core."""
-    out = ["| server | max viewers, loss < 0.1 % | max viewers, loss ≤ 1 % | server µs/pkt there | "
-           "≈ viewers per CPU core at this bitrate | p50 / p99 latency at that step |",
-           "|---|---|---|---|---|---|"]  # fmt: skip
+    """Per server: largest clean step, cost per packet there (and as a ratio to the kernel
+    floor at that step), projected viewers per core, per-thread CPU, latency."""
+    out = ["| server | workers | max viewers, loss < 0.1 % | max viewers, loss ≤ 1 % | server µs/pkt there | "
+           "× kernel floor | ≈ viewers per CPU core at this bitrate | server threads cpu% there | "
+           "p50 / p99 latency at that step | KiB per added viewer |",
+           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         if not r.steps:
-            out.append(f"| {r.name} | not run | | | | {r.error} |")
+            out.append(f"| {r.name} | {r.workers} | not run | | | | | | {r.error} | |")
             continue
         ref_fps = _ref(r)
         clean = _best(r, lambda s, f=ref_fps: _clean(s, 0.1, f))
@@ -211,10 +230,48 @@ def summary_lines(results: list[ServerResult]) -> list[str]:
         lat = "-"
         if ref and ref.latency_ms_p50 is not None:
             lat = f"{ref.latency_ms_p50:.2f} / {ref.latency_ms_p99:.2f} ms"
+        floor = _floor_at(results, ref.viewers) if ref else None
+        ratio = "-"
+        if floor and ref and ref.cpu_us_per_pkt and (r.kind or r.name) != "kernel-floor":
+            ratio = f"{ref.cpu_us_per_pkt / floor:.2f}×"
         out.append(
-            f"| {r.name} | {clean.viewers if clean else 0} | {ok.viewers if ok else 0} | "
-            f"{_fmt(ref.cpu_us_per_pkt if ref else None, '{:.1f}')} | {per_core} | {lat} |"
+            f"| {r.name} | {r.workers} | {clean.viewers if clean else 0} | {ok.viewers if ok else 0} | "
+            f"{_fmt(ref.cpu_us_per_pkt if ref else None, '{:.1f}')} | {ratio} | {per_core} | "
+            f"{_threads(ref)} | {lat} | {_marginal_kib(r)} |"
         )
+    return out
+
+
+def _marginal_kib(r: ServerResult) -> str:
+    """Memory per *added* viewer: the RSS growth between the two largest steps with all
+    viewers connected, per viewer added (the KiB/viewer column also spreads one-time costs,
+    e.g. the DTLS stack loaded with the first viewer, over the viewers)."""
+    steps = [s for s in r.steps if s.rss_kib_per_viewer is not None and s.connected == s.viewers]
+    if len(steps) < 2:
+        return "-"
+    a, b = steps[-2], steps[-1]
+    grown = b.rss_kib_per_viewer * b.viewers - a.rss_kib_per_viewer * a.viewers  # type: ignore[operator]
+    return f"{grown / (b.viewers - a.viewers):.0f} ({a.viewers}→{b.viewers})"
+
+
+def per_step_ratios(results: list[ServerResult]) -> list[str]:
+    """µs/packet per step, and as a ratio to the kernel floor's at the same step."""
+    steps = sorted({s.viewers for r in results for s in r.steps})
+    shown = [r for r in results if r.steps]
+    out = ["| N | " + " | ".join(r.name for r in shown) + " |", "|---|" + "---|" * len(shown)]
+    for n in steps:
+        cells = []
+        for r in shown:
+            s = next((x for x in r.steps if x.viewers == n), None)
+            if s is None or not s.cpu_us_per_pkt:
+                cells.append("-")
+                continue
+            floor = next((x.cpu_us_per_pkt for res in results
+                          if (res.kind or res.name) == "kernel-floor"
+                          for x in res.steps if x.viewers == n), None)
+            ratio = f" ({s.cpu_us_per_pkt / floor:.2f}×)" if floor and r.kind != "kernel-floor" else ""
+            cells.append(f"{s.cpu_us_per_pkt:.2f}{ratio}")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -295,7 +352,13 @@ def write_results(path: Path, results: list[ServerResult], opts: Options, argv: 
         *summary_lines(results),
         "",
         "`≈ viewers per CPU core` = 1 s / (µs per packet × packets per second per viewer), from the largest clean "
-        "step: what one fully used core would carry at that cost (the projection ignores contention).",
+        "step: what one fully used core would carry at that cost (the projection ignores contention). "
+        "`× kernel floor` = that µs/packet divided by the kernel floor's at the same step (a minimal C loop "
+        "`sendmmsg`-ing ready bytes to the same viewers: no SRTP, no per-viewer Python).",
+        "",
+        "Server CPU µs per forwarded packet at each step (× the kernel floor's at that step):",
+        "",
+        *per_step_ratios(results),
         "",
         "## Figures",
         "",

@@ -1,6 +1,10 @@
 """Runs one server through the viewer steps and measures it.
 
-Per server: start it (pinned to CPU 0 when pinning is on), start the tee and the one FFmpeg
+Per server and worker count W (``--workers``: trio-core's ``fanout_workers``, Janus's
+``event_loops``): start it pinned to the first W CPUs when pinning is on (the load
+generator, tee and FFmpeg on the others; when W covers every CPU they share all of them, and
+the server's own CPU time — ``/proc/<pid>/stat``, per thread ``/proc/<pid>/task/*/stat`` —
+is what separates its cost from the load generator's), start the tee and the one FFmpeg
 command (both inherit the bench's own CPU), wait for the stream, then for each step add
 viewers up to N (at most ``connect_concurrency`` in flight), let them settle, and measure a
 window: packets, loss, gaps, NACKs, server CPU (``/proc/<pid>/stat`` of the server process
@@ -27,7 +31,14 @@ from typing import Any
 import httpx
 import trio
 
-from bench.common import ffmpeg_rtp_argv, percentile, proc_sample, udp_drops
+from bench.common import (
+    ffmpeg_rtp_argv,
+    percentile,
+    proc_sample,
+    thread_cpu,
+    thread_cpu_pct,
+    udp_drops,
+)
 from bench.servers import AiortcServer, JanusServer, make_workdir
 from bench.viewer import Viewer, ViewerPool
 
@@ -51,6 +62,7 @@ class Options:
     janus_host: str = "10.200.0.2"  # viewer address inside the bench's network namespace
     trio_core_cmd: list[str] | None = None
     verbose: bool = True
+    workers: int = 1  # this run's worker threads / event loops (--workers axis)
 
 
 @dataclass
@@ -85,6 +97,9 @@ class StepResult:
     gen_drops: int = 0  # datagrams the kernel dropped at full viewer socket buffers
     fps_per_viewer: float = 0.0  # video frames (distinct RTP timestamps) per second per viewer
     server_sys_share: float | None = None  # kernel time / all CPU time of the server, %
+    workers: int = 1  # the server's worker threads / event loops in this run
+    #: CPU % over the window per server thread ("name:tid"), busiest first
+    threads: dict[str, float] = field(default_factory=dict)
     t0: float = 0.0
     t1: float = 0.0
 
@@ -99,6 +114,8 @@ class ServerResult:
     baseline_rss_mib: float | None = None
     tee_forwarded: int = 0
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    kind: str = ""  # the server ("trio-core", "janus", "kernel-floor", ...) without the axis
 
 
 ABORTED = False
@@ -129,14 +146,15 @@ def log(opts: Options, *args: Any) -> None:
 def make_server(name: str, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None,
                 opts: Options) -> Any:  # fmt: skip
     if name == "janus":
-        return JanusServer(workdir, http, pin)
+        return JanusServer(workdir, http, pin, loops=opts.workers)
     if name == "aiortc":
         return AiortcServer(workdir, http, pin)
-    if name in ("trio-core", "trio-core-py"):
+    if name in ("trio-core", "trio-core-py", "kernel-floor"):
         from bench.trio_core_server import TrioCoreServer
 
         return TrioCoreServer(workdir, http, pin, opts.trio_core_cmd,
-                              python_fanout=name == "trio-core-py")
+                              python_fanout=name == "trio-core-py", workers=opts.workers,
+                              floor=name == "kernel-floor")
     raise ValueError(f"unknown server {name!r}")
 
 
@@ -152,19 +170,28 @@ def _ms(x: float | None) -> float | None:
     return None if x is None else x * 1000
 
 
-async def run_server(name: str, opts: Options) -> ServerResult:
+def label(name: str, workers: int, axis: bool) -> str:
+    """The name a run shows in tables: the server, and its worker count on a workers axis."""
+    return f"{name} ×{workers}" if axis and name in ("trio-core", "janus") else name
+
+
+async def run_server(name: str, opts: Options, shown: str = "") -> ServerResult:
     workdir = make_workdir()
     cpus = sorted(os.sched_getaffinity(0))
     server_pin: set[int] | None = None
     if opts.pin and len(cpus) >= 2:
-        server_pin = {cpus[0]}
-        os.sched_setaffinity(0, set(cpus[1:]))
+        if opts.workers < len(cpus):
+            server_pin = set(cpus[:max(1, opts.workers)])
+            os.sched_setaffinity(0, set(cpus[max(1, opts.workers):]))
+        else:  # the server may use every CPU: the load generator shares them
+            server_pin = set(cpus)
     host = opts.janus_host if name == "janus" else "127.0.0.1"
-    result = ServerResult(name, "?")
+    result = ServerResult(shown or name, "?", workers=opts.workers, kind=name)
     limits = httpx.Limits(max_connections=opts.connect_concurrency + 8)
     tee: trio.Process | None = None
     tee_out = workdir / "tee.bin"
-    pool = ViewerPool(host=host, probes=opts.probes, sample_every=opts.sample_every)
+    pool = ViewerPool(host=host, probes=opts.probes, sample_every=opts.sample_every,
+                      verify=name != "kernel-floor")
     try:
         async with httpx.AsyncClient(limits=limits) as http, trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
@@ -210,7 +237,7 @@ async def run_server(name: str, opts: Options) -> ServerResult:
                 result.baseline_rss_mib = base2.rss / 2**20
             log(opts, f"{name}: source running; idle server cpu {result.baseline_cpu_pct}%")
             for n in opts.steps:
-                step = await _run_step(name, server, pool, n, opts, base2)
+                step = await _run_step(shown or name, server, pool, n, opts, base2)
                 result.steps.append(step)
                 log(opts, f"{name}: {n} viewers: connected {step.connected}, loss "
                           f"{step.loss_pct:.3f}%, {step.fps_per_viewer:.1f} fps, "
@@ -289,6 +316,7 @@ async def _run_step(name: str, server: Any, pool: ViewerPool, n: int, opts: Opti
     live = [v for v in pool.viewers if v.srtp is not None and not v.closed]
     await trio.sleep(opts.settle)
     me0, s0 = proc_sample(os.getpid()), proc_sample(server.pid)
+    th0 = thread_cpu(server.pid)
     snap0 = _snapshot(live)
     inodes = {os.fstat(v.sock.fileno()).st_ino for v in live}
     drops0 = udp_drops(inodes)
@@ -296,6 +324,7 @@ async def _run_step(name: str, server: Any, pool: ViewerPool, n: int, opts: Opti
     await trio.sleep(opts.window)
     t1 = time.time()
     me1, s1 = proc_sample(os.getpid()), proc_sample(server.pid)
+    th1 = thread_cpu(server.pid)
     snap1 = _snapshot(live)
     gen_drops = udp_drops(inodes) - drops0
     dexp = drec = 0
@@ -351,6 +380,8 @@ async def _run_step(name: str, server: Any, pool: ViewerPool, n: int, opts: Opti
         jitter_ms_p99=_ms(percentile(jit, 99)),
         gen_drops=gen_drops,
         fps_per_viewer=frames / window / len(live) if live else 0.0,
+        workers=opts.workers,
+        threads=thread_cpu_pct(th0, th1, window),
         t0=t0,
         t1=t1,
     )

@@ -82,10 +82,12 @@ async def _wait_http(url: str, timeout: float = 20.0) -> None:
 class JanusServer:
     name = "janus"
 
-    def __init__(self, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None) -> None:
+    def __init__(self, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None,
+                 loops: int | None = None) -> None:
         self.workdir = workdir
         self.http = http
         self.pin = pin
+        self.loops = loops
         self.pid = 0
         self.version = f"Janus {janus_mod.version()} (Debian), streaming plugin, RTP mountpoint"
         self.client: janus_mod.JanusClient | None = None
@@ -100,7 +102,7 @@ class JanusServer:
         # Static event loops (one per CPU it may use) instead of Janus's default thread per
         # PeerConnection: measured here, 22 vs 40 us/packet and 100 viewers clean vs 13 % loss.
         default_loops = len(self.pin) if self.pin else (os.cpu_count() or 1)
-        loops = int(os.environ.get("BENCH_JANUS_EVENT_LOOPS", default_loops))
+        loops = int(os.environ.get("BENCH_JANUS_EVENT_LOOPS", self.loops or default_loops))
         self.version += f", event_loops={loops or 'default (thread per PeerConnection)'}"
         janus_mod.write_config(folder, port, loops)
         log = open(self.workdir / "janus.log", "wb")  # noqa: SIM115

@@ -5,6 +5,12 @@ the tee feeds the Source ports directly, and a minimal WHEP endpoint (``POST /wh
 ``Forwarder.add_peer``) answers. This measures exactly "RTP into the Source -> SRTP out",
 like the Janus and aiortc columns. The product path (the real server, its API and its
 WHEP endpoint) is measured by ``bench/product.py``.
+
+``--workers N`` is the forwarder's ``fanout_workers``. ``--floor`` is the **kernel floor**:
+the same harness, viewers and signalling, but each producer packet goes to every viewer as
+the same ready bytes (padded by the 16 bytes an SRTP tag adds) in one C call that only
+``sendmmsg`` them to the pre-resolved viewer addresses (``rtp._fanout.floor_send``): no
+header rewrite, no SRTP, no per-viewer Python — what the kernel alone costs per packet.
 """
 
 from __future__ import annotations
@@ -46,20 +52,27 @@ class TrioCoreServer:
     (``RTP_FANOUT=python``, the ``trio-core-py`` column) instead of ``rtp/_fanout.c``."""
 
     def __init__(self, workdir: Path, http: httpx.AsyncClient, pin: set[int] | None,
-                 cmd: list[str] | None = None, *, python_fanout: bool = False) -> None:  # fmt: skip
+                 cmd: list[str] | None = None, *, python_fanout: bool = False,
+                 workers: int = 1, floor: bool = False) -> None:  # fmt: skip
         from bench.servers import WhepClientMixin
         from rtp import fanout
 
-        self.name = "trio-core-py" if python_fanout else "trio-core"
+        self.name = "kernel-floor" if floor else ("trio-core-py" if python_fanout else "trio-core")
+        self.workers = 1 if (python_fanout or floor) else workers
+        self.floor = floor
         self.workdir = workdir
         self.http = http
         self.pin = pin
         self.cmd = cmd
         self.pid = 0
         self.mode = pick_mode()
-        self.env = dict(os.environ, RTP_FANOUT="python") if python_fanout else None
+        self.env = dict(os.environ, RTP_FANOUT="python") if (python_fanout or floor) else None
         path = ("C fan-out, sendmmsg" if fanout.NATIVE and not python_fanout
                 else "Python fan-out")  # fmt: skip
+        if floor:
+            path = "kernel floor: sendmmsg of ready bytes, no SRTP, no per-viewer Python"
+        elif fanout.NATIVE and not python_fanout:
+            path += f", fanout_workers={self.workers}"
         self.version = f"trio-core ({self.mode or 'not available'} mode, {path})"
         self.url = ""
         self._whep = WhepClientMixin()
@@ -78,7 +91,8 @@ class TrioCoreServer:
         # --trio-core-cmd replaces the interpreter + module; the harness arguments are appended
         argv = [*(self.cmd or [sys.executable, "-m", "bench.trio_core_server"]),
                 "--port", str(port), "--info", str(info),
-                "--sdp", str(self.workdir / "source.sdp")]  # fmt: skip
+                "--sdp", str(self.workdir / "source.sdp"),
+                "--workers", str(self.workers)] + (["--floor"] if self.floor else [])  # fmt: skip
         if self.pin:
             argv = ["taskset", "-c", ",".join(map(str, sorted(self.pin))), *argv]
         async with trio.open_nursery() as nursery:
@@ -153,10 +167,35 @@ async def _read_request(stream: trio.SocketStream, buf: bytearray) -> tuple[str,
     return method, path, bytes(body[:length])
 
 
-async def harness(port: int, info: Path, sdp_path: Path) -> None:
+def install_floor() -> None:
+    """The kernel floor: replace the Source's (Python) fan-out loop by one C call per packet
+    that sends the same ready bytes to every viewer address (see the module docstring)."""
+    import rtp.source
+    from rtp import _fanout  # type: ignore[attr-defined]
+
+    pad = bytes(16)  # what an SRTP tag adds (AES-GCM): the same datagram sizes
+    cache: dict[int, tuple[int, int, bytes, int]] = {}
+    send, addrs_of = _fanout.floor_send, _fanout.floor_addrs
+
+    def floor(fan: list[Any], pkt: Any) -> None:
+        key = id(fan)
+        known = cache.get(key)
+        if known is None or known[0] != len(fan) or known[1] != id(fan[-1]):
+            known = (len(fan), id(fan[-1]), addrs_of([t.addr for t in fan]), fan[0].fd)
+            cache[key] = known
+        send(known[3], pkt.data + pad, known[2])
+
+    rtp.source.fan_out_python = floor  # type: ignore[assignment]
+
+
+async def harness(port: int, info: Path, sdp_path: Path, workers: int = 1,
+                  floor: bool = False) -> None:
     from rtp.forwarder import Forwarder  # type: ignore[import-not-found]
 
-    forwarder = Forwarder(host="127.0.0.1", port=0, advertise=["127.0.0.1"])
+    if floor:
+        install_floor()
+    forwarder = Forwarder(host="127.0.0.1", port=0, advertise=["127.0.0.1"],
+                          fanout_workers=workers)
     ready = False
     sessions: dict[str, str] = {}
 
@@ -213,9 +252,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--info", required=True)
     ap.add_argument("--sdp", required=True)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--floor", action="store_true")
     args = ap.parse_args()
     try:
-        trio.run(harness, args.port, Path(args.info), Path(args.sdp))
+        trio.run(partial(harness, args.port, Path(args.info), Path(args.sdp),
+                         workers=args.workers, floor=args.floor))
     except KeyboardInterrupt:
         pass
 

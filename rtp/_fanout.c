@@ -1,186 +1,297 @@
-/* rtp._fanout: the per-viewer hot path in C (optional accelerator of rtp/fanout.py).
+/* rtp._fanout: the per-viewer hot path in C — a fan-out table per Source track, served by
+ * native worker threads (the accelerator of rtp/fanout.py).
  *
- * fan_out(protect, tracks, data, seq, ts) sends one producer RTP packet to every viewer
- * track in `tracks` (a list of rtp.peer.OutTrack): per track it writes the RTP header with the
- * track's payload type, sequence/timestamp offsets and SSRC (the marker bit and everything
- * after the 12-byte header are kept), protects it in place with libsrtp's srtp_protect
- * (`protect` is its address, each track's `srtp_ctx` its session), and queues it; queued
- * packets go out with one sendmmsg(2) per batch on the track's `fd` (the mux socket).
+ * Objects
+ *   Engine(protect, dealloc, workers, ring_slots)  one per Forwarder (or standalone Source);
+ *       `protect`/`dealloc` are the addresses of libsrtp's srtp_protect / srtp_dealloc
+ *       (rtp.srtp). workers > 1 starts that many threads; workers == 1 runs every command
+ *       inline on the calling thread (no thread at all).
+ *   Table  = Engine.table()       the fan-out table of one Source track.
+ *   Viewer = Engine.viewer(ctx)   one viewer (one WebRTC session): its libsrtp outbound RTP
+ *       session `ctx` (ownership passes to the Viewer: it is srtp_dealloc'ed exactly once, by
+ *       the worker that owns the viewer after it was closed, or by Engine.close), its address
+ *       and socket, and up to MAX_SLOTS tracks (payload type, SSRC, seq/ts offsets, counters).
  *
- * It does exactly what rtp.fanout.fan_out_python does, counter for counter: `packets` and
- * `bytes` grow for every datagram the kernel took, `dropped` for every one it did not
- * (full socket buffer, bad address, protect failure, packet too long). It never raises for
- * a single viewer's failure; it raises only for wrong argument types or a failed attribute
- * access. No Python code runs in between (plain attribute reads of a dataclass), and the
- * GIL is held throughout: the static buffers are used by one call at a time.
+ * Threads and ownership
+ *   Each viewer belongs to one worker (the least loaded when it was made). Everything that
+ *   protects or sends for a viewer runs on that worker, in the order it was submitted: live
+ *   packets of the tables it joined (Table.fan_out), its own packets (Viewer.send: GOP
+ *   bursts, replays, NACK resends, RTX) and its changes (set_track, join, leave,
+ *   set_address, close). So a libsrtp session is only ever used by one thread, and a
+ *   viewer's packets keep their order. Each worker has a bounded ring; a live packet that
+ *   finds a worker's ring full is dropped for that worker's stripe (counted per viewer in
+ *   `dropped`, and per worker in Engine.stats()), a viewer packet is dropped and counted;
+ *   changes never are (the caller waits for room, the GIL released). Workers protect and
+ *   sendmmsg with the GIL released and never touch a Python object; the Python side only
+ *   submits commands and reads counters (atomics).
+ *
+ * Closing
+ *   Viewer.close() marks the viewer closed (seq_cst), waits until its worker is not in the
+ *   middle of a send batch (at most one sendmmsg) and queues the close: after close()
+ *   returns, no packet of this viewer is sent. Table.close() makes workers skip the table's
+ *   queued packets. Engine.close() stops and joins every thread (the GIL released), runs the
+ *   queued closes, closes every viewer still open (freeing its libsrtp session) and makes
+ *   later calls harmless. Counters stay readable after close.
+ *
+ * The per-packet work is what rtp.fanout.fan_out_python does, counter for counter: write the
+ * 12-byte RTP header (viewer PT with the producer's marker bit, seq + offset, ts + offset,
+ * viewer SSRC; everything after the header kept), srtp_protect in place, one sendmmsg per
+ * batch of up to 64 datagrams on one socket. `packets`/`bytes` count what the kernel took,
+ * `dropped` what it did not, an unusable viewer (no keys, no address), an SRTP refusal, a
+ * packet too long, or a full ring.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
 #include <Python.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
+typedef int (*srtp_dealloc_fn)(void *ctx);
 
 #define BATCH 64
 #define MAX_PACKET 1356 /* what libsrtp protects (rtp.srtp.MAX_PROTECT_SIZE) */
 #define BUF_SIZE (MAX_PACKET + 160) /* room for the SRTP trailer */
+#define MAX_SLOTS 4
+#define MAX_WORKERS 256
+#define CONTROL_HEADROOM 64 /* ring slots only changes may take */
+#define TAKE 64 /* commands a worker takes out of its ring at once */
+#define N_REASONS 4
 
-static unsigned char bufs[BATCH][BUF_SIZE];
-static struct mmsghdr msgs[BATCH];
-static struct iovec iovs[BATCH];
-static struct sockaddr_storage addrs[BATCH];
-static socklen_t addrlens[BATCH];
-static PyObject *owners[BATCH];
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ADD(p, n) __atomic_fetch_add((p), (n), __ATOMIC_RELAXED)
+/* a counter only the owning worker writes (readers load it atomically): no lock prefix */
+#define BUMP(p, n) __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 
-static PyObject *s_srtp_ctx, *s_fd, *s_payload_type, *s_seq_delta, *s_ts_delta, *s_ssrc,
-    *s_addr, *s_packets, *s_bytes, *s_dropped;
+typedef struct Engine Engine;
+typedef struct Viewer Viewer;
+typedef struct Table Table;
 
-/* track.<name> as an unsigned 64-bit value (masked), -1 on error with an exception set */
-static int get_u64(PyObject *obj, PyObject *name, unsigned long long *out) {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) return -1;
-    *out = PyLong_AsUnsignedLongLongMask(v);
-    Py_DECREF(v);
-    if (*out == (unsigned long long)-1 && PyErr_Occurred()) return -1;
-    return 0;
+typedef struct {
+    int refs; /* atomic */
+    int len;
+    unsigned char data[];
+} Pkt;
+
+typedef struct {
+    unsigned pt;
+    uint32_t ssrc;
+    uint32_t seq_delta;
+    uint32_t ts_delta;
+    Table *table; /* joined table (worker-owned), NULL when not on a fan-out */
+    int index;    /* position in table->stripes[worker] */
+    /* atomic; packets, bytes, retransmitted written by the owning worker only */
+    uint64_t packets, bytes, dropped, retransmitted;
+} Slot;
+
+struct Viewer {
+    int refs; /* atomic: the Python handle + queued commands */
+    int worker;
+    int closed;   /* atomic: set by Viewer.close */
+    int released; /* its close ran (ctx freed, slots left) */
+    /* worker-owned (changed by commands) */
+    int fd;
+    struct sockaddr_in6 addr; /* or a sockaddr_in */
+    socklen_t addrlen;
+    void *ctx; /* libsrtp session, freed exactly once */
+    Slot slots[MAX_SLOTS];
+    uint64_t rtx_sent;            /* atomic */
+    uint64_t refused[N_REASONS];  /* atomic: viewer packets SRTP refused, by reason */
+    Viewer *prev, *next;          /* the engine's open viewers (GIL) */
+};
+
+typedef struct {
+    Viewer *v;
+    int slot;
+} Entry;
+
+typedef struct {
+    Entry *e;
+    int n, cap;
+    uint64_t missed; /* atomic: live packets dropped at this stripe's full ring */
+} Stripe;
+
+struct Table {
+    int refs;   /* atomic */
+    int closed; /* atomic */
+    int nstripes;
+    Stripe stripes[];
+};
+
+enum { C_LIVE, C_RAW, C_SET_TRACK, C_JOIN, C_LEAVE, C_ADDR, C_CLOSE, C_BARRIER };
+enum { K_MEDIA, K_RETRANSMISSION, K_RTX };
+
+typedef struct Barrier {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int remaining;
+} Barrier;
+
+typedef struct {
+    int type;
+    int slot;
+    Viewer *v;
+    Table *t;
+    Pkt *pkt;
+    Barrier *barrier;
+    uint32_t a, b, c, d; /* LIVE: seq, ts; SET_TRACK: pt, ssrc, sd, tsd; RAW: kind, reason */
+    int fd;
+    struct sockaddr_in6 addr;
+    socklen_t addrlen;
+} Cmd;
+
+typedef struct {
+    Engine *eng;
+    int index;
+    pthread_t thread;
+    int started;
+    long tid; /* atomic: kernel thread id, for per-thread CPU */
+    pthread_mutex_t mu;
+    pthread_cond_t cv, space, idle;
+    int waiters; /* atomic: Viewer.close calls waiting for the end of a send batch */
+    Cmd *ring;
+    unsigned cap, head, count;
+    int stop;
+    uint64_t batch_seq;  /* atomic: odd while a send batch is assembled/sent */
+    uint64_t ring_drops; /* atomic: packets (live: per stripe, not per viewer) not queued */
+    uint64_t commands;   /* atomic */
+    int viewers;         /* viewers assigned (GIL) */
+    /* send batch */
+    unsigned char bufs[BATCH][BUF_SIZE];
+    struct mmsghdr msgs[BATCH];
+    struct iovec iovs[BATCH];
+    Slot *owners[BATCH];
+    int n, fd;
+} Worker;
+
+struct Engine {
+    srtp_protect_fn protect;
+    srtp_dealloc_fn dealloc;
+    int nworkers;
+    int threaded;
+    int closed;
+    Worker *workers;
+    Viewer *open; /* list of open viewers (GIL) */
+};
+
+/* -- reference counting (plain memory: any thread may free) ----------------------------- */
+
+static void pkt_unref(Pkt *p) {
+    if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) free(p);
 }
 
-/* track.<name> += delta */
-static int add_to(PyObject *obj, PyObject *name, long long delta) {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) return -1;
-    long long cur = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (cur == -1 && PyErr_Occurred()) return -1;
-    PyObject *nv = PyLong_FromLongLong(cur + delta);
-    if (nv == NULL) return -1;
-    int rc = PyObject_SetAttr(obj, name, nv);
-    Py_DECREF(nv);
-    return rc;
-}
-
-/* track.addr ("a.b.c.d" or an IPv6 literal, port, ...) -> sockaddr; 0 ok, 1 unusable
- * address, -1 error */
-static int get_addr(PyObject *obj, struct sockaddr_storage *ss, socklen_t *len) {
-    PyObject *addr = PyObject_GetAttr(obj, s_addr);
-    if (addr == NULL) return -1;
-    int rc = 1;
-    if (PyTuple_Check(addr) && PyTuple_GET_SIZE(addr) >= 2) {
-        PyObject *host = PyTuple_GET_ITEM(addr, 0), *port = PyTuple_GET_ITEM(addr, 1);
-        if (PyUnicode_Check(host) && PyLong_Check(port)) {
-            const char *h = PyUnicode_AsUTF8(host);
-            long p = PyLong_AsLong(port);
-            if (h == NULL || (p == -1 && PyErr_Occurred())) {
-                PyErr_Clear();
-            } else if (p > 0 && p < 65536) {
-                memset(ss, 0, sizeof(*ss));
-                struct sockaddr_in *sa = (struct sockaddr_in *)ss;
-                struct sockaddr_in6 *sa6 = (struct sockaddr_in6 *)ss;
-                if (inet_pton(AF_INET, h, &sa->sin_addr) == 1) {
-                    sa->sin_family = AF_INET;
-                    sa->sin_port = htons((unsigned short)p);
-                    *len = sizeof(*sa);
-                    rc = 0;
-                } else if (inet_pton(AF_INET6, h, &sa6->sin6_addr) == 1) {
-                    sa6->sin6_family = AF_INET6;
-                    sa6->sin6_port = htons((unsigned short)p);
-                    *len = sizeof(*sa6);
-                    rc = 0;
-                }
-            }
-        }
+static void table_unref(Table *t) {
+    if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        for (int i = 0; i < t->nstripes; i++) free(t->stripes[i].e);
+        free(t);
     }
-    Py_DECREF(addr);
-    return rc;
 }
 
-/* send msgs[0..n) on fd, then settle every owner's counters; -1 on error */
-static int flush(int fd, int n) {
-    int off = 0, rc = 0;
+static void viewer_unref(Viewer *v) {
+    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) free(v);
+}
+
+static void cmd_release(Cmd *c) {
+    pkt_unref(c->pkt);
+    table_unref(c->t);
+    viewer_unref(c->v);
+}
+
+/* -- the worker's side (no Python, no GIL) ----------------------------------------------- */
+
+static void flush(Worker *w) {
+    int off = 0, n = w->n;
     while (off < n) {
-        int sent = sendmmsg(fd, msgs + off, (unsigned int)(n - off), 0);
+        int sent = sendmmsg(w->fd, w->msgs + off, (unsigned int)(n - off), 0);
         if (sent < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                for (; off < n; off++) /* the socket buffer is full: the rest is lost */
-                    if (rc == 0 && add_to(owners[off], s_dropped, 1) < 0) rc = -1;
+                for (; off < n; off++) ADD(&w->owners[off]->dropped, 1);
                 break;
             }
-            if (rc == 0 && add_to(owners[off], s_dropped, 1) < 0) rc = -1;
-            off++; /* this destination failed; the others may not */
+            ADD(&w->owners[off]->dropped, 1); /* this destination failed; the others may not */
+            off++;
             continue;
         }
         for (int i = off; i < off + sent; i++) {
-            if (rc == 0 && (add_to(owners[i], s_packets, 1) < 0 ||
-                            add_to(owners[i], s_bytes, (long long)msgs[i].msg_len) < 0))
-                rc = -1;
+            BUMP(&w->owners[i]->packets, 1);
+            BUMP(&w->owners[i]->bytes, (uint64_t)w->msgs[i].msg_len);
         }
         off += sent;
     }
-    for (int i = 0; i < n; i++) Py_CLEAR(owners[i]);
-    return rc;
+    w->n = 0;
 }
 
-static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
-    unsigned long long protect_addr;
-    PyObject *tracks;
-    Py_buffer data;
-    unsigned int seq, ts;
-    if (!PyArg_ParseTuple(args, "KO!y*II", &protect_addr, &PyList_Type, &tracks, &data, &seq,
-                          &ts))
-        return NULL;
-    srtp_protect_fn protect = (srtp_protect_fn)(uintptr_t)protect_addr;
-    const unsigned char *src = data.buf;
-    Py_ssize_t size = data.len;
-    int n = 0, batch_fd = -1, failed = 0;
-    Py_ssize_t count = PyList_GET_SIZE(tracks);
+static void batch_begin(Worker *w) { __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST); }
+static void batch_end(Worker *w) {
+    __atomic_add_fetch(&w->batch_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&w->waiters, __ATOMIC_SEQ_CST)) { /* a close waits for this batch */
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->idle);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
 
-    for (Py_ssize_t i = 0; i < count && !failed; i++) {
-        PyObject *t = PyList_GET_ITEM(tracks, i);
-        Py_INCREF(t);
-        unsigned long long ctx, fd, pt, sd, tsd, ssrc;
-        if (get_u64(t, s_srtp_ctx, &ctx) < 0 || get_u64(t, s_fd, &fd) < 0 ||
-            get_u64(t, s_payload_type, &pt) < 0 || get_u64(t, s_seq_delta, &sd) < 0 ||
-            get_u64(t, s_ts_delta, &tsd) < 0 || get_u64(t, s_ssrc, &ssrc) < 0) {
-            Py_DECREF(t);
-            failed = 1;
-            break;
-        }
-        struct sockaddr_storage sa;
-        socklen_t salen = 0;
-        int bad = get_addr(t, &sa, &salen);
-        if (bad < 0) {
-            Py_DECREF(t);
-            failed = 1;
-            break;
-        }
-        if (bad || ctx == 0 || protect == NULL || size < 12 || size > MAX_PACKET ||
-            (int)fd < 0) {
-            if (add_to(t, s_dropped, 1) < 0) failed = 1;
-            Py_DECREF(t);
+/* queue `len` bytes already in w->bufs[w->n] for viewer v / slot s */
+static void queue_out(Worker *w, Viewer *v, Slot *s, int len) {
+    int n = w->n;
+    w->iovs[n].iov_base = w->bufs[n];
+    w->iovs[n].iov_len = (size_t)len;
+    memset(&w->msgs[n], 0, sizeof(w->msgs[n]));
+    w->msgs[n].msg_hdr.msg_name = &v->addr;
+    w->msgs[n].msg_hdr.msg_namelen = v->addrlen;
+    w->msgs[n].msg_hdr.msg_iov = &w->iovs[n];
+    w->msgs[n].msg_hdr.msg_iovlen = 1;
+    w->owners[n] = s;
+    w->n = n + 1;
+    if (w->n == BATCH) {
+        flush(w);
+        batch_end(w); /* a close waits at most for one sendmmsg */
+        batch_begin(w);
+    }
+}
+
+
+static int closed(Viewer *v) { return __atomic_load_n(&v->closed, __ATOMIC_SEQ_CST); }
+
+static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts) {
+    if (__atomic_load_n(&t->closed, __ATOMIC_ACQUIRE)) return;
+    Stripe *st = &t->stripes[w->index];
+    uint64_t missed = __atomic_exchange_n(&st->missed, 0, __ATOMIC_RELAXED);
+    if (st->n == 0) return;
+    const unsigned char *src = p->data;
+    int size = p->len;
+    srtp_protect_fn protect = w->eng->protect;
+    batch_begin(w);
+    w->n = 0;
+    for (int i = 0; i < st->n; i++) {
+        Viewer *v = st->e[i].v;
+        Slot *s = &v->slots[st->e[i].slot];
+        if (missed) ADD(&s->dropped, missed);
+        if (closed(v)) continue;
+        if (v->ctx == NULL || v->fd < 0 || v->addrlen == 0 || protect == NULL || size < 12 ||
+            size > MAX_PACKET) {
+            ADD(&s->dropped, 1);
             continue;
         }
-        if (n > 0 && (int)fd != batch_fd) { /* another socket: send what is queued first */
-            if (flush(batch_fd, n) < 0) failed = 1;
-            n = 0;
-            if (failed) {
-                Py_DECREF(t);
-                break;
-            }
-        }
-        batch_fd = (int)fd;
-        addrs[n] = sa;
-        addrlens[n] = salen;
-        unsigned char *b = bufs[n];
-        unsigned short s16 = (unsigned short)((seq + sd) & 0xFFFF);
-        unsigned int t32 = (unsigned int)((ts + tsd) & 0xFFFFFFFFu);
-        unsigned int ss = (unsigned int)(ssrc & 0xFFFFFFFFu);
+        if (w->n > 0 && v->fd != w->fd) flush(w); /* another socket: send what is queued */
+        w->fd = v->fd;
+        unsigned char *b = w->bufs[w->n];
+        uint16_t s16 = (uint16_t)((seq + s->seq_delta) & 0xFFFF);
+        uint32_t t32 = ts + s->ts_delta;
+        uint32_t ss = s->ssrc;
         b[0] = src[0];
-        b[1] = (unsigned char)((src[1] & 0x80) | (pt & 0x7F));
+        b[1] = (unsigned char)((src[1] & 0x80) | (s->pt & 0x7F));
         b[2] = s16 >> 8;
         b[3] = s16 & 0xFF;
         b[4] = t32 >> 24;
@@ -192,68 +303,970 @@ static PyObject *fan_out(PyObject *Py_UNUSED(self), PyObject *args) {
         b[10] = (ss >> 8) & 0xFF;
         b[11] = ss & 0xFF;
         memcpy(b + 12, src + 12, (size_t)(size - 12));
-        int len = (int)size;
-        if (protect((void *)(uintptr_t)ctx, b, &len) != 0) {
-            if (add_to(t, s_dropped, 1) < 0) failed = 1;
-            Py_DECREF(t);
+        int len = size;
+        if (protect(v->ctx, b, &len) != 0) {
+            ADD(&s->dropped, 1);
             continue;
         }
-        iovs[n].iov_base = b;
-        iovs[n].iov_len = (size_t)len;
-        memset(&msgs[n], 0, sizeof(msgs[n]));
-        msgs[n].msg_hdr.msg_name = &addrs[n];
-        msgs[n].msg_hdr.msg_namelen = addrlens[n];
-        msgs[n].msg_hdr.msg_iov = &iovs[n];
-        msgs[n].msg_hdr.msg_iovlen = 1;
-        owners[n] = t; /* the reference taken above */
-        n++;
-        if (n == BATCH) {
-            if (flush(batch_fd, n) < 0) failed = 1;
-            n = 0;
+        queue_out(w, v, s, len);
+    }
+    if (w->n > 0) flush(w);
+    batch_end(w);
+}
+
+static void run_raw(Worker *w, Viewer *v, int slot, Pkt *p, unsigned kind, unsigned reason) {
+    if (closed(v)) return;
+    Slot *s = &v->slots[slot];
+    if (v->ctx == NULL || v->fd < 0 || v->addrlen == 0 || w->eng->protect == NULL) {
+        ADD(&s->dropped, 1);
+        return;
+    }
+    if (p->len > MAX_PACKET || p->len < 12) {
+        ADD(&v->refused[reason % N_REASONS], 1);
+        return;
+    }
+    batch_begin(w);
+    unsigned char *b = w->bufs[0];
+    memcpy(b, p->data, (size_t)p->len);
+    int len = p->len;
+    if (w->eng->protect(v->ctx, b, &len) != 0) {
+        ADD(&v->refused[reason % N_REASONS], 1);
+        batch_end(w);
+        return;
+    }
+    ssize_t rc;
+    do {
+        rc = sendto(v->fd, b, (size_t)len, 0, (struct sockaddr *)&v->addr, v->addrlen);
+    } while (rc < 0 && errno == EINTR);
+    batch_end(w);
+    if (rc < 0) {
+        ADD(&s->dropped, 1);
+        return;
+    }
+    if (kind == K_MEDIA) {
+        BUMP(&s->packets, 1);
+        BUMP(&s->bytes, (uint64_t)len);
+    } else {
+        BUMP(&s->retransmitted, 1);
+        if (kind == K_RTX) BUMP(&v->rtx_sent, 1);
+    }
+}
+
+static void leave(Viewer *v, int slot) {
+    Slot *s = &v->slots[slot];
+    Table *t = s->table;
+    if (t == NULL) return;
+    Stripe *st = &t->stripes[v->worker < t->nstripes ? v->worker : 0];
+    int i = s->index;
+    if (i >= 0 && i < st->n && st->e[i].v == v && st->e[i].slot == slot) {
+        st->e[i] = st->e[st->n - 1];
+        st->n--;
+        if (i < st->n) st->e[i].v->slots[st->e[i].slot].index = i;
+    }
+    s->table = NULL;
+    s->index = -1;
+    table_unref(t);
+    viewer_unref(v); /* the stripe's reference */
+}
+
+static void join(Viewer *v, int slot, Table *t) {
+    Slot *s = &v->slots[slot];
+    if (s->table == t) return;
+    if (s->table != NULL) leave(v, slot);
+    Stripe *st = &t->stripes[v->worker < t->nstripes ? v->worker : 0];
+    if (st->n == st->cap) {
+        int cap = st->cap ? st->cap * 2 : 16;
+        Entry *e = realloc(st->e, sizeof(Entry) * (size_t)cap);
+        if (e == NULL) { /* out of memory: the viewer stays off this fan-out */
+            ADD(&s->dropped, 1);
+            return;
+        }
+        st->e = e;
+        st->cap = cap;
+    }
+    st->e[st->n].v = v;
+    st->e[st->n].slot = slot;
+    s->index = st->n++;
+    s->table = t;
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* the end of a viewer: off every table, its libsrtp session freed (exactly once) */
+static void release(Engine *e, Viewer *v) {
+    if (v->released) return;
+    v->released = 1;
+    for (int i = 0; i < MAX_SLOTS; i++) leave(v, i);
+    if (v->ctx != NULL) {
+        if (e->dealloc != NULL) e->dealloc(v->ctx);
+        v->ctx = NULL;
+    }
+}
+
+static void run(Worker *w, Cmd *c) {
+    switch (c->type) {
+    case C_LIVE:
+        run_live(w, c->t, c->pkt, c->a, c->b);
+        break;
+    case C_RAW:
+        run_raw(w, c->v, c->slot, c->pkt, c->a, c->b);
+        break;
+    case C_SET_TRACK: {
+        Slot *s = &c->v->slots[c->slot];
+        s->pt = c->a;
+        s->ssrc = c->b;
+        s->seq_delta = c->c;
+        s->ts_delta = c->d;
+        break;
+    }
+    case C_JOIN:
+        if (!c->v->released) join(c->v, c->slot, c->t);
+        break;
+    case C_LEAVE:
+        leave(c->v, c->slot);
+        break;
+    case C_ADDR:
+        c->v->fd = c->fd;
+        c->v->addr = c->addr;
+        c->v->addrlen = c->addrlen;
+        break;
+    case C_CLOSE:
+        release(w->eng, c->v);
+        break;
+    case C_BARRIER:
+        pthread_mutex_lock(&c->barrier->mu);
+        if (--c->barrier->remaining == 0) pthread_cond_broadcast(&c->barrier->cv);
+        pthread_mutex_unlock(&c->barrier->mu);
+        break;
+    }
+    ADD(&w->commands, 1);
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "rtp-fanout-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
+    __atomic_store_n(&w->tid, (long)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    Cmd local[TAKE];
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->count == 0 && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+        if (w->stop) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        unsigned n = w->count < TAKE ? w->count : TAKE;
+        for (unsigned i = 0; i < n; i++) local[i] = w->ring[(w->head + i) % w->cap];
+        w->head = (w->head + n) % w->cap;
+        w->count -= n;
+        pthread_cond_broadcast(&w->space);
+        pthread_mutex_unlock(&w->mu);
+        for (unsigned i = 0; i < n; i++) {
+            run(w, &local[i]);
+            cmd_release(&local[i]);
         }
     }
-    if (n > 0) { /* what is queued still goes out, even after a failed attribute access */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        if (flush(batch_fd, n) < 0) failed = 1;
-        if (type != NULL) {
-            PyErr_Clear();
-            PyErr_Restore(type, value, tb);
+    return NULL;
+}
+
+/* -- the Python side ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Engine *e;
+} EngineObject;
+
+typedef struct {
+    PyObject_HEAD
+    EngineObject *engine;
+    Table *t;
+} TableObject;
+
+typedef struct {
+    PyObject_HEAD
+    EngineObject *engine;
+    Viewer *v;
+} ViewerObject;
+
+static PyTypeObject EngineType, TableType, ViewerType;
+
+/* Queue (or, without threads, run) one command; takes the command's references.
+ * Returns 1 queued/run, 0 dropped (data only: a full ring or a closed engine). */
+static int submit(Engine *e, int wi, Cmd *c, int data) {
+    Worker *w = &e->workers[wi];
+    if (e->closed) { /* no thread any more: changes run here, packets go nowhere */
+        if (!data) run(w, c);
+        cmd_release(c);
+        return !data;
+    }
+    if (!e->threaded) {
+        run(w, c);
+        cmd_release(c);
+        return 1;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (data && w->count >= w->cap - CONTROL_HEADROOM) {
+        pthread_mutex_unlock(&w->mu);
+        ADD(&w->ring_drops, 1);
+        cmd_release(c);
+        return 0;
+    }
+    if (w->count == w->cap) { /* a change must not be lost: wait for room, GIL released */
+        Py_BEGIN_ALLOW_THREADS
+        while (w->count == w->cap && !w->stop) pthread_cond_wait(&w->space, &w->mu);
+        Py_END_ALLOW_THREADS
+        if (w->count == w->cap) { /* stopped meanwhile */
+            pthread_mutex_unlock(&w->mu);
+            cmd_release(c);
+            return 0;
         }
     }
-    PyBuffer_Release(&data);
-    if (failed) return NULL;
+    w->ring[(w->head + w->count) % w->cap] = *c;
+    if (w->count++ == 0) pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 1;
+}
+
+static void engine_close(Engine *e) {
+    if (e->closed) return;
+    if (e->threaded) {
+        for (int i = 0; i < e->nworkers; i++) {
+            Worker *w = &e->workers[i];
+            pthread_mutex_lock(&w->mu);
+            w->stop = 1;
+            pthread_cond_broadcast(&w->cv);
+            pthread_cond_broadcast(&w->space);
+            pthread_mutex_unlock(&w->mu);
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (int i = 0; i < e->nworkers; i++)
+            if (e->workers[i].started) pthread_join(e->workers[i].thread, NULL);
+        Py_END_ALLOW_THREADS
+        for (int i = 0; i < e->nworkers; i++) { /* what was still queued: changes run, */
+            Worker *w = &e->workers[i];          /* packets are dropped */
+            while (w->count > 0) {
+                Cmd *c = &w->ring[w->head];
+                w->head = (w->head + 1) % w->cap;
+                w->count--;
+                if (c->type != C_LIVE && c->type != C_RAW) run(w, c);
+                cmd_release(c);
+            }
+        }
+    }
+    e->closed = 1;
+    for (Viewer *v = e->open; v != NULL;) { /* viewers never closed: closed now */
+        Viewer *next = v->next;
+        __atomic_store_n(&v->closed, 1, __ATOMIC_SEQ_CST);
+        release(e, v);
+        v->prev = v->next = NULL;
+        v = next;
+    }
+    e->open = NULL;
+}
+
+static void engine_free(Engine *e) {
+    if (e == NULL) return;
+    if (e->workers != NULL) {
+        for (int i = 0; i < e->nworkers; i++) {
+            Worker *w = &e->workers[i];
+            free(w->ring);
+            pthread_mutex_destroy(&w->mu);
+            pthread_cond_destroy(&w->cv);
+            pthread_cond_destroy(&w->space);
+            pthread_cond_destroy(&w->idle);
+        }
+        free(e->workers);
+    }
+    free(e);
+}
+
+static int Engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"protect", "dealloc", "workers", "ring_slots", NULL};
+    unsigned long long protect = 0, dealloc = 0;
+    int workers = 1, ring_slots = 4096;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KK|ii", kwlist, &protect, &dealloc, &workers,
+                                     &ring_slots))
+        return -1;
+    if (self->e != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine is already initialised");
+        return -1;
+    }
+    if (workers < 1 || workers > MAX_WORKERS) {
+        PyErr_Format(PyExc_ValueError, "workers must be 1..%d, not %d", MAX_WORKERS, workers);
+        return -1;
+    }
+    if (ring_slots < 2 * CONTROL_HEADROOM || ring_slots > (1 << 20)) {
+        PyErr_Format(PyExc_ValueError, "ring_slots must be %d..%d, not %d",
+                     2 * CONTROL_HEADROOM, 1 << 20, ring_slots);
+        return -1;
+    }
+    Engine *e = calloc(1, sizeof(Engine));
+    if (e == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->protect = (srtp_protect_fn)(uintptr_t)protect;
+    e->dealloc = (srtp_dealloc_fn)(uintptr_t)dealloc;
+    e->nworkers = workers;
+    e->threaded = workers > 1;
+    e->workers = calloc((size_t)workers, sizeof(Worker));
+    if (e->workers == NULL) {
+        free(e);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < workers; i++) {
+        Worker *w = &e->workers[i];
+        w->eng = e;
+        w->index = i;
+        w->cap = (unsigned)ring_slots;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        pthread_cond_init(&w->space, NULL);
+        pthread_cond_init(&w->idle, NULL);
+        w->ring = e->threaded ? calloc((size_t)ring_slots, sizeof(Cmd)) : NULL;
+        if (e->threaded && w->ring == NULL) {
+            self->e = e;
+            engine_close(e);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    self->e = e;
+    if (e->threaded) {
+        for (int i = 0; i < workers; i++) {
+            Worker *w = &e->workers[i];
+            int rc = pthread_create(&w->thread, NULL, worker_main, w);
+            if (rc != 0) {
+                engine_close(e);
+                PyErr_Format(PyExc_RuntimeError, "cannot start a fan-out thread: %s",
+                             strerror(rc));
+                return -1;
+            }
+            w->started = 1;
+        }
+        Py_BEGIN_ALLOW_THREADS /* every thread runs (and knows its tid) before we return */
+        for (int i = 0; i < workers; i++)
+            while (__atomic_load_n(&e->workers[i].tid, __ATOMIC_ACQUIRE) == 0) sched_yield();
+        Py_END_ALLOW_THREADS
+    } else {
+        e->workers[0].tid = 0;
+    }
+    return 0;
+}
+
+static void Engine_dealloc(EngineObject *self) {
+    if (self->e != NULL) {
+        engine_close(self->e);
+        engine_free(self->e);
+        self->e = NULL;
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int engine_ok(EngineObject *self) {
+    if (self->e == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *Engine_close(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    if (!engine_ok(self)) return NULL;
+    engine_close(self->e);
     Py_RETURN_NONE;
 }
 
+static PyObject *Engine_table(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    if (!engine_ok(self)) return NULL;
+    Engine *e = self->e;
+    Table *t = calloc(1, sizeof(Table) + sizeof(Stripe) * (size_t)e->nworkers);
+    if (t == NULL) return PyErr_NoMemory();
+    t->refs = 1;
+    t->nstripes = e->nworkers;
+    TableObject *obj = PyObject_New(TableObject, &TableType);
+    if (obj == NULL) {
+        free(t);
+        return NULL;
+    }
+    Py_INCREF(self);
+    obj->engine = self;
+    obj->t = t;
+    return (PyObject *)obj;
+}
+
+/* (host, port) -> sockaddr; 0 ok, -1 with ValueError */
+static int parse_addr(PyObject *addr, struct sockaddr_in6 *out, socklen_t *len) {
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(addr, "si", &host, &port)) return -1;
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *sa = (struct sockaddr_in *)out;
+    if (port <= 0 || port > 65535) goto bad;
+    if (inet_pton(AF_INET, host, &sa->sin_addr) == 1) {
+        sa->sin_family = AF_INET;
+        sa->sin_port = htons((unsigned short)port);
+        *len = sizeof(*sa);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &out->sin6_addr) == 1) {
+        out->sin6_family = AF_INET6;
+        out->sin6_port = htons((unsigned short)port);
+        *len = sizeof(*out);
+        return 0;
+    }
+bad:
+    PyErr_Format(PyExc_ValueError, "not a numeric address: %R", addr);
+    return -1;
+}
+
+static PyObject *Engine_viewer(EngineObject *self, PyObject *args) {
+    unsigned long long ctx;
+    if (!engine_ok(self)) return NULL;
+    if (!PyArg_ParseTuple(args, "K", &ctx)) return NULL;
+    Engine *e = self->e;
+    Viewer *v = calloc(1, sizeof(Viewer));
+    if (v == NULL) return PyErr_NoMemory();
+    ViewerObject *obj = PyObject_New(ViewerObject, &ViewerType);
+    if (obj == NULL) {
+        free(v);
+        return NULL;
+    }
+    v->refs = 1;
+    v->fd = -1;
+    v->ctx = (void *)(uintptr_t)ctx;
+    for (int i = 0; i < MAX_SLOTS; i++) v->slots[i].index = -1;
+    int best = 0;
+    for (int i = 1; i < e->nworkers; i++)
+        if (e->workers[i].viewers < e->workers[best].viewers) best = i;
+    v->worker = best;
+    e->workers[best].viewers++;
+    if (e->closed) { /* nothing will ever send for it */
+        v->closed = 1;
+        release(e, v);
+    } else {
+        v->next = e->open;
+        if (e->open) e->open->prev = v;
+        e->open = v;
+    }
+    Py_INCREF(self);
+    obj->engine = self;
+    obj->v = v;
+    return (PyObject *)obj;
+}
+
+static PyObject *Engine_sync(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    /* wait until every command queued so far has run */
+    if (!engine_ok(self)) return NULL;
+    Engine *e = self->e;
+    if (!e->threaded || e->closed) Py_RETURN_NONE;
+    Barrier b;
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    b.remaining = e->nworkers;
+    for (int i = 0; i < e->nworkers; i++) {
+        Cmd c = {0};
+        c.type = C_BARRIER;
+        c.barrier = &b;
+        submit(e, i, &c, 0);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&b.mu);
+    while (b.remaining > 0) pthread_cond_wait(&b.cv, &b.mu);
+    pthread_mutex_unlock(&b.mu);
+    Py_END_ALLOW_THREADS
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_stats(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    if (!engine_ok(self)) return NULL;
+    Engine *e = self->e;
+    PyObject *list = PyList_New(e->nworkers);
+    if (list == NULL) return NULL;
+    for (int i = 0; i < e->nworkers; i++) {
+        Worker *w = &e->workers[i];
+        unsigned queued = 0;
+        if (e->threaded) {
+            pthread_mutex_lock(&w->mu);
+            queued = w->count;
+            pthread_mutex_unlock(&w->mu);
+        }
+        PyObject *d = Py_BuildValue("{s:l,s:i,s:K,s:K,s:I}", "tid", LOAD(&w->tid), "viewers",
+                                    w->viewers, "ring_drops",
+                                    (unsigned long long)LOAD(&w->ring_drops), "commands",
+                                    (unsigned long long)LOAD(&w->commands), "queued", queued);
+        if (d == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, d);
+    }
+    return list;
+}
+
+static PyObject *Engine_get_workers(EngineObject *self, void *Py_UNUSED(c)) {
+    if (!engine_ok(self)) return NULL;
+    return PyLong_FromLong(self->e->nworkers);
+}
+
+static PyObject *Engine_get_threaded(EngineObject *self, void *Py_UNUSED(c)) {
+    if (!engine_ok(self)) return NULL;
+    return PyBool_FromLong(self->e->threaded);
+}
+
+static PyObject *Engine_get_closed(EngineObject *self, void *Py_UNUSED(c)) {
+    if (!engine_ok(self)) return NULL;
+    return PyBool_FromLong(self->e->closed);
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"table", (PyCFunction)Engine_table, METH_NOARGS, "table(): a new fan-out table."},
+    {"viewer", (PyCFunction)Engine_viewer, METH_VARARGS,
+     "viewer(ctx): a new viewer owning the libsrtp outbound session at address ctx."},
+    {"sync", (PyCFunction)Engine_sync, METH_NOARGS,
+     "sync(): wait until every command queued so far has run."},
+    {"stats", (PyCFunction)Engine_stats, METH_NOARGS,
+     "stats(): per worker tid, viewers, ring_drops, commands, queued."},
+    {"close", (PyCFunction)Engine_close, METH_NOARGS,
+     "close(): stop and join the workers, close every viewer (idempotent)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Engine_getset[] = {
+    {"workers", (getter)Engine_get_workers, NULL, "number of workers", NULL},
+    {"threaded", (getter)Engine_get_threaded, NULL, "True when workers are threads", NULL},
+    {"closed", (getter)Engine_get_closed, NULL, "True after close()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Engine",
+    .tp_basicsize = sizeof(EngineObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Engine(protect, dealloc, workers=1, ring_slots=4096): the fan-out workers.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Engine_init,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_methods = Engine_methods,
+    .tp_getset = Engine_getset,
+};
+
+/* -- Table ------------------------------------------------------------------------------- */
+
+static PyObject *Table_fan_out(TableObject *self, PyObject *args) {
+    Py_buffer data;
+    unsigned int seq, ts;
+    if (!PyArg_ParseTuple(args, "y*II", &data, &seq, &ts)) return NULL;
+    Engine *e = self->engine->e;
+    Table *t = self->t;
+    if (t->closed || e->closed || data.len > 65535) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    Pkt *p = malloc(sizeof(Pkt) + (size_t)data.len);
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    p->refs = 1; /* ours, until every worker has its own */
+    p->len = (int)data.len;
+    memcpy(p->data, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    for (int i = 0; i < e->nworkers; i++) {
+        Stripe *st = &t->stripes[i];
+        if (!e->threaded) { /* inline, the GIL held: no references needed */
+            run_live(&e->workers[i], t, p, seq, ts);
+            ADD(&e->workers[i].commands, 1);
+            continue;
+        }
+        Cmd c = {0};
+        c.type = C_LIVE;
+        c.a = seq;
+        c.b = ts;
+        __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+        c.pkt = p;
+        c.t = t;
+        if (!submit(e, i, &c, 1)) ADD(&st->missed, 1);
+    }
+    pkt_unref(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Table_close(TableObject *self, PyObject *Py_UNUSED(arg)) {
+    __atomic_store_n(&self->t->closed, 1, __ATOMIC_RELEASE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Table_len(TableObject *self, PyObject *Py_UNUSED(arg)) {
+    /* viewers on this table (a snapshot: workers change it) */
+    long n = 0;
+    Engine *e = self->engine->e;
+    (void)e;
+    for (int i = 0; i < self->t->nstripes; i++)
+        n += __atomic_load_n(&self->t->stripes[i].n, __ATOMIC_RELAXED);
+    return PyLong_FromLong(n);
+}
+
+static void Table_dealloc(TableObject *self) {
+    __atomic_store_n(&self->t->closed, 1, __ATOMIC_RELEASE);
+    table_unref(self->t);
+    Py_DECREF(self->engine);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Table_methods[] = {
+    {"fan_out", (PyCFunction)Table_fan_out, METH_VARARGS,
+     "fan_out(data, seq, ts): send one producer packet to every viewer on this table."},
+    {"close", (PyCFunction)Table_close, METH_NOARGS,
+     "close(): queued and later packets of this table are not sent."},
+    {"count", (PyCFunction)Table_len, METH_NOARGS, "count(): viewers on this table."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Table",
+    .tp_basicsize = sizeof(TableObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The fan-out table of one Source track (Engine.table()).",
+    .tp_dealloc = (destructor)Table_dealloc,
+    .tp_methods = Table_methods,
+};
+
+/* -- Viewer ------------------------------------------------------------------------------ */
+
+static int slot_ok(int slot) {
+    if (slot < 0 || slot >= MAX_SLOTS) {
+        PyErr_Format(PyExc_ValueError, "slot must be 0..%d, not %d", MAX_SLOTS - 1, slot);
+        return 0;
+    }
+    return 1;
+}
+
+static int viewer_submit(ViewerObject *self, Cmd *c, int data) {
+    Viewer *v = self->v;
+    __atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+    c->v = v;
+    return submit(self->engine->e, v->worker, c, data);
+}
+
+static PyObject *Viewer_set_track(ViewerObject *self, PyObject *args) {
+    int slot;
+    unsigned int pt, ssrc, sd, tsd;
+    if (!PyArg_ParseTuple(args, "iIIII", &slot, &pt, &ssrc, &sd, &tsd)) return NULL;
+    if (!slot_ok(slot)) return NULL;
+    Cmd c = {0};
+    c.type = C_SET_TRACK;
+    c.slot = slot;
+    c.a = pt & 0x7F;
+    c.b = ssrc;
+    c.c = sd & 0xFFFF;
+    c.d = tsd;
+    viewer_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_join(ViewerObject *self, PyObject *args) {
+    int slot;
+    TableObject *table;
+    if (!PyArg_ParseTuple(args, "iO!", &slot, &TableType, &table)) return NULL;
+    if (!slot_ok(slot)) return NULL;
+    if (table->engine != self->engine) {
+        PyErr_SetString(PyExc_ValueError, "the table belongs to another engine");
+        return NULL;
+    }
+    if (self->v->closed) Py_RETURN_NONE;
+    Cmd c = {0};
+    c.type = C_JOIN;
+    c.slot = slot;
+    __atomic_add_fetch(&table->t->refs, 1, __ATOMIC_RELAXED);
+    c.t = table->t;
+    viewer_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_leave(ViewerObject *self, PyObject *args) {
+    int slot;
+    if (!PyArg_ParseTuple(args, "i", &slot)) return NULL;
+    if (!slot_ok(slot)) return NULL;
+    Cmd c = {0};
+    c.type = C_LEAVE;
+    c.slot = slot;
+    viewer_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_set_address(ViewerObject *self, PyObject *args) {
+    int fd;
+    PyObject *addr;
+    if (!PyArg_ParseTuple(args, "iO!", &fd, &PyTuple_Type, &addr)) return NULL;
+    Cmd c = {0};
+    c.type = C_ADDR;
+    c.fd = fd;
+    if (parse_addr(addr, &c.addr, &c.addrlen) < 0) return NULL;
+    viewer_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_send(ViewerObject *self, PyObject *args) {
+    int slot;
+    unsigned int kind = K_MEDIA, reason = 0;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "iy*|II", &slot, &data, &kind, &reason)) return NULL;
+    if (!slot_ok(slot) || kind > K_RTX) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "bad kind %u", kind);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (self->v->closed) {
+        PyBuffer_Release(&data);
+        Py_RETURN_FALSE;
+    }
+    if (data.len > 65535) {
+        ADD(&self->v->refused[reason % N_REASONS], 1);
+        PyBuffer_Release(&data);
+        Py_RETURN_FALSE;
+    }
+    Pkt *p = malloc(sizeof(Pkt) + (size_t)data.len);
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    p->refs = 1;
+    p->len = (int)data.len;
+    memcpy(p->data, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    Cmd c = {0};
+    c.type = C_RAW;
+    c.slot = slot;
+    c.pkt = p;
+    c.a = kind;
+    c.b = reason;
+    if (!viewer_submit(self, &c, 1)) {
+        ADD(&self->v->slots[slot].dropped, 1);
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* mark closed, wait until its worker is outside a send batch, queue the release */
+static void viewer_close(ViewerObject *self) {
+    Viewer *v = self->v;
+    Engine *e = self->engine->e;
+    if (__atomic_exchange_n(&v->closed, 1, __ATOMIC_SEQ_CST)) return;
+    if (v->prev) v->prev->next = v->next;
+    else if (e->open == v) e->open = v->next;
+    if (v->next) v->next->prev = v->prev;
+    v->prev = v->next = NULL;
+    e->workers[v->worker].viewers--;
+    if (e->threaded && !e->closed) {
+        Worker *w = &e->workers[v->worker];
+        uint64_t s = __atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST);
+        if (s & 1) { /* sleep (the GIL released) until that batch is over: a few µs */
+            Py_BEGIN_ALLOW_THREADS
+            pthread_mutex_lock(&w->mu);
+            __atomic_add_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST) == s)
+                pthread_cond_wait(&w->idle, &w->mu);
+            __atomic_sub_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&w->mu);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    Cmd c = {0};
+    c.type = C_CLOSE;
+    viewer_submit(self, &c, 0);
+}
+
+static PyObject *Viewer_close(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    viewer_close(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_counters(ViewerObject *self, PyObject *args) {
+    int slot;
+    if (!PyArg_ParseTuple(args, "i", &slot)) return NULL;
+    if (!slot_ok(slot)) return NULL;
+    Slot *s = &self->v->slots[slot];
+    return Py_BuildValue("KKKK", (unsigned long long)LOAD(&s->packets),
+                         (unsigned long long)LOAD(&s->bytes),
+                         (unsigned long long)LOAD(&s->dropped),
+                         (unsigned long long)LOAD(&s->retransmitted));
+}
+
+static PyObject *Viewer_refused(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    PyObject *t = PyTuple_New(N_REASONS);
+    if (t == NULL) return NULL;
+    for (int i = 0; i < N_REASONS; i++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(LOAD(&self->v->refused[i]));
+        if (n == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, n);
+    }
+    return t;
+}
+
+static PyObject *Viewer_get_rtx_sent(ViewerObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(LOAD(&self->v->rtx_sent));
+}
+
+static PyObject *Viewer_get_worker(ViewerObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromLong(self->v->worker);
+}
+
+static PyObject *Viewer_get_closed(ViewerObject *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(__atomic_load_n(&self->v->closed, __ATOMIC_SEQ_CST));
+}
+
+static void Viewer_dealloc(ViewerObject *self) {
+    viewer_close(self);
+    viewer_unref(self->v);
+    Py_DECREF(self->engine);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Viewer_methods[] = {
+    {"set_track", (PyCFunction)Viewer_set_track, METH_VARARGS,
+     "set_track(slot, payload_type, ssrc, seq_delta, ts_delta)"},
+    {"join", (PyCFunction)Viewer_join, METH_VARARGS,
+     "join(slot, table): live packets of `table` go to this slot from now on"},
+    {"leave", (PyCFunction)Viewer_leave, METH_VARARGS, "leave(slot): off its table"},
+    {"set_address", (PyCFunction)Viewer_set_address, METH_VARARGS,
+     "set_address(fd, (host, port)): where (and on which socket) to send"},
+    {"send", (PyCFunction)Viewer_send, METH_VARARGS,
+     "send(slot, rtp, kind=0, reason=0) -> bool queued: protect and send one ready RTP packet "
+     "(kind 0 media, 1 retransmission, 2 RTX; reason: index of the refusal counter)"},
+    {"close", (PyCFunction)Viewer_close, METH_NOARGS,
+     "close(): nothing is sent for this viewer after this returns (idempotent)"},
+    {"counters", (PyCFunction)Viewer_counters, METH_VARARGS,
+     "counters(slot) -> (packets, bytes, dropped, retransmitted)"},
+    {"refused", (PyCFunction)Viewer_refused, METH_NOARGS,
+     "refused() -> SRTP refusals of send() by reason index"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Viewer_getset[] = {
+    {"rtx_sent", (getter)Viewer_get_rtx_sent, NULL, "RTX packets sent", NULL},
+    {"worker", (getter)Viewer_get_worker, NULL, "the worker that owns this viewer", NULL},
+    {"closed", (getter)Viewer_get_closed, NULL, "True after close()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ViewerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Viewer",
+    .tp_basicsize = sizeof(ViewerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One viewer's fan-out state (Engine.viewer(ctx)).",
+    .tp_dealloc = (destructor)Viewer_dealloc,
+    .tp_methods = Viewer_methods,
+    .tp_getset = Viewer_getset,
+};
+
+/* -- the kernel floor (bench) -------------------------------------------------------------- */
+
+typedef struct {
+    struct sockaddr_in6 sa;
+    socklen_t len;
+} FloorAddr;
+
+static PyObject *floor_addrs(PyObject *Py_UNUSED(self), PyObject *args) {
+    /* floor_addrs([(host, port), ...]) -> bytes: the resolved addresses for floor_send */
+    PyObject *addrs;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &addrs)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(addrs);
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(FloorAddr));
+    if (blob == NULL) return NULL;
+    FloorAddr *fa = (FloorAddr *)PyBytes_AS_STRING(blob);
+    memset(fa, 0, (size_t)n * sizeof(FloorAddr));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_addr(PyList_GET_ITEM(addrs, i), &fa[i].sa, &fa[i].len) < 0) {
+            Py_DECREF(blob);
+            return NULL;
+        }
+    }
+    return blob;
+}
+
+static PyObject *floor_send(PyObject *Py_UNUSED(self), PyObject *args) {
+    /* floor_send(fd, data, addrs_blob) -> sent: the kernel floor of the fan-out (bench): the
+     * same ready bytes (no rewrite, no SRTP) to every address, one sendmmsg per 64, the GIL
+     * released */
+    int fd;
+    Py_buffer data, blob;
+    if (!PyArg_ParseTuple(args, "iy*y*", &fd, &data, &blob)) return NULL;
+    const FloorAddr *fa = blob.buf;
+    Py_ssize_t n = blob.len / (Py_ssize_t)sizeof(FloorAddr);
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov = {data.buf, (size_t)data.len};
+    long total = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t off = 0; off < n; off += BATCH) {
+        int k = (int)(n - off < BATCH ? n - off : BATCH);
+        for (int i = 0; i < k; i++) {
+            memset(&msgs[i], 0, sizeof(msgs[i]));
+            msgs[i].msg_hdr.msg_name = (void *)&fa[off + i].sa;
+            msgs[i].msg_hdr.msg_namelen = fa[off + i].len;
+            msgs[i].msg_hdr.msg_iov = &iov;
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int done = 0;
+        while (done < k) {
+            int r = sendmmsg(fd, msgs + done, (unsigned)(k - done), 0);
+            if (r < 0) {
+                if (errno != EINTR) done++;
+                continue;
+            }
+            total += r;
+            done += r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&blob);
+    return PyLong_FromLong(total);
+}
+
 static PyMethodDef methods[] = {
-    {"fan_out", fan_out, METH_VARARGS,
-     "fan_out(protect, tracks, data, seq, ts): rewrite, protect and send one RTP packet to "
-     "every track (see rtp/fanout.py)."},
+    {"floor_addrs", floor_addrs, METH_VARARGS,
+     "floor_addrs([(host, port), ...]) -> bytes: resolved addresses for floor_send (bench)"},
+    {"floor_send", floor_send, METH_VARARGS,
+     "floor_send(fd, data, addrs) -> sent: the kernel floor of the fan-out (bench)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "rtp._fanout",
-    .m_doc = "The per-viewer RTP hot path in C.",
+    .m_doc = "The per-viewer RTP hot path in C: fan-out tables served by worker threads.",
     .m_size = -1,
     .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__fanout(void) {
-#define INTERN(var, text) \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
-    INTERN(s_srtp_ctx, "srtp_ctx");
-    INTERN(s_fd, "fd");
-    INTERN(s_payload_type, "payload_type");
-    INTERN(s_seq_delta, "seq_delta");
-    INTERN(s_ts_delta, "ts_delta");
-    INTERN(s_ssrc, "ssrc");
-    INTERN(s_addr, "addr");
-    INTERN(s_packets, "packets");
-    INTERN(s_bytes, "bytes");
-    INTERN(s_dropped, "dropped");
-#undef INTERN
-    return PyModule_Create(&module);
+    if (PyType_Ready(&EngineType) < 0 || PyType_Ready(&TableType) < 0 ||
+        PyType_Ready(&ViewerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EngineType);
+    Py_INCREF(&TableType);
+    Py_INCREF(&ViewerType);
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0 ||
+        PyModule_AddObject(m, "Table", (PyObject *)&TableType) < 0 ||
+        PyModule_AddObject(m, "Viewer", (PyObject *)&ViewerType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_MEDIA", K_MEDIA) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_RETRANSMISSION", K_RETRANSMISSION) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_RTX", K_RTX) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,47 +1,77 @@
-"""The per-viewer hot path: one producer packet to every viewer track (``fan_out``).
+"""The per-viewer hot path: one producer packet to every viewer of a Source track.
 
-For each :class:`~rtp.peer.OutTrack` in steady state: rewrite the 12-byte RTP header (the
-viewer's payload type, its own SSRC, sequence/timestamp offsets; the marker bit and
-everything after the header kept), SRTP-protect it with the viewer's session, send it on the
-mux socket. A full socket buffer, an unusable address or an SRTP refusal drops the packet
-for that viewer only (``OutTrack.dropped``); ``packets``/``bytes`` count what was sent.
+For each viewer track in steady state: rewrite the 12-byte RTP header (the viewer's payload
+type, its own SSRC, sequence/timestamp offsets; the marker bit and everything after the
+header kept), SRTP-protect it with the viewer's session, send it. A full socket buffer, an
+unusable address or an SRTP refusal drops the packet for that viewer only (``dropped``);
+``packets``/``bytes`` count what the kernel took.
 
 Two implementations with the same contract, counter for counter:
 
-* ``rtp._fanout`` (C, built from ``rtp/_fanout.c`` when a compiler is there): header written
-  into a scratch buffer, libsrtp's ``srtp_protect`` called directly on it, and the datagrams
-  of up to 64 viewers handed to the kernel in **one ``sendmmsg``** — about half the cost per
-  viewer-packet of the Python loop (``bench/`` has the figures).
-* :func:`fan_out_python`: one header pack, one concatenation, one protect and one
-  non-blocking ``sendto`` per viewer.
+* **Native** (``rtp._fanout``, built from ``rtp/_fanout.c`` when a compiler is there): an
+  :class:`Engine` per forwarder with ``workers`` native threads (``webrtc.fanout_workers``;
+  1 = no thread, everything runs inline on the trio thread). Each Source track has a fan-out
+  **table** (``engine.table()``) and each viewer a C **viewer** (``engine.viewer(ctx)``) that
+  holds everything the per-packet path needs — resolved ``sockaddr`` and socket, its own
+  libsrtp outbound RTP session (owned by the viewer, freed exactly once), per track payload
+  type, SSRC, seq/ts offsets and counters. Python touches it only when the viewer joins,
+  leaves or changes (``set_track``, ``join``, ``leave``, ``set_address``, ``close``); the
+  per-packet path (``table.fan_out(data, seq, ts)``) reads no Python object. A viewer
+  belongs to one worker, which runs — in order — its live packets, its own packets
+  (``viewer.send``: GOP bursts, replays, NACK resends, RTX) and its changes, so its SRTP
+  session is used by one thread only and its packets keep their order. Workers protect and
+  ``sendmmsg`` with the GIL released; each has a bounded ring (:data:`RING_SLOTS`): a live
+  packet that finds it full is dropped for that worker's stripe and counted per viewer. After
+  ``viewer.close()`` returns nothing more is sent for it; ``engine.close()`` joins every
+  thread. See ``rtp/_fanout.c``.
+* **Python** (:func:`fan_out_python`, ``RTP_FANOUT=python`` or no compiler): per viewer one
+  header pack, one concatenation, one protect and one non-blocking ``sendto`` on the trio
+  thread, over the :class:`~rtp.peer.OutTrack` objects in ``Source.fanout``. Tracks whose
+  transport is not the UDP mux socket (``OutTrack.native_send`` False: ICE-TCP) always take
+  this path, with the track's own ``sendto``.
 
-:data:`NATIVE` tells which one :func:`fan_out` is; ``RTP_FANOUT=python`` in the environment
-forces the Python loop. Both are synchronous (no checkpoint): the Source's reader yields
-between packets.
+:data:`NATIVE` tells whether the native engine is available. Both are synchronous for the
+caller (no checkpoint): the Source's reader yields between packets.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pylibsrtp
 
-from .srtp import PROTECT_ADDRESS
+from .srtp import DEALLOC_ADDRESS, PROTECT_ADDRESS
 
 if TYPE_CHECKING:
     from .media import SourcePacket
-    from .peer import OutTrack
 
-__all__ = ["NATIVE", "fan_out", "fan_out_python"]
+__all__ = ["MAX_TRACKS", "NATIVE", "REFUSALS", "RING_SLOTS", "Engine", "default_workers", "fan_out_python",
+           "open_engine"]
 
 _HEADER = struct.Struct("!BBHII")
+#: Commands a worker's ring holds (live packets may use all but the last 64, kept for
+#: viewer changes); at 250 packets/s per track that is seconds of backlog per worker.
+RING_SLOTS = 4096
+#: Tracks (slots) a C viewer has (``rtp._fanout.MAX_SLOTS``): a viewer with more stays on
+#: the Python path.
+MAX_TRACKS = 4
+#: ``Viewer.send`` refusal reasons by index (how they show in ``Peer.dropped``).
+REFUSALS = ("srtp-protect", "nack-too-old", "rtx-protect", "srtp-protect")
 
 
-def fan_out_python(fan: list[OutTrack], pkt: SourcePacket) -> None:
-    """Send ``pkt`` to every viewer track in ``fan`` (the pure-Python loop)."""
+def default_workers() -> int:
+    """The CPUs this process may run on (``webrtc.fanout_workers`` default)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def fan_out_python(fan: list[Any], pkt: SourcePacket) -> None:
+    """Send ``pkt`` to every viewer track in ``fan`` (the pure-Python loop; ``fan`` holds
+    :class:`rtp.peer.OutTrack` objects, not imported here: ``rtp.peer`` imports us)."""
     data = pkt.data
     b0 = data[0]
     marker = data[1] & 0x80
@@ -55,30 +85,39 @@ def fan_out_python(fan: list[OutTrack], pkt: SourcePacket) -> None:
                                  (ts + t.ts_delta) & 0xFFFFFFFF, t.ssrc) + rest)
             t.sendto(out, t.addr)
         except (BlockingIOError, pylibsrtp.Error, ValueError, OSError):
-            t.dropped += 1
+            t.dropped_py += 1
             continue
-        t.packets += 1
-        t.bytes += len(out)
+        t.packets_py += 1
+        t.bytes_py += len(out)
 
 
-def _native() -> Callable[[list[OutTrack], SourcePacket], None] | None:
-    if os.environ.get("RTP_FANOUT", "").lower() == "python" or not PROTECT_ADDRESS:
+def _module() -> Any:
+    if os.environ.get("RTP_FANOUT", "").lower() == "python":
+        return None
+    if not PROTECT_ADDRESS or not DEALLOC_ADDRESS:
         return None
     try:
         from . import _fanout  # type: ignore[attr-defined]
     except ImportError:
         return None
-    native_fan_out = _fanout.fan_out
-    protect = PROTECT_ADDRESS
-
-    def fan_out_native(fan: list[OutTrack], pkt: SourcePacket) -> None:
-        """Send ``pkt`` to every viewer track in ``fan`` (C: protect + sendmmsg)."""
-        native_fan_out(protect, fan, pkt.data, pkt.seq, pkt.ts)
-
-    return fan_out_native
+    if not hasattr(_fanout, "Engine"):  # an extension built from an older _fanout.c
+        return None
+    return _fanout
 
 
-_NATIVE_FAN_OUT = _native()
-#: True when :func:`fan_out` is the C implementation.
-NATIVE = _NATIVE_FAN_OUT is not None
-fan_out: Callable[[list[OutTrack], SourcePacket], None] = _NATIVE_FAN_OUT or fan_out_python
+_NATIVE_MODULE = _module()
+#: True when the native engine (``rtp._fanout``) is available and not disabled.
+NATIVE = _NATIVE_MODULE is not None
+#: The engine type (``rtp._fanout.Engine``), or None without the native fan-out.
+Engine: Any = _NATIVE_MODULE.Engine if NATIVE else None
+
+
+def open_engine(workers: int | None = None, ring_slots: int = RING_SLOTS) -> Any:
+    """A new native engine with ``workers`` threads (None: :func:`default_workers`; 1: no
+    thread), or None without the native fan-out. The caller owns it: ``engine.close()`` in
+    a ``finally`` (it joins the threads)."""
+    if not NATIVE:
+        return None
+    count = default_workers() if workers is None or workers <= 0 else workers
+    return _NATIVE_MODULE.Engine(PROTECT_ADDRESS, DEALLOC_ADDRESS, count, ring_slots)
+

@@ -17,6 +17,12 @@ holds in its own nursery: the Source exists while the lease runs, and when the l
 ``open_source`` returns. Cancelling :meth:`run` closes everything (each Peer says goodbye
 while the mux socket is still open).
 
+The native fan-out (``rtp.fanout``): the first Source makes one engine with ``fanout_workers``
+threads (None: the CPUs this process may use; 1: no thread) shared by every Source (each
+track a table, each viewer a C viewer owned by one worker), and closes it — every thread
+joined — when :meth:`run` ends, after every Source and Peer has closed (also on
+cancellation).
+
 Holding Sources (a server reload): between :meth:`hold` and :meth:`resume`, a lease that
 ends leaves its Source running — producer sockets, GOP cache and every Peer with its
 DTLS/SRTP state — and the next :meth:`open_source` of the same id and tracks takes it back
@@ -98,6 +104,8 @@ class Forwarder:
         tcp_host, tcp_port: the ICE-TCP port (:mod:`rtp.tcp`; ``tcp_host`` None = off, ``""``
             = all interfaces); its passive candidates use the same IPs as the UDP ones.
         tcp_limits: connection limits of the ICE-TCP port.
+        fanout_workers: native fan-out threads (``webrtc.fanout_workers``; None or 0: the
+            CPUs this process may use, 1: none, everything on the trio thread).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
@@ -105,7 +113,8 @@ class Forwarder:
                  setup_timeout: float = 20.0, limits: AdmissionLimits | None = None,
                  gop_max_bytes: int = GOP_MAX_BYTES, gop_max_packets: int = GOP_MAX_PACKETS,
                  tcp_host: str | None = None, tcp_port: int = 0,
-                 tcp_limits: TcpLimits | None = None) -> None:
+                 tcp_limits: TcpLimits | None = None,
+                 fanout_workers: int | None = None) -> None:
         for ip in advertise:
             ipaddress.ip_address(ip)  # ValueError names the bad address
         self.mux = UdpMux(host, port)
@@ -129,6 +138,11 @@ class Forwarder:
         #: True between :meth:`hold` and :meth:`resume` / :meth:`end_held`
         self.holding = False
         self._expiry: trio.CancelScope | None = None
+        if fanout_workers is not None and fanout_workers < 0:
+            raise ValueError(f"fanout_workers must be >= 0, not {fanout_workers}")
+        self.fanout_workers = fanout_workers
+        #: the native fan-out engine while :meth:`run` serves (None without the C fan-out)
+        self.engine: Any = None
 
     @property
     def certificate(self) -> Certificate:
@@ -157,6 +171,9 @@ class Forwarder:
         finally:
             self._running = False
             self._nursery = None
+            engine, self.engine = self.engine, None
+            if engine is not None:
+                engine.close()  # every Source and Peer is closed: join the threads
 
     @property
     def running(self) -> bool:
@@ -225,8 +242,13 @@ class Forwarder:
                 raise ValueError(f"source {source_id!r} is already open")
             from .source import Source
 
+            if self.engine is None:  # with the first Source (idle memory), closed by run()
+                from .fanout import open_engine
+
+                self.engine = open_engine(self.fanout_workers)
             source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
-                            gop_max_packets=self.gop_max_packets, sockets=sockets)
+                            gop_max_packets=self.gop_max_packets, sockets=sockets,
+                            engine=self.engine)
             entry = _Running(source)
             self.sources[source_id] = source
             try:

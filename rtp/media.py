@@ -46,7 +46,9 @@ class SourceView(Protocol):
     id: str
     state: Mapping[str, TrackView]
     listeners: list[Any]  # viewers taking packets through ``forward`` (off the fast path)
-    fanout: Mapping[str, list[Any]]  # per track: the ``rtp.peer.OutTrack`` of fast-path viewers
+    fanout: Mapping[str, list[Any]]  # per track: the ``rtp.peer.OutTrack`` of Python fast-path viewers
+    engine: Any  # the native fan-out engine (``rtp._fanout.Engine``) or None
+    tables: Mapping[str, Any]  # per track: its native fan-out table (with an engine)
 
     def detach(self, peer: Any) -> None:
         """Forget ``peer`` (called by the viewer when it ends)."""

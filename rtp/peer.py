@@ -41,13 +41,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import pylibsrtp
 import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
+from .fanout import MAX_TRACKS, REFUSALS
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
 from .rtcp import (
@@ -64,10 +65,11 @@ from .rtcp import (
 )
 from .rtcp import rtt_from_report as _rtt
 from .sdp import NegotiatedTrack
-from .srtp import SrtpSession
+from .srtp import SrtpSession, carry_roc, new_tx_context, stream_roc
 from .stun import IceLite
 
 if TYPE_CHECKING:
+    from .dtls import SrtpKeys
     from .media import SourcePacket, SourceView
     from .mux import UdpMux
     from .tcp import TcpConnection
@@ -81,6 +83,8 @@ log = logging.getLogger("rtp.session")
 FEEDBACK_LOG_INTERVAL = 5.0
 
 SR_INTERVAL = 1.0
+#: what a sent packet counts as (``_send_protected``; the C viewer's ``send`` kinds)
+MEDIA, RETRANSMISSION, RTX = 0, 1, 2
 BURST_PACKETS = 32
 BURST_PAUSE = 0.002
 PLI_MIN_INTERVAL = 1.0
@@ -99,43 +103,109 @@ def _not_sending(data: bytes, addr: tuple[str, int]) -> None:
     raise OSError("no socket yet")
 
 
-@dataclass(slots=True, eq=False)
 class OutTrack:
     """What this viewer gets for one source track.
 
-    ``protect``, ``sendto``, ``addr`` (and ``srtp_ctx``, ``fd``) are filled in once DTLS is
-    up; the Source's fast path (``rtp.fanout.fan_out``) then sends with them directly.
+    Its payload type, SSRC and seq/ts offsets (``seq_delta``, ``ts_delta``: the Peer's
+    authoritative copy) and its counters. ``packets``, ``bytes``, ``dropped`` and
+    ``retransmitted`` add what the Python path counted (``*_py``) and, once the viewer is on
+    the native fan-out (:meth:`bind`), what its C viewer slot counted.
 
-    ``native`` is False when the track's transport is not the UDP mux socket (an ICE-TCP
-    connection, :mod:`rtp.tcp`): such a track can never be sent by ``sendmmsg`` on ``fd``
-    (``fd`` is -1) and must take a Python path — ``protect``, then its own ``sendto``
-    (the connection's framing + byte-bounded queue; BlockingIOError = dropped). Today a
-    Peer on TCP keeps such tracks out of ``Source.fanout`` altogether and sends them from
-    ``Peer.forward`` (``Source.listeners``), which also applies the connection's
-    skip-to-keyframe gate.
+    The Python path (``rtp.fanout.fan_out_python`` and the Peer's own sends) uses
+    ``protect``, ``sendto`` and ``addr``, filled in once DTLS is up.
+
+    ``native_send`` is the transport hook (issue 18/21 contract): False when this track's
+    transport is not the UDP mux socket (e.g. an ICE-TCP connection), so that ``sendmmsg`` on
+    the mux socket cannot carry it; the viewer then takes the Python path — protect on the
+    trio thread, then ``sendto`` (whatever the transport put there: framing, a bounded
+    queue). A viewer with any such track is not put on the native fan-out at all.
     """
 
-    kind: str
-    payload_type: int
-    ssrc: int
-    seq_delta: int
-    ts_delta: int
-    packets: int = 0
-    bytes: int = 0
-    retransmitted: int = 0
-    dropped: int = 0
-    protect: Callable[[bytes], bytes] = _not_ready
-    sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending
-    addr: tuple[str, int] = ("0.0.0.0", 0)
-    #: for the C fan-out (``rtp.fanout``): the libsrtp context address and the mux socket
-    srtp_ctx: int = 0
-    fd: int = -1
-    #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
-    rtx_payload_type: int = -1
-    rtx_ssrc: int = 0
-    rtx_seq: int = 0
-    #: False: not sendable on the mux socket (ICE-TCP); see the class docstring
-    native: bool = True
+    __slots__ = ("kind", "payload_type", "ssrc", "seq_delta", "ts_delta", "packets_py",
+                 "bytes_py", "retransmitted_py", "dropped_py", "protect", "sendto", "addr",
+                 "srtp_ctx", "fd", "rtx_payload_type", "rtx_ssrc", "rtx_seq", "native_send",
+                 "native", "slot")
+
+    def __init__(self, kind: str, payload_type: int, ssrc: int, seq_delta: int, ts_delta: int,
+                 packets: int = 0, bytes: int = 0, retransmitted: int = 0, dropped: int = 0,
+                 protect: Callable[[bytes], bytes] = _not_ready,
+                 sendto: Callable[[bytes, tuple[str, int]], object] = _not_sending,
+                 addr: tuple[str, int] = ("0.0.0.0", 0), srtp_ctx: int = 0, fd: int = -1,
+                 rtx_payload_type: int = -1, rtx_ssrc: int = 0, rtx_seq: int = 0,
+                 native_send: bool = True) -> None:
+        self.kind = kind
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        self.seq_delta = seq_delta
+        self.ts_delta = ts_delta
+        self.packets_py = packets
+        self.bytes_py = bytes
+        self.retransmitted_py = retransmitted
+        self.dropped_py = dropped
+        self.protect = protect
+        self.sendto = sendto
+        self.addr = addr
+        #: the libsrtp context address of the Python path's session (informational)
+        self.srtp_ctx = srtp_ctx
+        #: the mux socket the viewer's address talks to (-1: none)
+        self.fd = fd
+        #: RTX (RFC 4588) payload type (-1: not negotiated), SSRC and next sequence number
+        self.rtx_payload_type = rtx_payload_type
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_seq = rtx_seq
+        self.native_send = native_send
+        #: the C viewer (``rtp._fanout.Viewer``) this track is a slot of, or None
+        self.native: Any = None
+        self.slot = -1
+
+    def bind(self, viewer: Any, slot: int) -> None:
+        """Count from now on also what slot ``slot`` of the C ``viewer`` sends."""
+        self.native = viewer
+        self.slot = slot
+
+    def _native(self, index: int) -> int:
+        viewer = self.native
+        return 0 if viewer is None else viewer.counters(self.slot)[index]
+
+    @property
+    def packets(self) -> int:
+        """Media packets sent (the kernel took them)."""
+        return self.packets_py + self._native(0)
+
+    @packets.setter
+    def packets(self, value: int) -> None:
+        self.packets_py = value - self._native(0)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of those packets (SRTP included)."""
+        return self.bytes_py + self._native(1)
+
+    @bytes.setter
+    def bytes(self, value: int) -> None:
+        self.bytes_py = value - self._native(1)
+
+    @property
+    def dropped(self) -> int:
+        """Packets not sent to this viewer (full socket buffer or ring, SRTP refusal, ...)."""
+        return self.dropped_py + self._native(2)
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self.dropped_py = value - self._native(2)
+
+    @property
+    def retransmitted(self) -> int:
+        """NACK repairs sent (plain or RTX)."""
+        return self.retransmitted_py + self._native(3)
+
+    @retransmitted.setter
+    def retransmitted(self, value: int) -> None:
+        self.retransmitted_py = value - self._native(3)
+
+    def __repr__(self) -> str:
+        return (f"OutTrack({self.kind!r}, pt={self.payload_type}, ssrc={self.ssrc:#x}, "
+                f"native={self.native is not None})")
 
 
 class Peer:
@@ -202,7 +272,11 @@ class Peer:
         self.connected_at: float | None = None
         self.closed = False
         self.close_reason: str | None = None
-        self.dropped: collections.Counter[str] = collections.Counter()
+        self._dropped: collections.Counter[str] = collections.Counter()
+        #: the C viewer (``rtp._fanout.Viewer``) when this viewer is on the native fan-out
+        self._viewer: Any = None
+        self._viewer_ctx = 0  # its libsrtp session (owned by C; read only in _leave_native)
+        self._refused_seen = [0] * len(REFUSALS)
         self.nacks = 0
         self.plis = 0
         self.firs = 0
@@ -214,7 +288,7 @@ class Peer:
         #: PLI/FIR answers: GOP replays sent, and their packets; NACK repairs sent as RTX
         self.keyframe_replays = 0
         self.replayed_packets = 0
-        self.rtx_sent = 0
+        self._rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
         #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
         self._pending: list[SourcePacket] | None = None
@@ -242,6 +316,30 @@ class Peer:
                     self.source.id, text)
 
     # -- state ---------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> collections.Counter[str]:
+        """What was not sent or not accepted, by reason (SRTP refusals of the native
+        worker's sends included)."""
+        viewer = self._viewer
+        if viewer is not None:
+            seen = self._refused_seen
+            for i, count in enumerate(viewer.refused()):
+                if count != seen[i]:
+                    self._dropped[REFUSALS[i]] += count - seen[i]
+                    seen[i] = count
+        return self._dropped
+
+    @property
+    def rtx_sent(self) -> int:
+        """NACK repairs sent on the RTX stream."""
+        viewer = self._viewer
+        return self._rtx_sent + (0 if viewer is None else viewer.rtx_sent)
+
+    @property
+    def native(self) -> bool:
+        """True when this viewer's RTP goes through the native fan-out (a C viewer)."""
+        return self._viewer is not None
 
     @property
     def live(self) -> bool:
@@ -313,9 +411,12 @@ class Peer:
             self.event("ice-connected" if self.addr is None else "ice-switched",
                        remote=f"{addr[0]}:{addr[1]}", transport="tcp" if via else "udp",
                        after=f"{now - self.created:.3f}s")
+            native_before = self._viewer is not None
             self.addr = addr
             self.tcp = via
             self.transport = "tcp" if via is not None else "udp"
+            if native_before and via is not None:
+                self._leave_native()  # sendmmsg on the mux socket cannot carry ICE-TCP
             if self.srtp is not None and self._pending is None and self._replay_after is None:
                 self._steady()  # the new path (and fast path or not) from the next packet
             else:
@@ -430,21 +531,31 @@ class Peer:
         return self._send_protected(track, data, "srtp-protect")
 
     def _send_protected(self, track: OutTrack, data: bytes, refused: str,
-                        retransmission: bool = False) -> bool:
+                        kind: int = MEDIA) -> bool:
+        """Protect and send one ready RTP packet of ``track`` (``kind``: MEDIA counts in
+        ``packets``/``bytes``, RETRANSMISSION and RTX in ``retransmitted``, RTX also in
+        :attr:`rtx_sent`). An SRTP refusal counts in :attr:`dropped` as ``refused``, a
+        datagram the kernel did not take in the track's ``dropped``. On the native fan-out
+        the viewer's worker does it (after what was queued before); True then means queued.
+        """
+        viewer = self._viewer
+        if viewer is not None:
+            return bool(viewer.send(track.slot, data, kind, REFUSALS.index(refused)))
         try:
             out = self.srtp.protect(data)  # type: ignore[union-attr]
         except ParseError:
             self.dropped[refused] += 1
             return False
         if not self._transmit(out):
-            if self.tcp is not None:
-                track.dropped += 1
+            track.dropped_py += 1
             return False
-        if retransmission:
-            track.retransmitted += 1
+        if kind == MEDIA:
+            track.packets_py += 1
+            track.bytes_py += len(out)
         else:
-            track.packets += 1
-            track.bytes += len(out)
+            track.retransmitted_py += 1
+            if kind == RTX:
+                self._rtx_sent += 1
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -482,6 +593,8 @@ class Peer:
                    bytes=sum(t.bytes for t in self.out.values()), nacks=self.nacks,
                    plis=self.plis, replays=self.keyframe_replays, rtx=self.rtx_sent,
                    dropped=dict(self.dropped) or "-")
+        if self._viewer is not None:
+            self._viewer.close()  # no RTP of ours after this returns, so none after the BYE
         if self.srtp is not None:
             self._send_bye()  # RTCP BYE: the viewer's receivers end their tracks at once
         if self.dtls.handshake_complete and not self.dtls.closed:
@@ -502,13 +615,16 @@ class Peer:
     # -- internals -----------------------------------------------------------------------
 
     def _connected(self, now: float) -> None:
-        self.srtp = SrtpSession(self.dtls.srtp_keys())
+        keys = self.dtls.srtp_keys()
+        self.srtp = SrtpSession(keys)
         if self.addr is None:
             if self._dtls_via is not None:  # DTLS over ICE-TCP before any nomination
                 self.addr, self.tcp = self._dtls_addr, self._dtls_via
             else:
                 self.addr = self.ice.nominated or self._dtls_addr
             self.transport = "tcp" if self.tcp is not None else "udp"
+        self._bind_tracks()
+        self._go_native(keys)
         self.connected_at = now
         profile = self.dtls.srtp_profile
         self.event("dtls-connected", role="server",
@@ -528,20 +644,25 @@ class Peer:
             self._steady()
 
     def _steady(self) -> None:
-        """Join the Source's fast path: from now on it sends to us directly. A viewer on
-        ICE-TCP (non-native tracks) stays off it: the Source hands it every packet through
+        """Join the Source's fast path: from now on it sends to us directly — the C viewer's
+        tables when native, else ``Source.fanout`` (the Python loop). A viewer on ICE-TCP
+        (non-native tracks) stays off both: the Source hands it every packet through
         :meth:`forward` (``Source.listeners``), which asks the connection's keyframe gate."""
         assert self.srtp is not None and self.addr is not None
         self._bind_tracks()
+        viewer = self._viewer
         for track in self.out.values():
-            track.protect = self.srtp.raw_protect
-            track.srtp_ctx = self.srtp.context_address
+            if viewer is not None:
+                viewer.set_track(track.slot, track.payload_type, track.ssrc,
+                                 track.seq_delta & 0xFFFF, track.ts_delta & 0xFFFFFFFF)
+                viewer.join(track.slot, self.source.tables[track.kind])  # type: ignore[attr-defined]
+                continue
             fan = self.source.fanout.get(track.kind)
             if fan is None:
                 continue
-            if track.native and track not in fan:
+            if track.native_send and track not in fan:
                 fan.append(track)
-            elif not track.native and track in fan:
+            elif not track.native_send and track in fan:
                 fan.remove(track)
         if self.tcp is None:
             if self in self.source.listeners:
@@ -549,9 +670,69 @@ class Peer:
         elif self not in self.source.listeners:
             self.source.listeners.append(self)
 
+    def _go_native(self, keys: SrtpKeys) -> None:
+        """Put this viewer on the Source's native fan-out when there is one and every track's
+        transport is the UDP mux socket: a C viewer with its own outbound RTP session (the
+        keys of :attr:`srtp`, whose own outbound session then only protects our SRTCP)."""
+        engine = getattr(self.source, "engine", None)
+        tables = getattr(self.source, "tables", {})
+        if engine is None or self.addr is None or not 0 < len(self.out) <= MAX_TRACKS:
+            return
+        if not all(t.native_send and t.kind in tables for t in self.out.values()):
+            return  # e.g. ICE-TCP: protect + the track's own sendto (the Python path)
+        fd = self.mux.fileno_for(self.addr)
+        if fd < 0:
+            return
+        try:
+            ctx = new_tx_context(keys)
+        except pylibsrtp.Error:
+            return  # the Python path reports the refusal per packet
+        viewer = engine.viewer(ctx)  # owns ctx from here: freed exactly once, by C
+        viewer.set_address(fd, self.addr)
+        for slot, track in enumerate(self.out.values()):
+            viewer.set_track(slot, track.payload_type, track.ssrc, track.seq_delta & 0xFFFF,
+                             track.ts_delta & 0xFFFFFFFF)
+            track.bind(viewer, slot)
+        self._viewer = viewer
+        self._viewer_ctx = ctx
+
+    def _leave_native(self) -> None:
+        """ICE moved this native viewer to a path ``sendmmsg`` on the mux socket cannot carry
+        (an ICE-TCP connection): from now on the Python path sends for it. Its C viewer
+        leaves the tables, the workers finish what was queued for it (``engine.sync``), the
+        rollover counters of its RTP streams are carried into :attr:`srtp` (the packet index
+        continues: no keystream is used twice, the viewer's SRTP keeps decrypting), its
+        counters are folded into the tracks, and it is closed (its session freed by C)."""
+        viewer = self._viewer
+        if viewer is None or self.srtp is None:
+            return
+        for track in self.out.values():
+            viewer.leave(track.slot)
+        self.source.engine.sync()  # type: ignore[attr-defined]
+        _ = self.dropped  # fold the viewer's SRTP refusals into ours
+        for track in self.out.values():
+            for ssrc in (track.ssrc, track.rtx_ssrc):
+                roc = stream_roc(self._viewer_ctx, ssrc) if ssrc else None
+                if roc:
+                    carry_roc(self.srtp, ssrc, roc)
+            packets, nbytes, dropped, retransmitted = viewer.counters(track.slot)[:4]
+            track.packets_py += packets
+            track.bytes_py += nbytes
+            track.dropped_py += dropped
+            track.retransmitted_py += retransmitted
+            track.native = None
+            track.slot = -1
+        self._rtx_sent += viewer.rtx_sent
+        viewer.close()
+        self._viewer = None
+        self._viewer_ctx = 0
+        self.event("native-left", transport=self.transport)
+
     def _bind_tracks(self) -> None:
-        """Point every track at the current path: the mux socket for ``addr`` (native), or
-        the selected ICE-TCP connection (not native)."""
+        """Point every track at the current path (once DTLS is up, and again after an ICE
+        change): the mux socket for ``addr`` (``native_send``), or the selected ICE-TCP
+        connection (not native: ``fd`` -1, the connection's ``sendto``); the Python path's
+        ``protect``; and the C viewer's address when native."""
         addr = self.addr
         if addr is None:
             return
@@ -563,9 +744,14 @@ class Peer:
             sendto, fd = tcp.sendto, -1
         for track in self.out.values():
             track.addr = addr
-            track.native = tcp is None
+            track.native_send = tcp is None
             track.sendto = sendto
             track.fd = fd
+            if self.srtp is not None:
+                track.protect = self.srtp.raw_protect
+                track.srtp_ctx = self.srtp.context_address
+        if self._viewer is not None and tcp is None:
+            self._viewer.set_address(fd, addr)
 
     def _transmit(self, data: bytes) -> bool:
         """Send one packet on the selected path (ICE-TCP connection or UDP to ``addr``)."""
@@ -596,6 +782,9 @@ class Peer:
     def _leave_fanout(self) -> None:
         """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
         for track in self.out.values():
+            if self._viewer is not None:
+                self._viewer.leave(track.slot)  # in order: the live packets queued before stay
+                continue
             fan = self.source.fanout.get(track.kind)
             if fan is not None and track in fan:
                 fan.remove(track)
@@ -689,7 +878,7 @@ class Peer:
                 # the original number again: libsrtp's sender allows a repeat only within
                 # its 128-packet window; older repairs need RTX
                 data = rewrite(pkt.data, track.payload_type, seq & 0xFFFF, ts, track.ssrc)
-                self._send_protected(track, data, "nack-too-old", retransmission=True)
+                self._send_protected(track, data, "nack-too-old", RETRANSMISSION)
 
     def _send_rtx(self, track: OutTrack, pkt: SourcePacket, seq: int, ts: int) -> None:
         """RFC 4588: the repair on the RTX stream (own SSRC and sequence numbers), the
@@ -704,8 +893,7 @@ class Peer:
         head = rewrite(pkt.data[:hdr.header_size], track.rtx_payload_type, rtx_seq, ts,
                        track.rtx_ssrc)
         data = head + seq.to_bytes(2, "big") + pkt.data[hdr.header_size:]
-        if self._send_protected(track, data, "rtx-protect", retransmission=True):
-            self.rtx_sent += 1
+        self._send_protected(track, data, "rtx-protect", RTX)
 
     def _on_keyframe_request(self, now: float) -> None:
         """PLI/FIR: the encoder cannot be asked, so the cached GOP is replayed, as new

@@ -20,8 +20,17 @@ decrypted RTP): made with ``sockets=False`` it binds nothing and the feeder call
 viewers' keyframe requests and unrepaired NACKs reach the producer (:meth:`request_keyframe`,
 :meth:`request_repair`; no-ops for FFmpeg, which cannot take RTCP).
 
+Fan-out (``rtp.fanout``): with the native engine each track has a C fan-out table
+(:attr:`Source.tables`) that viewers join; :meth:`Source._emit` hands each packet to it once
+(the workers rewrite, protect and send per viewer). Viewers whose transport is not the UDP
+mux socket, and every viewer without the native engine, are in :attr:`Source.fanout` (the
+Python loop). The engine is the forwarder's (``engine=``), or the Source's own (made in
+:meth:`run` with ``workers`` threads, closed — threads joined — when ``run`` ends).
+
 Cancellation: :meth:`Source.run` owns a nursery in which every Peer of this Source runs.
-Cancelling ``run`` cancels all Peers and closes every socket the Source opened.
+Cancelling ``run`` closes the Source's tables (queued packets of this Source are skipped at
+once), cancels all Peers (each closes its C viewer: nothing is sent for it afterwards),
+closes every socket the Source opened and, if the engine is its own, joins its threads.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import collections
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -39,7 +48,7 @@ from relay.gop import GOP_MAX_BYTES, GOP_MAX_PACKETS
 
 from . import vp8
 from .errors import ParseError
-from .fanout import fan_out
+from .fanout import fan_out_python, open_engine
 from .h264 import build_stap_a, nal_types, parameter_sets, parse_sprop, profile_level_id_from_sps
 from .packet import parse_rtp
 from .sdp import SourceTrack, parse_source_sdp
@@ -181,7 +190,8 @@ class Source:
 
     def __init__(self, source_id: str, kinds: Sequence[str] = ("video", "audio"), *,
                  host: str = "127.0.0.1", gop_max_bytes: int = GOP_MAX_BYTES,
-                 gop_max_packets: int = GOP_MAX_PACKETS, sockets: bool = True) -> None:
+                 gop_max_packets: int = GOP_MAX_PACKETS, sockets: bool = True,
+                 engine: Any = None, workers: int | None = 1) -> None:
         if not kinds or any(k not in TRACK_NAMES for k in kinds):
             raise ValueError(f"kinds must be 'video', 'audio' and/or 'video2', not {kinds!r}")
         self.id = source_id
@@ -193,8 +203,17 @@ class Source:
             for k in self.kinds}
         self.tracks: dict[str, SourceTrack] = {}
         self.peers: dict[str, Peer] = {}
-        #: The fast path: per kind, the outbound tracks of every viewer in steady state.
+        #: The Python fast path: per kind, the outbound tracks of every viewer in steady
+        #: state that is not on the native fan-out.
         self.fanout: dict[str, list[OutTrack]] = {k: [] for k in self.kinds}
+        #: The native fan-out engine (``rtp._fanout.Engine``) while running, else None.
+        self.engine: Any = None
+        #: Per kind, the native fan-out table of the track (while running, with an engine).
+        self.tables: dict[str, Any] = {}
+        self._given_engine = engine
+        self._workers = workers
+        self._own_engine: Any = None
+        self._peer_scope = trio.CancelScope(shield=True)
         #: The slow path: receivers whose ``forward(pkt)`` is called (a viewer still
         #: sending its initial GOP burst queues live packets this way).
         self.listeners: list[Peer] = []
@@ -220,21 +239,36 @@ class Source:
         On cancellation (or any error) every Peer is cancelled and every socket closed.
         """
         try:
+            if self._given_engine is not None:
+                self.engine = self._given_engine
+            else:
+                self.engine = self._own_engine = open_engine(self._workers)
+            if self.engine is not None:
+                self.tables = {kind: self.engine.table() for kind in self.kinds}
             for kind in self.kinds if self.bind_sockets else ():
                 sock = open_udp_socket(self.host, 0)
                 self._sockets.append(sock)
                 self.ports[kind] = sock.getsockname()[1]
                 self.state[kind].port = self.ports[kind]
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                for kind, sock in zip(self.kinds, self._sockets, strict=False):
-                    nursery.start_soon(self._reader, kind, sock)
-                if not self.bind_sockets:  # fed by calls: live until cancelled
-                    nursery.start_soon(trio.sleep_forever)
-                task_status.started(dict(self.ports))
+                try:
+                    self._nursery = await nursery.start(self._run_peers)
+                    for kind, sock in zip(self.kinds, self._sockets, strict=False):
+                        nursery.start_soon(self._reader, kind, sock)
+                    task_status.started(dict(self.ports))
+                    await trio.sleep_forever()
+                finally:
+                    # first the tables (the workers skip what is queued for this Source),
+                    # then the viewers: closing one then never waits for a worker to finish
+                    # a send batch of this Source
+                    for table in self.tables.values():
+                        table.close()
+                    self._peer_scope.cancel()
         finally:
             self.closed = True
             self._nursery = None
+            for table in self.tables.values():
+                table.close()  # the workers skip what is still queued for this Source
             for peer in list(self.peers.values()):
                 peer.close("source closed")
             self.listeners.clear()
@@ -243,6 +277,20 @@ class Source:
             for sock in self._sockets:
                 close_udp_socket(sock)
             self._sockets.clear()
+            self.tables = {}
+            self.engine = None
+            if self._own_engine is not None:
+                self._own_engine.close()  # joins its threads
+                self._own_engine = None
+
+    async def _run_peers(self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+        """The nursery the Peers run in, cancelled by :meth:`run` (after the tables closed),
+        not directly by whatever cancels the Source."""
+        with self._peer_scope:
+            async with trio.open_nursery() as peers:
+                task_status.started(peers)
+                await trio.sleep_forever()
 
     def attach(self, peer: Peer) -> None:
         """Run ``peer`` in this Source's nursery (it ends when the Source does)."""
@@ -447,9 +495,12 @@ class Source:
                 else:
                     st.keyframes += 1
             cache.push(pkt, starts)
+        table = self.tables.get(st.kind)
+        if table is not None:
+            table.fan_out(pkt.data, pkt.seq, pkt.ts)
         fan = self.fanout[st.kind]
         if fan:
-            fan_out(fan, pkt)
+            fan_out_python(fan, pkt)
         if self.listeners:
             for peer in list(self.listeners):  # forward() may leave the list
                 peer.forward(pkt)

@@ -9,7 +9,7 @@ Both DTLS-SRTP profiles we offer are supported: AEAD_AES_128_GCM and AES128_CM_S
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pylibsrtp
 from pylibsrtp import Policy, Session
@@ -19,7 +19,8 @@ from .errors import ParseError
 if TYPE_CHECKING:  # only a type here: the DTLS stack is loaded with the first Peer
     from .dtls import SrtpKeys
 
-__all__ = ["MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession"]
+__all__ = ["DEALLOC_ADDRESS", "MAX_PROTECT_SIZE", "PROTECT_ADDRESS", "SrtpSession", "carry_roc",
+           "new_tx_context", "stream_roc"]
 
 #: Largest plaintext packet pylibsrtp can protect (its 1500-byte buffer minus trailers).
 MAX_PROTECT_SIZE = 1356
@@ -46,6 +47,98 @@ def _protect_address() -> int:
 
 #: ``srtp_protect`` for the C fan-out (``rtp/_fanout.c``); 0 when pylibsrtp hides it.
 PROTECT_ADDRESS = _protect_address()
+
+
+#: The libsrtp 2 signature of ``srtp_dealloc`` (the C fan-out frees the sessions it owns).
+DEALLOC_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *)"
+
+
+def _dealloc_address() -> int:
+    try:
+        from pylibsrtp import _binding
+
+        ffi = _binding.ffi
+        func = ffi.addressof(_binding.lib, "srtp_dealloc")
+        if ffi.typeof(func).cname != DEALLOC_SIGNATURE:
+            return 0
+        return int(ffi.cast("uintptr_t", func))
+    except (AttributeError, ImportError, TypeError):
+        return 0
+
+
+#: ``srtp_dealloc`` for the C fan-out; 0 when pylibsrtp hides it (the C fan-out is then
+#: not used: it could not free the sessions it owns).
+DEALLOC_ADDRESS = _dealloc_address() if PROTECT_ADDRESS else 0
+
+
+def new_tx_context(keys: SrtpKeys) -> int:
+    """A new outbound libsrtp session for RTP only (same keys and policy as
+    :class:`SrtpSession`'s), returned as its raw address: the caller **owns** it and must
+    hand it to something that frees it with ``srtp_dealloc`` exactly once (``rtp._fanout.Viewer``).
+
+    The session's keystream for RTP is separate from SRTCP's, so this session (used by one
+    fan-out worker for the viewer's RTP) and :class:`SrtpSession` (used on the trio thread
+    for its SRTCP: sender reports, BYE) never share state or keystream.
+    Raises ``pylibsrtp.Error`` when libsrtp refuses the keys."""
+    from pylibsrtp import _binding
+
+    policy = Policy(key=keys.tx_key + keys.tx_salt, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=keys.profile)
+    policy.allow_repeat_tx = True
+    ffi, lib = _binding.ffi, _binding.lib
+    ptr = ffi.new("srtp_t *")
+    rc = lib.srtp_create(ptr, policy._policy)  # type: ignore[attr-defined]
+    if rc != lib.srtp_err_status_ok:
+        raise pylibsrtp.Error(_error_text(rc))
+    return int(ffi.cast("uintptr_t", ptr[0]))
+
+
+def _libsrtp_symbol(name: str) -> Any:
+    """libsrtp's exported C function ``name`` inside pylibsrtp's binding (ctypes), or None."""
+    try:
+        import ctypes
+
+        from pylibsrtp import _binding
+
+        return getattr(ctypes.CDLL(_binding.__file__), name)
+    except (AttributeError, ImportError, OSError):
+        return None
+
+
+def stream_roc(ctx: int, ssrc: int) -> int | None:
+    """The rollover counter (RFC 3711 ROC) of the outbound RTP stream ``ssrc`` in the libsrtp
+    session at address ``ctx``; None when the session has no such stream. The caller makes
+    sure no other thread uses the session meanwhile."""
+    import ctypes
+
+    func = _libsrtp_symbol("srtp_get_stream_roc")
+    if func is None or not ctx:
+        return None
+    roc = ctypes.c_uint32(0)
+    rc = func(ctypes.c_void_p(ctx), ctypes.c_uint32(ssrc), ctypes.byref(roc))
+    return int(roc.value) if rc == 0 else None
+
+
+def carry_roc(session: SrtpSession, ssrc: int, roc: int) -> bool:
+    """Make ``session``'s next protected RTP packet of ``ssrc`` use rollover counter ``roc``
+    (a stream another session sent so far continues here with the same packet index, so no
+    keystream is used twice and the receiver's index estimate holds). False when libsrtp
+    refuses (no such stream and none could be made)."""
+    import ctypes
+
+    func = _libsrtp_symbol("srtp_set_stream_roc")
+    ctx = session.context_address
+    if func is None or not ctx:
+        return False
+    args = (ctypes.c_void_p(ctx), ctypes.c_uint32(ssrc), ctypes.c_uint32(roc))
+    if func(*args) == 0:
+        return True
+    # the stream does not exist yet in this session: a first (never sent) packet makes it
+    try:
+        session.protect(bytes([0x80, 0, 0, 0, 0, 0, 0, 0]) + ssrc.to_bytes(4, "big"))
+    except ParseError:
+        return False
+    return func(*args) == 0
 
 
 def _context_address(session: Session) -> int:

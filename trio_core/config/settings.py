@@ -98,6 +98,13 @@ def _parse_nonneg_int(value: Any) -> int:
     return number
 
 
+def _parse_fanout_workers(value: Any) -> int:
+    number = _parse_nonneg_int(value)
+    if number > 256:
+        raise ValueError(f"must be 0..256, got {number}")
+    return number
+
+
 def _parse_positive_int(value: Any) -> int:
     number = _parse_int(value)
     if number < 1:
@@ -423,6 +430,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Bandwidth estimate (REMB) sent to WHIP publishers: browsers ramp up to their "
             "configured bitrate up to this (0 = send none).", _parse_nonneg_int),
     # (end whip)
+    # -- webrtc fan-out workers: issue 18 --
+    Setting("webrtc.fanout_workers", "int", 0,
+            "Native threads that protect and send WebRTC media (each owns a stripe of the "
+            "viewers); 0 = as many as CPUs the process may use, 1 = no thread (all on the "
+            "event loop thread), at most 256.", _parse_fanout_workers),
+    # (end webrtc fan-out)
     # -- relay policy (RTMP, SRT, WebRTC): issue 17 --
     Setting("relay.gop_max_bytes", "int", 32 * 1024 * 1024,
             "Bytes a GOP cache (RTMP per published path, WebRTC per video track) may hold; "

@@ -104,6 +104,7 @@ def forwarder(config: Config) -> Forwarder:
         tcp_port=tcp_port,
         tcp_limits=TcpLimits(max_connections=config["webrtc.tcp_max_connections"],
                              max_per_ip=config["webrtc.tcp_max_connections_per_ip"]),
+        fanout_workers=config["webrtc.fanout_workers"] or None,
     )
 
 

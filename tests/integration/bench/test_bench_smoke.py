@@ -26,7 +26,8 @@ def test_quick_bench_against_trio_core(tmp_path: Path, ffmpeg: str) -> None:
     out_json = tmp_path / "bench.json"
     out_md = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--servers", "trio-core", "--steps", "1,3",
+        [sys.executable, "-m", "bench", "--quick", "--servers", "kernel-floor,trio-core",
+         "--workers", "1,2", "--steps", "1,3",
          "--window", "2", "--no-pin", "--no-netns", "--results", str(out_md),
          "--json", str(out_json)],
         cwd=ROOT,
@@ -38,14 +39,24 @@ def test_quick_bench_against_trio_core(tmp_path: Path, ffmpeg: str) -> None:
     assert "WebRTC viewers" in proc.stdout, proc.stdout + proc.stderr
     assert "trio-core" in proc.stdout
     results = json.loads(out_json.read_text())
-    [tc] = [r for r in results if r["name"] == "trio-core"]
-    assert tc["error"] is None, tc["error"] + "\n" + proc.stderr[-3000:]
-    assert tc["steps"], proc.stderr[-3000:]
-    for step in tc["steps"]:
-        assert step["connected"] == step["viewers"], step["fail_reasons"]
-        assert step["pkts_per_s"] > 0
-        assert step["auth_fail"] == 0
-        assert step["unprotected"] > 0  # SRTP really decrypted with the DTLS keys
+    by_name = {r["name"]: r for r in results}
+    for name, workers in (("trio-core ×1", 1), ("trio-core ×2", 2), ("kernel-floor", 1)):
+        tc = by_name[name]
+        assert tc["error"] is None, tc["error"] + "\n" + proc.stderr[-3000:]
+        assert tc["steps"] and tc["workers"] == workers, proc.stderr[-3000:]
+        for step in tc["steps"]:
+            assert step["connected"] == step["viewers"], step["fail_reasons"]
+            assert step["pkts_per_s"] > 0 and step["workers"] == workers
+            assert step["cpu_us_per_pkt"] > 0 and step["threads"]
+            assert step["auth_fail"] == 0
+            if name == "kernel-floor":
+                assert step["unprotected"] == 0  # ready bytes, no SRTP: nothing to decrypt
+            else:
+                assert step["unprotected"] > 0  # SRTP really decrypted with the DTLS keys
+    # two workers: the server has two fan-out threads (by name, in the per-thread CPU)
+    threads = by_name["trio-core ×2"]["steps"][-1]["threads"]
+    assert {"rtp-fanout-0", "rtp-fanout-1"} <= {t.rsplit(":", 1)[0] for t in threads}, threads
+    assert "× kernel floor" in out_md.read_text()
     # the product path: the real server, its API and WHEP endpoint (bench/product.py)
     [api] = [r for r in results if r["name"] == "trio-core-api"]
     assert api["error"] is None, api["error"] + "\n" + proc.stderr[-3000:]

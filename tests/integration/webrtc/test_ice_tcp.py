@@ -48,7 +48,7 @@ async def test_a_viewer_plays_over_ice_tcp_with_rtcp() -> None:
         stats = peer.stats()
         assert stats["transport"] == "tcp" and stats["state"] == "connected", stats
         track = peer.out["video"]
-        assert not track.native and track.fd == -1  # never on the mux socket's sendmmsg
+        assert not track.native_send and track.native is None and track.fd == -1  # never on the mux socket's sendmmsg
         assert track not in fwd.source("cam").fanout["video"]
         assert peer in fwd.source("cam").listeners
         # SRTCP over the framed stream: a PLI is counted, a NACK repaired

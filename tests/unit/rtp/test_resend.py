@@ -24,7 +24,7 @@ from pylibsrtp import Policy
 import rtp.source
 from rtp.dtls import Certificate, SrtpKeys
 from rtp.errors import ParseError
-from rtp.fanout import NATIVE, fan_out, fan_out_python
+from rtp.fanout import NATIVE
 from rtp.packet import build_rtp, parse_rtp
 from rtp.peer import Peer
 from rtp.rtcp import build_nack, build_pli
@@ -144,24 +144,24 @@ def nal(packet: bytes) -> int:
     return packet[parse_rtp(packet).header_size] & 0x1F
 
 
-@pytest.fixture(params=["python", "native"])
-def fanout_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "native":
-        if not NATIVE:
-            pytest.skip("the C fan-out is not built here")
-        monkeypatch.setattr(rtp.source, "fan_out", fan_out)
-    else:
-        monkeypatch.setattr(rtp.source, "fan_out", fan_out_python)
-    return request.param
+@pytest.fixture(params=["python", "native-inline", "native-2-workers"])
+def fanout_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The Source's fan-out: the Python loop (0), the C engine inline (1) or 2 threads."""
+    if request.param == "python":
+        monkeypatch.setattr(rtp.source, "open_engine", lambda workers=None: None)
+        return 0
+    if not NATIVE:
+        pytest.fail("the C fan-out is not built here (a compiler is needed at install time)")
+    return 1 if request.param == "native-inline" else 2
 
 
 @pytest.mark.parametrize("with_rtx", [True, False])
-async def test_pli_replay_and_late_nack_repairs(fanout_impl: str, with_rtx: bool) -> None:
+async def test_pli_replay_and_late_nack_repairs(fanout_impl: int, with_rtx: bool) -> None:
     keys = SrtpKeys(Policy.SRTP_PROFILE_AES128_CM_SHA1_80, os.urandom(16), os.urandom(14),
                     os.urandom(16), os.urandom(14))
     browser = Browser(keys)
     mux = FakeMux()
-    source = Source("cam", ("video",))
+    source = Source("cam", ("video",), workers=fanout_impl or 1)
     async with trio.open_nursery() as nursery:
         await nursery.start(source.run)
         source.set_sdp(VIDEO_SDP)
@@ -177,7 +177,8 @@ async def test_pli_replay_and_late_nack_repairs(fanout_impl: str, with_rtx: bool
         peer.addr = browser.addr
         now = trio.current_time()
         peer._connected(now)  # DTLS done: the viewer joins (no GOP yet: straight to fan-out)
-        assert peer.out["video"] in source.fanout["video"]
+        assert peer.native == bool(fanout_impl)
+        assert (peer.out["video"] in source.fanout["video"]) == (not fanout_impl)
 
         # the producer: an IDR frame, then one-packet P frames, 25 fps
         seq0, ts0 = 5000, 1000
