@@ -361,39 +361,65 @@ class TcpListener:
         return sock
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Bind, report the port, accept until cancelled (then close every connection)."""
+        """Bind, report the port, accept until cancelled (then close every connection).
+
+        Cancellation: the connections run in a shielded inner scope, so when the listener
+        is cancelled :attr:`before_close` (the forwarder closes its Peers: each queues its
+        goodbye on its still-open connection) runs first, then every connection is closed
+        and that scope cancelled; ``run`` returns when all of them have ended."""
         sock = self._bind()
         self._sock = sock
+        conn_scope = trio.CancelScope(shield=True)
+
+        async def serve_connections(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+            with conn_scope:
+                async with trio.open_nursery() as conns:
+                    task_status.started(conns)
+                    await trio.sleep_forever()
+
         try:
             self.port = sock.getsockname()[1]
             async with trio.open_nursery() as nursery:
+                conns: trio.Nursery = await nursery.start(serve_connections)
                 task_status.started(self.port)
-                while True:
-                    await trio.lowlevel.wait_readable(sock)
-                    while True:
-                        try:
-                            conn_sock, addr = sock.accept()
-                        except BlockingIOError:
-                            break
-                        except OSError as exc:  # EMFILE and friends: back off a little
-                            self.refused["accept-error"] += 1
-                            log.warning("ICE-TCP: accept failed: %s", exc)
-                            await trio.sleep(0.1)
-                            break
-                        conn = self._admit(conn_sock, (addr[0], addr[1]))
-                        if conn is not None:
-                            nursery.start_soon(conn.run)
-                    await trio.lowlevel.checkpoint()
+                try:
+                    await self._accept(sock, conns)
+                finally:
+                    self._close_connections()
+                    conn_scope.cancel()
         finally:
-            if self.before_close is not None:
-                self.before_close()
-            for conn in list(self.connections):
-                conn.close("listener closed")
+            self._close_connections()
             for conn in list(self.connections):
                 self._forget(conn)
             self._sock = None
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+    async def _accept(self, sock: socket.socket, conns: trio.Nursery) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            while True:
+                try:
+                    conn_sock, addr = sock.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:  # EMFILE and friends: back off a little
+                    self.refused["accept-error"] += 1
+                    log.warning("ICE-TCP: accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    break
+                conn = self._admit(conn_sock, (addr[0], addr[1]))
+                if conn is not None:
+                    conns.start_soon(conn.run)
+            await trio.lowlevel.checkpoint()
+
+    def _close_connections(self) -> None:
+        """The Peers first (their goodbyes go out on their connections), then every
+        connection. Idempotent."""
+        if self.before_close is not None:
+            self.before_close()
+        for conn in list(self.connections):
+            conn.close("listener closed")
 
     def _admit(self, conn_sock: socket.socket, addr: tuple[str, int]) -> TcpConnection | None:
         limits = self.limits
