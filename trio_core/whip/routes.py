@@ -291,6 +291,8 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
                 "since": stats.get("since"),
                 "state": stats.get("state", "idle"),
                 "dtls_role": stats.get("dtls_role"),
+                "transport": stats.get("transport"),
+                "ice_restarts": stats.get("ice_restarts", 0),
                 "viewers": len(channel.source.peers),
                 "publishers": channel.publishers,
             })
