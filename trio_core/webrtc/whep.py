@@ -12,7 +12,9 @@ moves to whatever path its checks with the new credentials nominate. ``If-Match`
 ``*`` or the session's current ``ETag`` (``412`` otherwise; no ``If-Match`` is accepted, as
 most players send none for trickle); the ETag is the server's current ufrag. A malformed
 fragment is ``400`` naming the problem.
-``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``).
+``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``). The PATCH contract,
+the ETag and the ``Link`` headers are :mod:`trio_core.webrtc.ice_http`, shared with the WHIP
+routes (publishers and the viewers of WHIP channels).
 
 ICE servers (``webrtc.ice_servers``, :mod:`trio_core.webrtc.ice_servers`) go out as
 ``Link: <url>; rel="ice-server"; username=…; credential=…`` headers on the ``201`` of the
