@@ -1,12 +1,14 @@
 """ICE restart of a WHIP publisher (issue 21's mechanism for publishers): an aiortc publisher
 (an independent WebRTC stack, ``tests/helpers/aiortc_publisher.py``) restarts ICE over
-PATCH and moves to a new local port while an aiortc WHEP viewer decodes the channel."""
+PATCH and moves to a new local port while an aiortc WHEP viewer decodes the channel; a
+WHEP viewer of the channel restarts ICE over PATCH and plays with the new credentials."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
+from bench.ice_tcp import MiniViewer
 from tests.helpers.aiortc_publisher import aiortc_publisher
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
@@ -14,6 +16,7 @@ from tests.helpers.whip import wait_published, whip_server
 
 TOKEN = "tok"
 FPS = 30  # the aiortc publisher's test picture
+FRAG = "application/trickle-ice-sdpfrag"
 
 
 @pytest.mark.slow
@@ -61,5 +64,24 @@ async def test_aiortc_publisher_restarts_ice_and_the_viewer_keeps_decoding(
             after = await wait_published(api, "cam")
             assert after["packets"] > entry["packets"] + FPS, after
             assert after["remote_address"] == entry["remote_address"]
+            # a WHEP viewer of the channel restarts ICE too (the same PATCH code) and plays
+            # with the new credentials
+            viewer = MiniViewer("udp")
+            resp = await api.request("POST", "/whep/cam", content=viewer.offer(),
+                                     headers={"Content-Type": "application/sdp"})
+            assert resp.status_code == 201, resp.text
+            viewer.accept(resp.text)
+            viewer.ufrag = "moved01"
+            got = await api.request("PATCH", resp.headers["Location"], content=(
+                f"a=ice-ufrag:{viewer.ufrag}\r\na=ice-pwd:{viewer.pwd}\r\n"),
+                headers={"Content-Type": FRAG, "If-Match": resp.headers["ETag"]})
+            assert got.status_code == 200 and got.headers["ETag"] != resp.headers["ETag"]
+            viewer.r_ufrag = next(x[12:] for x in got.text.splitlines()
+                                  if x.startswith("a=ice-ufrag:"))
+            viewer.r_pwd = next(x[10:] for x in got.text.splitlines()
+                                if x.startswith("a=ice-pwd:"))
+            with trio.fail_after(10):
+                await viewer.establish()
+                assert len(await viewer.receive_media(20)) == 20
             stopped = await pub.command("stop", "stopped")
             assert stopped["delete_status"] == 204
