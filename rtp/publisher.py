@@ -19,6 +19,14 @@ Feedback toward the publisher (SRTCP, sent from our own SSRC):
 * a PLI when a viewer asks for a keyframe (:meth:`request_keyframe`), at most one per
   :data:`PLI_INTERVAL` seconds.
 
+Transport (issue 21's mechanisms, shared with :class:`rtp.peer.Peer`): the publisher's path
+is UDP through the mux or an ICE-TCP connection (:mod:`rtp.tcp`: ``via=`` on
+``handle_stun``/``handle_dtls``, media frames to ``handle_rtp``); our RTCP and DTLS go back on
+whichever path the latest nominating check came over. :meth:`restart_ice` (WHIP ICE
+restart over PATCH) swaps the local ICE credentials (the mux's username demux follows,
+:meth:`rtp.mux.UdpMux.rename`) and keeps DTLS/SRTP, the Source and its viewers; the
+publisher's next nominating check with the new credentials moves the path.
+
 It closes itself when setup (ICE + DTLS) does not finish within ``setup_timeout``, when no
 RTP arrived for ``media_timeout`` seconds, when consent expires (no valid STUN check for
 ``consent_timeout`` seconds — only for a publisher that refreshes consent at all, see
@@ -51,6 +59,7 @@ from .stun import IceLite
 if TYPE_CHECKING:
     from .mux import UdpMux
     from .source import Source
+    from .tcp import TcpConnection
     from .whip_sdp import IngestTrack
 
 __all__ = ["Publisher", "build_remb"]
@@ -185,6 +194,12 @@ class Publisher:
         self.ssrc = secrets.randbits(32) or 1  # ours, for the RTCP we send
         self.addr: tuple[str, int] | None = None
         self.addrs: set[tuple[str, int]] = set()
+        #: ICE-TCP connections that passed a check, by remote address; ``tcp`` carries our
+        #: RTCP when the latest nominating check came over it (None: UDP)
+        self.tcp_paths: dict[tuple[str, int], TcpConnection] = {}
+        self.tcp: TcpConnection | None = None
+        self._dtls_via: TcpConnection | None = None
+        self.ice_restarts = 0
         self.created = trio.current_time()
         self.created_wall = time.time()
         self.connected_at: float | None = None
@@ -245,6 +260,8 @@ class Publisher:
             "since": round(self.created_wall, 3),
             "state": "closed" if self.closed else ("connected" if self.live else "connecting"),
             "dtls_role": self.dtls_role,
+            "transport": None if self.addr is None else ("tcp" if self.tcp else "udp"),
+            "ice_restarts": self.ice_restarts,
             "codecs": {k: t.codec.rtpmap() for k, t in self.tracks.items()},
             "bitrate_kbit": round(self.bitrate(now) / 1000, 1),
             "packets": self.packets,
@@ -262,35 +279,66 @@ class Publisher:
 
     # -- input from the mux (synchronous) --------------------------------------------------
 
-    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+    def handle_stun(self, data: bytes, addr: tuple[str, int], now: float,
+                    via: TcpConnection | None = None) -> bool:
+        """A STUN message routed to us by ufrag, from ``addr`` over UDP or over the ICE-TCP
+        connection ``via``. True when it was a valid check (answered)."""
         if self.closed:
-            return
+            return False
         resp = self.ice.handle(data, addr, now)
         if resp is None:
-            return
+            return False
         self.stun_checks += 1
-        if addr not in self.addrs:
-            self.addrs.add(addr)
-            self.mux.route(addr, self)
-        self.mux.send(resp, addr)
-        nominated = self.ice.nominated or addr
-        if self.addr is None or (self.ice.nominated is not None and self.addr != nominated):
-            if self.addr is None:
-                self.event("ice-connected", remote=f"{addr[0]}:{addr[1]}",
-                           after=f"{now - self.created:.3f}s")
-            self.addr = nominated
+        if via is None:
+            if addr not in self.addrs:
+                self.addrs.add(addr)
+                self.mux.route(addr, self)
+            self.mux.send(resp, addr)
+        else:
+            self.tcp_paths[addr] = via
+            via.send(resp)
+        if self.addr is None or (self.ice.last_nominating
+                                 and (addr != self.addr or via is not self.tcp)):
+            self.event("ice-connected" if self.addr is None else "ice-switched",
+                       remote=f"{addr[0]}:{addr[1]}", transport="tcp" if via else "udp",
+                       after=f"{now - self.created:.3f}s")
+            self.addr, self.tcp = addr, via
         if self.dtls_role == "client" and self._dtls_addr is None:
             # the ClientHello goes to the checked address, a moment after our response: a
             # hello that arrives before the publisher saw ICE complete is dropped by it, and
             # OpenSSL's first retransmission comes only after a second
-            self._dtls_addr = self.addr
+            self._dtls_addr, self._dtls_via = self.addr, self.tcp
             self._hello_at = now + CLIENT_HELLO_DELAY
             self._wake()
+        return True
 
-    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+    def tcp_closed(self, conn: TcpConnection) -> None:
+        """The ICE-TCP connection ``conn`` closed: forget it (a publisher whose media came
+        over it has to find another path — an ICE restart — before ``media_timeout``)."""
+        if self.tcp_paths.get(conn.addr) is conn:
+            del self.tcp_paths[conn.addr]
+        if self._dtls_via is conn:
+            self._dtls_via = None
+
+    def restart_ice(self, remote_ufrag: str) -> tuple[str, str]:
+        """An ICE restart (WHIP PATCH with the publisher's new ufrag/pwd): new local
+        credentials, registered in the mux's username demux (the old ufrag is forgotten);
+        DTLS/SRTP, the Source, its viewers and the current path stay until a nominating
+        check with the new credentials moves the path. Returns (ufrag, pwd)."""
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
+        old = self.ice
+        self.ice = old.restarted(ufrag, pwd, remote_ufrag)
+        self.mux.rename(self, old.local_ufrag)
+        self.ice_restarts += 1
+        self.event("ice-restart", ufrag=ufrag, remote_ufrag=remote_ufrag)
+        return ufrag, pwd
+
+    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float,
+                    via: TcpConnection | None = None) -> None:
         if self.closed:
             return
         self._dtls_addr = addr
+        self._dtls_via = via
         self._dtls_heard = True
         try:
             self.dtls.receive(data, now)
@@ -434,6 +482,8 @@ class Publisher:
         except ParseError as exc:
             self.dropped[exc.reason] += 1
             return False
+        if self.tcp is not None:
+            return self.tcp.send(out)
         return self.mux.send(out, self.addr)
 
     def _send_reports(self, now: float) -> None:
@@ -478,6 +528,10 @@ class Publisher:
             self.dtls.close()
             self._flush_dtls()
         self.mux.unregister(self)
+        for conn in list(self.tcp_paths.values()):
+            conn.finish()  # after the close_notify above was queued on it
+        self.tcp_paths.clear()
+        self.tcp = self._dtls_via = None
         if self.source.upstream is self:
             self.source.upstream = None
         if self.on_close is not None:
@@ -497,7 +551,7 @@ class Publisher:
                 self._hello_at = None
             if self._dtls_addr is not None and not self._dtls_heard:
                 for datagram in self._hello:
-                    self.mux.send(datagram, self._dtls_addr)
+                    self._send_dtls(datagram)
         if self.srtp is None:
             deadline = self.dtls.next_timeout()
             if deadline is not None and now >= deadline:
@@ -544,10 +598,19 @@ class Publisher:
         return deadline
 
     def _flush_dtls(self) -> None:
-        target = self._dtls_addr or self.addr
         for datagram in self.dtls.datagrams_to_send():
-            if target is not None:
-                self.mux.send(datagram, target)
+            self._send_dtls(datagram)
+
+    def _send_dtls(self, datagram: bytes) -> None:
+        """DTLS goes back where the publisher's DTLS came from (an ICE-TCP connection or a
+        UDP address), else on the selected path."""
+        via = self._dtls_via
+        if via is not None and not via.closed:
+            via.send(datagram)
+        elif self._dtls_addr is None and self.tcp is not None:
+            self.tcp.send(datagram)
+        elif (self._dtls_addr or self.addr) is not None:
+            self.mux.send(datagram, self._dtls_addr or self.addr)  # type: ignore[arg-type]
 
     def _wake(self) -> None:
         if self._wait is not None:

@@ -23,6 +23,10 @@ stalls the Source's fan-out or other viewers.
 
 Cancellation: :meth:`TcpListener.run` owns the listening socket and a nursery with one task
 per connection (reader, writer); cancelling it closes every connection and the socket.
+A WHIP publisher (:class:`rtp.publisher.Publisher`) is such a peer too: its SRTP media
+frames go to its ``handle_rtp``, as the UDP mux hands it datagrams (for a viewer they are
+dropped, ``unexpected-frame``).
+
 A connection closed by its Peer (:meth:`TcpConnection.finish`) first writes what it can of
 its queue without waiting (the Peer's goodbye), then closes.
 """
@@ -276,6 +280,8 @@ class TcpConnection:
                 peer.handle_dtls(frame, self.addr, now, via=self)
             elif 128 <= first <= 191 and len(frame) >= 2 and 192 <= frame[1] <= 223:
                 peer.handle_rtcp(frame, self.addr, now)
+            elif 128 <= first <= 191 and (rtp := getattr(peer, "handle_rtp", None)):
+                rtp(frame, self.addr, now)  # SRTP media of a WHIP publisher
             else:
                 self.listener.dropped["unexpected-frame"] += 1
         except ParseError as exc:

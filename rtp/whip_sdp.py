@@ -9,7 +9,7 @@ codec. A section whose kind we know but whose codecs we cannot take is an
 publisher must not believe it is live while half its media goes nowhere.
 
 The answer is ICE-lite (session-level ``a=ice-lite``), ``a=recvonly``, bundled on the one
-UDP mux port, and chooses the DTLS role that works with the offer: ``passive`` (we are the
+UDP mux port (plus the ``tcptype passive`` ICE-TCP candidates when that port is on), and chooses the DTLS role that works with the offer: ``passive`` (we are the
 DTLS server, as for WHEP) for ``actpass`` and ``active`` offers (browsers, OBS, FFmpeg with
 ``-whip_flags dtls_active``), ``active`` (we are the client) for a ``passive`` offer (FFmpeg's
 ``-f whip`` default). Video gets ``nack``, ``nack pli``, ``ccm fir`` and ``goog-remb``
@@ -21,11 +21,20 @@ a viewer did not negotiate.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 
 from .errors import SdpError
-from .sdp import Codec, MediaSection, Offer, SourceTrack, h264_profile, parse_offer
+from .sdp import (
+    Codec,
+    MediaSection,
+    Offer,
+    SourceTrack,
+    candidate_lines,
+    h264_profile,
+    parse_offer,
+)
 
 __all__ = ["IngestTrack", "PublishAnswer", "build_publish_answer", "choose_tracks",
            "parse_publish_offer", "source_tracks"]
@@ -130,9 +139,11 @@ def source_tracks(tracks: dict[str, IngestTrack]) -> dict[str, SourceTrack]:
 
 
 def build_publish_answer(offer: Offer, tracks: dict[str, IngestTrack], *, ice_ufrag: str,
-                         ice_pwd: str, fingerprint: str, candidates: list[tuple[str, int]]
-                         ) -> PublishAnswer:
-    """The ICE-lite, recvonly answer taking ``tracks`` (from :func:`choose_tracks`)."""
+                         ice_pwd: str, fingerprint: str, candidates: list[tuple[str, int]],
+                         tcp_candidates: Sequence[tuple[str, int]] = ()) -> PublishAnswer:
+    """The ICE-lite, recvonly answer taking ``tracks`` (from :func:`choose_tracks`);
+    ``tcp_candidates`` (the ICE-TCP port) are announced ``tcptype passive`` below the UDP
+    ones, exactly as for viewers (:func:`rtp.sdp.candidate_lines`)."""
     if not candidates:
         raise ValueError("build_publish_answer needs at least one candidate")
     fp = fingerprint.strip()
@@ -193,9 +204,6 @@ def build_publish_answer(offer: Offer, tracks: dict[str, IngestTrack], *, ice_uf
         if track is not None and track.rtx_payload_type is not None:
             lines += [f"a=rtpmap:{track.rtx_payload_type} rtx/90000",
                       f"a=fmtp:{track.rtx_payload_type} apt={shown.payload_type}"]  # type: ignore[union-attr]
-        for index, (c_host, c_port) in enumerate(candidates):
-            lines.append(f"a=candidate:{index + 1} 1 udp {2130706431 - index} {c_host} {c_port} "
-                         "typ host")
-        lines.append("a=end-of-candidates")
+        lines += candidate_lines(candidates, tcp_candidates)
     return PublishAnswer("\r\n".join(lines) + "\r\n", tracks,
                          "client" if setup == "active" else "server")

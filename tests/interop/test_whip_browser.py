@@ -3,6 +3,10 @@ WHIPClient (npm devDependency in ``web/package.json``) and a second Chromium pag
 over WHEP; a ``{whip,name=cam}`` process writes HLS that FFmpeg decodes; the publisher stops
 and comes back under the same name while the viewer stays. One private network namespace
 (``tests/helpers/whip_browser_session.py``); root, ``ip`` and Debian's Chromium.
+
+With all UDP dropped (nft, ``tests/helpers/whip_tcp_session.py``) Chromium publishes over
+ICE-TCP, a Chromium viewer plays over ICE-TCP, and the publisher's ICE restart (PATCH)
+moves it to a new TCP connection while the viewer keeps decoding.
 """
 
 from __future__ import annotations
@@ -55,4 +59,31 @@ async def test_chromium_publishes_over_whip_and_chromium_plays_it(ffmpeg: str) -
     assert r["republish"] == {"ok": True}
     assert r["view_back"]["framesDecoded"] > r["view_stalled"]["framesDecoded"] + 50
     assert r["view_back"]["state"] == "connected"
+    assert r["server_exit"] == 0
+
+
+async def test_chromium_publishes_over_ice_tcp_with_all_udp_dropped_and_restarts_ice() -> None:
+    assert WHIP_JS.is_file(), f"{WHIP_JS} missing: reinstall (pip install -e '.[test]')"
+    argv = ["unshare", "-n", sys.executable, "-m", "tests.helpers.whip_tcp_session",
+            str(WHIP_JS)]
+    with trio.fail_after(120):
+        proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
+                                      check=False)
+    lines = proc.stdout.decode().strip().splitlines()
+    assert lines, proc.stderr.decode()[-3000:]
+    r = json.loads(lines[-1])
+    assert r["error"] is None, r
+    # the only path is ICE-TCP, for the publisher and for the viewer
+    assert r["protocols"] == {"pub": "tcp", "view": "tcp"}, r
+    before, after = r["before"], r["after"]
+    assert before["transport"] == after["transport"] == "tcp", r
+    for window in (r["steady"], r["across_restart"]):
+        assert window["sent"] > 10 * 4, window  # the fake camera sends (~20-25 fps)
+        assert window["decoded"] >= 0.9 * window["sent"], (window, r)
+        assert window["audio"] > 50 * 3 and window["codec"] == "video/H264", window
+    # ICE restart: the same publisher (no new POST) on a new TCP connection, same Source
+    assert r["restart"] == {"ok": True, "etag_changed": True}, r
+    assert after["ice_restarts"] == 1 and after["publishers"] == 1, after
+    assert after["remote_address"] != before["remote_address"], r
+    assert after["packets"] > before["packets"] and after["viewers"] == 1, after
     assert r["server_exit"] == 0

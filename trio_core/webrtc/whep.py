@@ -12,7 +12,9 @@ moves to whatever path its checks with the new credentials nominate. ``If-Match`
 ``*`` or the session's current ``ETag`` (``412`` otherwise; no ``If-Match`` is accepted, as
 most players send none for trickle); the ETag is the server's current ufrag. A malformed
 fragment is ``400`` naming the problem.
-``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``).
+``OPTIONS`` answers CORS preflights (``Accept-Post: application/sdp``). The PATCH contract,
+the ETag and the ``Link`` headers are :mod:`trio_core.webrtc.ice_http`, shared with the WHIP
+routes (publishers and the viewers of WHIP channels).
 
 ICE servers (``webrtc.ice_servers``, :mod:`trio_core.webrtc.ice_servers`) go out as
 ``Link: <url>; rel="ice-server"; username=…; credential=…`` headers on the ``201`` of the
@@ -46,10 +48,10 @@ from quart import Blueprint, Request, Response, request
 from werkzeug.datastructures import Headers
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
-from rtp.sdp import MAX_SDPFRAG_BYTES, parse_sdpfrag
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError
-from trio_core.webrtc.ice_servers import link_headers
+from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch
+from trio_core.webrtc.ice_http import with_links as _with_links
 
 if TYPE_CHECKING:
     from rtp.forwarder import Forwarder
@@ -106,11 +108,6 @@ def _may_post(supervisor: Supervisor, auth: Authenticator, req: Request,
     return not auth.enabled or auth.bearer_subject(req) is not None, ""
 
 
-def etag(peer: Peer) -> str:
-    """The WHEP resource's entity tag: the server's current ICE ufrag (changes on restart)."""
-    return f'"{peer.ice.local_ufrag}"'
-
-
 def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authenticator,
                    admission: Admission | None = None,
                    ice_servers: Sequence[Mapping[str, Any]] = (),
@@ -122,10 +119,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
     bp = Blueprint("whep", __name__)
 
     def with_links(headers: Mapping[str, str]) -> Headers:
-        out = Headers(dict(headers))
-        for value in link_headers(ice_servers, clock()):
-            out.add("Link", value)
-        return out
+        return _with_links(headers, ice_servers, clock)
 
     def webrtc_process(process_id: str) -> None:
         try:
@@ -148,7 +142,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
     async def session_options(process_id: str, peer_id: str) -> Response:
         return Response(b"", status=204, headers={
             **CORS_HEADERS, "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
-            "Accept-Patch": "application/trickle-ice-sdpfrag",
+            "Accept-Patch": SDPFRAG,
             "Allow": "PATCH, DELETE, OPTIONS",
         })
 
@@ -211,7 +205,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
                             **CORS_HEADERS,
                             "Location": location,
                             "ETag": etag(peer),
-                            "Accept-Patch": "application/trickle-ice-sdpfrag",
+                            "Accept-Patch": SDPFRAG,
                         }))
 
     @bp.route("/api/v3/process/<process_id>/whep/<peer_id>", methods=["DELETE"],
@@ -233,30 +227,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         peer = source.peers.get(peer_id) if source is not None else None
         if peer is None:
             raise ApiError(404, "Unknown WHEP session", f"no session {peer_id!r}")
-        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/trickle-ice-sdpfrag":
-            raise ApiError(415, "Unsupported Media Type",
-                           "PATCH needs application/trickle-ice-sdpfrag")
-        match = request.headers.get("If-Match")
-        if match is not None and match.strip() not in ("*", etag(peer)):
-            raise ApiError(412, "Precondition Failed",
-                           f"If-Match {match.strip()!r} is not the session's ETag {etag(peer)}")
-        body = await request.get_data()
-        if len(body) > MAX_SDPFRAG_BYTES:
-            raise ApiError(413, "sdpfrag too large", f"more than {MAX_SDPFRAG_BYTES} bytes")
-        try:
-            frag = parse_sdpfrag(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ApiError(400, "Malformed sdpfrag", "the body is not UTF-8") from None
-        except SdpError as exc:
-            raise ApiError(400, "Malformed sdpfrag", str(exc)) from None
-        if frag.ice_ufrag is None or frag.ice_ufrag == peer.ice.remote_ufrag:
-            return Response(b"", status=204, headers=CORS_HEADERS)  # trickle: not needed
-        if frag.ice_pwd is None:
-            raise ApiError(400, "Malformed sdpfrag",
-                           "an ICE restart (new a=ice-ufrag) needs the new a=ice-pwd too")
-        answer = forwarder.restart_ice(peer, frag.ice_ufrag)
-        return Response(answer, status=200, content_type="application/trickle-ice-sdpfrag",
-                        headers={**CORS_HEADERS, "ETag": etag(peer)})
+        return await ice_patch(peer, lambda ufrag: forwarder.restart_ice(peer, ufrag),
+                               CORS_HEADERS)
 
     return bp

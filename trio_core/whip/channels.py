@@ -154,7 +154,8 @@ class WhipChannels:
         ice_pwd = secrets.token_hex(16)
         answer = build_publish_answer(offer, tracks, ice_ufrag=ice_ufrag, ice_pwd=ice_pwd,
                                       fingerprint=self.forwarder.certificate.fingerprint,
-                                      candidates=self.forwarder.candidates)
+                                      candidates=self.forwarder.candidates,
+                                      tcp_candidates=self.forwarder.tcp_candidates)
         source = channel.source
         described = source_tracks(tracks)
         for kind in described:
@@ -179,6 +180,20 @@ class WhipChannels:
         if self.on_publisher is not None:
             self.on_publisher(name, publisher, True)
         return publisher, answer
+
+    def restart_ice(self, publisher: Publisher, remote_ufrag: str) -> str:
+        """ICE restart of ``publisher`` (WHIP PATCH with its new ufrag/pwd): new local
+        credentials (:meth:`rtp.publisher.Publisher.restart_ice`) and the sdpfrag to answer
+        with — ufrag, pwd and the candidates, built as for a WHEP viewer's restart."""
+        from rtp.sdp import build_restart_sdpfrag
+
+        ufrag, pwd = publisher.restart_ice(remote_ufrag)
+        tracks = sorted(publisher.tracks.values(), key=lambda t: t.mid)
+        return build_restart_sdpfrag(ice_ufrag=ufrag, ice_pwd=pwd,
+                                     mids=[t.mid for t in tracks],
+                                     kinds=[t.kind for t in tracks],
+                                     candidates=self.forwarder.candidates,
+                                     tcp_candidates=self.forwarder.tcp_candidates)
 
     def end(self, name: str, session: str, reason: str = "deleted by the client (WHIP DELETE)"
             ) -> bool:

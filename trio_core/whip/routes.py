@@ -3,20 +3,26 @@
 Publishing: ``POST /whip/{name}`` with an ``application/sdp`` offer answers ``201`` with the
 answer, ``Location: /whip/{name}/{session}`` (a secret id), ``ETag`` and ``Accept-Patch``.
 ``DELETE`` on the Location ends the publisher (``204``; an unknown session too);
-``PATCH`` (``application/trickle-ice-sdpfrag``) is ``204`` and ignored for trickled
-candidates (the server is ICE-lite and learns the publisher's address from its checks), ``422``
-for an ICE restart, as on the WHEP side. ``OPTIONS`` answers CORS preflights
+``PATCH`` (``application/trickle-ice-sdpfrag``) is the WHEP contract, from the same code
+(:func:`trio_core.webrtc.ice_http.ice_patch`): ``204`` for trickled candidates (the server
+is ICE-lite and learns the publisher's address from its checks), an **ICE restart** (new
+ufrag/pwd) ``200`` with the server's new ufrag/pwd sdpfrag and a new ``ETag`` — the
+publisher keeps its DTLS/SRTP state, its Source and the viewers — ``412`` on an ``If-Match``
+that is not the ETag, ``400`` naming what is malformed. ``OPTIONS`` answers CORS preflights
 (``Accept-Post: application/sdp``). With ``whip.token`` the POST needs it as
 ``Authorization: Bearer <token>`` (what OBS and FFmpeg's ``-authorization`` send) or
 ``?token=<token>`` (401 otherwise); PATCH and DELETE need no credential but the secret
-session id.
+session id. ``webrtc.ice_servers`` go out as ``Link: <url>; rel="ice-server"`` headers on
+the ``201`` and on ``OPTIONS`` (RFC 9725 §4.6; with ``whip.token`` only to an OPTIONS that
+carries the token: a CORS preflight carries none), as on the WHEP endpoints.
 
 Playing: ``POST /whep/{name}`` — the contract of the per-process WHEP endpoint
 (:mod:`trio_core.webrtc.whep`): 201 + answer + ``Location: /whep/{name}/{session}``, 409 (+
 ``Retry-After``) when nothing is published under the name, 406 no common codec, 503/509
 admission limits (the forwarder's ``webrtc.max_*`` and the ``webrtc`` session limits). With
 ``whip.play_token`` viewers need that token; else they follow the API (a bearer JWT when
-``api.auth.enable``), as a process without ``webrtc.token``.
+``api.auth.enable``), as a process without ``webrtc.token``. ICE restart over PATCH and
+``Link`` headers as for processes.
 
 Errors are Core's JSON ``{code, message, details}``: 400 malformed offer, bad name or no
 usable codec (the details say which is missing and what was offered), 401, 409 the name has a
@@ -27,8 +33,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import trio
@@ -37,6 +44,7 @@ from quart import Blueprint, Request, Response, request
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError, json_response
+from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, with_links
 from trio_core.webrtc.whep import CORS_HEADERS, MAX_OFFER_BYTES, RETRY_AFTER, Admission
 from trio_core.whip.channels import Busy, WhipChannels, check_name, source_id
 
@@ -80,24 +88,17 @@ def _name(name: str) -> str:
         raise ApiError(400, "Invalid channel name", str(exc)) from None
 
 
-async def _patch(ufrag: str) -> Response:
-    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if ctype != "application/trickle-ice-sdpfrag":
-        raise ApiError(415, "Unsupported Media Type",
-                       "PATCH needs application/trickle-ice-sdpfrag")
-    frag = (await request.get_data()).decode("utf-8", "replace")
-    for line in frag.splitlines():
-        if line.startswith("a=ice-ufrag:") and line[12:].strip() != ufrag:
-            raise ApiError(422, "ICE restart is not supported",
-                           "start a new session (POST) instead")
-    return Response(b"", status=204, headers=CORS_HEADERS)
-
-
 def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwarder,
                    auth: Authenticator, *, token: str = "", play_token: str = "",
-                   admission: Admission | None = None) -> Blueprint:
-    """The routes over the running ``channels`` (None while the subsystem is not running)."""
+                   admission: Admission | None = None,
+                   ice_servers: Sequence[Mapping[str, Any]] = (),
+                   clock: Callable[[], float] = time.time) -> Blueprint:
+    """The routes over the running ``channels`` (None while the subsystem is not running);
+    ``ice_servers`` (``webrtc.ice_servers``) are announced in ``Link`` headers."""
     bp = Blueprint("whip", __name__)
+
+    def links(headers: dict[str, str], announce: bool = True) -> Any:
+        return with_links(headers, ice_servers, clock) if announce and ice_servers else headers
 
     def running() -> WhipChannels:
         current = channels()
@@ -106,23 +107,24 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
                            headers={"Retry-After": RETRY_AFTER})
         return current
 
-    def options(methods: str, **extra: str) -> Response:
-        return Response(b"", status=204, headers={
+    def options(methods: str, announce: bool = False, **extra: str) -> Response:
+        return Response(b"", status=204, headers=links({
             **CORS_HEADERS, "Access-Control-Allow-Methods": methods, "Allow": methods,
-            **extra})
+            **extra}, announce))
 
     # -- publishing --------------------------------------------------------------------------
 
     @bp.route("/whip/<name>", methods=["OPTIONS"])
     async def whip_options(name: str) -> Response:
-        """CORS preflight of the WHIP endpoint."""
-        return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
+        """CORS preflight of the WHIP endpoint (ICE servers for a publisher that may POST)."""
+        may = not token or _matches(_given_token(request), token)
+        return options("POST, OPTIONS", may, **{"Accept-Post": "application/sdp"})
 
     @bp.route("/whip/<name>/<session>", methods=["OPTIONS"])
     async def whip_session_options(name: str, session: str) -> Response:
         """CORS preflight of a WHIP session."""
         return options("PATCH, DELETE, OPTIONS",
-                       **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
+                       **{"Accept-Patch": SDPFRAG})
 
     @bp.route("/whip/<name>", methods=["POST"], provide_automatic_options=False)
     @auth.public  # checked here: whip.token
@@ -150,9 +152,9 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
         location = f"/whip/{quote(name, safe='')}/{publisher.id}"
         if token and request.args.get("token"):
             location += "?" + urlencode({"token": request.args["token"]})
-        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
-            **CORS_HEADERS, "Location": location, "ETag": f'"{publisher.ice.local_ufrag}"',
-            "Accept-Patch": "application/trickle-ice-sdpfrag"})
+        return Response(answer.sdp, status=201, content_type="application/sdp", headers=links({
+            **CORS_HEADERS, "Location": location, "ETag": etag(publisher),
+            "Accept-Patch": SDPFRAG}))
 
     @bp.route("/whip/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
@@ -166,11 +168,13 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whip/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whip_patch(name: str, session: str) -> Response:
-        """Trickle ICE for a WHIP session (ignored: ICE-lite; ICE restart 422)."""
-        publisher = running().publisher(name)
+        """Trickle ICE (ignored: ICE-lite) or ICE restart (200 + sdpfrag) of a WHIP session."""
+        current = running()
+        publisher = current.publisher(name)
         if publisher is None or publisher.id != session:
             raise ApiError(404, "Unknown WHIP session", f"no session {session!r}")
-        return await _patch(publisher.ice.remote_ufrag)
+        return await ice_patch(publisher, lambda ufrag: current.restart_ice(publisher, ufrag),
+                               CORS_HEADERS)
 
     # -- playing -----------------------------------------------------------------------------
 
@@ -189,13 +193,17 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whep/<name>", methods=["OPTIONS"])
     async def whep_options(name: str) -> Response:
         """CORS preflight of the WHEP endpoint of a WHIP channel."""
-        return options("POST, OPTIONS", **{"Accept-Post": "application/sdp"})
+        try:
+            may_play()
+            may = True
+        except ApiError:
+            may = False
+        return options("POST, OPTIONS", may, **{"Accept-Post": "application/sdp"})
 
     @bp.route("/whep/<name>/<session>", methods=["OPTIONS"])
     async def whep_session_options(name: str, session: str) -> Response:
         """CORS preflight of a WHEP session of a WHIP channel."""
-        return options("PATCH, DELETE, OPTIONS",
-                       **{"Accept-Patch": "application/trickle-ice-sdpfrag"})
+        return options("PATCH, DELETE, OPTIONS", **{"Accept-Patch": SDPFRAG})
 
     @bp.route("/whep/<name>", methods=["POST"], provide_automatic_options=False)
     @auth.public  # checked here: whip.play_token or the API's credentials
@@ -232,9 +240,9 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
         location = f"/whep/{quote(name, safe='')}/{peer.id}"
         if viewer_token:
             location += "?" + urlencode({"token": viewer_token})
-        return Response(answer.sdp, status=201, content_type="application/sdp", headers={
-            **CORS_HEADERS, "Location": location, "ETag": f'"{peer.ice.local_ufrag}"',
-            "Accept-Patch": "application/trickle-ice-sdpfrag"})
+        return Response(answer.sdp, status=201, content_type="application/sdp", headers=links({
+            **CORS_HEADERS, "Location": location, "ETag": etag(peer),
+            "Accept-Patch": SDPFRAG}))
 
     @bp.route("/whep/<name>/<session>", methods=["DELETE"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
@@ -248,12 +256,14 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
     @bp.route("/whep/<name>/<session>", methods=["PATCH"], provide_automatic_options=False)
     @auth.public  # the secret session id in the URL is the credential
     async def whep_patch(name: str, session: str) -> Response:
-        """Trickle ICE for a WHEP session of a WHIP channel (ignored; ICE restart 422)."""
+        """Trickle ICE (ignored) or ICE restart (200 + sdpfrag) of a WHEP session of a WHIP
+        channel."""
         source = forwarder.sources.get(source_id(name))
         peer = source.peers.get(session) if source is not None else None
         if peer is None:
             raise ApiError(404, "Unknown WHEP session", f"no session {session!r}")
-        return await _patch(peer.ice.remote_ufrag)
+        return await ice_patch(peer, lambda ufrag: forwarder.restart_ice(peer, ufrag),
+                               CORS_HEADERS)
 
     # -- the list ------------------------------------------------------------------------
 
@@ -281,6 +291,8 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
                 "since": stats.get("since"),
                 "state": stats.get("state", "idle"),
                 "dtls_role": stats.get("dtls_role"),
+                "transport": stats.get("transport"),
+                "ice_restarts": stats.get("ice_restarts", 0),
                 "viewers": len(channel.source.peers),
                 "publishers": channel.publishers,
             })

@@ -81,7 +81,8 @@ class WhipSubsystem:
         self._publishers: dict[str, Publisher] = {}
         app.register_blueprint(whip_blueprint(
             lambda: self.channels, forwarder, auth, token=self.token,
-            play_token=config["whip.play_token"], admission=admission))
+            play_token=config["whip.play_token"], admission=admission,
+            ice_servers=config["webrtc.ice_servers"]))
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         channels = WhipChannels(self.forwarder, on_publisher=self._on_publisher,

@@ -74,15 +74,77 @@ async def test_whip_contract(ffmpeg: str, tmp_path) -> None:
         resp = await whip_offer(api, "cam", offer(), Authorization="Bearer tok")
         assert resp.status_code == 201
 
-        # PATCH: trickle ignored (ICE-lite), an ICE restart refused as on the WHEP side
-        session = resp.headers["Location"]
+
+SERVERS = [{"urls": ["turn:10.9.0.1:3478?transport=udp"], "secret": "coturn-secret",
+            "ttl": 600}, {"urls": "stun:stun.example.net:3478"}]
+
+
+async def test_links_ice_tcp_candidates_and_patch(ffmpeg: str, tmp_path) -> None:
+    """``webrtc.ice_servers`` on the WHIP 201 and OPTIONS (with the token; a preflight
+    without it gets no TURN credentials), and on the channel's WHEP OPTIONS; with
+    ``webrtc.tcp_address`` the WHIP answer carries the ``tcptype passive`` candidate; the
+    PATCH contract (trickle, ICE restart, If-Match, malformed)."""
+    async with whip_server(tmp_path, ffmpeg, **{"whip.token": "tok",
+                                                "webrtc.ice_servers": SERVERS,
+                                                "webrtc.tcp_address": "127.0.0.1:0"}) as srv:
+        api = Api(srv.url)
+        resp = await whip_offer(api, "cam", offer(), Authorization="Bearer tok")
+        assert resp.status_code == 201, resp.text
+        links = resp.headers.get_list("Link")
+        assert len(links) == 2, links
+        assert links[0].startswith('<turn:10.9.0.1:3478?transport=udp>; rel="ice-server"; '
+                                   'username="')
+        assert 'credential-type="password"' in links[0]
+        assert links[1] == '<stun:stun.example.net:3478>; rel="ice-server"'
+        assert "Link" in resp.headers["Access-Control-Expose-Headers"]
+        cands = [x for x in resp.text.splitlines() if x.startswith("a=candidate:")]
+        assert [c.split()[2] for c in cands] == ["udp", "tcp"] * 2, cands  # per section
+        assert cands[1].endswith("typ host tcptype passive")
+        assert int(cands[1].split()[3]) < int(cands[0].split()[3])  # below UDP
+        options = await api.request("OPTIONS", "/whip/cam", headers={"Authorization":
+                                                                     "Bearer tok"})
+        assert options.status_code == 204 and len(options.headers.get_list("Link")) == 2
+        preflight = await api.request("OPTIONS", "/whip/cam")
+        assert preflight.status_code == 204 and not preflight.headers.get_list("Link")
+        whep = await api.request("OPTIONS", "/whep/cam")
+        assert len(whep.headers.get_list("Link")) == 2  # viewers: no play token set
+        # PATCH: trickle ignored (ICE-lite); If-Match mismatch 412; malformed 400; an ICE
+        # restart 200 with the new ufrag/pwd and a new ETag (the WHEP contract, same code)
+        session, tag = resp.headers["Location"], resp.headers["ETag"]
         frag = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=candidate:1 1 udp 1 " \
                "127.0.0.1 9 typ host\r\n"
         ctype = {"Content-Type": "application/trickle-ice-sdpfrag"}
         assert (await api.request("PATCH", session, content=frag, headers=ctype)
                 ).status_code == 204
-        assert (await api.request("PATCH", session, content=frag.replace("abcd", "wxyz"),
-                                  headers=ctype)).status_code == 422
+        restart = frag.replace("abcd", "wxyz")
+        got = await api.request("PATCH", session, content=restart,
+                                headers={**ctype, "If-Match": '"stale"'})
+        assert got.status_code == 412 and tag in got.json()["details"][0]
+        got = await api.request("PATCH", session, content="a=ice-ufrag:wxyz\r\n", headers=ctype)
+        assert got.status_code == 400 and "needs the new a=ice-pwd" in got.text
+        got = await api.request("PATCH", session, content="a=ice-ufrag:x\r\n", headers=ctype)
+        assert got.status_code == 400 and "a=ice-ufrag must be 4..256" in got.text
+        got = await api.request("PATCH", session, content=frag, headers={"Content-Type": "x/y"})
+        assert got.status_code == 415
+        got = await api.request("PATCH", session, content=restart,
+                                headers={**ctype, "If-Match": tag})
+        assert got.status_code == 200, got.text
+        assert got.headers["Content-Type"].startswith("application/trickle-ice-sdpfrag")
+        lines = got.text.splitlines()
+        assert lines[0] == "a=ice-lite" and "a=group:BUNDLE 0 1" in lines
+        ufrag = next(x[12:] for x in lines if x.startswith("a=ice-ufrag:"))
+        assert any(x.startswith("a=ice-pwd:") for x in lines)
+        assert got.headers["ETag"] == f'"{ufrag}"' != tag
+        assert any(x.endswith("tcptype passive") for x in lines)  # ICE-TCP too
+        # the old ETag is stale now; the new one (or *) is what If-Match must carry
+        got = await api.request("PATCH", session, content=frag.replace("abcd", "wxyz2"),
+                                headers={**ctype, "If-Match": tag})
+        assert got.status_code == 412
+        # trickle with the new remote ufrag: 204
+        assert (await api.request("PATCH", session, content=restart, headers=ctype)
+                ).status_code == 204
+        got = await api.request("PATCH", "/whip/cam/nosuch", content=restart, headers=ctype)
+        assert got.status_code == 404
 
 
 async def test_unusable_offers_are_400_naming_what_is_missing(ffmpeg: str, tmp_path) -> None:

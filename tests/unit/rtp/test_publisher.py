@@ -172,3 +172,88 @@ async def test_consent_expiry_binds_publishers_that_refresh_it() -> None:
     assert not pub.closed
     pub._on_timer(now + 31)
     assert pub.closed and pub.close_reason == "consent expired"
+
+
+class FakeTcp:
+    """An ICE-TCP connection (rtp.tcp.TcpConnection's part a publisher uses)."""
+
+    def __init__(self, addr: tuple[str, int]) -> None:
+        self.addr = addr
+        self.sent: list[bytes] = []
+        self.closed = False
+        self.finished = False
+
+    def send(self, packet: bytes) -> bool:
+        self.sent.append(packet)
+        return True
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+async def test_a_publisher_over_ice_tcp_and_its_consent(role: str) -> None:
+    """STUN, DTLS, media and our RTCP over one ICE-TCP connection (nothing on the mux);
+    consent freshness binds it as over UDP; closing finishes the connection."""
+    pub, mux, source, remote = make(role, consent_timeout=30.0, media_timeout=1e9)
+    conn = FakeTcp(("127.0.0.1", 50000))
+    now = trio.current_time()
+    assert pub.handle_stun(stun_request("ufrag", "p" * 24), conn.addr, now, via=conn)
+    assert pub.tcp is conn and pub.addr == conn.addr and not mux.routes and not mux.sent
+    assert not pub.handle_stun(stun_request("ufrag", "wrong" * 5), conn.addr, now, via=conn)
+    conn.sent.clear()
+    if role == "client":
+        pub._on_timer(now + 1)  # the delayed ClientHello goes over the connection
+    else:
+        remote.start(now)
+    for _ in range(10):
+        out = remote.datagrams_to_send()
+        for d in out:
+            pub.handle_dtls(d, conn.addr, now, via=conn)
+        back = [d for d in conn.sent if 20 <= d[0] <= 63]
+        conn.sent.clear()
+        for d in back:
+            remote.receive(d, now)
+        if not out and not back:
+            break
+    assert pub.live and not mux.sent
+    srtp = SrtpSession(remote.srtp_keys())
+    got: list[bytes] = []
+    source.listeners.append(type("L", (), {"forward": lambda self, p: got.append(p)})())
+    for seq in range(3):
+        pub.handle_rtp(srtp.protect(build_rtp(102, seq, seq * 3000, 0x1234, b"\x65" + b"x" * 50)),
+                       conn.addr, now)
+    assert pub.packets == 3 and len(got) == 3
+    pub._on_timer(now + 1)  # RR + REMB over the connection
+    assert any(isinstance(p, ReceiverReport) for d in conn.sent
+               for p in parse_rtcp(srtp.unprotect_rtcp(d)))
+    assert pub.stats()["transport"] == "tcp"
+    pub.handle_stun(stun_request("ufrag", "p" * 24), conn.addr, now + 10, via=conn)
+    pub._on_timer(now + 35)
+    assert not pub.closed  # consent refreshed over TCP at +10
+    pub._on_timer(now + 41)
+    assert pub.closed and pub.close_reason == "consent expired" and conn.finished
+
+
+async def test_restart_ice_swaps_credentials_and_keeps_the_session() -> None:
+    pub, mux, source, remote = make("server")
+    renamed: list[str] = []
+    mux.rename = lambda peer, old: renamed.append(old)  # type: ignore[attr-defined]
+    srtp = handshake(pub, mux, remote)
+    ufrag, pwd = pub.restart_ice("remote2")
+    assert renamed == ["ufrag"] and pub.ice.local_ufrag == ufrag and pub.ice_restarts == 1
+    now = trio.current_time()
+    # the old credentials are refused; the new ones pass and keep DTLS/SRTP
+    assert not pub.handle_stun(stun_request("ufrag", "p" * 24), ADDR, now)
+    from aioice import stun
+
+    msg = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    msg.attributes["USERNAME"] = f"{ufrag}:remote2"
+    msg.attributes["PRIORITY"] = 1
+    msg.attributes["ICE-CONTROLLING"] = 1
+    msg.attributes["USE-CANDIDATE"] = None
+    msg.add_message_integrity(pwd.encode())
+    msg.add_fingerprint()
+    assert pub.handle_stun(bytes(msg), ADDR, now)
+    pub.handle_rtp(srtp.protect(build_rtp(102, 1, 0, 0x1234, b"\x65xx")), ADDR, now)
+    assert pub.live and pub.packets == 1 and not pub.closed

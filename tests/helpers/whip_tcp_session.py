@@ -1,0 +1,156 @@
+"""Chromium publishes over WHIP with **all UDP dropped** and reaches the server over ICE-TCP;
+a second Chromium page plays the channel (over ICE-TCP too); then the publisher restarts
+ICE (medooze ``whip-whep``'s ``WHIPClient.restart()``: ``restartIce()`` + PATCH) and keeps
+feeding the same Source. Run *inside* a private network namespace.
+
+Started by ``tests/interop/test_whip_browser.py`` as ``unshare -n python -m
+tests.helpers.whip_tcp_session <path of whip.js>``: the veth recipe of
+``tests/helpers/browser_session.py`` (server 10.200.0.1), the nft rules of
+``tests/helpers/ice_session.py`` (every datagram of 10.200.0.0/24 and all IPv6 UDP dropped),
+``webrtc.tcp_address`` 10.200.0.1:8555. Frames the publisher sent and the viewer decoded
+are compared over one window before and one window across the restart. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from tests.helpers.browser_session import CHROMIUM, CHROMIUM_ARGS, HOST, PORT, api, network_up, wait
+from tests.helpers.ice_session import nft
+from tests.helpers.whip_browser_session import (
+    PUB_STATS_JS,
+    PUBLISH_JS,
+    TOKEN,
+    UNPUBLISH_JS,
+    VIEW_JS,
+    VIEW_STATS_JS,
+)
+
+ORIGIN = f"http://{HOST}:{PORT}"
+TCP_PORT = 8555
+
+#: the protocol of each page's selected candidate pair (local candidate), "" before one
+PROTOCOL_JS = """async (which) => {
+  const pc = which === 'pub' ? window.pubs[window.pubs.length - 1].pc : window.pc;
+  const stats = await pc.getStats();
+  let pair = null; const locals = {};
+  stats.forEach(s => { if (s.type === 'local-candidate') locals[s.id] = s;
+    if (s.type === 'transport' && s.selectedCandidatePairId) pair = s.selectedCandidatePairId; });
+  if (!pair) return '';
+  const p = stats.get(pair);
+  return p && locals[p.localCandidateId] ? locals[p.localCandidateId].protocol : '';
+}"""
+#: ``WHIPClient.restart()``; its answer handling joins the sdpfrag's candidate lines with
+#: "," (``candidates.join()``), which Chromium refuses ("Invalid SDP line") as soon as there
+#: are two (UDP + ICE-TCP): the page repairs exactly that before setRemoteDescription
+RESTART_JS = """async () => {
+  const p = window.pubs[window.pubs.length - 1];
+  const apply = p.pc.setRemoteDescription.bind(p.pc);
+  p.pc.setRemoteDescription = (d) => apply(
+      {type: d.type, sdp: d.sdp.replaceAll('\\r\\n,a=candidate', '\\r\\na=candidate')});
+  const before = p.client.etag;
+  try { await p.client.restart(); } catch (e) { return {error: String(e)}; }
+  return {ok: true, etag_changed: before !== p.client.etag};
+}"""
+
+
+def window(pub: Any, view: Any, seconds: float) -> dict[str, Any]:
+    p0, v0 = pub.evaluate(PUB_STATS_JS), view.evaluate(VIEW_STATS_JS)
+    time.sleep(seconds)
+    p1, v1 = pub.evaluate(PUB_STATS_JS), view.evaluate(VIEW_STATS_JS)
+    return {"sent": p1["framesSent"] - p0["framesSent"],
+            "decoded": v1["framesDecoded"] - v0["framesDecoded"],
+            "audio": v1["audioPackets"] - v0["audioPackets"], "codec": v1["codec"],
+            "state": v1["state"]}
+
+
+def main() -> int:
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    with open(sys.argv[1], "rb") as f:
+        library = base64.b64encode(f.read()).decode()
+    network_up()
+    nft(["chain out { type filter hook output priority 0; "
+         "ip saddr 10.200.0.0/24 meta l4proto udp counter drop; "
+         "ip daddr 10.200.0.0/24 meta l4proto udp counter drop; "
+         "meta nfproto ipv6 meta l4proto udp counter drop; }"])
+    workdir = tempfile.mkdtemp(prefix="trio-core-whip-tcp-")
+    env = {
+        **os.environ,
+        "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
+        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
+        "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_WEBRTC_TCP_ADDRESS": f"{HOST}:{TCP_PORT}",
+        "CORE_DEMO_ENABLE": "false", "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN,
+        "CORE_DB_DIR": os.path.join(workdir, "db"),
+        "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
+    }
+    result: dict[str, Any] = {"error": None}
+    server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
+                                  os.path.join(workdir, "server.log"), "wb"))
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}"]
+    try:
+        wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            try:
+                result["browser"] = browser.version
+                pub = browser.new_page()
+                pub.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
+                result["publish"] = pub.evaluate(PUBLISH_JS, [f"{ORIGIN}/whip/cam", TOKEN,
+                                                              library])
+                if result["publish"].get("error"):
+                    raise RuntimeError(f"publish: {result['publish']['error']}")
+                wait(lambda: any(e["name"] == "cam" and e["packets"] > 50
+                                 for e in api("GET", "/api/v3/whip")[1]), 30,
+                     "published media over ICE-TCP")
+                view = browser.new_page()
+                view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
+                result["view"] = view.evaluate(VIEW_JS, f"{ORIGIN}/whep/cam")
+                if result["view"].get("error"):
+                    raise RuntimeError(f"view: {result['view']['error']}")
+                wait(lambda: view.evaluate(VIEW_STATS_JS)["framesDecoded"] > 0, 20,
+                     "the first decoded frame", interval=0.05)
+                time.sleep(1)
+                result["steady"] = window(pub, view, 4)
+                result["protocols"] = {"pub": pub.evaluate(PROTOCOL_JS, "pub"),
+                                       "view": view.evaluate(PROTOCOL_JS, "view")}
+                result["before"] = api("GET", "/api/v3/whip")[1][0]
+                result["restart"] = pub.evaluate(RESTART_JS)
+                if result["restart"].get("error"):
+                    raise RuntimeError(f"restart: {result['restart']['error']}")
+                result["across_restart"] = window(pub, view, 4)
+                result["after"] = api("GET", "/api/v3/whip")[1][0]
+                pub.evaluate(UNPUBLISH_JS)
+            finally:
+                browser.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            with open(os.path.join(workdir, "server.log"), "rb") as f:
+                result["server_log_tail"] = f.read()[-3000:].decode(errors="replace")
+        except OSError:
+            pass
+        server.terminate()
+        try:
+            result["server_exit"] = server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            result["server_exit"] = server.wait()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
