@@ -78,11 +78,12 @@ async def test_a_stop_right_after_the_start_keeps_what_ffmpeg_printed(ffmpeg: st
     async with trio.open_nursery() as nursery:
         sup = Supervisor(ffmpeg=ffmpeg, store=Store(tmp_path))
         await nursery.start(sup.run)
-        for round_ in range(3):
-            await sup.add(lavfi(f"p{round_}"))
-            await wait_until(lambda: sup.get(f"p{round_}").state_json()["exec"] == "running")
-            await sup.command(f"p{round_}", "stop")  # FFmpeg has barely started
-            report = sup.get(f"p{round_}").report_json()
+        for pid in ("p0", "p1", "p2"):
+            await sup.add(lavfi(pid))
+            proc = sup.get(pid)
+            await wait_until(lambda p=proc: p.state_json()["exec"] == "running")
+            await sup.command(pid, "stop")  # FFmpeg has barely started
+            report = proc.report_json()
             assert any("Input #0" in line for line in report["prelude"]), report
             assert any("Output #0" in line for line in report["prelude"]), report
             # FFmpeg's closing statistics, printed after it got q
