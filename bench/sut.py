@@ -55,7 +55,7 @@ def _common_env(workdir: Path, ffmpeg: str) -> dict[str, str]:
         "CORE_STORAGE_MEMORY_AUTH_ENABLE": "true",
         "CORE_STORAGE_MEMORY_AUTH_USERNAME": AUTH[0],
         "CORE_STORAGE_MEMORY_AUTH_PASSWORD": AUTH[1],
-        "CORE_UPDATE_CHECK": "false",
+        "CORE_UPDATE_CHECK": "false", "CORE_LOG_LEVEL": "warn",  # Core's name; both take it
     }  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def trio_core(workdir: Path, ffmpeg: str, *, rtmp: bool = False, webrtc: bool = 
     """``python -m trio_core`` on a free loopback port (demo off)."""
     port = free_tcp_port()
     env = {**_common_env(workdir, ffmpeg), "CORE_API_ADDRESS": f"127.0.0.1:{port}",
-           "CORE_DEMO_ENABLE": "false", "CORE_LOG_LEVEL": "warning"}
+           "CORE_DEMO_ENABLE": "false"}
     if not webrtc:
         env["CORE_WEBRTC_ENABLE"] = "false"
     rtmp_port = None
@@ -89,7 +89,7 @@ def datarhei_core(workdir: Path, ffmpeg: str, binary: str, *, rtmp: bool = False
     env = {
         **_common_env(workdir, ffmpeg), "CORE_CONFIGFILE": str(workdir / "config.json"),
         "CORE_ADDRESS": f"127.0.0.1:{port}", "CORE_HOST_AUTO": "false",
-        "CORE_HOST_NAME": "127.0.0.1", "CORE_RTMP_ENABLE": "false", "CORE_LOG_LEVEL": "warn",
+        "CORE_HOST_NAME": "127.0.0.1", "CORE_RTMP_ENABLE": "false",
     }  # fmt: skip
     if (cwd / "mime.types").exists():
         env["CORE_STORAGE_MIMETYPES_FILE"] = str(cwd / "mime.types")

@@ -13,14 +13,22 @@ from __future__ import annotations
 import os
 
 import pytest
+import trio
 
-from trio_core.ffmpeg.binary import find_ffmpeg
+from trio_core.ffmpeg.binary import check_version, find_ffmpeg
 
 
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     """Absolute path of the FFmpeg binary used by the integration tests."""
     return find_ffmpeg(os.environ.get("CORE_FFMPEG_BINARY", ""))
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_version(ffmpeg: str) -> tuple[int, int, int] | None:
+    """``(major, minor, patch)`` of that FFmpeg (None for a build without a version number):
+    tests of features older FFmpeg lacks (Debian's 5.1) ask it."""
+    return trio.run(check_version, ffmpeg)
 
 
 

@@ -32,6 +32,10 @@ from trio_core.config.settings import SettingError, help_config
 from trio_core.config.startup_error import StartupError
 from trio_core.config.v3_mapping import load as load_config
 
+#: ``log.level`` -> the logging level of the root logger ("silent": nothing, like Core's)
+_LOGGING_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+                   "error": logging.ERROR, "silent": logging.CRITICAL + 1}
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -104,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trio-core: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(
-        level=config["log.level"].upper(),
+        level=_LOGGING_LEVELS[config["log.level"]],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     status = {"started": False}

@@ -30,7 +30,9 @@ from trio_core.util.addresses import parse_address
 
 CONFIGFILE_ENV = "CORE_CONFIGFILE"
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error", "silent")
+#: Core's spellings (its ``log.level`` is one of silent, error, warn, info, debug) -> ours
+LOG_LEVEL_ALIASES = {"warn": "warning"}
 
 #: secrets drawn at random per start when left empty (as Core does): the JWT secret, and the
 #: memfs password (so ``GET /api/v3/config`` shows the one in use, as Core's does)
@@ -203,8 +205,9 @@ def _parse_address(value: Any) -> str:
 
 def _parse_level(value: Any) -> str:
     text = _parse_str(value).strip().lower()
+    text = LOG_LEVEL_ALIASES.get(text, text)
     if text not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+        raise ValueError(f"expected one of debug, info, warn (warning), error, silent, got {text!r}")
     return text
 
 
@@ -494,7 +497,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "
             "(default: on without a config file, off with one).", _parse_bool),
-    Setting("log.level", "level", "info", "Log level: debug, info, warning, error.",
+    Setting("log.level", "level", "info", "Log level: debug, info, warn (or warning), error, silent (Core's names).",
             _parse_level),
 )
 

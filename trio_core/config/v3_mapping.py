@@ -87,7 +87,7 @@ RENAMED: dict[str, str] = {
 
 # Core path -> (to Core JSON, from Core JSON) where the value spelling differs
 _LEVEL_TO_CORE = {"warning": "warn"}
-_LEVEL_FROM_CORE = {"warn": "warning", "silent": "error"}
+_LEVEL_FROM_CORE = {"warn": "warning"}
 CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "log.level": (
         lambda v: _LEVEL_TO_CORE.get(v, v),

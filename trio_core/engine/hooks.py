@@ -11,7 +11,9 @@ when the process stops for good (stop/delete/update/Supervisor shutdown, or no r
 
 A hook may also have ``await hook.on_load(processes)``: called once by ``Supervisor.run`` with
 the processes loaded from the store, before any of them starts (the cleanup rules use it to
-clean up after a killed previous run).
+clean up after a killed previous run), and ``await hook.on_delete(process)``: called by
+``Supervisor.delete`` once the process stopped and was forgotten, before the delete returns
+(the cleanup rules purge then, so a new process of the same id never loses its files to it).
 
 Cancellation: ``on_start`` runs inside the process scope (a stop cancels it). ``on_stop`` runs
 shielded with a deadline of ``EngineTimings.hook_stop_timeout`` seconds (5 s unless the

@@ -31,7 +31,10 @@ Runtime model (structured concurrency):
   these waits (checked every 0.1 s), is sent SIGKILL at once (these periods, the watchdog
   interval and the stop hooks' deadline are the :class:`EngineTimings` the Supervisor passes): the sequence never waits on a
   process that cannot act. Nothing started by the process outlives its scope: the FFmpeg child
-  is reaped, its pipes closed, its pid record removed, hook tasks cancelled.
+  is reaped, its pipes closed, its pid record removed, hook tasks cancelled. Its stderr is
+  read to the end although the stop cancelled the scope (shielded, until EOF or
+  :data:`STDERR_DRAIN_SECONDS` after the reap): the prelude and the last lines FFmpeg prints
+  while it stops stay in the run's report.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class EngineTimings:
 
 
 DEFAULT_TIMINGS = EngineTimings()
+#: how long FFmpeg's stderr is still read after FFmpeg was reaped (EOF normally comes at once)
+STDERR_DRAIN_SECONDS = 1.0
 
 STOPPED_MESSAGE = ("FFmpeg is stopped (state T, e.g. SIGSTOP) and cannot act on q or SIGTERM; "
                    "sending SIGKILL")
@@ -157,6 +162,7 @@ class Process:
         self._stopping = False
         self._ffmpeg_scope = trio.CancelScope()
         self._watch_scope = trio.CancelScope()
+        self._read_scope = trio.CancelScope(shield=True)
         self._last_progress = 0.0
         self.lock = trio.Lock()  # serialises supervisor operations on this process
 
@@ -393,6 +399,9 @@ class Process:
         )
         self._ffmpeg_scope = trio.CancelScope()
         self._watch_scope = trio.CancelScope()
+        # the log is read to its end although a stop cancels the process scope: what FFmpeg
+        # prints while it stops (a late prelude, the last lines) belongs to this run's report
+        self._read_scope = trio.CancelScope(shield=True)
         proc: Child | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -408,7 +417,7 @@ class Process:
                 self._last_progress = trio.current_time()
                 self._set_state("finishing" if self._stopping else "running")
                 assert proc.stderr is not None
-                nursery.start_soon(self._read_stderr, proc.stderr, parser)
+                nursery.start_soon(self._read_stderr, proc.stderr, parser, self._read_scope)
                 nursery.start_soon(self._watch, proc, parser, resolved)
             return True
         finally:
@@ -440,6 +449,8 @@ class Process:
                 await wait_or_stop(child, self._deliver_cancel)
         finally:
             self._watch_scope.cancel()
+            # FFmpeg is reaped (or never ran): read what is left in the pipe, for a bounded time
+            self._read_scope.deadline = trio.current_time() + STDERR_DRAIN_SECONDS
 
     async def _deliver_cancel(self, proc: Child) -> None:
         """Graceful stop (runs shielded, cancelled as soon as FFmpeg exited): q, TERM, KILL.
@@ -480,19 +491,23 @@ class Process:
                 return True
         return False
 
-    async def _read_stderr(self, stream: trio.abc.ReceiveStream, parser: ProgressParser) -> None:
-        while True:
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                break
-            if not data:
-                break
-            advances = parser.advances
-            for line in parser.feed(data):
-                self.log(line)
-            if parser.advances != advances:
-                self._last_progress = trio.current_time()
+    async def _read_stderr(self, stream: trio.abc.ReceiveStream, parser: ProgressParser,
+                           scope: trio.CancelScope) -> None:
+        """Feed FFmpeg's stderr to ``parser`` until EOF; ``scope`` (shielded) keeps a stop from
+        cutting the reading short, its deadline ends it once FFmpeg was reaped."""
+        with scope:
+            while True:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+                if not data:
+                    break
+                advances = parser.advances
+                for line in parser.feed(data):
+                    self.log(line)
+                if parser.advances != advances:
+                    self._last_progress = trio.current_time()
         for line in parser.close():
             self.log(line)
 

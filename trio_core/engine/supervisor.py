@@ -6,7 +6,9 @@ Contract (docs/ARCHITECTURE.md "Supervisor / hook contract"):
   started; the file is never written before a successful load), starts the processes whose order
   is ``start`` (at most ``max_processes`` when > 0) and serves until cancelled. Between the
   load and the first start, every hook with an ``on_load(processes)`` method is awaited with
-  the loaded processes (a failing one is logged, the start goes on). On cancel every
+  the loaded processes (a failing one is logged, the start goes on). ``delete`` awaits every
+  hook's ``on_delete(process)`` (when it has one) after the process stopped and was forgotten,
+  before it returns (a failing one is logged). On cancel every
   process is stopped gracefully (order unchanged, hooks get ``on_stop(final=True)``) and nothing
   outlives ``run``.
 * ``add``/``update``/``delete``/``command`` need a running Supervisor (RuntimeError otherwise).
@@ -291,6 +293,14 @@ class Supervisor:
                     del self._procs[proc.id]
                     self._metadata.pop(proc.id, None)
                     self._persist()
+                # e.g. the cleanup rules purge now, before a process of the same id can start
+                for hook in list(self.hooks):
+                    on_delete = getattr(hook, "on_delete", None)
+                    if on_delete is not None:
+                        try:
+                            await on_delete(proc)
+                        except Exception:
+                            log.exception("%r.on_delete failed", hook)
 
     async def command(self, process_id: str, command: str) -> None:
         """``start`` | ``stop`` | ``restart`` | ``reload`` (ValueError for anything else)."""

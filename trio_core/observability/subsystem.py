@@ -47,7 +47,6 @@ from trio_core.observability.metric_sources import (
     UptimeSource,
 )
 from trio_core.observability.monitor import History, Monitor
-from trio_core.observability.prometheus import build_registry, exposition
 from trio_core.observability.routes import (
     metrics_blueprint,
     prometheus_blueprint,
@@ -147,6 +146,9 @@ class ObservabilitySubsystem:
         app.register_blueprint(metrics_blueprint(monitor, history))
         app.register_blueprint(widget_blueprint(supervisor, registry, auth, viewers.sync))
         if config["metrics.enable_prometheus"]:
+            # prometheus_client (~3 MB) only when /metrics is served (issue 23, Memory)
+            from trio_core.observability.prometheus import build_registry, exposition
+
             prom = build_registry(monitor, self.core_id, viewers, supervisor.ids,
                                   relays=relays)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Histogram
 from quart import g
 
 from trio_core.http.errors import ApiError
@@ -40,6 +39,7 @@ from trio_core.observability.monitor import Description, Value
 from trio_core.observability.sessions import Collector, SessionLimit
 
 if TYPE_CHECKING:
+    from prometheus_client import Histogram
     from quart import Request
 
     from rtp.forwarder import Forwarder
@@ -75,15 +75,25 @@ class WebRTCViewers:
         self.forwarder = forwarder
         self.collector = collector
         self.supervisor = supervisor
-        self.setup_seconds = Histogram(
-            "webrtc_setup_seconds", "Seconds from the WHEP offer to DTLS-SRTP up, per viewer",
-            buckets=SETUP_BUCKETS, registry=None)
+        self._setup_seconds: Histogram | None = None
         #: counters of viewers that have closed, per process (see COUNTERS)
         self.closed: dict[str, Counter[str]] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._source_rate: dict[str, tuple[float, int, float]] = {}  # id -> (t, bytes, bit/s)
         #: admitted offers still being negotiated (count toward max_sessions)
         self.reserved = 0
+
+    @property
+    def setup_seconds(self) -> Histogram:
+        """The ``webrtc_setup_seconds`` histogram, made on first use (the first connected
+        viewer or the Prometheus registry): prometheus_client is not imported before."""
+        if self._setup_seconds is None:
+            from prometheus_client import Histogram
+
+            self._setup_seconds = Histogram(
+                "webrtc_setup_seconds", "Seconds from the WHEP offer to DTLS-SRTP up, per viewer",
+                buckets=SETUP_BUCKETS, registry=None)
+        return self._setup_seconds
 
     # -- WHEP route calls ----------------------------------------------------------------
 

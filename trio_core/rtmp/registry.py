@@ -6,7 +6,10 @@ headers (AVC/HEVC/AV1/VP9 decoder configuration, AAC AudioSpecificConfig), ``onM
 a :class:`relay.GopCache` (every message since the last video keyframe, bounded by
 ``max_gop_bytes`` of payload; on overflow it waits for the next keyframe) and hands each
 message to every :class:`Player` without ever waiting: a player is a :class:`relay.ReaderQueue`
-that the player's own writer task drains.
+that the player's own writer task drains. A player whose connection gave it a socket fd
+(plain RTMP, not RTMPS) is sent to directly when its writer is idle: one non-blocking
+``writev`` of its header and the shared body pieces, from the producer's task (no join, no
+task switch); what the socket does not take waits for the writer task, in order.
 
 Players start at a keyframe: sequence headers first, then the cached GOP, then live
 messages; their timestamps are rebased so that the first keyframe is at 0. A player whose
@@ -24,6 +27,7 @@ Event to wake its writer).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +46,8 @@ __all__ = ["Channel", "Player", "StreamRegistry"]
 log = logging.getLogger(__name__)
 
 EXTENDED = 0xFFFFFF
+#: pieces per ``writev`` (Linux's IOV_MAX is 1024)
+IOV_MAX = 1024
 #: defaults (the ``relay.*`` settings carry the same values)
 DEFAULT_MAX_GOP_BYTES = 32 * 1024 * 1024
 
@@ -91,11 +97,23 @@ class Player(ReaderQueue[bytes]):
         self.since = time.time()
         self.conn: Any = None  # the player's ServerConnection (end-of-stream notices)
         self.send_scope: trio.CancelScope | None = None  # the writer's current send
+        #: the connection's socket fd for direct sends (None: the writer task sends everything,
+        #: e.g. TLS); set by the connection owner, cleared before the socket closes
+        self.fd: int | None = None
+        #: accounting of what was sent (bytes), e.g. the session's egress
+        self.on_sent: Callable[[int], None] | None = None
+        self.busy = False  # the writer task holds data it has not sent completely
+        self._pending: list[bytes | memoryview] = []  # the unsent rest of a direct send
         self._wake = trio.Event()
 
     @property
     def max_queue_bytes(self) -> int:
         return self.max_bytes
+
+    @property
+    def has_data(self) -> bool:
+        """Something is left to send (queued, or the rest of a direct send)."""
+        return bool(self.queue or self._pending)
 
     @property
     def messages(self) -> int:
@@ -115,7 +133,9 @@ class Player(ReaderQueue[bytes]):
                             self.remote, pending)
                 if self.send_scope is not None:
                     self.send_scope.cancel()
-            self._wake.set()
+                self._wake.set()
+                return
+            self._kick()
 
     def rebase(self, timestamp: int) -> int:
         if self.base is None:
@@ -144,7 +164,7 @@ class Player(ReaderQueue[bytes]):
         outcome = (self.offer(keyframe, size, head, first, cont) if cont
                    else self.offer(keyframe, size, head, first))
         if outcome is Offer.QUEUED:
-            self._wake.set()
+            self._kick()
         elif outcome is Offer.DROPPED:
             self.clear()
             log.warning("RTMP: player %s of %s dropped (too slow: %d skips)",
@@ -156,7 +176,45 @@ class Player(ReaderQueue[bytes]):
             log.info("RTMP: player %s of %s is too slow; skipping to the next keyframe",
                      self.remote, self.name)
             if outcome is Offer.RESUMED:
-                self._wake.set()
+                self._kick()
+
+    def _kick(self) -> None:
+        """Send what is queued now, from the producer's task, when the writer task is idle:
+        one non-blocking ``writev`` of the queued pieces (scatter-gather, no join, no task
+        switch); a player that keeps up never wakes its writer. What the socket does not take
+        (or everything, without a direct fd) is left to the writer task, which waits until the
+        socket is writable."""
+        fd = self.fd
+        if fd is None or self.busy or self._pending or self.dropped:
+            self._wake.set()
+            return
+        parts = self.drain()
+        if len(parts) > IOV_MAX:
+            batch = [parts.popleft() for _ in range(IOV_MAX)]
+            tail: list[bytes | memoryview] = list(parts)
+        else:
+            batch, tail = list(parts), []
+        try:
+            sent = os.writev(fd, batch)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the writer's send will meet the error and end the connection
+            sent = 0
+        if sent:
+            self.bytes_sent += sent
+            if self.on_sent is not None:
+                self.on_sent(sent)
+        rest: list[bytes | memoryview] = []
+        for piece in batch:
+            if sent >= len(piece):
+                sent -= len(piece)
+                continue
+            rest.append(memoryview(piece)[sent:] if sent else piece)
+            sent = 0
+        rest.extend(tail)
+        if rest:
+            self._pending = rest
+            self._wake.set()
 
     def close(self) -> None:
         super().close()
@@ -166,12 +224,15 @@ class Player(ReaderQueue[bytes]):
 
     async def wait(self) -> None:
         """Wait until something is queued (or the player is closed/dropped)."""
-        if not self.queue and not self.closed and not self.dropped:
+        if not self.queue and not self._pending and not self.closed and not self.dropped:
             await self._wake.wait()
         self._wake = trio.Event()
 
     def take(self) -> bytes:
-        data = b"".join(self.drain())
+        """Everything to send, oldest first (the unsent rest of a direct send first); the
+        writer marks itself :attr:`busy` while it sends it (no direct send overtakes it)."""
+        pending, self._pending = self._pending, []
+        data = b"".join([*pending, *self.drain()]) if pending else b"".join(self.drain())
         self.bytes_sent += len(data)
         return data
 

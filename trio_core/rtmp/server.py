@@ -239,12 +239,16 @@ class RtmpServer:
         out = Player("", 0, self.chunk_size, max_queue_bytes=self.max_queue_bytes,
                      max_skips=self.max_skips, remote=remote, counters=self.relay_counters)
         state = _Conn(remote, conn, out)
+        if not tls:  # players that keep up get their messages by direct writev (Player._kick)
+            out.fd = sock_stream.socket.fileno()
+            out.on_sent = state.egress
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guarded, state, self._writer, stream, nursery.cancel_scope)
                 await self._guarded(state, self._reader, stream)
                 out.close()  # let the writer flush what is queued, then end
         finally:
+            out.fd = None  # before the socket closes: no direct send to a reused fd number
             self.connections -= 1
             self._release(host)
             self._cleanup(state)
@@ -320,13 +324,15 @@ class RtmpServer:
                     break
                 data = out.take()
                 if data:
+                    out.busy = True  # no direct send overtakes these bytes
                     with trio.CancelScope() as out.send_scope, trio.fail_after(self.idle_timeout):
                         await stream.send_all(data)
                     out.send_scope = None
+                    out.busy = False
                     state.egress(len(data))
                     if out.dropped:
                         break
-                if out.closed and not out.queue:
+                if out.closed and not out.has_data:
                     break
         finally:
             cancel_scope.cancel()

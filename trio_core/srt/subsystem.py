@@ -16,7 +16,8 @@ Connections are accounted in the ``srt`` session collector (:mod:`.sessions`, a 
 ``{srt,name=X[,latency=µs]}`` resolves as Core's ``app/api/api.go`` template:
 ``srt://HOST:PORT?mode=caller&transtype=live&latency={latency}&streamid={name},mode:request``
 in inputs (``mode:publish`` in outputs), ``,token:T`` when ``srt.token`` is set,
-``&passphrase=P`` when ``srt.passphrase`` is set; latency defaults to 20000 µs (FFmpeg's
+``&passphrase=P`` when ``srt.passphrase`` is set (spelled by :func:`passphrase_query_value`
+so that FFmpeg 5.1 and later read the same passphrase); latency defaults to 20000 µs (FFmpeg's
 unit). HOST is the configured host; for an empty/wildcard host it is ``127.0.0.1``
 (``[::1]`` for ``::``, :func:`trio_core.util.addresses.loopback_for`) rather than Core's
 ``localhost``, which FFmpeg may resolve to ``::1`` while the listener is IPv4 only.
@@ -25,7 +26,7 @@ unit). HOST is the configured host; for an empty/wildcard host it is ``127.0.0.1
 from __future__ import annotations
 
 import logging
-import urllib.parse
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ from trio_core.srt.server import SrtServer
 from trio_core.srt.sessions import SrtSessions
 from trio_core.util.addresses import loopback_for, url_host
 
-__all__ = ["SrtSubsystem", "placeholder_template"]
+__all__ = ["SrtSubsystem", "passphrase_query_value", "placeholder_template"]
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,35 @@ DEFAULT_LATENCY_US = "20000"
 OWN_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
 
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def passphrase_query_value(passphrase: str) -> str:
+    """``passphrase`` as the value of FFmpeg's ``srt://…&passphrase=`` that every FFmpeg reads
+    back the same.
+
+    FFmpeg's query parser (``av_find_info_tag``) turns ``+`` into a space and ends the value at
+    ``&``; FFmpeg up to at least 5.1 does nothing else, newer ones (9) also decode ``%XX``. So
+    a space is written ``+`` (read as a space by both; ``%20`` reached FFmpeg 5.1 verbatim and
+    its handshake failed with "Incorrect passphrase"), every other character as it is (as
+    Core does), except ``+``, ``&`` and ``#`` and a ``%`` that starts a ``%XX``, which only a
+    decoding FFmpeg can receive: those are percent-encoded."""
+    out: list[str] = []
+    for i, ch in enumerate(passphrase):
+        if ch == " ":
+            out.append("+")
+        elif ch in "+&#" or (ch == "%" and _PERCENT_ESCAPE.match(passphrase, i)):
+            out.append(f"%{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def placeholder_template(host: str, port: int, *, token: str = "", passphrase: str = "") -> Template:
     """Core's ``{srt}`` template for a listener on ``host:port`` (see module docstring)."""
     base = f"srt://{url_host(loopback_for(host))}:{port}?mode=caller&transtype=live&latency={{latency}}&streamid={{name}}"
     suffix = f",token:{token}" if token else ""
-    query = f"&passphrase={urllib.parse.quote(passphrase, safe='')}" if passphrase else ""
+    query = f"&passphrase={passphrase_query_value(passphrase)}" if passphrase else ""
     return Template(
         base + ",mode:request" + suffix + query,
         base + ",mode:publish" + suffix + query,

@@ -9,7 +9,8 @@ Core), the rest is a glob on file names (``/name_**.ts``). Placeholders ``{proce
 As in Core the rules of a process are in force for as long as the process *exists* (running
 or not): every second, for each rule, files beyond the newest ``max_files`` and files older
 than ``max_file_age_seconds`` are removed. ``purge_on_delete`` removes every matching file when
-the rules are withdrawn: the process is deleted, its config is updated (the old rules go,
+the rules are withdrawn: the process is deleted (at once, by the supervisor hook
+``on_delete``, before the delete returns), its config is updated (the old rules go,
 purging, before the new FFmpeg starts — whether or not the rules changed, as Core), and at
 server shutdown. A killed server never got to that last purge, so the rules also apply at
 start (:meth:`Cleaner.on_load`, before any stored process runs): the ``purge_on_delete`` files
@@ -154,6 +155,20 @@ class Cleaner:
 
     async def on_stop(self, ctx: Any, final: bool) -> None:
         return None
+
+    async def on_delete(self, process: Any) -> None:
+        """The process was deleted: its rules go now, purging (as Core's delete does before it
+        returns), not at the next sweep — a new process of the same id may start at once and
+        the old rules would purge its files."""
+        async with self._lock:
+            entry = self._entries.pop(id(process), None)
+            rules = set(entry.rules) if entry is not None else set()
+            if entry is None or entry.config is not process.config:
+                try:  # a process deleted before the sweep saw it (or its last update)
+                    rules.update(self._rules(process))
+                except Exception as exc:
+                    log.warning("cleanup rules of deleted %s: %r", process.id, exc)
+            await self._purge(sorted(rules, key=lambda r: (r.storage, r.pattern)))
 
     async def on_load(self, processes: Sequence[Any]) -> None:
         """The server starts (the supervisor loaded ``processes``, none runs yet): what a

@@ -70,6 +70,27 @@ async def test_run_progress_stop_leaves_nothing(ffmpeg: str, tmp_path: Path) -> 
     assert task_count() == tasks
 
 
+async def test_a_stop_right_after_the_start_keeps_what_ffmpeg_printed(ffmpeg: str,
+                                                                       tmp_path: Path) -> None:
+    """A stop cancels the process scope, but FFmpeg's stderr is read to its end: the prelude
+    FFmpeg prints while it stops and its last lines are in the run's report (a slowly
+    starting FFmpeg 5.1 left an empty prelude)."""
+    async with trio.open_nursery() as nursery:
+        sup = Supervisor(ffmpeg=ffmpeg, store=Store(tmp_path))
+        await nursery.start(sup.run)
+        for pid in ("p0", "p1", "p2"):
+            await sup.add(lavfi(pid))
+            proc = sup.get(pid)
+            await wait_until(lambda p=proc: p.state_json()["exec"] == "running")
+            await sup.command(pid, "stop")  # FFmpeg has barely started
+            report = proc.report_json()
+            assert any("Input #0" in line for line in report["prelude"]), report
+            assert any("Output #0" in line for line in report["prelude"]), report
+            # FFmpeg's closing statistics, printed after it got q
+            assert any("muxing overhead" in line for _, line in report["log"]), report["log"]
+        nursery.cancel_scope.cancel()
+
+
 async def test_failing_input_fails_and_is_retried_with_the_reason_logged(
         ffmpeg: str, tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:

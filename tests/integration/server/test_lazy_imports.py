@@ -5,7 +5,8 @@ A real idle ``python -m trio_core`` (no process, no viewer, no login; API auth o
 Rust bindings, which pyOpenSSL and PyJWT pull in; pylibsrtp): those were ~20 MB of idle RSS.
 The import path of the server start (``trio_core.cli``, ``server``, ``reload``, and
 ``rtp.forwarder`` for WebRTC on) must not import aioice, pyOpenSSL, cryptography, pylibsrtp,
-the Source/DTLS/Peer modules or PyJWT.
+the Source/DTLS/Peer modules, PyJWT or prometheus_client (only with
+``metrics.enable_prometheus`` or the first WebRTC viewer's setup-time histogram).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def vm_rss_mb(pid: int) -> float:
 def test_start_path_imports_no_webrtc_media_stack_or_jwt() -> None:
     code = ("import sys, trio_core.cli, trio_core.server, trio_core.reload, rtp.forwarder\n"
             "print(' '.join(m for m in ('aioice', 'OpenSSL', 'cryptography', 'jwt',"
-            " 'pylibsrtp', 'rtp.source', 'rtp.dtls', 'rtp.peer') if m in sys.modules))")
+            " 'pylibsrtp', 'rtp.source', 'rtp.dtls', 'rtp.peer', 'prometheus_client')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout.strip()
     assert out == ""

@@ -281,6 +281,32 @@ async def test_cleanup_rules_on_disk_and_purge_at_shutdown(tmp_path: Path, ffmpe
     assert (data / "other.jpg").exists()
 
 
+async def test_delete_purges_before_it_returns(tmp_path: Path, ffmpeg: str) -> None:
+    """As Core: a deleted process's ``purge_on_delete`` files are gone when DELETE returns,
+    and files a new process of the same id writes right after are never purged by the old
+    rules (they were purged at the next sweep: the new process's HLS playlist vanished)."""
+    async with running_server(_config(tmp_path, ffmpeg)) as srv:
+        api = Api(f"http://127.0.0.1:{srv.port}")
+        cfg = tiny_process("hls", autostart=False)
+        cfg["output"][0]["cleanup"] = [{"pattern": "memfs:/{processid}**", "max_files": 50,
+                                        "purge_on_delete": True}]
+        auth = _basic(*AUTH)
+        for round_ in range(3):
+            assert (await api.post("/api/v3/process", cfg)).status_code == 200
+            resp = await api.request("PUT", "/memfs/hls.m3u8", content=b"#EXTM3U\n",
+                                     headers=auth)
+            assert resp.status_code == 201, round_
+            assert (await api.delete("/api/v3/process/hls")).status_code == 200
+            assert (await api.get("/memfs/hls.m3u8")).status_code == 404  # purged already
+            assert (await api.post("/api/v3/process", cfg)).status_code == 200
+            resp = await api.request("PUT", "/memfs/hls.m3u8", content=b"#EXTM3U\n",
+                                     headers=auth)
+            assert resp.status_code == 201
+            await trio.sleep(1.5)  # more than a sweep interval
+            assert (await api.get("/memfs/hls.m3u8")).status_code == 200, round_
+            assert (await api.delete("/api/v3/process/hls")).status_code == 200
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:

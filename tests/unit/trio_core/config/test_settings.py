@@ -182,3 +182,11 @@ def test_help_config_lists_everything() -> None:
     for s in SETTINGS:
         assert s.name in out and s.env in out and s.description in out
     assert '"127.0.0.1:8080"' in out
+
+
+@pytest.mark.parametrize(("given", "level"), [("warn", "warning"), ("WARN", "warning"),
+                                              ("warning", "warning"), ("silent", "silent"),
+                                              ("error", "error"), ("debug", "debug")])
+def test_log_level_takes_cores_names(given: str, level: str) -> None:
+    """Core's ``log.level`` values (silent, error, warn, info, debug) are accepted."""
+    assert load_config(None, env={"CORE_LOG_LEVEL": given})["log.level"] == level

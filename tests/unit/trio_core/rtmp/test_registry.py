@@ -370,3 +370,47 @@ def test_registry_one_publisher_per_path_and_stale_unpublish_is_harmless() -> No
     assert second is not None and second is not first
     reg.unpublish(first)  # the old channel again: the new publisher stays
     assert reg.get("/live/b") is second
+
+
+def test_direct_sends_keep_the_order_and_leave_the_rest_to_the_writer() -> None:
+    """A player with a socket fd gets each message by one non-blocking writev from the
+    producer; when the socket is full the rest (and everything after it) waits for the writer
+    task (take), in order, and no direct send overtakes what the writer holds (busy)."""
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        player = _player(max_queue_bytes=64 << 20)
+        sent: list[int] = []
+        player.fd, player.on_sent = a.fileno(), sent.append
+        ch = Channel("/live/x")
+        ch.on_media(9, 0, AVC_SEQ)
+        ch.add_player(player)
+        big = [b"\x27\x01\x00\x00\x00" + bytes([n]) * 20000 for n in range(40)]
+        ch.on_media(9, 0, _key(1))
+        assert not player.has_data and sent  # went out directly, nothing for the writer
+        for n, payload in enumerate(big):
+            ch.on_media(9, 40 * (n + 1), payload)
+        assert player.has_data  # the socket filled up: the rest waits for the writer
+        direct = sum(sent)
+        rest = player.take()  # what the writer task sends (busy while it does)
+        player.busy = True
+        ch.on_media(9, 4000, _inter(7))  # queued behind the writer's bytes, not sent
+        assert player.has_data
+        wire = bytearray()
+        while len(wire) < direct:
+            wire += b.recv(1 << 20)
+        assert len(wire) == direct
+        player.busy = False
+        wire += rest + player.take()
+        reader = ChunkReader()
+        reader.chunk_size = player.chunk_size
+        got = [(m.timestamp, m.payload) for m in reader.receive_data(bytes(wire))]
+        assert got == [(0, AVC_SEQ), (0, _key(1))] + [
+            (40 * (n + 1), p) for n, p in enumerate(big)] + [(4000, _inter(7))]
+        assert player.bytes_sent == len(wire)
+    finally:
+        a.close()
+        b.close()

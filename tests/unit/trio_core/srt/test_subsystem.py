@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trio_core.engine.placeholders import resolve_config
 from trio_core.engine.process_config import ProcessConfig
-from trio_core.srt.subsystem import placeholder_template
+from trio_core.srt.subsystem import passphrase_query_value, placeholder_template
 
 
 def _process(address: str, section: str) -> ProcessConfig:
@@ -36,9 +36,18 @@ def test_srt_placeholder_with_token_passphrase_and_wildcard_hosts() -> None:
     t = placeholder_template("", 6001, token="tok", passphrase="pass phrase!")
     got = resolve_config(_process("{srt,name=x}", "output"), {"srt": t}).output[0].address
     assert got == ("srt://127.0.0.1:6001?mode=caller&transtype=live&latency=20000"
-                   "&streamid=x,mode:publish,token:tok&passphrase=pass%20phrase%21")
+                   "&streamid=x,mode:publish,token:tok&passphrase=pass+phrase!")
     assert str(placeholder_template("::", 1)).startswith("srt://[::1]:1?")
     assert str(placeholder_template("10.0.0.5", 1)).startswith("srt://10.0.0.5:1?")
     # without a value the placeholder stays as written
     got = resolve_config(_process("{srt,name=x}", "input"), {}).input[0].address
     assert got == "{srt,name=x}"
+
+
+def test_passphrase_spelling_that_every_ffmpeg_reads_the_same() -> None:
+    """Spaces as ``+`` (FFmpeg 5.1 does not decode ``%20``), the rest verbatim, except what
+    ends or changes FFmpeg's query value (``+``, ``&``, ``#``, ``%XX``)."""
+    assert passphrase_query_value("correct horse battery") == "correct+horse+battery"
+    assert passphrase_query_value("a&b+c#d") == "a%26b%2Bc%23d"
+    assert passphrase_query_value("100% sure:%zz/%41") == "100%+sure:%zz/%2541"
+    assert passphrase_query_value("ünïcode-._~!$'()*,;=") == "ünïcode-._~!$'()*,;="
