@@ -82,6 +82,7 @@ from trio_core.webrtc.subsystem import ForwarderCarry, WebRTCSubsystem, forwarde
 
 if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memory)
     from rtp.forwarder import Forwarder
+    from trio_core.cluster.node import ClusterNode  # only with cluster.enable (coredis)
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -147,6 +148,7 @@ class Services:
     app: QuartTrio
     storage_http: StorageHTTP  # the app's ASGI entry: the storage mounts around the app
     warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
+    cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
 
     def collector(self, name: str) -> Collector | None:
         """The session collector ``name`` (None when sessions are off)."""
@@ -221,9 +223,10 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     store = Store(db_dir)
     fresh_db = not store.path.exists()
     placeholders = Placeholders()
+    cluster_on = config["cluster.enable"]  # then Redis holds the processes, db.json a cache
     supervisor = Supervisor(
         ffmpeg=ffmpeg,
-        store=store,
+        store=None if cluster_on else store,
         pid_records=pid_records,
         placeholders=placeholders,
         log_lines=config["ffmpeg.log.max_lines"],
@@ -253,7 +256,15 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     warnings: list[str] = []  # problems subsystems find at start, shown in GET /api
     app = create_app(auth, instance=config_store.instance, started_at=started_at,
                      warnings=warnings)
-    app.register_blueprint(process_blueprint(supervisor))
+    cluster = None
+    if cluster_on:  # cluster on Redis (issue 20): cluster-wide process routes, /api/v3/cluster
+        from trio_core.cluster.subsystem import cluster_node, install_routes
+        cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
+                               name=config_store.instance.name, cache=store,
+                               pid_records=pid_records)
+        install_routes(app, cluster)
+    else:
+        app.register_blueprint(process_blueprint(supervisor))
     token_ok = None
     if auth.enabled:
         token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
@@ -279,7 +290,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         history=history, sessions=sessions, forwarder=webrtc,
         forwarder_carried=carry is not None, viewers=viewers,
         storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
-        warnings=warnings,
+        warnings=warnings, cluster=cluster,
     )
 
 
@@ -289,7 +300,11 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     config = s.config
     # settings first: a refused one must not leave a half-built subsystem behind
     rtmp = rtmp_server(config) if config["rtmp.enable"] else None
-    subsystems: list[Subsystem] = [
+    subsystems: list[Subsystem] = []
+    if s.cluster is not None:  # cluster.enable (issue 20): registered in Redis before anything
+        from trio_core.cluster.subsystem import ClusterSubsystem
+        subsystems.append(ClusterSubsystem(s.cluster))
+    subsystems += [
         # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
         CoreApiSubsystem(s.app, s.supervisor, skills=s.skills, config_store=s.config_store,
                          log_ring=s.log_ring, request_reload=s.lifecycle.request_reload),
@@ -472,7 +487,7 @@ async def serve(
                 sub, backoff=restart_backoff, task_status=task_status))
         async with trio.open_nursery() as middle:
             await middle.start(supervisor.run)
-            if config["demo.enable"] and services.fresh_db:
+            if config["demo.enable"] and services.fresh_db and services.cluster is None:
                 await ensure_demo(supervisor)
             async with trio.open_nursery() as inner:
                 binds: list[str] = await inner.start(

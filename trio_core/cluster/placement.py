@@ -1,0 +1,65 @@
+"""Which node runs which process: rendezvous (highest random weight) hashing with bounded
+loads, sans-IO.
+
+Every node computes the same :func:`assign` from the same inputs (the process ids and the
+healthy nodes read from Redis), so nobody coordinates placement; the leases (``lease.py``)
+make a disagreement during a change harmless. ``rank`` orders the nodes for one process by a
+hash of (node, process): removing a node moves only the processes it ranked first, adding one
+moves only those it now ranks first. ``assign`` walks the processes in id order and gives each
+to its best-ranked node that is still below its capacity: ``ceil(balance * processes / nodes)``
+(so max/min per node stays within the balance, 1.2 by default: at most 2 x for any count), or
+the node's own ``max_processes`` when that is smaller. A pin (``PUT /api/v3/cluster/reallocation``)
+puts a process on a healthy node first, within capacity. A process no node can take (every
+node full) is unassigned (None).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+
+__all__ = ["BALANCE", "assign", "rank", "score"]
+
+#: a node takes at most this factor of the mean number of processes
+BALANCE = 1.2
+
+
+def score(process_id: str, node_id: str) -> int:
+    """The rendezvous weight of ``node_id`` for ``process_id`` (64 bits of BLAKE2b)."""
+    digest = hashlib.blake2b(f"{node_id}\0{process_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def rank(process_id: str, nodes: Iterable[str]) -> list[str]:
+    """``nodes`` best first for ``process_id`` (ties, practically impossible, by id)."""
+    return sorted(nodes, key=lambda node: (-score(process_id, node), node))
+
+
+def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
+           pins: Mapping[str, str] | None = None,
+           balance: float = BALANCE) -> dict[str, str | None]:
+    """The node of every process. ``nodes`` maps each healthy node to its own limit of
+    processes (0 = none); ``pins`` maps process ids to a preferred node."""
+    ids = sorted(set(process_ids))
+    out: dict[str, str | None] = {}
+    if not nodes:
+        return dict.fromkeys(ids)
+    bound = max(1, math.ceil(balance * len(ids) / len(nodes)))
+    capacity = {node: (min(bound, limit) if limit > 0 else bound) for node, limit in nodes.items()}
+    load = dict.fromkeys(nodes, 0)
+    pins = pins or {}
+    for pid in ids:
+        choice = None
+        pinned = pins.get(pid)
+        if pinned in capacity and load[pinned] < capacity[pinned]:
+            choice = pinned
+        else:
+            for node in rank(pid, nodes):
+                if load[node] < capacity[node]:
+                    choice = node
+                    break
+        if choice is not None:
+            load[choice] += 1
+        out[pid] = choice
+    return out
