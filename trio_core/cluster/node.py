@@ -225,6 +225,17 @@ class ClusterNode:
             retry_policy=NoRetryPolicy())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        except BaseExceptionGroup as group:  # coredis's task group wraps: the clash itself
+            clash = group.subgroup(NodeIdClash)
+            while isinstance(clash, BaseExceptionGroup):
+                clash = clash.exceptions[0]
+            if clash is not None:
+                raise clash from None
+            raise
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         from trio_core.cluster.redis_db import ClusterDB
         client = self._client()
         async with client:

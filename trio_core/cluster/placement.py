@@ -8,7 +8,7 @@ hash of (node, process): removing a node moves only the processes it ranked firs
 moves only those it now ranks first. ``assign`` walks the processes in id order and gives each
 to its best-ranked node that is still below its capacity: ``ceil(balance * processes / nodes)``
 (so max/min per node stays within the balance, 1.2 by default: at most 2 x for any count), or
-the node's own ``max_processes`` when that is smaller. A pin (``PUT /api/v3/cluster/reallocation``)
+the node's own ``max_processes`` when that is smaller (the others then share the rest). A pin (``PUT /api/v3/cluster/reallocation``)
 puts a process on a healthy node first, within capacity. A process no node can take (every
 node full) is unassigned (None).
 """
@@ -45,8 +45,7 @@ def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
     out: dict[str, str | None] = {}
     if not nodes:
         return dict.fromkeys(ids)
-    bound = max(1, math.ceil(balance * len(ids) / len(nodes)))
-    capacity = {node: (min(bound, limit) if limit > 0 else bound) for node, limit in nodes.items()}
+    capacity = _capacities(len(ids), nodes, balance)
     load = dict.fromkeys(nodes, 0)
     pins = pins or {}
     for pid in ids:
@@ -63,3 +62,22 @@ def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
             load[choice] += 1
         out[pid] = choice
     return out
+
+
+def _capacities(count: int, nodes: Mapping[str, int], balance: float) -> dict[str, int]:
+    """Each node's share: nodes whose own limit is below the fair bound take their limit, the
+    others share what is left (bound recomputed over them)."""
+    capacity: dict[str, int] = {}
+    rest = dict(nodes)
+    remaining = count
+    while rest:
+        bound = max(1, math.ceil(balance * remaining / len(rest)))
+        limited = {n: lim for n, lim in rest.items() if 0 < lim < bound}
+        if not limited:
+            capacity.update(dict.fromkeys(rest, bound))
+            break
+        for node, limit in limited.items():
+            capacity[node] = limit
+            remaining = max(0, remaining - limit)
+            del rest[node]
+    return capacity

@@ -212,7 +212,7 @@ class ClusterDB:
             await self.r.incr(_key("version"))
         return bool(created)
 
-    async def put(self, process_id: str, record: Record, *, old_id: str | None = None) -> None:
+    async def put(self, process_id: str, record: Record, old_id: str | None = None) -> None:
         """Write a record (renaming ``old_id`` when given: its metadata moves along)."""
         renamed = old_id is not None and old_id != process_id
         meta = await self.r.hget(_key("metadata"), old_id) if renamed and old_id else None

@@ -599,3 +599,6 @@ def _validate_cluster(cfg: Config) -> None:
     address = cfg["cluster.address"]
     if address and not address.startswith(("http://", "https://")):
         fail("cluster.address", f"expected an http:// or https:// URL, got {address!r}")
+    if not address and cfg.api_port == 0:
+        fail("cluster.address", "must be set when api.address has port 0 (other nodes "
+                                "could not reach this one)")
