@@ -435,9 +435,11 @@ class ClusterNode:
         self.live_nodes, self.known_nodes = live, known
         healthy = {nid: int(doc.get("max_processes") or 0) for nid, doc in live.items()
                    if doc.get("state") == "online"}
-        self.assignment = assignment = assign(records, healthy, pins=self._pins_cache)
         pids = sorted(records)
         self.holders = holders = await self.call(db.holders, pids)
+        self.assignment = assignment = assign(
+            records, healthy, pins=self._pins_cache,
+            holders={pid: h[0] for pid, h in holders.items()})
         # what runs here without a lease (lost, deleted) stops
         for pid in self.supervisor.ids():
             if pid not in self.book.held:

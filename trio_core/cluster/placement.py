@@ -9,8 +9,10 @@ moves only those it now ranks first. ``assign`` walks the processes in id order 
 to its best-ranked node that is still below its capacity: ``ceil(balance * processes / nodes)``
 (so max/min per node stays within the balance, 1.2 by default: at most 2 x for any count), or
 the node's own ``max_processes`` when that is smaller (the others then share the rest). A pin (``PUT /api/v3/cluster/reallocation``)
-puts a process on a healthy node first, within capacity. A process no node can take (every
-node full) is unassigned (None).
+puts a process on a healthy node first, within capacity. A running process stays on its node
+while that node is within its capacity (``holders``): a node joining takes only what the others
+hold beyond their new capacity, the processes ranking it highest first. A process no node can
+take (every node full) is unassigned (None).
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ def rank(process_id: str, nodes: Iterable[str]) -> list[str]:
 
 def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
            pins: Mapping[str, str] | None = None,
+           holders: Mapping[str, str] | None = None,
            balance: float = BALANCE) -> dict[str, str | None]:
     """The node of every process. ``nodes`` maps each healthy node to its own limit of
-    processes (0 = none); ``pins`` maps process ids to a preferred node."""
+    processes (0 = none); ``pins`` maps process ids to a preferred node; ``holders`` maps
+    process ids to the node running them now (sticky: kept there while that node is within
+    its capacity, those ranking it highest first)."""
     ids = sorted(set(process_ids))
     out: dict[str, str | None] = {}
     if not nodes:
@@ -48,20 +53,32 @@ def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
     capacity = _capacities(len(ids), nodes, balance)
     load = dict.fromkeys(nodes, 0)
     pins = pins or {}
-    for pid in ids:
-        choice = None
+    holders = holders or {}
+    for pid in ids:  # pins first
         pinned = pins.get(pid)
         if pinned in capacity and load[pinned] < capacity[pinned]:
-            choice = pinned
-        else:
-            for node in rank(pid, nodes):
-                if load[node] < capacity[node]:
-                    choice = node
-                    break
+            out[pid] = pinned
+            load[pinned] += 1
+    # then what already runs stays where it is, as far as the capacities allow
+    sticky = [pid for pid in ids if pid not in out and holders.get(pid) in capacity]
+    sticky.sort(key=lambda pid: (rank(pid, nodes).index(holders[pid]), pid))
+    for pid in sticky:
+        node = holders[pid]
+        if load[node] < capacity[node]:
+            out[pid] = node
+            load[node] += 1
+    for pid in ids:
+        if pid in out:
+            continue
+        choice = None
+        for node in rank(pid, nodes):
+            if load[node] < capacity[node]:
+                choice = node
+                break
         if choice is not None:
             load[choice] += 1
         out[pid] = choice
-    return out
+    return {pid: out[pid] for pid in ids}
 
 
 def _capacities(count: int, nodes: Mapping[str, int], balance: float) -> dict[str, int]:

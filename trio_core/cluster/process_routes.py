@@ -64,9 +64,11 @@ class OwnerViews:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
 
-    def owner_address(self, process_id: str) -> tuple[str, str] | None:
-        """(node id, API address) of the node holding the process's lease, if not this one."""
-        holder = self.node.holders.get(process_id)
+    def owner_address(self, process_id: str,
+                      holders: dict[str, tuple[str, int]] | None = None) -> tuple[str, str] | None:
+        """(node id, API address) of the node holding the process's lease, if not this one
+        (``holders``: fresh from Redis; else what the last reconcile saw)."""
+        holder = (holders if holders is not None else self.node.holders).get(process_id)
         if holder is None or holder[0] == self.node.id:
             return None
         doc = self.node.live_nodes.get(holder[0])
@@ -77,9 +79,21 @@ class OwnerViews:
     async def fetch(self, ids: Iterable[str], filters: set[str]) -> dict[str, dict[str, Any]]:
         """``{id: process json with the owner-side parts}`` for processes run elsewhere."""
         wanted = {f for f in filters if f in ("state", "report")}
+        ids = [pid for pid in ids if pid not in self.node.book.held]
+        if not wanted or not ids:
+            return {}
+        try:
+            holders = await self.node.call(self.node.require_db().holders, ids)
+        except RedisUnavailable as exc:
+            raise unavailable(exc) from None
+        if any(h[0] not in self.node.live_nodes for h in holders.values()):
+            try:
+                self.node.live_nodes, _ = await self.node.call(self.node.require_db().nodes)
+            except RedisUnavailable as exc:
+                raise unavailable(exc) from None
         by_owner: dict[str, list[str]] = {}
         for pid in ids:
-            owner = self.owner_address(pid)
+            owner = self.owner_address(pid, holders)
             if owner is not None and wanted:
                 by_owner.setdefault(owner[1], []).append(pid)
         out: dict[str, dict[str, Any]] = {}

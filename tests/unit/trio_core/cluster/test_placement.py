@@ -51,3 +51,15 @@ def test_pins_win_within_capacity() -> None:
     pinned = assign(ids, {"n1": 0, "n2": 0, "n3": 0}, pins={pid: "n3"})
     assert pinned[pid] == "n3"
     assert assign(ids, {"n1": 0, "n2": 0}, pins={pid: "gone"})[pid] in ("n1", "n2")
+
+
+def test_running_processes_stay_unless_their_node_is_over_capacity() -> None:
+    ids = [f"p{i}" for i in range(30)]
+    two = assign(ids, {"n1": 0, "n2": 0})
+    three = assign(ids, {"n1": 0, "n2": 0, "n3": 0}, holders={p: n for p, n in two.items() if n})
+    moved = [p for p in ids if three[p] != two[p]]
+    assert all(three[p] == "n3" for p in moved)  # only onto the new node
+    load = Counter(three.values())
+    assert max(load.values()) <= 12 and load["n3"] == len(moved) >= 6
+    # nothing moves when the holders are within capacity
+    assert assign(ids, {"n1": 0, "n2": 0, "n3": 0}, holders=three) == three
