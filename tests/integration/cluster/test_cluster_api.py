@@ -18,6 +18,8 @@ import trio
 from tests.helpers.api import Api, assert_error, free_port, make_config, running_server, wait_for
 from tests.helpers.cluster import cheap_process, redis_server
 from trio_core.cluster.node import NodeIdClash
+from trio_core.cluster.process_routes import LOCAL_PREFIX
+from trio_core.cluster.subsystem import ClusterSubsystem
 from trio_core.server import Running
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -79,6 +81,7 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             for name in ("n1", "n2"):
                 nodes.append(await stack.enter_async_context(
                     running_server(node_config(tmp_path, ffmpeg, name, rport))))
+            assert all(r.subsystem(ClusterSubsystem).node is r.services.cluster for r in nodes)
             apis = {r.services.cluster.id: Api(f"http://127.0.0.1:{r.port}") for r in nodes}
             a, b = apis["n1"], apis["n2"]
             for i in range(4):
@@ -97,6 +100,9 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
 
             # a process run by the other node: state/report from it, config from Redis
             pid = next(p for p, n in owners.items() if n == "n1")
+            # the owner's local view lists only what it runs
+            local = (await a.get(f"{LOCAL_PREFIX}?filter=state")).json()
+            assert {p["id"] for p in local} == {p for p, n in owners.items() if n == "n1"}
             state = (await b.get(f"/api/v3/process/{pid}/state")).json()
             assert state["exec"] == "running" and state["order"] == "start"
             report = (await b.get(f"/api/v3/process/{pid}/report")).json()
