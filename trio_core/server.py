@@ -294,6 +294,14 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     )
 
 
+def cluster_collectors(s: Services) -> list[object]:
+    """The cluster's Prometheus collectors (none unless ``cluster.enable``)."""
+    if s.cluster is None:
+        return []
+    from trio_core.cluster.metrics import ClusterMetrics
+    return [ClusterMetrics(s.cluster)]
+
+
 def build_subsystems(s: Services) -> list[Subsystem]:
     """The subsystems ``s.config`` enables, in start order, each constructed with what it
     needs (constructors register their routes and supervisor hooks)."""
@@ -341,7 +349,8 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     subsystems.append(ObservabilitySubsystem(
         config, app=s.app, supervisor=s.supervisor, auth=s.auth, monitor=s.monitor,
         history=s.history, sessions=s.sessions, viewers=s.viewers, started_at=s.started_at,
-        openapi_routes=s.openapi_routes, relays=relays))
+        openapi_routes=s.openapi_routes, relays=relays,
+        collectors=cluster_collectors(s)))
     return subsystems
 
 

@@ -64,7 +64,8 @@ def node_config(tmp: Path, ffmpeg: str, node_id: str, redis_port: int, **extra: 
     values = {"api.address": f"127.0.0.1:{port}", "cluster.enable": True,
               "cluster.redis_url": f"redis://127.0.0.1:{redis_port}/0",
               "cluster.node_id": node_id, "cluster.lease_seconds": LEASE,
-              "webrtc.enable": True, "webrtc.udp_mux_port": 0}
+              "webrtc.enable": True, "webrtc.udp_mux_port": 0,
+              "metrics.enable_prometheus": True}
     values.update(extra)
     return make_config(tmp / node_id, ffmpeg, **values)
 
@@ -175,6 +176,11 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             assert sorted(p["id"] for p in on_n1) == sorted(p for p, n in owners.items() if n == "n1")
             for item in (await a.get("/api/v3/cluster/db/node")).json():
                 conforms(item, STORE_NODE_FIELDS)
+
+            # metrics
+            text = (await a.get("/metrics")).text
+            assert 'cluster_nodes{node="n1"} 2.0' in text
+            assert 'cluster_leases_held{node="n1"}' in text and "cluster_failovers_total" in text
 
             # leave: n1 drains, one process at a time, to n2
             assert (await b.put("/api/v3/cluster/leave", {"id": "n1"})).json() == "OK"
