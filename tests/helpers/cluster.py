@@ -39,13 +39,17 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def redis_server(tmp: Path, port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``redis-server`` on 127.0.0.1 (no persistence); yields it and its port."""
+def redis_server(tmp: Path, port: int | None = None, *, persist: bool = False
+                 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``redis-server`` on 127.0.0.1; yields it and its port. Without ``persist`` nothing is
+    saved; with it a snapshot is written at shutdown (``SHUTDOWN``/SIGTERM) and loaded at
+    start from ``tmp``."""
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
+    save = ["--save", "3600 1"] if persist else ["--save", ""]
     with open(tmp / "redis.log", "ab") as log:
-        proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+        proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", *save,
+                                 "--appendonly", "no", "--dir", str(tmp)],
                                 stdout=log, stderr=log)
     try:
         _wait_port(port)
@@ -189,9 +193,9 @@ def cheap_process(process_id: str, **extra: Any) -> dict[str, Any]:
     return cfg
 
 
-def ffmpegs_of(server_pid: int) -> Counter[str]:
-    """Process id -> number of tagged FFmpegs that are children of ``server_pid`` (/proc)."""
-    found: Counter[str] = Counter()
+def ffmpeg_pids_of(server_pid: int) -> dict[str, list[int]]:
+    """Process id -> pids of the tagged FFmpegs that are children of ``server_pid`` (/proc)."""
+    found: dict[str, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -207,8 +211,13 @@ def ffmpegs_of(server_pid: int) -> Counter[str]:
             continue
         for arg in args:
             if arg.startswith(f"title={TAG}".encode()):
-                found[arg.decode()[len("title=") + len(TAG):]] += 1
+                found.setdefault(arg.decode()[len("title=") + len(TAG):], []).append(int(entry))
     return found
+
+
+def ffmpegs_of(server_pid: int) -> Counter[str]:
+    """Process id -> number of tagged FFmpegs that are children of ``server_pid``."""
+    return Counter({pid: len(pids) for pid, pids in ffmpeg_pids_of(server_pid).items()})
 
 
 class Census:

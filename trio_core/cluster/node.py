@@ -136,6 +136,11 @@ class ClusterNode:
         self._applied: dict[str, tuple[int, str, int, int]] = {}
         self._beat = 0
         self._cache_version = -1
+        self._epoch: str | None = None
+        self._quarantine_until = 0.0
+        self._records_cache: dict[str, Record] = {}
+        self._pins_cache: dict[str, str] = {}
+        self._metadata_cache: dict[str, Any] = {}
         self._killed: set[str] = set()
         self._last_contact = 0.0  # monotonic time of the last successful heartbeat
         # what the last reconcile saw (the API answers from it between ticks)
@@ -415,14 +420,39 @@ class ClusterNode:
                 await self._wake.wait()
 
     async def _records(self, db: ClusterDB) -> dict[str, Record]:
-        version = await self.call(db.version)
-        if version != self._cache_version or not hasattr(self, "_records_cache"):
+        version, epoch = await self.call(db.version_and_epoch)
+        if self._epoch is not None and epoch != self._epoch:
+            # Redis lost its data: leases are gone although their holders still run them.
+            # The holders take them back at their next renewal (fencing counters start from
+            # their tokens); nobody acquires anything for one lease meanwhile.
+            self._quarantine_until = trio.current_time() + self.settings.lease_seconds
+            if self._records_cache:
+                await self._reseed(db)
+            version, epoch = await self.call(db.version_and_epoch)
+        self._epoch = epoch
+        if version != self._cache_version:
             records = await self.call(db.records)
             self._records_cache = records
             self._pins_cache = await self.call(db.pins)
-            self._write_cache(records, await self.call(db.all_metadata))
+            self._metadata_cache = await self.call(db.all_metadata)
+            self._write_cache(records, self._metadata_cache)
             self._cache_version = version
         return self._records_cache
+
+    def quarantined(self) -> bool:
+        """True for one lease after Redis lost its data: no acquisition, release or move."""
+        return trio.current_time() < self._quarantine_until
+
+    async def _reseed(self, db: ClusterDB) -> None:
+        """Write back the store as this node last saw it (``HSETNX``: idempotent when several
+        nodes do it at once)."""
+        log.warning("cluster: Redis lost the shared store (restarted without persistence?); "
+                    "writing back the %d processes this node last saw", len(self._records_cache))
+        for pid, record in self._records_cache.items():
+            if await self.call(db.create, pid, record):
+                meta = self._metadata_cache.get(pid)
+                if meta:
+                    await self.call(db.set_metadata, pid, meta)
 
     async def reconcile(self, db: ClusterDB) -> None:
         """One pass: placement, leases, the local supervisor (see the module docstring)."""
@@ -446,6 +476,7 @@ class ClusterNode:
                 await self._stop_local(pid)
                 self._applied.pop(pid, None)
         moved_one = False
+        quiet = self.quarantined()
         for pid in pids:
             record = records[pid]
             target = assignment.get(pid)
@@ -456,13 +487,13 @@ class ClusterNode:
                 if self.book.held[pid].stopping:
                     continue
                 if (target is not None and target != self.id and target in healthy
-                        and not moved_one):
+                        and not moved_one and not quiet):
                     moved_one = True
                     if await self.call(db.begin_move, pid, self.ttl_ms):
                         await self._hand_over(db, pid)
                         continue
                 await self._apply(pid, record)
-            elif holder is None and target == self.id:
+            elif holder is None and target == self.id and not quiet:
                 sent = trio.current_time()
                 token = await self.call(db.acquire, pid, self.id, self.ttl_ms)
                 if not token:
@@ -478,7 +509,7 @@ class ClusterNode:
                 await self._apply(pid, record)
         # leases on processes that were deleted
         for pid in list(self.book.held):
-            if pid not in records:
+            if pid not in records and not quiet:
                 await self._release(db, pid)
 
     async def _hand_over(self, db: ClusterDB, pid: str) -> None:
@@ -512,9 +543,9 @@ class ClusterNode:
             except ProcessNotFound:
                 proc = None
             if proc is None:
-                quiet = cfg.copy()
-                quiet.autostart = False
-                proc = await sup.add(quiet)
+                idle_cfg = cfg.copy()
+                idle_cfg.autostart = False
+                proc = await sup.add(idle_cfg)
                 proc.config = cfg
                 proc.created_at = float(record.get("created_at", proc.created_at))
                 proc.updated_at = float(record.get("updated_at", proc.updated_at))

@@ -5,7 +5,8 @@ Keys (``trio-core:`` prefix; see docs/CLUSTER.md):
 * ``processes`` hash: process id -> JSON record ``{config, order, created_at, updated_at, rev,
   reload, restart}`` (``rev``/``reload``/``restart`` count changes and one-shot commands);
 * ``metadata`` hash: process id -> JSON object of its metadata; ``system`` hash: key -> JSON;
-* ``version``: incremented with every change of the two hashes (nodes poll it);
+* ``version``: incremented with every change of the two hashes (nodes poll it); ``epoch``:
+  random, set once per data set (a change means Redis lost its data);
 * ``pins`` hash: process id -> node (``PUT /api/v3/cluster/reallocation``);
 * ``nodes`` set of node ids; ``node:<id>``: JSON of the node, TTL ``lease_seconds``;
   ``node_states`` hash: node id -> wanted state (``leave`` drains it);
@@ -21,6 +22,7 @@ command unapplied or applied (each is atomic on the server).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import coredis
@@ -154,6 +156,7 @@ class ClusterDB:
         True for each lease still held."""
         async with self.r.pipeline(transaction=False) as p:
             p.set(_key("node", node_id), json.dumps(doc), px=ttl_ms)
+            p.sadd(_key("nodes"), [node_id])  # back after Redis lost its data
             renewed = None
             if leases:
                 keys = [_key("lease", pid) for pid, _ in leases]
@@ -196,6 +199,15 @@ class ClusterDB:
 
     async def version(self) -> int:
         return int(await self.r.get(_key("version")) or 0)
+
+    async def version_and_epoch(self) -> tuple[int, str]:
+        """The store's version and its epoch: a random value set once per Redis data set, so a
+        changed epoch means Redis lost its data (restarted without persistence, flushed)."""
+        version, epoch = await self.r.mget([_key("version"), _key("epoch")])
+        if epoch is None:
+            await self.r.set(_key("epoch"), os.urandom(8).hex(), condition=PureToken.NX)
+            version, epoch = await self.r.mget([_key("version"), _key("epoch")])
+        return int(version or 0), str(epoch)
 
     async def records(self) -> dict[str, Record]:
         raw = await self.r.hgetall(_key("processes"))

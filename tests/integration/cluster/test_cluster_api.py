@@ -8,6 +8,7 @@ drains; a node id clash refuses to start; Redis unreachable at start is retried.
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import trio
 
 from tests.helpers.api import Api, assert_error, free_port, make_config, running_server, wait_for
-from tests.helpers.cluster import cheap_process, redis_server
+from tests.helpers.cluster import cheap_process, ffmpeg_pids_of, redis_server
 from trio_core.cluster.node import NodeIdClash
 from trio_core.cluster.process_routes import LOCAL_PREFIX
 from trio_core.cluster.subsystem import ClusterSubsystem
@@ -237,3 +238,41 @@ async def test_redis_unreachable_at_start_is_retried(
             with trio.fail_after(15):
                 await started.wait()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("persist", [True, False], ids=["snapshot", "no-persistence"])
+async def test_short_redis_restart_stops_nothing(tmp_path: Path, ffmpeg: str,
+                                                 persist: bool) -> None:
+    """Redis stops and comes back on the same port within the tolerated outage (lease/2 minus
+    a renewal interval): every FFmpeg keeps running (same pids), nothing is started twice;
+    without persistence the nodes write the store and their leases back."""
+    lease = 4
+    rport = free_port()
+    with redis_server(tmp_path / "redis", port=rport, persist=persist) as (redis, _):
+        async with AsyncExitStack() as stack:
+            nodes = [await stack.enter_async_context(running_server(node_config(
+                tmp_path, ffmpeg, name, rport, **{"cluster.lease_seconds": lease})))
+                for name in ("r1", "r2")]
+            api = Api(f"http://127.0.0.1:{nodes[0].port}")
+            ids = {f"q{i}" for i in range(4)}
+            for pid in sorted(ids):
+                assert (await api.post("/api/v3/process", cheap_process(pid))).status_code == 200
+
+            def ffmpeg_pids() -> dict[str, list[int]]:  # both nodes are in this process
+                return ffmpeg_pids_of(os.getpid())
+
+            async def all_running() -> bool:
+                return set(ffmpeg_pids()) == ids
+            await wait_for(all_running, timeout=15)
+            before = ffmpeg_pids()
+            # restart Redis: SIGTERM (a snapshot is saved when persisting), start it again
+            redis.terminate()
+            redis.wait()
+            with redis_server(tmp_path / "redis", port=rport, persist=persist):
+                await trio.sleep(lease)  # renewals go on against the new Redis
+                assert ffmpeg_pids() == before
+                assert all(r.services.cluster.fenced == 0 for r in nodes)
+                owners = (await api.get("/api/v3/cluster/db/map/process")).json()
+                assert set(owners) == ids
+                listed = (await api.get("/api/v3/process")).json()
+                assert {p["id"] for p in listed} == ids

@@ -56,7 +56,7 @@ async def test_leases_fencing_and_records(tmp_path: Path) -> None:
             other = await db.register("n1", {"id": "n1", "token": "y", "beat": 1}, 5000)
             assert other is not None and other["token"] == "x"
             live, known = await db.nodes()
-            assert set(live) == {"n1"} and known == ["n1"]  # heartbeats alone do not register
+            assert set(live) == {"n1", "a"} and known == ["a", "n1"]
             await db.unregister("n1", "y")  # not its registration: kept
             assert (await db.node_raw("n1"))[0] is not None
             await db.unregister("n1", "x")
