@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
+from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api, free_port
 from tests.helpers.cluster import (
     Census,
@@ -26,6 +28,7 @@ from tests.helpers.cluster import (
     started_nodes,
 )
 from tests.helpers.server_process import server_env
+from tests.helpers.whep import webrtc_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -33,10 +36,11 @@ LEASE = 3
 NAMES = ("n1", "n2", "n3")
 
 
-def make_nodes(tmp: Path, ffmpeg: str, redis_ports: dict[str, int]) -> list[NodeProcess]:
+def make_nodes(tmp: Path, ffmpeg: str, redis_ports: dict[str, int],
+               webrtc: bool = False) -> list[NodeProcess]:
     nodes = []
     for name in NAMES:
-        base = server_env(tmp / name, ffmpeg, CORE_WEBRTC_ENABLE="false")
+        base = server_env(tmp / name, ffmpeg, CORE_WEBRTC_ENABLE=str(webrtc).lower())
         env = node_env(base, node_id=name, api_port=free_port(), redis_port=redis_ports[name],
                        lease=LEASE)
         nodes.append(NodeProcess(name, env, tmp / f"{name}.log"))
@@ -68,9 +72,24 @@ async def wait_running(census: Census, ids: set[str], timeout: float,
             await trio.sleep(0.1)
 
 
+async def watch_through(base: str, process_id: str) -> dict[str, object]:
+    """An aiortc viewer whose WHEP offer is POSTed to ``base`` (HAProxy), following a 307 to
+    the node that runs the process."""
+    async def answer(offer: str) -> str:
+        def post() -> httpx.Response:
+            return httpx.post(f"{base}/api/v3/process/{process_id}/whep", content=offer,
+                              headers={"Content-Type": "application/sdp"},
+                              follow_redirects=True, timeout=15)
+        resp = await trio.to_thread.run_sync(post)
+        assert resp.status_code == 201, resp.text
+        return resp.text
+    return await run_aiortc_viewer(["--stdio", "--duration", "1.5", "--video-only"], answer,
+                                   timeout=40)
+
+
 async def test_spread_kill_and_rejoin_through_haproxy(tmp_path: Path, ffmpeg: str) -> None:
     with redis_server(tmp_path / "redis") as (_, rport):
-        nodes = make_nodes(tmp_path, ffmpeg, dict.fromkeys(NAMES, rport))
+        nodes = make_nodes(tmp_path, ffmpeg, dict.fromkeys(NAMES, rport), webrtc=True)
         async with started_nodes(nodes):
             with haproxy(tmp_path, {n.name: api_port(n) for n in nodes}) as hport:
                 api = Api(f"http://127.0.0.1:{hport}")
@@ -81,17 +100,31 @@ async def test_spread_kill_and_rejoin_through_haproxy(tmp_path: Path, ffmpeg: st
                     for pid in sorted(ids):
                         resp = await api.post("/api/v3/process", cheap_process(pid))
                         assert resp.status_code == 200, resp.text
+                    resp = await api.post("/api/v3/process", webrtc_process("cam"))
+                    assert resp.status_code == 200, resp.text
                     await wait_running(census, ids, timeout=20)
                     load = {name: len(c) for name, c in census.last.items()}
+                    base = f"http://127.0.0.1:{hport}"
+
+                    async def cam_owner() -> str | None:
+                        state = (await api.get("/api/v3/process/cam/state")).json()
+                        if not (state.get("webrtc") or {}).get("live"):
+                            return None
+                        return (await api.get("/api/v3/cluster/db/map/process")).json().get("cam")
+                    with trio.fail_after(20):
+                        while (owner := await cam_owner()) is None:
+                            await trio.sleep(0.2)
+                    seen = await watch_through(base, "cam")
+                    assert seen["video_frames"], seen
                     assert min(load.values()) >= 1 and max(load.values()) / min(load.values()) <= 2, load
 
                     # the API through HAProxy: every process, its state from the owner
                     listed = (await api.get("/api/v3/process?filter=state")).json()
-                    assert {p["id"] for p in listed} == ids
+                    assert {p["id"] for p in listed} == ids | {"cam"}
                     assert {p["state"]["exec"] for p in listed} == {"running"}
 
-                    # kill -9 the busiest node
-                    victim = max(nodes, key=lambda n: load[n.name])
+                    # kill -9 the node that runs the WebRTC process (and its viewer)
+                    victim = next(n for n in nodes if n.name == owner)
                     lost = set(census.last[victim.name])
                     victim.kill()
                     elapsed = await wait_running(census, ids, timeout=LEASE + 5 + 2,
@@ -99,6 +132,12 @@ async def test_spread_kill_and_rejoin_through_haproxy(tmp_path: Path, ffmpeg: st
                     assert elapsed <= LEASE + 5, elapsed
                     survivors = {n: c for n, c in census.last.items() if n != victim.name}
                     assert lost <= set(totals(survivors))
+                    # the viewer comes back through HAProxy and gets video from the new owner
+                    with trio.fail_after(20):
+                        while await cam_owner() in (None, victim.name):
+                            await trio.sleep(0.2)
+                    seen = await watch_through(base, "cam")
+                    assert seen["video_frames"], seen
 
                     # it restarts (same id, same db dir) and rejoins; rebalancing moves some back
                     await victim.start()
