@@ -262,7 +262,6 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
                                name=config_store.instance.name, cache=store,
                                pid_records=pid_records)
-        install_routes(app, cluster)
     else:
         app.register_blueprint(process_blueprint(supervisor))
     token_ok = None
@@ -282,6 +281,8 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         storage_http.sessions = HLSSessions(sessions.collector("hls"),
                                             sessions.collector("hlsingress"))
     app.asgi_app = storage_http  # type: ignore[method-assign]
+    if cluster is not None:  # after the process routes' slot; files of other nodes too
+        install_routes(app, cluster, storage_http)
     return Services(
         config=config, lifecycle=Lifecycle(), started_at=started_at, ffmpeg=ffmpeg,
         skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,

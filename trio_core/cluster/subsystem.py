@@ -5,7 +5,8 @@ its routes, and runs it beside the supervisor.
 supervisor then keeps no ``db.json`` of its own: the shared store in Redis is the truth and
 ``db.json`` its cache, written by the node); :func:`install_routes` registers the cluster-wide
 process routes in place of the single-node ones, the node-local view under
-``/api/v3/cluster/local/process``, ``/api/v3/cluster`` and the WHEP redirect: a WHEP ``POST``
+``/api/v3/cluster/local/process``, ``/api/v3/cluster``, files of other nodes through the
+storage mounts (:mod:`.remote_files`) and the WHEP redirect: a WHEP ``POST``
 for a process another node runs answers **307** to that node's WHEP URL (query string, e.g.
 ``?token=``, kept; the ``Authorization`` header is repeated by clients on a 307).
 ``ClusterSubsystem.run`` is :meth:`ClusterNode.run` (ready once registered in Redis; a node
@@ -29,6 +30,7 @@ from trio_core.cluster.process_routes import (
     cluster_process_blueprint,
     whep_location,
 )
+from trio_core.cluster.remote_files import RemoteFiles
 from trio_core.config.startup_error import StartupError
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from trio_core.engine.pid_records import PidRecords
     from trio_core.engine.store import Store
     from trio_core.engine.supervisor import Supervisor
+    from trio_core.storage.mounts import StorageHTTP
 
 __all__ = ["ClusterSubsystem", "cluster_node", "install_routes"]
 
@@ -56,8 +59,12 @@ def cluster_node(config: Config, supervisor: Supervisor, *, instance_id: str, na
     return ClusterNode(settings, supervisor, cache=cache, pid_records=pid_records)
 
 
-def install_routes(app: QuartTrio, node: ClusterNode) -> None:
-    """The cluster's routes on ``app`` (in place of the single-node process routes)."""
+def install_routes(app: QuartTrio, node: ClusterNode, storage_http: StorageHTTP | None = None
+                   ) -> None:
+    """The cluster's routes on ``app`` (in place of the single-node process routes); with
+    ``storage_http``, files other nodes have are served through this one."""
+    if storage_http is not None:
+        storage_http.remote_files = RemoteFiles(node)
     app.register_blueprint(cluster_process_blueprint(node))
     app.register_blueprint(cluster_process_blueprint(node, name="cluster_process",
                                                      url_prefix="/api/v3/cluster/process"))

@@ -158,6 +158,32 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             assert resp.headers["Location"] == \
                 f"http://127.0.0.1:{n2_port}/api/v3/process/{other}/whep?token=abc"
 
+            # memfs/HLS and /api/v3/fs of a process: reachable through the other node
+            hls = {"id": "hls", "options": ["-loglevel", "level+info"],
+                   "input": [{"id": "a", "address": "sine=frequency=440:sample_rate=8000",
+                              "options": ["-re", "-f", "lavfi"]}],
+                   "output": [{"id": "hls", "address": "{memfs}/hls.m3u8",
+                               "options": ["-c:a", "aac", "-f", "hls", "-hls_time", "1",
+                                           "-hls_list_size", "3"]}]}
+            assert (await a.post("/api/v3/process", hls)).status_code == 200
+
+            async def hls_owner() -> str | None:
+                return await owner_of(a, "hls")
+            owner = await wait_for(hls_owner, timeout=10)
+            here, there = (apis["n1"], apis["n2"]) if owner == "n2" else (apis["n2"], apis["n1"])
+
+            async def playlist() -> bool:
+                resp = await here.get("/memfs/hls.m3u8")
+                return resp.status_code == 200 and "#EXTM3U" in resp.text
+            await wait_for(playlist, timeout=15)
+            local = await there.get("/memfs/hls.m3u8")
+            assert local.status_code == 200
+            segment = next(line for line in local.text.splitlines() if line.endswith(".ts"))
+            proxied = await here.get(f"/api/v3/fs/mem/{segment}")
+            assert proxied.status_code == 200 and proxied.content[:1] == b"\x47"  # MPEG-TS sync
+            assert_error(await here.get("/api/v3/fs/mem/nothing-anywhere.ts"), 404)
+            assert (await a.delete("/api/v3/process/hls")).status_code == 200
+
             # the cluster API in Core v17's shapes
             about = (await a.get("/api/v3/cluster")).json()
             conforms(about, CLUSTER_FIELDS)
