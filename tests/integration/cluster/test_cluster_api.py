@@ -20,6 +20,7 @@ from tests.helpers.api import Api, assert_error, free_port, make_config, running
 from tests.helpers.cluster import cheap_process, ffmpeg_pids_of, redis_server
 from trio_core.cluster.node import NodeIdClash
 from trio_core.cluster.process_routes import LOCAL_PREFIX
+from trio_core.cluster.remote_files import RemoteFiles
 from trio_core.cluster.subsystem import ClusterSubsystem
 from trio_core.server import Running
 
@@ -84,6 +85,7 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
                 nodes.append(await stack.enter_async_context(
                     running_server(node_config(tmp_path, ffmpeg, name, rport))))
             assert all(r.subsystem(ClusterSubsystem).node is r.services.cluster for r in nodes)
+            assert all(isinstance(r.services.storage_http.remote_files, RemoteFiles) for r in nodes)
             apis = {r.services.cluster.id: Api(f"http://127.0.0.1:{r.port}") for r in nodes}
             a, b = apis["n1"], apis["n2"]
             for i in range(4):
