@@ -224,9 +224,13 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     fresh_db = not store.path.exists()
     placeholders = Placeholders()
     cluster_on = config["cluster.enable"]  # then Redis holds the processes, db.json a cache
+    system_store = None
+    if cluster_on:  # the supervisor keeps only the global metadata, in Redis
+        from trio_core.cluster.subsystem import SystemMetadataStore
+        system_store = SystemMetadataStore()
     supervisor = Supervisor(
         ffmpeg=ffmpeg,
-        store=None if cluster_on else store,
+        store=system_store if system_store is not None else store,  # type: ignore[arg-type]
         pid_records=pid_records,
         placeholders=placeholders,
         log_lines=config["ffmpeg.log.max_lines"],
@@ -261,7 +265,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         from trio_core.cluster.subsystem import cluster_node, install_routes
         cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
                                name=config_store.instance.name, cache=store,
-                               pid_records=pid_records)
+                               pid_records=pid_records, system=system_store)
     else:
         app.register_blueprint(process_blueprint(supervisor))
     token_ok = None

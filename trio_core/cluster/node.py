@@ -32,6 +32,7 @@ Contract:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import secrets
@@ -59,7 +60,8 @@ if TYPE_CHECKING:
     from trio_core.engine.store import Store
     from trio_core.engine.supervisor import Supervisor
 
-__all__ = ["ClusterNode", "ClusterSettings", "FenceHook", "NodeIdClash", "RedisUnavailable"]
+__all__ = ["ClusterNode", "ClusterSettings", "FenceHook", "NodeIdClash", "RedisUnavailable",
+           "SystemMetadataStore"]
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +113,38 @@ class FenceHook:
         return None
 
 
+class SystemMetadataStore:
+    """The supervisor's store in a cluster: it keeps only the global metadata
+    (``/api/v3/metadata``), which lives in Redis; processes are the node's business.
+    ``save`` (called by the supervisor on every change) marks a changed metadata for the
+    node's writer task; the node brings Redis's version in (:meth:`ClusterNode.reconcile`)."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, Any] = {}
+        self.changed = trio.Event()
+        self.path = None  # no file of its own (the node writes db.json as the store's cache)
+
+    def load(self) -> StoreData:
+        return StoreData(system_metadata=copy.deepcopy(self.current))
+
+    def save(self, data: StoreData) -> None:
+        if data.system_metadata != self.current:
+            self.current = copy.deepcopy(data.system_metadata)
+            self.changed.set()
+
+
 class ClusterNode:
     """See the module docstring."""
 
     def __init__(self, settings: ClusterSettings, supervisor: Supervisor, *,
                  cache: Store | None = None, pid_records: PidRecords | None = None,
+                 system: SystemMetadataStore | None = None,
                  connect: Callable[[str], Any] | None = None) -> None:
         self.settings = settings
         self.id = settings.node_id
         self.supervisor = supervisor
         self.cache = cache
+        self.system = system
         self.pid_records = pid_records
         self._connect = connect
         self.book = LeaseBook(settings.lease_seconds)
@@ -255,6 +279,8 @@ class ClusterNode:
                     nursery.start_soon(self._heartbeat_loop, db)
                     nursery.start_soon(self._fence_loop)
                     nursery.start_soon(self._reconcile_loop, db)
+                    if self.system is not None:
+                        nursery.start_soon(self._system_writer, db, self.system)
                     self.ready.set()
                     log.info("cluster: node %r joined (%s, lease %d s)", self.id,
                              self.settings.address, self.settings.lease_seconds)
@@ -300,15 +326,21 @@ class ClusterNode:
             await trio.sleep(0.25)
 
     async def _seed(self, db: ClusterDB) -> None:
-        """An empty shared store is seeded from this node's db.json cache."""
-        if self.cache is None:
-            return
-        if await self.call(db.records):
-            return
-        try:
-            data = self.cache.load()
-        except StoreError as exc:
-            log.warning("cluster: db.json cache not used: %s", exc)
+        """An empty shared store is seeded from this node's db.json cache; the global
+        metadata is read (before the supervisor loads it)."""
+        data = None
+        if self.cache is not None:
+            try:
+                data = self.cache.load()
+            except StoreError as exc:
+                log.warning("cluster: db.json cache not used: %s", exc)
+        if self.system is not None:
+            system = await self.call(db.system)
+            if not system and data is not None and data.system_metadata:
+                system = dict(data.system_metadata)
+                await self.call(db.set_system, system)
+            self.system.current = system
+        if data is None or await self.call(db.records):
             return
         for pid, stored in data.processes.items():
             record = new_record(stored.config.to_json(), stored.order,
@@ -332,6 +364,31 @@ class ClusterNode:
             await db.unregister(self.id, self.token)
         except Exception:  # noqa: BLE001
             pass
+
+    async def _system_writer(self, db: ClusterDB, system: SystemMetadataStore) -> None:
+        """Writes the global metadata to Redis whenever this node's supervisor changed it."""
+        while True:
+            await system.changed.wait()
+            system.changed = trio.Event()
+            try:
+                await self.call(db.set_system, copy.deepcopy(system.current))
+            except RedisUnavailable as exc:
+                log.warning("cluster: global metadata not written yet: %s", exc)
+                system.changed.set()
+                await trio.sleep(1.0)
+
+    def _apply_system(self, remote: dict[str, Any]) -> None:
+        """Bring another node's change of the global metadata into the supervisor."""
+        system = self.system
+        if system is None or system.changed.is_set() or remote == system.current:
+            return
+        for key in set(system.current) - set(remote):
+            self.supervisor.set_system_metadata(key, None)
+        for key, value in remote.items():
+            if system.current.get(key) != value:
+                self.supervisor.set_system_metadata(key, value)
+        system.current = copy.deepcopy(remote)
+        system.changed = trio.Event()  # what came from Redis is not written back
 
     # -- heartbeat and fencing ---------------------------------------------------------------
 
@@ -435,7 +492,9 @@ class ClusterNode:
             self._records_cache = records
             self._pins_cache = await self.call(db.pins)
             self._metadata_cache = await self.call(db.all_metadata)
-            self._write_cache(records, self._metadata_cache)
+            system = await self.call(db.system)
+            self._apply_system(system)
+            self._write_cache(records, self._metadata_cache, system)
             self._cache_version = version
         return self._records_cache
 
@@ -568,7 +627,8 @@ class ClusterNode:
             return
         self._applied[pid] = want
 
-    def _write_cache(self, records: dict[str, Record], metadata: dict[str, Any]) -> None:
+    def _write_cache(self, records: dict[str, Record], metadata: dict[str, Any],
+                     system: dict[str, Any] | None = None) -> None:
         if self.cache is None:
             return
         data = StoreData()
@@ -581,6 +641,7 @@ class ClusterNode:
                                                 float(rec.get("created_at", 0)),
                                                 float(rec.get("updated_at", 0)))
         data.process_metadata = {k: v for k, v in metadata.items() if k in data.processes}
+        data.system_metadata = dict(system or {})
         try:
             self.cache.save(data)
         except StoreError as exc:

@@ -4,7 +4,8 @@ Keys (``trio-core:`` prefix; see docs/CLUSTER.md):
 
 * ``processes`` hash: process id -> JSON record ``{config, order, created_at, updated_at, rev,
   reload, restart}`` (``rev``/``reload``/``restart`` count changes and one-shot commands);
-* ``metadata`` hash: process id -> JSON object of its metadata; ``system`` hash: key -> JSON;
+* ``metadata`` hash: process id -> JSON object of its metadata; ``system`` hash: key -> JSON
+  (the global metadata, ``/api/v3/metadata``);
 * ``version``: incremented with every change of the two hashes (nodes poll it); ``epoch``:
   random, set once per data set (a change means Redis lost its data);
 * ``pins`` hash: process id -> node (``PUT /api/v3/cluster/reallocation``);
@@ -258,6 +259,19 @@ class ClusterDB:
             await self.r.hset(_key("metadata"), {process_id: json.dumps(meta)})
         else:
             await self.r.hdel(_key("metadata"), [process_id])
+
+    async def system(self) -> dict[str, Any]:
+        """The global (non-process) metadata."""
+        raw = await self.r.hgetall(_key("system"))
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def set_system(self, meta: dict[str, Any]) -> None:
+        """Replace the global metadata (one MULTI)."""
+        async with self.r.pipeline(transaction=True) as p:
+            p.delete([_key("system")])
+            if meta:
+                p.hset(_key("system"), {k: json.dumps(v) for k, v in meta.items()})
+            p.incr(_key("version"))
 
     async def pins(self) -> dict[str, str]:
         return dict(await self.r.hgetall(_key("pins")))

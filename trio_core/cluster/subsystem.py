@@ -24,7 +24,7 @@ from quart import Response, request
 
 from trio_core.api.process_routes import process_blueprint
 from trio_core.cluster.cluster_routes import cluster_blueprint
-from trio_core.cluster.node import ClusterNode, ClusterSettings
+from trio_core.cluster.node import ClusterNode, ClusterSettings, SystemMetadataStore
 from trio_core.cluster.process_routes import (
     LOCAL_PREFIX,
     cluster_process_blueprint,
@@ -42,13 +42,14 @@ if TYPE_CHECKING:
     from trio_core.engine.supervisor import Supervisor
     from trio_core.storage.mounts import StorageHTTP
 
-__all__ = ["ClusterSubsystem", "cluster_node", "install_routes"]
+__all__ = ["ClusterSubsystem", "SystemMetadataStore", "cluster_node", "install_routes"]
 
 _WHEP_POST = re.compile(r"^/api/v3/process/([^/]+)/whep$")
 
 
 def cluster_node(config: Config, supervisor: Supervisor, *, instance_id: str, name: str = "",
-                 cache: Store | None = None, pid_records: PidRecords | None = None) -> ClusterNode:
+                 cache: Store | None = None, pid_records: PidRecords | None = None,
+                 system: SystemMetadataStore | None = None) -> ClusterNode:
     """This node's cluster member (nothing runs yet). StartupError when coredis is missing."""
     try:
         import coredis  # noqa: F401
@@ -56,7 +57,7 @@ def cluster_node(config: Config, supervisor: Supervisor, *, instance_id: str, na
         raise StartupError("cluster.enable needs the coredis package: "
                            "pip install 'trio-core[cluster]'") from None
     settings = ClusterSettings.from_config(config, instance_id, name)
-    return ClusterNode(settings, supervisor, cache=cache, pid_records=pid_records)
+    return ClusterNode(settings, supervisor, cache=cache, pid_records=pid_records, system=system)
 
 
 def install_routes(app: QuartTrio, node: ClusterNode, storage_http: StorageHTTP | None = None

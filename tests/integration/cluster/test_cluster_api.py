@@ -136,6 +136,18 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             assert_error(await a.put("/api/v3/process/nope/command", {"command": "start"}), 400)
             assert_error(await a.put(f"/api/v3/process/{pid}/command", {"command": "x"}), 400)
 
+            # global metadata (/api/v3/metadata, the Restreamer UI's settings) is shared too
+            assert (await a.put("/api/v3/metadata/ui", {"theme": "dark"})).status_code == 200
+
+            async def global_meta() -> bool:
+                return (await b.get("/api/v3/metadata/ui")).json() == {"theme": "dark"}
+            await wait_for(global_meta, timeout=5)
+            assert (await b.put("/api/v3/metadata/ui", {"theme": "light"})).status_code == 200
+
+            async def global_meta_back() -> bool:
+                return (await a.get("/api/v3/metadata")).json() == {"ui": {"theme": "light"}}
+            await wait_for(global_meta_back, timeout=5)
+
             # metadata is shared
             assert (await a.put(f"/api/v3/process/{pid}/metadata/k", {"v": 1})).status_code == 200
             assert (await b.get(f"/api/v3/process/{pid}/metadata/k")).json() == {"v": 1}
