@@ -287,6 +287,10 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     app.asgi_app = storage_http  # type: ignore[method-assign]
     if cluster is not None:  # after the process routes' slot; files of other nodes too
         install_routes(app, cluster, storage_http)
+        if config["cluster.relay"]:
+            warnings.append("cluster.relay: the edge relay is not implemented yet; WHEP viewers "
+                            "of processes on other nodes are redirected (307) to the owner")
+            log.warning("%s", warnings[-1])
     return Services(
         config=config, lifecycle=Lifecycle(), started_at=started_at, ffmpeg=ffmpeg,
         skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,
