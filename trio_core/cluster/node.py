@@ -9,7 +9,8 @@ Contract:
   refreshed; a key left by a dead node is waited out, at most ``lease_seconds``), seeds an
   empty shared store from the local ``db.json`` cache, reports ready, then runs until
   cancelled: a heartbeat/renewal loop (every ``lease_seconds / 5``), a fencing loop (every
-  0.1 s) and a reconcile loop (every 0.5 s, sooner when :meth:`wake` is called).
+  0.1 s) and a reconcile loop (every ``min(0.5, lease_seconds / 10)`` s, sooner when
+  :meth:`wake` is called).
 * **Leases.** A process runs on this node only while it holds the process's lease
   (:mod:`.lease`). The fencing hook (:class:`FenceHook`, registered with the supervisor) refuses
   every FFmpeg start (``HookAbort``) unless the lease is held and Redis still names this node
@@ -65,7 +66,7 @@ __all__ = ["ClusterNode", "ClusterSettings", "FenceHook", "NodeIdClash", "RedisU
 
 log = logging.getLogger(__name__)
 
-RECONCILE_INTERVAL = 0.5
+RECONCILE_INTERVAL = 0.5  # at most; lease/10 with shorter leases
 FENCE_INTERVAL = 0.1
 SHUTDOWN_DEADLINE = 2.0
 
@@ -156,6 +157,7 @@ class ClusterNode:
         self.ttl_ms = settings.lease_seconds * 1000
         self.op_timeout = max(0.5, min(2.0, settings.lease_seconds / 4))
         self.heartbeat_interval = max(0.2, settings.lease_seconds / 5)
+        self.reconcile_interval = min(RECONCILE_INTERVAL, settings.lease_seconds / 10)
         self._wake = trio.Event()
         self._applied: dict[str, tuple[int, str, int, int]] = {}
         self._beat = 0
@@ -473,7 +475,7 @@ class ClusterNode:
                 log.warning("cluster: reconcile skipped: %s", exc)
             except Exception:
                 log.exception("cluster: reconcile failed")
-            with trio.move_on_after(RECONCILE_INTERVAL):
+            with trio.move_on_after(self.reconcile_interval):
                 await self._wake.wait()
 
     async def _records(self, db: ClusterDB) -> dict[str, Record]:
