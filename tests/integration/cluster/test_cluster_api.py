@@ -223,6 +223,21 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             assert 'cluster_nodes{node="n1"} 2.0' in text
             assert 'cluster_leases_held{node="n1"}' in text and "cluster_failovers_total" in text
 
+            # reallocation: pin a process to the other node; it moves there
+            current = (await a.get("/api/v3/cluster/db/map/process")).json()
+            mover = sorted(current)[0]
+            target = "n1" if current[mover] == "n2" else "n2"
+            body = [{"target_node_id": target, "process_ids": [{"id": mover, "domain": ""}]}]
+            assert (await b.put("/api/v3/cluster/reallocation", body)).json() == "OK"
+
+            async def pinned() -> bool:
+                return await owner_of(a, mover) == target
+            await wait_for(pinned, timeout=10)
+            bad = [{"target_node_id": "nobody", "process_ids": [{"id": mover, "domain": ""}]}]
+            assert_error(await b.put("/api/v3/cluster/reallocation", bad), 400)
+            missing = [{"target_node_id": target, "process_ids": [{"id": "zz", "domain": ""}]}]
+            assert_error(await b.put("/api/v3/cluster/reallocation", missing), 404)
+
             # leave: n1 drains, one process at a time, to n2
             assert (await b.put("/api/v3/cluster/leave", {"id": "n1"})).json() == "OK"
 
@@ -231,6 +246,10 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
                 return len(m) == 4 and set(m.values()) == {"n2"}
             await wait_for(drained, timeout=20)
             assert nodes[0].services.cluster.moves >= 1
+            assert (await a.get("/api/v3/cluster/node/n1/state")).json() == {"state": "leave"}
+            assert_error(await a.put("/api/v3/cluster/node/n1/state", {"state": "gone"}), 400)
+            assert (await a.put("/api/v3/cluster/node/n1/state", {"state": "online"})).json() == "OK"
+            assert (await a.get("/api/v3/cluster/node/n1/state")).json() == {"state": "online"}
 
             # delete through the other node: the owner stops it
             assert (await a.delete(f"/api/v3/process/{other}")).json() == "OK"

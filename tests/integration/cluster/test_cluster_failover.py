@@ -183,6 +183,16 @@ async def test_partition_from_redis_fences_and_heals(tmp_path: Path, ffmpeg: str
                     assert stopped_after < LEASE - 0.5, stopped_after
                     # the others take over
                     await wait_running(census, ids, timeout=LEASE + 5, without=victim)
+                    # config written meanwhile (through a healthy node) is not lost
+                    other = next(n for n in nodes if n.name != victim)
+                    healthy_api = Api(f"http://127.0.0.1:{api_port(other)}")
+                    changed = sorted(ids)[0]
+                    resp = await healthy_api.put(f"/api/v3/process/{changed}",
+                                                 {"reference": "during-partition"})
+                    assert resp.status_code == 200, resp.text
+                    # the cut-off node answers 503 for what needs Redis
+                    cut = Api(f"http://127.0.0.1:{api_port(next(n for n in nodes if n.name == victim))}")
+                    assert (await cut.get("/api/v3/process")).status_code == 503
                     # heal: it reconnects, rejoins, no process ever runs twice
                     link[victim].heal()
 
@@ -194,5 +204,7 @@ async def test_partition_from_redis_fences_and_heals(tmp_path: Path, ffmpeg: str
                         while not await back():
                             await trio.sleep(0.2)
                     await wait_running(census, ids, timeout=10)
+                    got = (await cut.get(f"/api/v3/process/{changed}/config")).json()
+                    assert got["reference"] == "during-partition"
                     nursery.cancel_scope.cancel()
                 assert census.duplicates == [], census.duplicates[:5]
