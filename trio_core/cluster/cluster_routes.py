@@ -76,6 +76,8 @@ def node_json(node: ClusterNode, node_id: str, doc: dict[str, Any] | None) -> di
             "memory_limit_bytes": int(resources.get("memory_limit_bytes", 0)),
             "is_throttling": bool(resources.get("is_throttling", False)),
         },
+        # Core v16's ClusterNode (core_client 1.1.1) reads these two
+        "state": status, "last_update": int(float(doc.get("updated_at", 0))) if live else 0,
         # trio-core extras: leases held and the process limit
         "processes": int(doc.get("processes", 0)),
         "max_processes": int(doc.get("max_processes", 0)),

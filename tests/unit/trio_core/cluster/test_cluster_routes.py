@@ -19,6 +19,8 @@ def test_live_and_dead_nodes() -> None:
     assert live["status"] == "leave" and live["uptime_seconds"] >= 99
     assert live["created_at"].endswith("Z") and live["core"]["address"] == doc["address"]
     assert live["resources"]["ncpu"] == 4.0 and live["processes"] == 3
+    # Core v16's ClusterNode (core_client 1.1.1): address, id, last_update (int), state
+    assert live["state"] == "leave" and isinstance(live["last_update"], int)
     dead = node_json(me, "n3", None)
     assert dead["status"] == "offline" and dead["error"] and dead["uptime_seconds"] == 0
     assert node_json(me, "me", doc)["last_contact_ms"] == 12.5
