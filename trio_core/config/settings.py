@@ -602,3 +602,7 @@ def _validate_cluster(cfg: Config) -> None:
     if not address and cfg.api_port == 0:
         fail("cluster.address", "must be set when api.address has port 0 (other nodes "
                                 "could not reach this one)")
+    if not address and cfg.api_host in ("", "0.0.0.0", "::", "[::]"):
+        fail("cluster.address", f"must be set when api.address ({cfg['api.address']!r}) "
+                                "listens on every interface: the URL other nodes reach this "
+                                "one at, e.g. http://10.0.0.1:8080")
