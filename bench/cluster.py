@@ -60,7 +60,7 @@ def http(method: str, url: str, body: Any = None) -> Any:
 
 def process_json(pid: str, autostart: bool = True) -> dict[str, Any]:
     return {"id": pid, "autostart": autostart, "reconnect": True, "reconnect_delay_seconds": 1,
-            "options": ["-loglevel", "error", "-nostdin"],
+            "options": ["-loglevel", "error"],
             "input": [{"id": "in", "address": "anullsrc=r=8000:cl=mono",
                        "options": ["-re", "-f", "lavfi"]}],
             "output": [{"id": "out", "address": "-",

@@ -180,7 +180,7 @@ def cheap_process(process_id: str, **extra: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "id": process_id,
         "reference": "cluster-test",
-        "options": ["-loglevel", "level+info", "-nostdin"],
+        "options": ["-loglevel", "level+info"],
         "input": [{"id": "in", "address": "anullsrc=r=8000:cl=mono",
                    "options": ["-re", "-f", "lavfi"]}],
         "output": [{"id": "out", "address": "-",
