@@ -449,7 +449,7 @@ class ClusterNode:
         if self.pid_records is None:
             return
         for _path, rec in self.pid_records.records():
-            if rec is not None and rec.process_id == pid and rec.pid != os.getpid():
+            if rec is not None and rec.process_id == pid and rec.server_pid == os.getpid():
                 try:
                     os.killpg(rec.pid, signal.SIGKILL)
                     log.warning("cluster: %r still running close to its lease's end; SIGKILL", pid)

@@ -169,8 +169,10 @@ async def test_partition_from_redis_fences_and_heals(tmp_path: Path, ffmpeg: str
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(census.run)
                     ids = {f"pt{i:02d}" for i in range(12)}
-                    for pid in sorted(ids):
-                        resp = await api.post("/api/v3/process", cheap_process(pid))
+                    for i, pid in enumerate(sorted(ids)):
+                        # every third FFmpeg ignores q (-nostdin): the fence's SIGKILL ends it
+                        extra = {"options": ["-nostdin"]} if i % 3 == 0 else {}
+                        resp = await api.post("/api/v3/process", cheap_process(pid, **extra))
                         assert resp.status_code == 200, resp.text
                     await wait_running(census, ids, timeout=20)
                     victim = max(NAMES, key=lambda n: len(census.last[n]))
@@ -191,6 +193,9 @@ async def test_partition_from_redis_fences_and_heals(tmp_path: Path, ffmpeg: str
                             await trio.sleep(0.02)
                     stopped_at = trio.current_time()
                     assert stopped_at < expiry, (stopped_at - frozen_at, expiry - frozen_at)
+                    if any(sorted(ids).index(pid) % 3 == 0 for pid in held):
+                        log = (tmp_path / f"{victim}.log").read_text()
+                        assert "close to its lease's end; SIGKILL" in log
                     # the others take over
                     await wait_running(census, ids, timeout=LEASE + 5, without=victim)
                     # config written meanwhile (through a healthy node) is not lost
