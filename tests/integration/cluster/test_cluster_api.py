@@ -109,8 +109,11 @@ async def test_any_node_serves_every_process(tmp_path: Path, ffmpeg: str) -> Non
             assert {p["id"] for p in local} == {p for p, n in owners.items() if n == "n1"}
             state = (await b.get(f"/api/v3/process/{pid}/state")).json()
             assert state["exec"] == "running" and state["order"] == "start"
-            report = (await b.get(f"/api/v3/process/{pid}/report")).json()
-            assert report["log"], report
+
+            async def report_from_owner() -> bool:  # FFmpeg's first lines, from the owner
+                report = (await b.get(f"/api/v3/process/{pid}/report")).json()
+                return bool(report["log"] or report["prelude"])
+            await wait_for(report_from_owner, timeout=10)
             full = (await b.get(f"/api/v3/process/{pid}")).json()
             assert set(full) >= {"id", "type", "reference", "created_at", "updated_at",
                                  "config", "state", "report", "metadata"}
