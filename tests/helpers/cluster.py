@@ -25,12 +25,12 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 TAG = "clustertest-"
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     import time
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -52,17 +52,19 @@ def redis_server(tmp: Path, port: int | None = None, *, persist: bool = False
                                  "--appendonly", "no", "--dir", str(tmp)],
                                 stdout=log, stderr=log)
     try:
-        _wait_port(port)
+        wait_port(port)
         yield proc, port
     finally:
         proc.kill()
         proc.wait()
 
 
-def haproxy_config(port: int, backends: dict[str, int]) -> str:
+def haproxy_config(port: int, backends: dict[str, int], *, bind: str = "127.0.0.1",
+                   hosts: dict[str, str] | None = None) -> str:
     """HAProxy in front of the nodes' APIs (health: ``GET /api/v3/cluster/healthy``)."""
+    hosts = hosts or {}
     servers = "\n".join(
-        f"    server {name} 127.0.0.1:{p} check inter 500 fall 2 rise 1"
+        f"    server {name} {hosts.get(name, '127.0.0.1')}:{p} check inter 500 fall 2 rise 1"
         for name, p in backends.items())
     return f"""global
     maxconn 512
@@ -76,7 +78,7 @@ defaults
     option redispatch
 
 frontend api
-    bind 127.0.0.1:{port}
+    bind {bind}:{port}
     default_backend nodes
 
 backend nodes
@@ -96,7 +98,7 @@ def haproxy(tmp: Path, backends: dict[str, int]) -> Iterator[int]:
     with open(tmp / "haproxy.log", "ab") as log:
         proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=log, stderr=log)
     try:
-        _wait_port(port)
+        wait_port(port)
         yield port
     finally:
         proc.kill()
@@ -266,10 +268,11 @@ async def proxies(upstream: int, n: int) -> AsyncIterator[list[FreezableProxy]]:
 class NodeProcess:
     """One trio-core node as a child process (``python -m trio_core`` with ``env``)."""
 
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log: Path, netns: str = "") -> None:
         self.name = name
         self.env = env
         self.log = log
+        self.netns = netns  # run inside this network namespace (``ip netns exec``: same pid)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -283,7 +286,8 @@ class NodeProcess:
 
         from tests.helpers.server_process import ROOT
         with open(self.log, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "trio_core"], env=self.env,
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+            self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "trio_core"], env=self.env,
                                          cwd=str(ROOT), stdout=subprocess.PIPE, stderr=err)
         out = self.proc.stdout
         assert out is not None
@@ -323,3 +327,85 @@ async def started_nodes(nodes: list[NodeProcess]) -> AsyncIterator[list[NodeProc
     finally:
         for node in nodes:
             node.terminate()
+
+
+class Lab:
+    """Network namespaces for a cluster (root): ``lab`` holds a bridge (10.77.X.1: Redis,
+    HAProxy) with one veth per node namespace (10.77.X.1N), and one veth to this namespace
+    (10.78.X.1 here, 10.78.X.2 in ``lab``) so the test reaches HAProxy. :meth:`cut` drops a
+    node's TCP traffic to Redis with nft inside that node's namespace; :meth:`heal` removes
+    the rule. Everything is deleted by :meth:`close`."""
+
+    def __init__(self, names: list[str]) -> None:
+        import secrets
+        self.tag = secrets.token_hex(3)
+        self.octet = 100 + secrets.randbelow(100)
+        self.lab = f"cl{self.tag}"
+        self.ns = {name: f"cl{self.tag}{name}" for name in names}
+        self.bridge_ip = f"10.77.{self.octet}.1"
+        self.node_ip = {name: f"10.77.{self.octet}.{11 + i}" for i, name in enumerate(names)}
+        self.host_ip = f"10.78.{self.octet}.1"
+        self.lab_ip = f"10.78.{self.octet}.2"
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run(list(cmd), check=True, capture_output=True)
+
+    def ns_run(self, ns: str, *cmd: str) -> None:
+        self._run("ip", "netns", "exec", ns, *cmd)
+
+    def open(self) -> None:
+        t = self.tag
+        self._run("ip", "netns", "add", self.lab)
+        self.ns_run(self.lab, "ip", "link", "set", "lo", "up")
+        self.ns_run(self.lab, "ip", "link", "add", "br0", "type", "bridge")
+        self.ns_run(self.lab, "ip", "addr", "add", f"{self.bridge_ip}/24", "dev", "br0")
+        self.ns_run(self.lab, "ip", "link", "set", "br0", "up")
+        # this namespace <-> lab
+        self._run("ip", "link", "add", f"h{t}", "type", "veth", "peer", "name", f"l{t}")
+        self._run("ip", "link", "set", f"l{t}", "netns", self.lab)
+        self._run("ip", "addr", "add", f"{self.host_ip}/30", "dev", f"h{t}")
+        self._run("ip", "link", "set", f"h{t}", "up")
+        self.ns_run(self.lab, "ip", "addr", "add", f"{self.lab_ip}/30", "dev", f"l{t}")
+        self.ns_run(self.lab, "ip", "link", "set", f"l{t}", "up")
+        for i, (name, ns) in enumerate(self.ns.items()):
+            self._run("ip", "netns", "add", ns)
+            self.ns_run(ns, "ip", "link", "set", "lo", "up")
+            a, b = f"a{t}{i}", f"b{t}{i}"
+            self.ns_run(self.lab, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
+            self.ns_run(self.lab, "ip", "link", "set", b, "netns", ns)
+            self.ns_run(self.lab, "ip", "link", "set", a, "master", "br0")
+            self.ns_run(self.lab, "ip", "link", "set", a, "up")
+            self.ns_run(ns, "ip", "addr", "add", f"{self.node_ip[name]}/24", "dev", b)
+            self.ns_run(ns, "ip", "link", "set", b, "up")
+
+    def cut(self, name: str, port: int) -> None:
+        ns = self.ns[name]
+        self.ns_run(ns, "nft", "add", "table", "inet", "cut")
+        self.ns_run(ns, "nft", "add", "chain", "inet", "cut", "out",
+                    "{ type filter hook output priority 0 ; policy accept ; }")
+        self.ns_run(ns, "nft", "add", "rule", "inet", "cut", "out", "ip", "daddr",
+                    self.bridge_ip, "tcp", "dport", str(port), "drop")
+
+    def heal(self, name: str) -> None:
+        self.ns_run(self.ns[name], "nft", "delete", "table", "inet", "cut")
+
+    def close(self) -> None:
+        for ns in [*self.ns.values(), self.lab]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"h{self.tag}"], capture_output=True)
+
+
+@contextmanager
+def lab(names: list[str]) -> Iterator[Lab]:
+    """A :class:`Lab` for ``names``, deleted on exit."""
+    net = Lab(names)
+    try:
+        net.open()
+        yield net
+    finally:
+        net.close()
+
+
+def ns_popen(ns: str, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    """``argv`` inside network namespace ``ns`` (``ip netns exec`` execs it: same pid)."""
+    return subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
