@@ -83,6 +83,7 @@ from trio_core.whip.subsystem import WhipSubsystem, check_settings
 
 if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memory)
     from rtp.forwarder import Forwarder
+    from trio_core.cluster.node import ClusterNode  # only with cluster.enable (coredis)
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -148,6 +149,7 @@ class Services:
     app: QuartTrio
     storage_http: StorageHTTP  # the app's ASGI entry: the storage mounts around the app
     warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
+    cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
 
     def collector(self, name: str) -> Collector | None:
         """The session collector ``name`` (None when sessions are off)."""
@@ -222,9 +224,14 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     store = Store(db_dir)
     fresh_db = not store.path.exists()
     placeholders = Placeholders()
+    cluster_on = config["cluster.enable"]  # then Redis holds the processes, db.json a cache
+    system_store = None
+    if cluster_on:  # the supervisor keeps only the global metadata, in Redis
+        from trio_core.cluster.subsystem import SystemMetadataStore
+        system_store = SystemMetadataStore()
     supervisor = Supervisor(
         ffmpeg=ffmpeg,
-        store=store,
+        store=system_store if system_store is not None else store,  # type: ignore[arg-type]
         pid_records=pid_records,
         placeholders=placeholders,
         log_lines=config["ffmpeg.log.max_lines"],
@@ -254,7 +261,14 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     warnings: list[str] = []  # problems subsystems find at start, shown in GET /api
     app = create_app(auth, instance=config_store.instance, started_at=started_at,
                      warnings=warnings)
-    app.register_blueprint(process_blueprint(supervisor))
+    cluster = None
+    if cluster_on:  # cluster on Redis (issue 20): cluster-wide process routes, /api/v3/cluster
+        from trio_core.cluster.subsystem import cluster_node, install_routes
+        cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
+                               name=config_store.instance.name, cache=store,
+                               pid_records=pid_records, system=system_store)
+    else:
+        app.register_blueprint(process_blueprint(supervisor))
     token_ok = None
     if auth.enabled:
         token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
@@ -272,6 +286,12 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         storage_http.sessions = HLSSessions(sessions.collector("hls"),
                                             sessions.collector("hlsingress"))
     app.asgi_app = storage_http  # type: ignore[method-assign]
+    if cluster is not None:  # after the process routes' slot; files of other nodes too
+        install_routes(app, cluster, storage_http)
+        if config["cluster.relay"]:
+            warnings.append("cluster.relay: the edge relay is not implemented yet; WHEP viewers "
+                            "of processes on other nodes are redirected (307) to the owner")
+            log.warning("%s", warnings[-1])
     return Services(
         config=config, lifecycle=Lifecycle(), started_at=started_at, ffmpeg=ffmpeg,
         skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,
@@ -280,8 +300,16 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         history=history, sessions=sessions, forwarder=webrtc,
         forwarder_carried=carry is not None, viewers=viewers,
         storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
-        warnings=warnings,
+        warnings=warnings, cluster=cluster,
     )
+
+
+def cluster_collectors(s: Services) -> list[object]:
+    """The cluster's Prometheus collectors (none unless ``cluster.enable``)."""
+    if s.cluster is None:
+        return []
+    from trio_core.cluster.metrics import ClusterMetrics
+    return [ClusterMetrics(s.cluster)]
 
 
 def build_subsystems(s: Services) -> list[Subsystem]:
@@ -291,7 +319,11 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     # settings first: a refused one must not leave a half-built subsystem behind
     rtmp = rtmp_server(config) if config["rtmp.enable"] else None
     check_settings(config)  # whip.enable needs webrtc.enable
-    subsystems: list[Subsystem] = [
+    subsystems: list[Subsystem] = []
+    if s.cluster is not None:  # cluster.enable (issue 20): registered in Redis before anything
+        from trio_core.cluster.subsystem import ClusterSubsystem
+        subsystems.append(ClusterSubsystem(s.cluster))
+    subsystems += [
         # Core's server-wide API: skills, config (+ reload), global metadata, log (issue 9)
         CoreApiSubsystem(s.app, s.supervisor, skills=s.skills, config_store=s.config_store,
                          log_ring=s.log_ring, request_reload=s.lifecycle.request_reload),
@@ -333,7 +365,8 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     subsystems.append(ObservabilitySubsystem(
         config, app=s.app, supervisor=s.supervisor, auth=s.auth, monitor=s.monitor,
         history=s.history, sessions=s.sessions, viewers=s.viewers, started_at=s.started_at,
-        openapi_routes=s.openapi_routes, relays=relays))
+        openapi_routes=s.openapi_routes, relays=relays,
+        collectors=cluster_collectors(s)))
     return subsystems
 
 
@@ -479,7 +512,7 @@ async def serve(
                 sub, backoff=restart_backoff, task_status=task_status))
         async with trio.open_nursery() as middle:
             await middle.start(supervisor.run)
-            if config["demo.enable"] and services.fresh_db:
+            if config["demo.enable"] and services.fresh_db and services.cluster is None:
                 await ensure_demo(supervisor)
             async with trio.open_nursery() as inner:
                 binds: list[str] = await inner.start(

@@ -494,6 +494,26 @@ SETTINGS: tuple[Setting, ...] = (
             "Max. simultaneous sessions per collector, 0 = unlimited (509 beyond).",
             _parse_nonneg_int, alt_env=("CORE_SESSIONS_MAXSESSIONS",)),
     # (end metrics)
+    # -- cluster on Redis: issue 20 (trio_core/cluster) --
+    Setting("cluster.enable", "bool", False,
+            "Join a cluster whose shared state lives in Redis (cluster.redis_url); off: a "
+            "single node exactly as without a cluster.", _parse_bool),
+    Setting("cluster.redis_url", "str", "redis://127.0.0.1:6379/0",
+            "Redis 7 of the cluster: redis://[user:pass@]host:port/db, rediss://, or "
+            "unix:///path/to/redis.sock.", _parse_str),
+    Setting("cluster.node_id", "str", "",
+            "This node's id in the cluster (default: the instance id); two running nodes "
+            "with one id refuse to start.", _parse_str),
+    Setting("cluster.address", "str", "",
+            "The API base URL other nodes and redirected clients reach this node at, e.g. "
+            "http://10.0.0.1:8080 (default: http://<api.address>).", _parse_str),
+    Setting("cluster.lease_seconds", "int", 10,
+            "Seconds a node's lease on a process lasts without renewal; a dead node's "
+            "processes start elsewhere within this + 5 s (>= 2).", _parse_positive_int),
+    Setting("cluster.relay", "bool", False,
+            "Edge relay of WHEP viewers of processes running on other nodes (not implemented "
+            "yet: viewers are redirected with 307 to the owner).", _parse_bool),
+    # (end cluster)
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "
             "(default: on without a config file, off with one).", _parse_bool),
@@ -644,6 +664,8 @@ def _validate(cfg: Config) -> None:
                 source = cfg.sources.get("api.auth.enable", "")
                 env = source[4:] if source.startswith("env:") else None
                 raise SettingError(name, "must be set when api.auth.enable is true", env)
+    if cfg["cluster.enable"]:  # cluster on Redis (issue 20)
+        _validate_cluster(cfg)
     passphrase = cfg["srt.passphrase"]
     if cfg["srt.enable"] and passphrase and not 10 <= len(passphrase) <= 79:
         # libsrt refuses it (the SRT server would not start): refused here, as Core does
@@ -673,3 +695,29 @@ def help_config() -> str:
     return "\n".join(lines)
 
 
+
+
+def _validate_cluster(cfg: Config) -> None:
+    """``cluster.*`` checks, made only when ``cluster.enable`` (issue 20)."""
+    def fail(name: str, message: str) -> None:
+        source = cfg.sources.get(name, "")
+        raise SettingError(name, message, source[4:] if source.startswith("env:") else None)
+
+    url = cfg["cluster.redis_url"]
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        fail("cluster.redis_url", f"expected redis://, rediss:// or unix://, got {url!r}")
+    if cfg["cluster.lease_seconds"] < 2:
+        fail("cluster.lease_seconds", f"must be >= 2, got {cfg['cluster.lease_seconds']}")
+    node_id = cfg["cluster.node_id"]
+    if node_id and not all(c.isalnum() or c in "-_." for c in node_id):
+        fail("cluster.node_id", f"only letters, digits, '-', '_' and '.' are allowed: {node_id!r}")
+    address = cfg["cluster.address"]
+    if address and not address.startswith(("http://", "https://")):
+        fail("cluster.address", f"expected an http:// or https:// URL, got {address!r}")
+    if not address and cfg.api_port == 0:
+        fail("cluster.address", "must be set when api.address has port 0 (other nodes "
+                                "could not reach this one)")
+    if not address and cfg.api_host in ("", "0.0.0.0", "::", "[::]"):
+        fail("cluster.address", f"must be set when api.address ({cfg['api.address']!r}) "
+                                "listens on every interface: the URL other nodes reach this "
+                                "one at, e.g. http://10.0.0.1:8080")

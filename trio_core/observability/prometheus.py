@@ -30,7 +30,7 @@ Everything is read at scrape time by custom collectors registered in a per-app
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -301,9 +301,10 @@ class RelayMetrics:
 
 def build_registry(monitor: Monitor, core_id: str, viewers: WebRTCViewers | None,
                    process_ids: Callable[[], list[str]],
-                   relays: Callable[[], dict[str, RelayStats]] | None = None
-                   ) -> CollectorRegistry:
-    """A registry with the Core metrics and, when given, the WebRTC and relay ones."""
+                   relays: Callable[[], dict[str, RelayStats]] | None = None,
+                   collectors: Sequence[object] = ()) -> CollectorRegistry:
+    """A registry with the Core metrics and, when given, the WebRTC and relay ones and other
+    subsystems' ``collectors`` (e.g. the cluster's, issue 20)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoreMetrics(monitor, core_id))  # type: ignore[arg-type]
     if viewers is not None:
@@ -311,6 +312,8 @@ def build_registry(monitor: Monitor, core_id: str, viewers: WebRTCViewers | None
         registry.register(viewers.setup_seconds)
     if relays is not None:
         registry.register(RelayMetrics(relays))  # type: ignore[arg-type]
+    for collector in collectors:
+        registry.register(collector)  # type: ignore[arg-type]
     return registry
 
 

@@ -116,7 +116,8 @@ class ObservabilitySubsystem:
                  auth: Authenticator, monitor: Monitor, history: History | None,
                  sessions: SessionRegistry | None, viewers: WebRTCViewers, started_at: float,
                  openapi_routes: Sequence[ExternalRoute],
-                 relays: Callable[[], dict[str, RelayStats]] = dict) -> None:
+                 relays: Callable[[], dict[str, RelayStats]] = dict,
+                 collectors: Sequence[object] = ()) -> None:
         self.config = config
         self.monitor = monitor
         self.history = history
@@ -150,7 +151,7 @@ class ObservabilitySubsystem:
             from trio_core.observability.prometheus import build_registry, exposition
 
             prom = build_registry(monitor, self.core_id, viewers, supervisor.ids,
-                                  relays=relays)
+                                  relays=relays, collectors=collectors)
             app.register_blueprint(prometheus_blueprint(lambda: exposition(prom)))
         app.register_blueprint(swagger_blueprint(openapi_routes))
 

@@ -33,6 +33,12 @@ Sessions: when set, ``StorageHTTP.sessions`` (the observability subsystem's
 around every request to the memfs and disk mounts (not ``/api/v3/fs``, as in Core); it
 passes segment bodies through unchanged and only buffers playlists it rewrites.
 
+Cluster (issue 20): when ``StorageHTTP.remote_files`` is set (by the cluster subsystem), a
+``GET``/``HEAD`` of a file this node's memfs or disk does not have is looked up on the other
+nodes (``remote_files(storage, name)`` -> ``(data, mtime)`` or None) and answered like a
+local file; a request carrying ``X-Trio-Core-Cluster-Hop`` (one node asking another) is never
+forwarded again.
+
 Cancellation: each request is one call of this ASGI app in the server's request task;
 cancelling it drops an unfinished upload (memfs keeps the previous version of the file).
 """
@@ -145,6 +151,8 @@ class StorageHTTP:
         self.storages: dict[str, MemFS | DiskFS] = {"mem": memfs, "disk": disk}
         #: wraps every mount request (set by the observability subsystem: HLS sessions)
         self.sessions: Middleware | None = None
+        #: files of other nodes (set by the cluster subsystem): (storage, name) -> (data, mtime)
+        self.remote_files: Callable[[str, str], Awaitable[tuple[bytes, float] | None]] | None = None
 
     # -- dispatch -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -211,7 +219,8 @@ class StorageHTTP:
         if found is None:
             if path == "/":
                 return False  # empty data dir: the app's dashboard
-            await self._error(scope, send, 404, "File not found", name, cors)
+            if not await self._remote(scope, send, "disk", name, cors, DISK_DEFAULT):
+                await self._error(scope, send, 404, "File not found", name, cors)
             return True
         await self._send_disk_file(scope, send, found, DISK_DEFAULT, cors)
         return True
@@ -282,16 +291,29 @@ class StorageHTTP:
         if storage == "mem":
             file = self.memfs.open(name)
             if file is None:
-                await self._error(scope, send, 404, "File not found", name, cors)
+                if not await self._remote(scope, send, storage, name, cors, default_type):
+                    await self._error(scope, send, 404, "File not found", name, cors)
                 return
             data = file.data
             await self._send_bytes(scope, send, name, data, file.mtime, default_type, cors)
             return
         found = await self.disk.open_file(name)
         if found is None:
-            await self._error(scope, send, 404, "File not found", name, cors)
+            if not await self._remote(scope, send, storage, name, cors, default_type):
+                await self._error(scope, send, 404, "File not found", name, cors)
             return
         await self._send_disk_file(scope, send, found, default_type, cors)
+
+    async def _remote(self, scope: Scope, send: Send, storage: str, name: str,
+                      cors: Headers | None, default_type: str) -> bool:
+        """Answer with another cluster node's file (True), if there is one."""
+        if self.remote_files is None or _header(scope, b"x-trio-core-cluster-hop") is not None:
+            return False
+        found = await self.remote_files(storage, name)
+        if found is None:
+            return False
+        await self._send_bytes(scope, send, name, found[0], found[1], default_type, cors)
+        return True
 
     async def _put(self, scope: Scope, receive: Receive, send: Send, storage: str, name: str,
                    cors: Headers | None) -> None:
