@@ -69,6 +69,25 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> A
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def log_tail(workdir: str, size: int = 3000) -> str | None:
+    """The last ``size`` bytes of the session server's ``server.log`` (None if unreadable)."""
+    try:
+        with open(os.path.join(workdir, "server.log"), "rb") as f:
+            return f.read()[-size:].decode(errors="replace")
+    except OSError:
+        return None
+
+
+def stop(proc: subprocess.Popen[Any]) -> int:
+    """Stop a child of the session: SIGTERM, SIGKILL after 15 s; its exit code."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -135,18 +154,9 @@ def main() -> int:
                 browser.close()
     except Exception as exc:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(exc).__name__}: {exc}"
-        try:
-            with open(os.path.join(workdir, "server.log"), "rb") as f:
-                result["server_log_tail"] = f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            pass
+        result["server_log_tail"] = log_tail(workdir)
     finally:
-        server.terminate()
-        try:
-            result["server_exit"] = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            result["server_exit"] = server.wait()
+        result["server_exit"] = stop(server)
     print(json.dumps(result), flush=True)
     return 0
 

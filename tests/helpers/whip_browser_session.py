@@ -26,7 +26,17 @@ import time
 import urllib.request
 from typing import Any
 
-from tests.helpers.browser_session import CHROMIUM, CHROMIUM_ARGS, HOST, PORT, api, network_up, wait
+from tests.helpers.browser_session import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HOST,
+    PORT,
+    api,
+    log_tail,
+    network_up,
+    stop,
+    wait,
+)
 
 TOKEN = "whip-secret"
 ORIGIN = f"http://{HOST}:{PORT}"
@@ -207,17 +217,8 @@ def main() -> int:
         if status == 200:
             result["rec_log"] = json.dumps(report)[-3000:]
     finally:
-        try:
-            with open(os.path.join(workdir, "server.log"), "rb") as f:
-                result["server_log_tail"] = f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            pass
-        server.terminate()
-        try:
-            result["server_exit"] = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            result["server_exit"] = server.wait()
+        result["server_log_tail"] = log_tail(workdir)
+        result["server_exit"] = stop(server)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -21,7 +21,17 @@ import tempfile
 import time
 from typing import Any
 
-from tests.helpers.browser_session import CHROMIUM, CHROMIUM_ARGS, HOST, PORT, api, network_up, wait
+from tests.helpers.browser_session import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HOST,
+    PORT,
+    api,
+    log_tail,
+    network_up,
+    stop,
+    wait,
+)
 from tests.helpers.ice_session import nft
 from tests.helpers.whip_browser_session import (
     PUB_STATS_JS,
@@ -137,17 +147,8 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        try:
-            with open(os.path.join(workdir, "server.log"), "rb") as f:
-                result["server_log_tail"] = f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            pass
-        server.terminate()
-        try:
-            result["server_exit"] = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            result["server_exit"] = server.wait()
+        result["server_log_tail"] = log_tail(workdir)
+        result["server_exit"] = stop(server)
     print(json.dumps(result), flush=True)
     return 0
 
