@@ -37,6 +37,26 @@ from rtp.sdp import MAX_SDPFRAG_BYTES, parse_sdpfrag
 from trio_core.http.errors import ApiError
 from trio_core.webrtc.ice_servers import link_headers
 
+#: the largest SDP offer a WHEP or WHIP POST may carry
+MAX_OFFER_BYTES = 64 * 1024
+
+
+async def read_offer(what: str = "offer") -> str:
+    """The SDP offer of the current POST (WHEP or WHIP) as text: 415 when it is not
+    ``application/sdp``, 413 over :data:`MAX_OFFER_BYTES`, 400 when it is not UTF-8 — each
+    naming the problem (``what``: how the message names the offer)."""
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/sdp":
+        raise ApiError(415, "Unsupported Media Type",
+                       f"the {what} must be application/sdp, not {ctype or 'missing'!r}")
+    body = await request.get_data()
+    if len(body) > MAX_OFFER_BYTES:
+        raise ApiError(413, "Offer too large", f"more than {MAX_OFFER_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "Malformed SDP offer", "the offer is not UTF-8") from None
+
 __all__ = ["SDPFRAG", "IceSession", "etag", "ice_patch", "with_links"]
 
 SDPFRAG = "application/trickle-ice-sdpfrag"

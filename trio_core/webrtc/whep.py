@@ -50,7 +50,7 @@ from werkzeug.datastructures import Headers
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError
-from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch
+from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, read_offer
 from trio_core.webrtc.ice_http import with_links as _with_links
 
 if TYPE_CHECKING:
@@ -73,7 +73,6 @@ class Admission(Protocol):
 
 log = logging.getLogger(__name__)
 
-MAX_OFFER_BYTES = 64 * 1024
 RETRY_AFTER = "2"
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -154,17 +153,7 @@ def whep_blueprint(supervisor: Supervisor, forwarder: Forwarder, auth: Authentic
         if not allowed:
             raise unauthorized("Missing or invalid token (webrtc.token or an API access token)")
         webrtc_process(process_id)
-        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/sdp":
-            raise ApiError(415, "Unsupported Media Type",
-                           f"the offer must be application/sdp, not {ctype or 'missing'!r}")
-        body = await request.get_data()
-        if len(body) > MAX_OFFER_BYTES:
-            raise ApiError(413, "Offer too large", f"more than {MAX_OFFER_BYTES} bytes")
-        try:
-            offer = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "Malformed SDP offer", "the offer is not UTF-8") from None
+        offer = await read_offer()
         if process_id not in forwarder.sources:
             raise ApiError(409, "Process is not running", "start the process, then retry",
                            headers={"Retry-After": RETRY_AFTER})

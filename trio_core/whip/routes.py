@@ -44,8 +44,8 @@ from quart import Blueprint, Request, Response, request
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError, json_response
-from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, with_links
-from trio_core.webrtc.whep import CORS_HEADERS, MAX_OFFER_BYTES, RETRY_AFTER, Admission
+from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, read_offer, with_links
+from trio_core.webrtc.whep import CORS_HEADERS, RETRY_AFTER, Admission
 from trio_core.whip.channels import Busy, WhipChannels, check_name, source_id
 
 if TYPE_CHECKING:
@@ -65,20 +65,6 @@ def _given_token(req: Request) -> str:
 
 def _matches(given: str, token: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), token.encode())
-
-
-async def _offer_text(kind: str) -> str:
-    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if ctype != "application/sdp":
-        raise ApiError(415, "Unsupported Media Type",
-                       f"the {kind} offer must be application/sdp, not {ctype or 'missing'!r}")
-    body = await request.get_data()
-    if len(body) > MAX_OFFER_BYTES:
-        raise ApiError(413, "Offer too large", f"more than {MAX_OFFER_BYTES} bytes")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "Malformed SDP offer", "the offer is not UTF-8") from None
 
 
 def _name(name: str) -> str:
@@ -135,7 +121,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
             raise unauthorized("Missing or invalid token (whip.token as Authorization: "
                                "Bearer <token> or ?token=<token>)")
         name = _name(name)
-        offer = await _offer_text("WHIP")
+        offer = await read_offer("WHIP offer")
         try:
             publisher, answer = await running().publish(name, offer,
                                                         client=request.remote_addr or "")
@@ -211,7 +197,7 @@ def whip_blueprint(channels: Callable[[], WhipChannels | None], forwarder: Forwa
         """Play a WHIP channel over WHEP: SDP offer in, answer out (201, Location)."""
         viewer_token = may_play()
         name = _name(name)
-        offer = await _offer_text("WHEP")
+        offer = await read_offer("WHEP offer")
         current = running()
         channel = current.channels.get(name)
         sid = source_id(name)

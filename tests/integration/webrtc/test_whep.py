@@ -16,8 +16,9 @@ from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api
 from tests.helpers.leaks import child_pids
 from tests.helpers.whep import wait_live, webrtc_process, webrtc_server, whep_offer
+from trio_core.webrtc.ice_http import MAX_OFFER_BYTES
 from trio_core.webrtc.subsystem import WebRTCSubsystem
-from trio_core.webrtc.whep import MAX_OFFER_BYTES
+from trio_core.webrtc.whep import RETRY_AFTER
 
 VIDEO_ONLY_VP8_OFFER_PCMU = """v=0\r
 o=- 1 2 IN IP4 127.0.0.1\r
@@ -160,7 +161,7 @@ async def test_whep_error_statuses(ffmpeg: str, tmp_path) -> None:
         resp = await whep_offer(api, "plain", offer)
         assert resp.status_code == 404 and "not enabled" in resp.json()["message"]
         resp = await whep_offer(api, "stopped", offer)
-        assert resp.status_code == 409 and resp.headers["Retry-After"]
+        assert resp.status_code == 409 and resp.headers["Retry-After"] == RETRY_AFTER
         resp = await api.request("POST", "/api/v3/process/cam/whep", content=offer,
                                  headers={"Content-Type": "application/json"})
         assert resp.status_code == 415
