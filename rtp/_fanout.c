@@ -106,6 +106,7 @@ typedef struct {
     int skipping; /* the keyframe gate: video skipped up to the next keyframe */
     unsigned char *buf; /* circular byte queue: framed bytes the kernel did not take yet */
     size_t cap, head, len, limit, low_water;
+    size_t frame_left; /* bytes of the head frame still queued (0: head at a frame start) */
     /* atomic reads */
     uint64_t peak, frames, bytes_out, skips, skipped, queue_full;
 } Stream;
@@ -289,10 +290,19 @@ static int closed(Viewer *v) { return __atomic_load_n(&v->closed, __ATOMIC_SEQ_C
 
 /* -- the stream transport (ICE-TCP): RFC 4571 frames on a non-blocking socket ------------ */
 
+/* forget the first n queued bytes (written), following the frame boundaries */
 static void stream_consume(Stream *q, size_t n) {
-    q->head = (q->head + n) % q->cap;
-    q->len -= n;
-    if (q->len == 0) q->head = 0;
+    while (n > 0 && q->len > 0) {
+        if (q->frame_left == 0) /* a whole frame starts here: its length */
+            q->frame_left = 2 + ((size_t)q->buf[q->head] << 8 | q->buf[(q->head + 1) % q->cap]);
+        size_t take = n < q->frame_left ? n : q->frame_left;
+        if (take > q->len) take = q->len;
+        q->head = (q->head + take) % q->cap;
+        q->len -= take;
+        q->frame_left -= take;
+        n -= take;
+    }
+    if (q->len == 0) q->head = q->frame_left = 0;
 }
 
 /* make room for `need` more bytes (growing up to limit + STREAM_SLACK); 0 when impossible */
@@ -422,6 +432,7 @@ static int stream_frame_locked(Stream *q, const unsigned char *pkt, size_t n) {
                 stream_fail(q);
                 return 1;
             }
+            q->frame_left = total - (size_t)r; /* the queue starts inside this frame */
             if (r < 2) {
                 stream_append(q, hdr + r, (size_t)(2 - r));
                 stream_append(q, pkt, n);
@@ -1336,11 +1347,12 @@ static PyObject *Viewer_close(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
 
 static PyObject *Viewer_attach_stream(ViewerObject *self, PyObject *args) {
     int fd, wake_fd;
-    Py_ssize_t limit, low_water;
+    Py_ssize_t limit, low_water, head_left = 0;
     Py_buffer pending;
-    if (!PyArg_ParseTuple(args, "iinny*", &fd, &wake_fd, &limit, &low_water, &pending))
+    if (!PyArg_ParseTuple(args, "iinny*|n", &fd, &wake_fd, &limit, &low_water, &pending,
+                          &head_left))
         return NULL;
-    if (fd < 0 || limit <= 0 || low_water < 0) {
+    if (fd < 0 || limit <= 0 || low_water < 0 || head_left < 0 || head_left > pending.len) {
         PyBuffer_Release(&pending);
         PyErr_SetString(PyExc_ValueError, "attach_stream needs an fd and a positive limit");
         return NULL;
@@ -1354,6 +1366,7 @@ static PyObject *Viewer_attach_stream(ViewerObject *self, PyObject *args) {
         return NULL;
     }
     q->len = q->head = 0;
+    q->frame_left = (size_t)head_left;
     q->failed = q->notified = q->skipping = 0;
     q->limit = (size_t)limit;
     q->low_water = (size_t)low_water;
@@ -1378,6 +1391,7 @@ static PyObject *Viewer_detach_stream(ViewerObject *self, PyObject *Py_UNUSED(ar
     Stream *q = &self->v->st;
     pthread_mutex_lock(&q->mu);
     PyObject *rest = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)q->len);
+    Py_ssize_t head_left = (Py_ssize_t)q->frame_left;
     if (rest == NULL) {
         pthread_mutex_unlock(&q->mu);
         return NULL;
@@ -1388,7 +1402,7 @@ static PyObject *Viewer_detach_stream(ViewerObject *self, PyObject *Py_UNUSED(ar
         memcpy(out, q->buf + q->head, first);
         memcpy(out + first, q->buf, q->len - first);
     }
-    q->len = q->head = 0;
+    q->len = q->head = q->frame_left = 0;
     q->notified = 0;
     q->wake_fd = -1;
     __atomic_store_n(&q->fd, -1, __ATOMIC_RELEASE);
@@ -1396,7 +1410,7 @@ static PyObject *Viewer_detach_stream(ViewerObject *self, PyObject *Py_UNUSED(ar
     q->buf = NULL;
     q->cap = 0;
     pthread_mutex_unlock(&q->mu);
-    return rest;
+    return Py_BuildValue("(Nn)", rest, head_left);
 }
 
 static PyObject *Viewer_send_frame(ViewerObject *self, PyObject *args) {
@@ -1518,10 +1532,11 @@ static PyMethodDef Viewer_methods[] = {
     {"attach_stream", (PyCFunction)Viewer_attach_stream, METH_VARARGS,
      "attach_stream(fd, wake_fd, limit, low_water, pending): from now on this viewer's packets "
      "go RFC 4571-framed on the stream socket fd (non-blocking writes; `pending` framed bytes "
-     "first; at most `limit` bytes queued, then the keyframe gate; wake_fd, an eventfd, is "
+     "first, the first head_left of them the rest of a started frame; at most `limit` bytes queued, then the keyframe gate; wake_fd, an eventfd, is "
      "written when the queue needs the socket's writability: call flush() then)"},
     {"detach_stream", (PyCFunction)Viewer_detach_stream, METH_NOARGS,
-     "detach_stream() -> bytes: stop writing the stream; returns what was still queued"},
+     "detach_stream() -> (bytes, head_left): stop writing the stream; returns what was still "
+     "queued and how many of its first bytes finish a frame already started on the wire"},
     {"send_frame", (PyCFunction)Viewer_send_frame, METH_VARARGS,
      "send_frame(packet) -> bool: one frame (STUN, DTLS, SRTCP) in order with the media"},
     {"flush", (PyCFunction)Viewer_flush, METH_NOARGS,

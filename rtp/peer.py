@@ -603,9 +603,9 @@ class Peer:
                    dropped=dict(self.dropped) or "-")
         if self._viewer is not None:
             self._viewer.close()  # no RTP of ours after this returns, so none after the BYE
-        if self._stream is not None:
-            self._stream.detach()  # what the C viewer still queued, then our goodbye
-            self._stream = None
+        self._stream = None
+        for conn in list(self.tcp_paths.values()):
+            conn.make_room_for_goodbye()  # the C viewer detached, stale media dropped
         if self.srtp is not None:
             self._send_bye()  # RTCP BYE: the viewer's receivers end their tracks at once
         if self.dtls.handshake_complete and not self.dtls.closed:

@@ -70,6 +70,20 @@ log = logging.getLogger(__name__)
 RECV_SIZE = 65536
 #: A reader busy with one connection yields to other tasks after this much work (seconds).
 YIELD_AFTER = 0.002
+#: Seconds a connection closed by its Peer waits at most for the kernel to take the goodbye.
+FINISH_LINGER = 1.0
+
+
+def _frames(data: bytes, head_left: int) -> list[bytes]:
+    """``data`` (framed bytes whose first ``head_left`` bytes end a frame already started)
+    as one chunk per frame, as :class:`SendQueue` keeps them."""
+    out = [data[:head_left]] if head_left else []
+    pos = head_left
+    while pos < len(data):
+        end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        out.append(data[pos:end])
+        pos = end
+    return out
 
 
 class TcpPeer(Protocol):
@@ -125,6 +139,7 @@ class TcpConnection:
         self._writable = trio.Event()
         self._scope: trio.CancelScope | None = None
         self._finishing = False
+        self._linger_until = 0.0
         #: the C viewer writing this connection (:meth:`attach`), its eventfd, and its
         #: stream counters already folded into ours
         self._native: Any = None
@@ -147,10 +162,12 @@ class TcpConnection:
             return True
         self.detach()
         efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        pending = b"".join(self.queue._chunks) if self.queue.bytes else b""
+        chunks = self.queue._chunks
+        pending = b"".join(chunks) if self.queue.bytes else b""
+        head_left = len(chunks[0]) if pending else 0  # chunk = a frame (or the rest of one)
         try:
             viewer.attach_stream(self.sock.fileno(), efd, self.queue.limit, self.gate.low_water,
-                                 pending)
+                                 pending, head_left)
         except BaseException:
             os.close(efd)
             raise
@@ -163,22 +180,36 @@ class TcpConnection:
         self._writable.set()  # the writer task switches to the C queue
         return True
 
-    def detach(self) -> None:
+    def detach(self, media: bool = True) -> None:
         """The C viewer stops writing; what it still had queued comes back to our queue
-        (sent by the writer task, or by :meth:`finish`). Idempotent."""
+        (sent by the writer task, or by :meth:`finish`) — with ``media=False`` (the viewer
+        is closing: its goodbye should not wait behind stale media) only the rest of a frame
+        already started on the wire. Idempotent."""
         viewer = self._native
         if viewer is None:
             return
-        rest = viewer.detach_stream()
+        rest, head_left = viewer.detach_stream()
         self._fold()  # its final counts (it writes nothing after detach_stream)
         self._native = None
         self.gate.skipping = bool(viewer.stream_stats()["skipping"])  # counted in C already
         if rest and not self.closed:
-            self.queue.push_tail(rest)
+            for frame in _frames(rest, head_left) if media else [rest[:head_left]]:
+                self.queue.push_tail(frame)
             self._writable.set()
         efd, self._efd = self._efd, -1
         trio.lowlevel.notify_closing(efd)
         os.close(efd)
+
+    def make_room_for_goodbye(self) -> None:
+        """The Peer is closing: queued media is stale, its goodbye must not wait behind it
+        (or find the queue full). Drops every queued frame but the rest of one already
+        started on the wire (the stream stays framed); the C viewer is detached."""
+        self.detach(media=False)
+        chunks = self.queue._chunks
+        if len(chunks) > 1:
+            head = chunks[0]
+            self.queue.clear()
+            self.queue.push_tail(head)
 
     def _fold(self) -> None:
         """Add the C viewer's stream counters (since the last fold) to ours and the
@@ -295,14 +326,19 @@ class TcpConnection:
     # -- lifecycle ----------------------------------------------------------------------
 
     def finish(self) -> None:
-        """Close after writing what the kernel takes at once of the queue (the Peer's
-        goodbye). Idempotent."""
+        """Close once the queue (the Peer's goodbye) is written: at once when the kernel
+        takes it, else when the writer task has drained it, within :data:`FINISH_LINGER`
+        seconds at most (then closed anyway). Idempotent."""
         if self.closed or self._finishing:
             return
         self._finishing = True
-        self.detach()
+        self.detach(media=False)
         self._flush_now()
-        self.close("peer closed")
+        if not self.queue.bytes or self._scope is None:
+            self.close("peer closed")
+            return
+        self._linger_until = trio.current_time() + FINISH_LINGER
+        self._writable.set()
 
     def close(self, reason: str) -> None:
         """Close now (idempotent); the Peer is told, the counters note ``reason``."""
@@ -368,7 +404,13 @@ class TcpConnection:
             await self._writable.wait()
             self._writable = trio.Event()
             while queue.bytes and self._native is None:
-                await trio.lowlevel.wait_writable(sock)
+                if self._finishing:
+                    with trio.move_on_at(self._linger_until):
+                        await trio.lowlevel.wait_writable(sock)
+                    if trio.current_time() >= self._linger_until:
+                        break
+                else:
+                    await trio.lowlevel.wait_writable(sock)
                 data = queue.chunk()
                 if not data:
                     break
@@ -381,6 +423,9 @@ class TcpConnection:
                     return
                 self.bytes_out += sent
                 queue.consume(sent)
+            if self._finishing:
+                self.close("peer closed")  # the goodbye is out (or its time is up)
+                return
 
     async def _native_writer(self, viewer: Any) -> None:
         """While ``viewer`` writes the connection: wait until its worker says the C queue
@@ -391,6 +436,8 @@ class TcpConnection:
             await trio.lowlevel.wait_readable(efd)
         except trio.ClosedResourceError:
             return  # detached
+        if self._native is not viewer or self._efd != efd:
+            return  # detached (and the eventfd closed) after it woke us
         try:
             os.eventfd_read(efd)
         except BlockingIOError:

@@ -229,6 +229,7 @@ async def test_ice_restart_keeps_the_session_and_moves_the_path() -> None:
         moved.server = ("127.0.0.1", fwd.tcp.port)  # type: ignore[union-attr]
         moved.srtp = v.srtp
         await moved.open()
+        native = peer._viewer
         with trio.fail_after(5):
             await moved.check()
             later = await moved.receive_media(20)
@@ -236,6 +237,24 @@ async def test_ice_restart_keeps_the_session_and_moves_the_path() -> None:
         assert parse_rtp(later[0]).ssrc == parse_rtp(first[0]).ssrc
         assert peer.stats()["packets_sent"] > sent_before
         assert fwd.source("cam").peers[v.peer_id] is peer
+        # with the C fan-out the same C viewer (same SRTP session) now writes the connection
+        assert (peer._viewer is native and native is not None) is STREAMS
+        # and back to UDP (another restart): the same viewer again, the stream continues
+        frag = fwd.restart_ice(peer, "newfrag2")
+        back = MiniViewer("udp")
+        back.ufrag = "newfrag2"
+        back.r_ufrag = next(x[12:] for x in frag.splitlines() if x.startswith("a=ice-ufrag:"))
+        back.r_pwd = next(x[10:] for x in frag.splitlines() if x.startswith("a=ice-pwd:"))
+        back.server = v.server
+        back.srtp = v.srtp
+        await back.open()
+        with trio.fail_after(5):
+            await back.check()
+            again = await back.receive_media(20)
+        assert peer.stats()["transport"] == "udp" and peer.ice_restarts == 2
+        assert parse_rtp(again[-1]).ssrc == parse_rtp(first[0]).ssrc
+        assert (peer._viewer is native and native is not None) is STREAMS
+        assert not any(c.native for c in peer.tcp_paths.values())  # detached from TCP
         nursery.cancel_scope.cancel()
 
 
@@ -294,3 +313,75 @@ async def test_a_tcp_viewer_is_told_when_the_forwarder_stops() -> None:
         except EOFError:
             pass
     assert byes, "no RTCP BYE over the TCP connection"
+
+
+async def _stalled_tcp_viewer(fwd: Forwarder) -> tuple[MiniViewer, object]:
+    """A TCP viewer whose client stops reading once connected (a 4 KiB receive window)."""
+    slow = MiniViewer("tcp")
+    peer, answer = await fwd.add_peer("cam", slow.offer())
+    slow.accept(answer.sdp)
+    slow.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await slow.sock.connect(slow.server)
+    slow.open = _noop  # type: ignore[method-assign]
+    with trio.fail_after(10):
+        await slow.establish()
+    assert peer.tcp is not None
+    peer.tcp.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return slow, peer
+
+
+async def test_a_stalled_tcp_viewer_closed_still_gets_its_goodbye_after_its_media() -> None:
+    """A TCP viewer whose client reads nothing has bytes waiting in its queue (the C
+    viewer's with the native fan-out) when it is closed: what was queued is handed back,
+    the SRTCP BYE follows it, and the client reads well-framed, decryptable media in order,
+    then the BYE, then the end of the connection (closed once the goodbye is written)."""
+    from rtp.rtcp import Bye, parse_rtcp
+
+    async with trio.open_nursery() as nursery:
+        fwd = await start(nursery, rate=1000)
+        slow, peer = await _stalled_tcp_viewer(fwd)
+        assert peer.native is STREAMS  # type: ignore[attr-defined]
+        await trio.sleep(0.5)
+        conn = peer.tcp  # type: ignore[attr-defined]
+        assert conn.queued > 0
+        fwd.close_peer(peer.id)  # type: ignore[attr-defined]
+        assert not conn.native  # the goodbye waits (at most FINISH_LINGER) for the kernel
+        seqs: list[int] = []
+        byes = []
+        with trio.fail_after(10):
+            try:
+                while True:
+                    data = await slow.receive()  # FrameDecoder: a broken frame raises
+                    assert slow.srtp is not None
+                    if not 128 <= data[0] <= 191:
+                        continue  # the DTLS close_notify (after the BYE)
+                    if 192 <= data[1] <= 223:
+                        byes += [p for p in parse_rtcp(slow.srtp.unprotect_rtcp(data))
+                                 if isinstance(p, Bye)]
+                    else:
+                        assert not byes, "media after the BYE"
+                        seqs.append(parse_rtp(slow.srtp.unprotect(data)).sequence)
+            except EOFError:
+                pass
+        assert conn.closed and conn.close_reason == "peer closed"
+        assert byes and len(seqs) > 10
+        assert all(((b - a) & 0xFFFF) < 0x8000 for a, b in zip(seqs, seqs[1:], strict=False))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_forwarder_with_stalled_tcp_viewers_stops_within_100_ms() -> None:
+    """Three TCP viewers that read nothing, their queues full, a Source at 1000 packets/s:
+    cancelling the forwarder ends everything (workers, connections) within 100 ms."""
+    with trio.CancelScope() as outer:
+        async with trio.open_nursery() as nursery:
+            fwd = await start(nursery, rate=1000)
+            for _ in range(3):
+                await _stalled_tcp_viewer(fwd)
+            await trio.sleep(0.5)
+            assert fwd.tcp is not None and all(c.queued > 0 for c in fwd.tcp.connections)
+            start_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+    took = trio.current_time() - start_at
+    assert not outer.cancelled_caught
+    assert took < 0.1, took

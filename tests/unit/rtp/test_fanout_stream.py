@@ -297,7 +297,7 @@ def test_partial_writes_and_control_frames_keep_the_framing() -> None:
             v.close()
             stop.set()
             flusher.join()
-            assert v.detach_stream() == b""
+            assert v.detach_stream() == (b"", 0)
         frames = FrameDecoder(max_frame=2048).feed(bytes(received))
         rx = receiver_session(k)
         expect_seq = 0
@@ -331,7 +331,12 @@ def test_after_close_nothing_is_written_and_detach_hands_back_the_rest() -> None
         assert os.eventfd_read(wake) == 1  # the worker asked for writability (once)
         v.close()
         assert not v.send_frame(b"\x00\x01late")  # closed: Python's frames go elsewhere now
-        rest = v.detach_stream()
+        rest, head_left = v.detach_stream()
+        assert 0 <= head_left <= len(rest) and len(rest) > head_left  # a started frame + whole ones
+        pos = head_left
+        while pos < len(rest):  # after the started frame's end: whole frames only
+            pos += 2 + int.from_bytes(rest[pos:pos + 2], "big")
+        assert pos == len(rest)
         for seq in range(200, 260):
             table.fan_out(rtp(seq), seq, seq * 3000, VIDEO)
         eng.sync()
