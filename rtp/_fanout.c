@@ -376,6 +376,11 @@ static void stream_flush_locked(Stream *q) {
         stream_consume(q, (size_t)r);
     }
     if (q->len == 0 && !q->failed) q->notified = 0;
+    if (q->len == 0 && q->cap > 65536) { /* a congestion is over: give the memory back */
+        free(q->buf);
+        q->buf = NULL;
+        q->cap = q->head = 0;
+    }
 }
 
 static void stream_overflowed(Stream *q) {

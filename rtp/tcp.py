@@ -28,7 +28,9 @@ frames go to its ``handle_rtp``, as the UDP mux hands it datagrams (for a viewer
 dropped, ``unexpected-frame``).
 
 A connection closed by its Peer (:meth:`TcpConnection.finish`) first writes what it can of
-its queue without waiting (the Peer's goodbye), then closes.
+its queue without waiting (the Peer's goodbye); what the kernel did not take yet is drained
+by the writer task for at most :data:`FINISH_LINGER` seconds, then the connection closes
+(at once when the listener stops).
 
 **Native writer** (with the C fan-out, :data:`rtp.fanout.STREAMS`): a viewer's C viewer can be
 *attached* to its connection (:meth:`TcpConnection.attach`). From then on the C viewer is the

@@ -342,9 +342,10 @@ async def test_a_stalled_tcp_viewer_closed_still_gets_its_goodbye_after_its_medi
         fwd = await start(nursery, rate=1000)
         slow, peer = await _stalled_tcp_viewer(fwd)
         assert peer.native is STREAMS  # type: ignore[attr-defined]
-        await trio.sleep(0.5)
         conn = peer.tcp  # type: ignore[attr-defined]
-        assert conn.queued > 0
+        with trio.fail_after(5):
+            while conn.queued == 0:
+                await trio.sleep(0.05)
         fwd.close_peer(peer.id)  # type: ignore[attr-defined]
         assert not conn.native  # the goodbye waits (at most FINISH_LINGER) for the kernel
         seqs: list[int] = []
@@ -365,7 +366,7 @@ async def test_a_stalled_tcp_viewer_closed_still_gets_its_goodbye_after_its_medi
             except EOFError:
                 pass
         assert conn.closed and conn.close_reason == "peer closed"
-        assert byes and len(seqs) > 10
+        assert byes and seqs  # what the kernel had of the media, then the goodbye
         assert all(((b - a) & 0xFFFF) < 0x8000 for a, b in zip(seqs, seqs[1:], strict=False))
         nursery.cancel_scope.cancel()
 
