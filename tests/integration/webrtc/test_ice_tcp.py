@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from bench.ice_tcp import VIDEO_SDP, MiniViewer, answer_candidates, produce
@@ -38,9 +39,12 @@ async def viewer(fwd: Forwarder, transport: str) -> MiniViewer:
     return v
 
 
-async def test_a_viewer_plays_over_ice_tcp_with_rtcp() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_viewer_plays_over_ice_tcp_with_rtcp(workers: int) -> None:
+    """Over ICE-TCP: media, a PLI, a NACK repair — with the C fan-out inline on the trio
+    thread (1 worker) and on 2 worker threads."""
     async with trio.open_nursery() as nursery:
-        fwd = await start(nursery)
+        fwd = await start(nursery, fanout_workers=workers)
         v = await viewer(fwd, "tcp")
         with trio.fail_after(5):
             packets = await v.receive_media(60)
@@ -135,13 +139,14 @@ async def test_abuse_of_the_tcp_port_does_not_disturb_a_udp_viewer() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe(workers: int) -> None:
     """A TCP viewer that stops reading: its queue stays within its byte limit, media is
     skipped (counted) and resumes at a keyframe when it reads again; a UDP viewer beside
     it misses nothing."""
     limits = TcpLimits(queue_bytes=64 * 1024)
     async with trio.open_nursery() as nursery:
-        fwd = await start(nursery, rate=1000, tcp_limits=limits)
+        fwd = await start(nursery, rate=1000, tcp_limits=limits, fanout_workers=workers)
         fast = await viewer(fwd, "udp")
         slow = MiniViewer("tcp")
         peer, answer = await fwd.add_peer("cam", slow.offer())
