@@ -38,8 +38,9 @@ Two implementations with the same contract, counter for counter:
 * **Python** (:func:`fan_out_python`, ``RTP_FANOUT=python`` or no compiler): per viewer one
   header pack, one concatenation, one protect and one non-blocking ``sendto`` on the trio
   thread, over the :class:`~rtp.peer.OutTrack` objects in ``Source.fanout``. Tracks whose
-  transport is not the UDP mux socket (``OutTrack.native_send`` False: ICE-TCP) always take
-  this path, with the track's own ``sendto``.
+  transport is not the UDP mux socket (``OutTrack.native_send`` False: ICE-TCP) take the
+  Python path — the Peer's own sends, with the track's own ``sendto`` — unless their C
+  viewer writes the connection itself (a stream transport, above).
 
 :data:`NATIVE` tells whether the native engine is available. Both are synchronous for the
 caller (no checkpoint): the Source's reader yields between packets.
