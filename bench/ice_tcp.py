@@ -4,10 +4,12 @@
 a Forwarder with its ICE-TCP port and a synthetic H264-like source (1200-byte packets at
 ``--rate`` packets/s, a keyframe every second), then connects ``--viewers`` minimal viewers
 (:class:`MiniViewer`: ICE, DTLS client, SRTP keys — over UDP or RFC 4571-framed TCP) and
-measures, over the window, the CPU time of the trio thread (the whole server side: fan-out,
-SRTP, the kernel's send path on loopback) divided by the packets forwarded. The viewers'
-sockets are drained by a separate thread (its CPU is not counted). One table is printed.
-The machine may be shared: the figure is CPU time per packet, not wall time.
+measures, over the window, the server's CPU time — the trio thread plus the C fan-out's
+worker threads (``rtp-fanout-N``), each read from ``/proc/self/task/<tid>/schedstat`` — divided
+by the packets forwarded (fan-out, SRTP, framing, the kernel's send path on loopback). The
+viewers' sockets are drained by a separate thread (its CPU is not counted). One table is
+printed (``--json``: the rows as JSON). The machine may be shared: the figure is CPU time
+per packet, not wall time.
 
 :class:`MiniViewer` is also the ICE-TCP client of ``tests/integration/webrtc/test_ice_tcp.py``.
 """
@@ -15,6 +17,7 @@ The machine may be shared: the figure is CPU time per packet, not wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import selectors
 import socket
@@ -222,6 +225,15 @@ def drain(socks: list[socket.socket], stop: threading.Event) -> None:
     sel.close()
 
 
+def thread_cpu(tid: int) -> float:
+    """CPU seconds thread ``tid`` of this process has run (``schedstat``, nanoseconds)."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 async def measure(transport: str, viewers: int, seconds: float, rate: float) -> dict[str, Any]:
     # every viewer comes from 127.0.0.1: no per-IP limit here
     fwd = Forwarder(tcp_host="127.0.0.1", tcp_port=0, tcp_limits=TcpLimits(max_per_ip=0))
@@ -248,9 +260,18 @@ async def measure(transport: str, viewers: int, seconds: float, rate: float) -> 
         peers = list(source.peers.values())
         sent0 = sum(t.packets for p in peers for t in p.out.values())
         drop0 = sum(t.dropped for p in peers for t in p.out.values())
-        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        me = threading.get_native_id()
+        engine = fwd.engine
+        workers = [w["tid"] for w in engine.stats() if w["tid"]] if engine is not None else []
+        main0 = thread_cpu(me)
+        work0 = sum(thread_cpu(t) for t in workers)
+        wall0 = time.perf_counter()
         await trio.sleep(seconds)
-        cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        wall = time.perf_counter() - wall0
+        main = thread_cpu(me) - main0
+        work = sum(thread_cpu(t) for t in workers) - work0
+        cpu = main + work
+        native = sum(p.native for p in peers)
         sent = sum(t.packets for p in peers for t in p.out.values()) - sent0
         dropped = sum(t.dropped for p in peers for t in p.out.values()) - drop0
         transports = {p.stats()["transport"] for p in peers}
@@ -259,9 +280,12 @@ async def measure(transport: str, viewers: int, seconds: float, rate: float) -> 
         for s in socks:
             s.close()
         nursery.cancel_scope.cancel()
-    return {"transport": transport, "viewers": viewers, "seconds": round(wall, 2),
-            "packets": sent, "dropped": dropped, "cpu_s": round(cpu, 3),
-            "us_per_packet": round(cpu / max(sent, 1) * 1e6, 2),
+    per = 1e6 / max(sent, 1)
+    return {"transport": transport, "viewers": viewers, "native_viewers": native,
+            "workers": len(workers), "seconds": round(wall, 2), "packets": sent,
+            "dropped": dropped, "cpu_s": round(cpu, 3), "trio_us_per_packet": round(main * per, 2),
+            "workers_us_per_packet": round(work * per, 2),
+            "us_per_packet": round(cpu * per, 2),
             "peer_transports": sorted(t for t in transports if t)}
 
 
@@ -271,17 +295,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=200.0,
                         help="source packets per second (1200 bytes each)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     rows = [trio.run(measure, t, args.viewers, args.seconds, args.rate) for t in ("udp", "tcp")]
-    print(f"{'transport':9} | {'viewers':7} | {'packets':8} | {'dropped':7} | {'CPU s':6} | "
-          f"{'µs/packet':9}")
-    print("-" * 62)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'transport':9} | {'viewers':7} | {'native':6} | {'packets':8} | {'dropped':7} | "
+          f"{'CPU s':6} | {'trio µs/pkt':11} | {'workers µs/pkt':14} | {'µs/packet':9}")
+    print("-" * 108)
     for r in rows:
-        print(f"{r['transport']:9} | {r['viewers']:7} | {r['packets']:8} | {r['dropped']:7} | "
-              f"{r['cpu_s']:6} | {r['us_per_packet']:9}")
+        print(f"{r['transport']:9} | {r['viewers']:7} | {r['native_viewers']:6} | "
+              f"{r['packets']:8} | {r['dropped']:7} | {r['cpu_s']:6} | "
+              f"{r['trio_us_per_packet']:11} | {r['workers_us_per_packet']:14} | "
+              f"{r['us_per_packet']:9}")
     udp, tcp = rows
     print(f"\nICE-TCP costs {tcp['us_per_packet'] / udp['us_per_packet']:.2f}× the server CPU per "
-          f"forwarded packet of UDP (UDP path: {'C' if _native() else 'Python'} fan-out).")
+          f"forwarded packet of UDP ({'C' if _native() else 'Python'} fan-out, "
+          f"{udp['workers'] or 'no'} worker threads; trio thread + workers).")
 
 
 def _native() -> bool:

@@ -94,6 +94,23 @@ typedef struct {
     uint64_t packets, bytes, dropped, retransmitted;
 } Slot;
 
+/* A stream transport (an ICE-TCP connection, RFC 4571 framing): the one writer of that
+ * connection while attached. Everything here is guarded by `mu`: the owning worker (media),
+ * and the Python thread (attach, detach, control frames, flush on writability). */
+typedef struct {
+    pthread_mutex_t mu;
+    int fd;      /* atomic read without mu; -1: not attached */
+    int wake_fd; /* eventfd written when the queue turns non-empty (-1: none) */
+    int failed;  /* a send failed (not EAGAIN): the connection is dead */
+    int notified; /* wake_fd was written and the queue has not been emptied since */
+    int skipping; /* the keyframe gate: video skipped up to the next keyframe */
+    unsigned char *buf; /* circular byte queue: framed bytes the kernel did not take yet */
+    size_t cap, head, len, limit, low_water;
+    size_t frame_left; /* bytes of the head frame still queued (0: head at a frame start) */
+    /* atomic reads */
+    uint64_t peak, frames, bytes_out, skips, skipped, queue_full;
+} Stream;
+
 struct Viewer {
     int refs; /* atomic: the Python handle + queued commands */
     int worker;
@@ -108,6 +125,7 @@ struct Viewer {
     uint64_t rtx_sent;            /* atomic */
     uint64_t refused[N_REASONS];  /* atomic: viewer packets SRTP refused, by reason */
     Viewer *prev, *next;          /* the engine's open viewers (GIL) */
+    Stream st;                    /* the stream transport (ICE-TCP), when attached */
 };
 
 typedef struct {
@@ -130,6 +148,8 @@ struct Table {
 
 enum { C_LIVE, C_RAW, C_SET_TRACK, C_JOIN, C_LEAVE, C_ADDR, C_CLOSE, C_BARRIER };
 enum { K_MEDIA, K_RETRANSMISSION, K_RTX };
+enum { F_KEYFRAME = 1, F_VIDEO = 2 }; /* live packet flags (the keyframe gate) */
+#define STREAM_SLACK (65535 + 2) /* room for the unsent tail of one started frame */
 
 typedef struct Barrier {
     pthread_mutex_t mu;
@@ -144,7 +164,7 @@ typedef struct {
     Table *t;
     Pkt *pkt;
     Barrier *barrier;
-    uint32_t a, b, c, d; /* LIVE: seq, ts; SET_TRACK: pt, ssrc, sd, tsd; RAW: kind, reason */
+    uint32_t a, b, c, d; /* LIVE: seq, ts, flags; SET_TRACK: pt, ssrc, sd, tsd; RAW: kind, reason */
     int fd;
     struct sockaddr_in6 addr;
     socklen_t addrlen;
@@ -198,7 +218,11 @@ static void table_unref(Table *t) {
 }
 
 static void viewer_unref(Viewer *v) {
-    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) free(v);
+    if (v && __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_destroy(&v->st.mu);
+        free(v->st.buf);
+        free(v);
+    }
 }
 
 static void cmd_release(Cmd *c) {
@@ -264,7 +288,236 @@ static void queue_out(Worker *w, Viewer *v, Slot *s, int len) {
 
 static int closed(Viewer *v) { return __atomic_load_n(&v->closed, __ATOMIC_SEQ_CST); }
 
-static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts) {
+/* -- the stream transport (ICE-TCP): RFC 4571 frames on a non-blocking socket ------------ */
+
+/* forget the first n queued bytes (written), following the frame boundaries */
+static void stream_consume(Stream *q, size_t n) {
+    while (n > 0 && q->len > 0) {
+        if (q->frame_left == 0) /* a whole frame starts here: its length */
+            q->frame_left = 2 + ((size_t)q->buf[q->head] << 8 | q->buf[(q->head + 1) % q->cap]);
+        size_t take = n < q->frame_left ? n : q->frame_left;
+        if (take > q->len) take = q->len;
+        q->head = (q->head + take) % q->cap;
+        q->len -= take;
+        q->frame_left -= take;
+        n -= take;
+    }
+    if (q->len == 0) q->head = q->frame_left = 0;
+}
+
+/* make room for `need` more bytes (growing up to limit + STREAM_SLACK); 0 when impossible */
+static int stream_room(Stream *q, size_t need) {
+    if (q->len + need <= q->cap) return 1;
+    size_t max = q->limit + STREAM_SLACK;
+    if (q->len + need > max) return 0;
+    size_t cap = q->cap ? q->cap : 16384;
+    while (cap < q->len + need) cap *= 2;
+    if (cap > max) cap = max;
+    unsigned char *b = malloc(cap);
+    if (b == NULL) return 0;
+    if (q->len) { /* linearise */
+        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
+        memcpy(b, q->buf + q->head, first);
+        memcpy(b + first, q->buf, q->len - first);
+    }
+    free(q->buf);
+    q->buf = b;
+    q->cap = cap;
+    q->head = 0;
+    return 1;
+}
+
+static void stream_append(Stream *q, const unsigned char *d, size_t n) {
+    if (n == 0) return;
+    size_t tail = (q->head + q->len) % q->cap;
+    size_t first = q->cap - tail < n ? q->cap - tail : n;
+    memcpy(q->buf + tail, d, first);
+    memcpy(q->buf, d + first, n - first);
+    q->len += n;
+    if (q->len > LOAD(&q->peak)) __atomic_store_n(&q->peak, (uint64_t)q->len, __ATOMIC_RELAXED);
+}
+
+/* tell Python (its writer task waits on wake_fd) that the queue needs the socket's
+ * writability, or that the connection failed; once until the queue was emptied */
+static void stream_wake(Stream *q) {
+    if ((q->len > 0 || q->failed) && !q->notified && q->wake_fd >= 0) {
+        q->notified = 1;
+        uint64_t one = 1;
+        ssize_t r = write(q->wake_fd, &one, sizeof(one));
+        (void)r; /* EAGAIN: the counter is already non-zero, the reader wakes anyway */
+    }
+}
+
+static void stream_fail(Stream *q) {
+    q->failed = 1;
+    stream_wake(q);
+}
+
+/* write what the kernel takes of the queue (never blocks) */
+static void stream_flush_locked(Stream *q) {
+    while (q->len > 0 && !q->failed) {
+        struct iovec iov[2];
+        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
+        iov[0].iov_base = q->buf + q->head;
+        iov[0].iov_len = first;
+        iov[1].iov_base = q->buf;
+        iov[1].iov_len = q->len - first;
+        struct msghdr m;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = first < q->len ? 2 : 1;
+        ssize_t r = sendmsg(q->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) stream_fail(q);
+            break;
+        }
+        ADD(&q->bytes_out, (uint64_t)r);
+        stream_consume(q, (size_t)r);
+    }
+    if (q->len == 0 && !q->failed) q->notified = 0;
+    if (q->len == 0 && q->cap > 65536) { /* a congestion is over: give the memory back */
+        free(q->buf);
+        q->buf = NULL;
+        q->cap = q->head = 0;
+    }
+}
+
+static void stream_overflowed(Stream *q) {
+    if (!q->skipping) {
+        q->skipping = 1;
+        ADD(&q->skips, 1);
+    }
+}
+
+/* the keyframe gate (rtp.tcp_framing.KeyframeGate): may this media packet go out now? */
+static int stream_admit_locked(Stream *q, int video, int keyframe) {
+    if (!q->skipping) return 1;
+    if (q->len <= q->low_water) {
+        if (video && keyframe) {
+            q->skipping = 0;
+            return 1;
+        }
+        if (!video) return 1;
+    }
+    ADD(&q->skipped, 1);
+    return 0;
+}
+
+/* one frame: straight to the kernel when nothing waits, else queued. 1 taken (sent or
+ * queued), 0 refused: queue full (the gate then skips; counted) or a dead connection. The
+ * unsent tail of a frame the kernel took part of is always queued: the stream stays framed. */
+static int stream_frame_locked(Stream *q, const unsigned char *pkt, size_t n) {
+    if (q->fd < 0 || q->failed || n == 0 || n > 65535) return 0;
+    unsigned char hdr[2] = {(unsigned char)(n >> 8), (unsigned char)(n & 0xFF)};
+    size_t total = n + 2;
+    if (q->len > 0) stream_flush_locked(q);
+    if (q->failed) return 0;
+    if (q->len == 0) {
+        struct iovec iov[2] = {{hdr, 2}, {(void *)pkt, n}};
+        struct msghdr m;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = 2;
+        ssize_t r;
+        do {
+            r = sendmsg(q->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                stream_fail(q);
+                return 0;
+            }
+            r = 0;
+        }
+        ADD(&q->frames, 1);
+        ADD(&q->bytes_out, (uint64_t)r);
+        if ((size_t)r < total) {
+            if (!stream_room(q, total - (size_t)r)) { /* out of memory: the stream is lost */
+                stream_fail(q);
+                return 1;
+            }
+            q->frame_left = total - (size_t)r; /* the queue starts inside this frame */
+            if (r < 2) {
+                stream_append(q, hdr + r, (size_t)(2 - r));
+                stream_append(q, pkt, n);
+            } else {
+                stream_append(q, pkt + (r - 2), total - (size_t)r);
+            }
+            stream_wake(q);
+        }
+        return 1;
+    }
+    if (q->len + total > q->limit || !stream_room(q, total)) {
+        ADD(&q->queue_full, 1);
+        stream_overflowed(q);
+        stream_wake(q);
+        return 0;
+    }
+    stream_append(q, hdr, 2);
+    stream_append(q, pkt, n);
+    ADD(&q->frames, 1);
+    stream_wake(q);
+    return 1;
+}
+
+static int attached(Viewer *v) { return __atomic_load_n(&v->st.fd, __ATOMIC_ACQUIRE) >= 0; }
+
+/* the 12-byte header of a live packet for slot s, then the payload, into b */
+static void build_live(unsigned char *b, const unsigned char *src, int size, const Slot *s,
+                       uint32_t seq, uint32_t ts) {
+    uint16_t s16 = (uint16_t)((seq + s->seq_delta) & 0xFFFF);
+    uint32_t t32 = ts + s->ts_delta;
+    uint32_t ss = s->ssrc;
+    b[0] = src[0];
+    b[1] = (unsigned char)((src[1] & 0x80) | (s->pt & 0x7F));
+    b[2] = s16 >> 8;
+    b[3] = s16 & 0xFF;
+    b[4] = t32 >> 24;
+    b[5] = (t32 >> 16) & 0xFF;
+    b[6] = (t32 >> 8) & 0xFF;
+    b[7] = t32 & 0xFF;
+    b[8] = ss >> 24;
+    b[9] = (ss >> 16) & 0xFF;
+    b[10] = (ss >> 8) & 0xFF;
+    b[11] = ss & 0xFF;
+    memcpy(b + 12, src + 12, (size_t)(size - 12));
+}
+
+/* a live packet to a viewer on a stream: gate, protect, frame, write (scratch: b) */
+static void stream_live(Worker *w, Viewer *v, Slot *s, unsigned char *b, const unsigned char *src,
+                        int size, uint32_t seq, uint32_t ts, unsigned flags) {
+    Stream *q = &v->st;
+    pthread_mutex_lock(&q->mu);
+    if (q->fd < 0 || q->failed) {
+        pthread_mutex_unlock(&q->mu);
+        ADD(&s->dropped, 1);
+        return;
+    }
+    if (q->len > 0) stream_flush_locked(q);
+    if (!stream_admit_locked(q, (flags & F_VIDEO) != 0, (flags & F_KEYFRAME) != 0)) {
+        pthread_mutex_unlock(&q->mu);
+        ADD(&s->dropped, 1); /* a congested viewer: skipping to the next keyframe */
+        return;
+    }
+    build_live(b, src, size, s, seq, ts);
+    int len = size;
+    if (w->eng->protect(v->ctx, b, &len) != 0) {
+        pthread_mutex_unlock(&q->mu);
+        ADD(&s->dropped, 1);
+        return;
+    }
+    int ok = stream_frame_locked(q, b, (size_t)len);
+    pthread_mutex_unlock(&q->mu);
+    if (!ok) {
+        ADD(&s->dropped, 1);
+        return;
+    }
+    BUMP(&s->packets, 1);
+    BUMP(&s->bytes, (uint64_t)len);
+}
+
+static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts, unsigned flags) {
     if (__atomic_load_n(&t->closed, __ATOMIC_ACQUIRE)) return;
     Stripe *st = &t->stripes[w->index];
     uint64_t missed = __atomic_exchange_n(&st->missed, 0, __ATOMIC_RELAXED);
@@ -279,30 +532,22 @@ static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts) {
         Slot *s = &v->slots[st->e[i].slot];
         if (missed) ADD(&s->dropped, missed);
         if (closed(v)) continue;
-        if (v->ctx == NULL || v->fd < 0 || v->addrlen == 0 || protect == NULL || size < 12 ||
-            size > MAX_PACKET) {
+        if (v->ctx == NULL || protect == NULL || size < 12 || size > MAX_PACKET) {
+            ADD(&s->dropped, 1);
+            continue;
+        }
+        if (attached(v)) { /* ICE-TCP: framed on its connection, at once (scratch buffer) */
+            stream_live(w, v, s, w->bufs[w->n], src, size, seq, ts, flags);
+            continue;
+        }
+        if (v->fd < 0 || v->addrlen == 0) {
             ADD(&s->dropped, 1);
             continue;
         }
         if (w->n > 0 && v->fd != w->fd) flush(w); /* another socket: send what is queued */
         w->fd = v->fd;
         unsigned char *b = w->bufs[w->n];
-        uint16_t s16 = (uint16_t)((seq + s->seq_delta) & 0xFFFF);
-        uint32_t t32 = ts + s->ts_delta;
-        uint32_t ss = s->ssrc;
-        b[0] = src[0];
-        b[1] = (unsigned char)((src[1] & 0x80) | (s->pt & 0x7F));
-        b[2] = s16 >> 8;
-        b[3] = s16 & 0xFF;
-        b[4] = t32 >> 24;
-        b[5] = (t32 >> 16) & 0xFF;
-        b[6] = (t32 >> 8) & 0xFF;
-        b[7] = t32 & 0xFF;
-        b[8] = ss >> 24;
-        b[9] = (ss >> 16) & 0xFF;
-        b[10] = (ss >> 8) & 0xFF;
-        b[11] = ss & 0xFF;
-        memcpy(b + 12, src + 12, (size_t)(size - 12));
+        build_live(b, src, size, s, seq, ts);
         int len = size;
         if (protect(v->ctx, b, &len) != 0) {
             ADD(&s->dropped, 1);
@@ -317,7 +562,9 @@ static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts) {
 static void run_raw(Worker *w, Viewer *v, int slot, Pkt *p, unsigned kind, unsigned reason) {
     if (closed(v)) return;
     Slot *s = &v->slots[slot];
-    if (v->ctx == NULL || v->fd < 0 || v->addrlen == 0 || w->eng->protect == NULL) {
+    int stream = attached(v);
+    if (v->ctx == NULL || (!stream && (v->fd < 0 || v->addrlen == 0)) ||
+        w->eng->protect == NULL) {
         ADD(&s->dropped, 1);
         return;
     }
@@ -334,12 +581,20 @@ static void run_raw(Worker *w, Viewer *v, int slot, Pkt *p, unsigned kind, unsig
         batch_end(w);
         return;
     }
-    ssize_t rc;
-    do {
-        rc = sendto(v->fd, b, (size_t)len, 0, (struct sockaddr *)&v->addr, v->addrlen);
-    } while (rc < 0 && errno == EINTR);
+    int ok;
+    if (stream) {
+        pthread_mutex_lock(&v->st.mu);
+        ok = stream_frame_locked(&v->st, b, (size_t)len);
+        pthread_mutex_unlock(&v->st.mu);
+    } else {
+        ssize_t rc;
+        do {
+            rc = sendto(v->fd, b, (size_t)len, 0, (struct sockaddr *)&v->addr, v->addrlen);
+        } while (rc < 0 && errno == EINTR);
+        ok = rc >= 0;
+    }
     batch_end(w);
-    if (rc < 0) {
+    if (!ok) {
         ADD(&s->dropped, 1);
         return;
     }
@@ -406,7 +661,7 @@ static void release(Engine *e, Viewer *v) {
 static void run(Worker *w, Cmd *c) {
     switch (c->type) {
     case C_LIVE:
-        run_live(w, c->t, c->pkt, c->a, c->b);
+        run_live(w, c->t, c->pkt, c->a, c->b, c->c);
         break;
     case C_RAW:
         run_raw(w, c->v, c->slot, c->pkt, c->a, c->b);
@@ -736,6 +991,9 @@ static PyObject *Engine_viewer(EngineObject *self, PyObject *args) {
     }
     v->refs = 1;
     v->fd = -1;
+    v->st.fd = -1;
+    v->st.wake_fd = -1;
+    pthread_mutex_init(&v->st.mu, NULL);
     v->ctx = (void *)(uintptr_t)ctx;
     for (int i = 0; i < MAX_SLOTS; i++) v->slots[i].index = -1;
     int best = 0;
@@ -859,8 +1117,8 @@ static PyTypeObject EngineType = {
 
 static PyObject *Table_fan_out(TableObject *self, PyObject *args) {
     Py_buffer data;
-    unsigned int seq, ts;
-    if (!PyArg_ParseTuple(args, "y*II", &data, &seq, &ts)) return NULL;
+    unsigned int seq, ts, flags = 0;
+    if (!PyArg_ParseTuple(args, "y*II|I", &data, &seq, &ts, &flags)) return NULL;
     Engine *e = self->engine->e;
     Table *t = self->t;
     if (t->closed || e->closed || data.len > 65535) {
@@ -879,7 +1137,7 @@ static PyObject *Table_fan_out(TableObject *self, PyObject *args) {
     for (int i = 0; i < e->nworkers; i++) {
         Stripe *st = &t->stripes[i];
         if (!e->threaded) { /* inline, the GIL held: no references needed */
-            run_live(&e->workers[i], t, p, seq, ts);
+            run_live(&e->workers[i], t, p, seq, ts, flags);
             ADD(&e->workers[i].commands, 1);
             continue;
         }
@@ -887,6 +1145,7 @@ static PyObject *Table_fan_out(TableObject *self, PyObject *args) {
         c.type = C_LIVE;
         c.a = seq;
         c.b = ts;
+        c.c = flags;
         __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
         c.pkt = p;
@@ -921,7 +1180,8 @@ static void Table_dealloc(TableObject *self) {
 
 static PyMethodDef Table_methods[] = {
     {"fan_out", (PyCFunction)Table_fan_out, METH_VARARGS,
-     "fan_out(data, seq, ts): send one producer packet to every viewer on this table."},
+     "fan_out(data, seq, ts, flags=0): send one producer packet to every viewer on this "
+     "table (flags: FLAG_KEYFRAME, FLAG_VIDEO, for the keyframe gate of stream viewers)."},
     {"close", (PyCFunction)Table_close, METH_NOARGS,
      "close(): queued and later packets of this table are not sent."},
     {"count", (PyCFunction)Table_len, METH_NOARGS, "count(): viewers on this table."},
@@ -1087,6 +1347,136 @@ static PyObject *Viewer_close(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
     Py_RETURN_NONE;
 }
 
+
+/* -- the stream transport, Python side (the GIL held; `mu` taken briefly) ------------------ */
+
+static PyObject *Viewer_attach_stream(ViewerObject *self, PyObject *args) {
+    int fd, wake_fd;
+    Py_ssize_t limit, low_water, head_left = 0;
+    Py_buffer pending;
+    if (!PyArg_ParseTuple(args, "iinny*|n", &fd, &wake_fd, &limit, &low_water, &pending,
+                          &head_left))
+        return NULL;
+    if (fd < 0 || limit <= 0 || low_water < 0 || head_left < 0 || head_left > pending.len) {
+        PyBuffer_Release(&pending);
+        PyErr_SetString(PyExc_ValueError, "attach_stream needs an fd and a positive limit");
+        return NULL;
+    }
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    if (q->fd >= 0) {
+        pthread_mutex_unlock(&q->mu);
+        PyBuffer_Release(&pending);
+        PyErr_SetString(PyExc_RuntimeError, "a stream is attached already: detach_stream() first");
+        return NULL;
+    }
+    q->len = q->head = 0;
+    q->frame_left = (size_t)head_left;
+    q->failed = q->notified = q->skipping = 0;
+    q->limit = (size_t)limit;
+    q->low_water = (size_t)low_water;
+    q->wake_fd = wake_fd;
+    if (pending.len > 0) {
+        if (!stream_room(q, (size_t)pending.len)) {
+            pthread_mutex_unlock(&q->mu);
+            PyBuffer_Release(&pending);
+            PyErr_SetString(PyExc_ValueError, "the pending bytes exceed the stream's limit");
+            return NULL;
+        }
+        stream_append(q, pending.buf, (size_t)pending.len);
+    }
+    __atomic_store_n(&q->fd, fd, __ATOMIC_RELEASE);
+    stream_wake(q); /* bytes handed over wait for writability */
+    pthread_mutex_unlock(&q->mu);
+    PyBuffer_Release(&pending);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_detach_stream(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    PyObject *rest = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)q->len);
+    Py_ssize_t head_left = (Py_ssize_t)q->frame_left;
+    if (rest == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(rest);
+    if (q->len) {
+        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
+        memcpy(out, q->buf + q->head, first);
+        memcpy(out + first, q->buf, q->len - first);
+    }
+    q->len = q->head = q->frame_left = 0;
+    q->notified = 0;
+    q->wake_fd = -1;
+    __atomic_store_n(&q->fd, -1, __ATOMIC_RELEASE);
+    free(q->buf);
+    q->buf = NULL;
+    q->cap = 0;
+    pthread_mutex_unlock(&q->mu);
+    return Py_BuildValue("(Nn)", rest, head_left);
+}
+
+static PyObject *Viewer_send_frame(ViewerObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    int ok = 0;
+    if (!closed(self->v)) {
+        Stream *q = &self->v->st;
+        pthread_mutex_lock(&q->mu);
+        ok = stream_frame_locked(q, data.buf, (size_t)data.len);
+        pthread_mutex_unlock(&q->mu);
+    }
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *Viewer_flush(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    long left = -1;
+    if (q->fd >= 0) {
+        stream_flush_locked(q);
+        left = q->failed ? -1 : (long)q->len;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return PyLong_FromLong(left);
+}
+
+static PyObject *Viewer_admit(ViewerObject *self, PyObject *args) {
+    int video, keyframe;
+    if (!PyArg_ParseTuple(args, "pp", &video, &keyframe)) return NULL;
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    int ok = stream_admit_locked(q, video, keyframe);
+    pthread_mutex_unlock(&q->mu);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *Viewer_overflowed(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    stream_overflowed(q);
+    pthread_mutex_unlock(&q->mu);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Viewer_stream_stats(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
+    Stream *q = &self->v->st;
+    pthread_mutex_lock(&q->mu);
+    PyObject *d = Py_BuildValue(
+        "{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O}", "queued", (Py_ssize_t)q->len, "peak",
+        (unsigned long long)LOAD(&q->peak), "frames", (unsigned long long)LOAD(&q->frames),
+        "bytes_out", (unsigned long long)LOAD(&q->bytes_out), "skips",
+        (unsigned long long)LOAD(&q->skips), "skipped", (unsigned long long)LOAD(&q->skipped),
+        "queue_full", (unsigned long long)LOAD(&q->queue_full), "skipping",
+        q->skipping ? Py_True : Py_False, "failed", q->failed ? Py_True : Py_False, "attached",
+        q->fd >= 0 ? Py_True : Py_False);
+    pthread_mutex_unlock(&q->mu);
+    return d;
+}
+
 static PyObject *Viewer_counters(ViewerObject *self, PyObject *args) {
     int slot;
     if (!PyArg_ParseTuple(args, "i", &slot)) return NULL;
@@ -1144,6 +1534,26 @@ static PyMethodDef Viewer_methods[] = {
      "(kind 0 media, 1 retransmission, 2 RTX; reason: index of the refusal counter)"},
     {"close", (PyCFunction)Viewer_close, METH_NOARGS,
      "close(): nothing is sent for this viewer after this returns (idempotent)"},
+    {"attach_stream", (PyCFunction)Viewer_attach_stream, METH_VARARGS,
+     "attach_stream(fd, wake_fd, limit, low_water, pending): from now on this viewer's packets "
+     "go RFC 4571-framed on the stream socket fd (non-blocking writes; `pending` framed bytes "
+     "first, the first head_left of them the rest of a started frame; at most `limit` bytes queued, then the keyframe gate; wake_fd, an eventfd, is "
+     "written when the queue needs the socket's writability: call flush() then)"},
+    {"detach_stream", (PyCFunction)Viewer_detach_stream, METH_NOARGS,
+     "detach_stream() -> (bytes, head_left): stop writing the stream; returns what was still "
+     "queued and how many of its first bytes finish a frame already started on the wire"},
+    {"send_frame", (PyCFunction)Viewer_send_frame, METH_VARARGS,
+     "send_frame(packet) -> bool: one frame (STUN, DTLS, SRTCP) in order with the media"},
+    {"flush", (PyCFunction)Viewer_flush, METH_NOARGS,
+     "flush() -> bytes still queued after writing what the kernel takes (-1: not attached or "
+     "the connection failed)"},
+    {"admit", (PyCFunction)Viewer_admit, METH_VARARGS,
+     "admit(video, keyframe) -> bool: the keyframe gate (a skip is counted)"},
+    {"overflowed", (PyCFunction)Viewer_overflowed, METH_NOARGS,
+     "overflowed(): skip video to the next keyframe"},
+    {"stream_stats", (PyCFunction)Viewer_stream_stats, METH_NOARGS,
+     "stream_stats() -> dict: queued, peak, frames, bytes_out, skips, skipped, queue_full, "
+     "skipping, failed, attached"},
     {"counters", (PyCFunction)Viewer_counters, METH_VARARGS,
      "counters(slot) -> (packets, bytes, dropped, retransmitted)"},
     {"refused", (PyCFunction)Viewer_refused, METH_NOARGS,
@@ -1264,7 +1674,9 @@ PyMODINIT_FUNC PyInit__fanout(void) {
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 ||
         PyModule_AddIntConstant(m, "KIND_MEDIA", K_MEDIA) < 0 ||
         PyModule_AddIntConstant(m, "KIND_RETRANSMISSION", K_RETRANSMISSION) < 0 ||
-        PyModule_AddIntConstant(m, "KIND_RTX", K_RTX) < 0) {
+        PyModule_AddIntConstant(m, "KIND_RTX", K_RTX) < 0 ||
+        PyModule_AddIntConstant(m, "FLAG_KEYFRAME", F_KEYFRAME) < 0 ||
+        PyModule_AddIntConstant(m, "FLAG_VIDEO", F_VIDEO) < 0) {
         Py_DECREF(m);
         return NULL;
     }

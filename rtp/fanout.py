@@ -24,11 +24,23 @@ Two implementations with the same contract, counter for counter:
   packet that finds it full is dropped for that worker's stripe and counted per viewer. After
   ``viewer.close()`` returns nothing more is sent for it; ``engine.close()`` joins every
   thread. See ``rtp/_fanout.c``.
+
+  A C viewer can also have a **stream transport** (an ICE-TCP connection,
+  ``viewer.attach_stream``): its worker then protects, frames (RFC 4571) and writes each
+  packet with a non-blocking ``sendmsg`` on the connection's socket, keeping what the kernel
+  did not take in a per-viewer byte-bounded queue (partial writes never break the framing),
+  flushed by the worker before its next write and by Python when the socket is writable
+  (``viewer.flush()``, woken through an eventfd the worker writes when the queue turns
+  non-empty). Over the limit, video skips to the next keyframe (``fan_out``'s flags tell
+  which packets start one). While attached, the viewer is the connection's only writer:
+  Python's own frames (STUN, DTLS, SRTCP) go through ``viewer.send_frame`` into the same
+  queue; ``viewer.detach_stream()`` hands back what is still queued. See ``rtp/tcp.py``.
 * **Python** (:func:`fan_out_python`, ``RTP_FANOUT=python`` or no compiler): per viewer one
   header pack, one concatenation, one protect and one non-blocking ``sendto`` on the trio
   thread, over the :class:`~rtp.peer.OutTrack` objects in ``Source.fanout``. Tracks whose
-  transport is not the UDP mux socket (``OutTrack.native_send`` False: ICE-TCP) always take
-  this path, with the track's own ``sendto``.
+  transport is not the UDP mux socket (``OutTrack.native_send`` False: ICE-TCP) take the
+  Python path — the Peer's own sends, with the track's own ``sendto`` — unless their C
+  viewer writes the connection itself (a stream transport, above).
 
 :data:`NATIVE` tells whether the native engine is available. Both are synchronous for the
 caller (no checkpoint): the Source's reader yields between packets.
@@ -47,8 +59,8 @@ from .srtp import DEALLOC_ADDRESS, PROTECT_ADDRESS
 if TYPE_CHECKING:
     from .media import SourcePacket
 
-__all__ = ["MAX_TRACKS", "NATIVE", "REFUSALS", "RING_SLOTS", "Engine", "default_workers", "fan_out_python",
-           "open_engine"]
+__all__ = ["FLAG_KEYFRAME", "FLAG_VIDEO", "MAX_TRACKS", "NATIVE", "REFUSALS", "RING_SLOTS", "STREAMS",
+           "Engine", "default_workers", "fan_out_python", "open_engine"]
 
 _HEADER = struct.Struct("!BBHII")
 #: Commands a worker's ring holds (live packets may use all but the last 64, kept for
@@ -110,6 +122,12 @@ _NATIVE_MODULE = _module()
 NATIVE = _NATIVE_MODULE is not None
 #: The engine type (``rtp._fanout.Engine``), or None without the native fan-out.
 Engine: Any = _NATIVE_MODULE.Engine if NATIVE else None
+#: True when C viewers can write a stream transport (ICE-TCP) themselves
+#: (``Viewer.attach_stream``): then ICE-TCP viewers are native too.
+STREAMS = NATIVE and hasattr(_NATIVE_MODULE.Viewer, "attach_stream")
+#: ``Table.fan_out`` flags: the packet starts a keyframe / is video (the keyframe gate of
+#: stream viewers).
+FLAG_KEYFRAME, FLAG_VIDEO = 1, 2
 
 
 def open_engine(workers: int | None = None, ring_slots: int = RING_SLOTS) -> Any:

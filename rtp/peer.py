@@ -24,9 +24,13 @@ then the DTLS close_notify alert (kept ready after the DTLS state was released, 
 
 Transport (issue 21): a viewer's path is UDP through the mux or an ICE-TCP connection
 (:mod:`rtp.tcp`, ``via=`` on ``handle_stun``/``handle_dtls``); whichever the latest check with
-USE-CANDIDATE came over carries media (``self.tcp`` is None for UDP). Tracks on TCP are not
-*native* (:class:`OutTrack`): the Peer stays off the Source's fan-out and sends from
-:meth:`forward`, where the connection's keyframe gate skips media for a slow TCP viewer.
+USE-CANDIDATE came over carries media (``self.tcp`` is None for UDP). With the C fan-out
+(:data:`rtp.fanout.STREAMS`) a viewer on ICE-TCP is native like a UDP one: its C viewer is
+*attached* to the connection (:meth:`rtp.tcp.TcpConnection.attach`) and its worker frames and
+writes the media, with the connection's byte limit and keyframe gate, in C; an ICE switch
+UDP ↔ TCP only changes the C viewer's transport (same SRTP session). Without it, tracks on
+TCP are not *native* (:class:`OutTrack`): the Peer stays off the Source's fan-out and sends
+from :meth:`forward`, where the connection's keyframe gate skips media for a slow TCP viewer.
 :meth:`restart_ice` (WHEP ICE restart) swaps the local ICE credentials and keeps everything
 else. Consent expiry closes with reason ``consent-expired``.
 
@@ -48,7 +52,7 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
-from .fanout import MAX_TRACKS, REFUSALS
+from .fanout import MAX_TRACKS, REFUSALS, STREAMS
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
 from .rtcp import (
@@ -276,6 +280,8 @@ class Peer:
         #: the C viewer (``rtp._fanout.Viewer``) when this viewer is on the native fan-out
         self._viewer: Any = None
         self._viewer_ctx = 0  # its libsrtp session (owned by C; read only in _leave_native)
+        #: the ICE-TCP connection the C viewer writes (attached), if any
+        self._stream: TcpConnection | None = None
         self._refused_seen = [0] * len(REFUSALS)
         self.nacks = 0
         self.plis = 0
@@ -415,7 +421,7 @@ class Peer:
             self.addr = addr
             self.tcp = via
             self.transport = "tcp" if via is not None else "udp"
-            if native_before and via is not None:
+            if native_before and via is not None and not self._can_stream(via):
                 self._leave_native()  # sendmmsg on the mux socket cannot carry ICE-TCP
             if self.srtp is not None and self._pending is None and self._replay_after is None:
                 self._steady()  # the new path (and fast path or not) from the next packet
@@ -428,6 +434,8 @@ class Peer:
         viewer has to find another path — an ICE restart — before consent expires)."""
         if self.tcp_paths.get(conn.addr) is conn:
             del self.tcp_paths[conn.addr]
+        if self._stream is conn:
+            self._stream = None  # it detached the C viewer before closing
         if self._dtls_via is conn:
             self._dtls_via = None
 
@@ -595,6 +603,9 @@ class Peer:
                    dropped=dict(self.dropped) or "-")
         if self._viewer is not None:
             self._viewer.close()  # no RTP of ours after this returns, so none after the BYE
+        self._stream = None
+        for conn in list(self.tcp_paths.values()):
+            conn.make_room_for_goodbye()  # the C viewer detached, stale media dropped
         if self.srtp is not None:
             self._send_bye()  # RTCP BYE: the viewer's receivers end their tracks at once
         if self.dtls.handshake_complete and not self.dtls.closed:
@@ -664,7 +675,7 @@ class Peer:
                 fan.append(track)
             elif not track.native_send and track in fan:
                 fan.remove(track)
-        if self.tcp is None:
+        if self.tcp is None or viewer is not None:
             if self in self.source.listeners:
                 self.source.listeners.remove(self)
         elif self not in self.source.listeners:
@@ -678,23 +689,40 @@ class Peer:
         tables = getattr(self.source, "tables", {})
         if engine is None or self.addr is None or not 0 < len(self.out) <= MAX_TRACKS:
             return
-        if not all(t.native_send and t.kind in tables for t in self.out.values()):
-            return  # e.g. ICE-TCP: protect + the track's own sendto (the Python path)
-        fd = self.mux.fileno_for(self.addr)
-        if fd < 0:
+        if not all(t.kind in tables for t in self.out.values()):
             return
+        tcp = self.tcp
+        if tcp is not None:
+            if not self._can_stream(tcp):
+                return  # protect + the track's own sendto (the Python path)
+            fd = -1
+        else:
+            if not all(t.native_send for t in self.out.values()):
+                return
+            fd = self.mux.fileno_for(self.addr)
+            if fd < 0:
+                return
         try:
             ctx = new_tx_context(keys)
         except pylibsrtp.Error:
             return  # the Python path reports the refusal per packet
         viewer = engine.viewer(ctx)  # owns ctx from here: freed exactly once, by C
-        viewer.set_address(fd, self.addr)
+        if tcp is None:
+            viewer.set_address(fd, self.addr)
         for slot, track in enumerate(self.out.values()):
             viewer.set_track(slot, track.payload_type, track.ssrc, track.seq_delta & 0xFFFF,
                              track.ts_delta & 0xFFFFFFFF)
             track.bind(viewer, slot)
         self._viewer = viewer
         self._viewer_ctx = ctx
+        if tcp is not None:
+            self._bind_tracks()  # the C viewer becomes the connection's writer
+
+    @staticmethod
+    def _can_stream(conn: TcpConnection) -> bool:
+        """Whether a C viewer can write ``conn`` itself (an ICE-TCP connection, with the C
+        fan-out's stream transport)."""
+        return STREAMS and getattr(conn, "native_capable", False) and not conn.closed
 
     def _leave_native(self) -> None:
         """ICE moved this native viewer to a path ``sendmmsg`` on the mux socket cannot carry
@@ -706,6 +734,9 @@ class Peer:
         viewer = self._viewer
         if viewer is None or self.srtp is None:
             return
+        if self._stream is not None:
+            self._stream.detach()
+            self._stream = None
         for track in self.out.values():
             viewer.leave(track.slot)
         self.source.engine.sync()  # type: ignore[attr-defined]
@@ -750,8 +781,20 @@ class Peer:
             if self.srtp is not None:
                 track.protect = self.srtp.raw_protect
                 track.srtp_ctx = self.srtp.context_address
-        if self._viewer is not None and tcp is None:
-            self._viewer.set_address(fd, addr)
+        viewer = self._viewer
+        if viewer is None:
+            return
+        if tcp is not None and self._can_stream(tcp):
+            if self._stream is not tcp:  # UDP -> TCP, or another connection
+                if self._stream is not None:
+                    self._stream.detach()
+                self._stream = tcp if tcp.attach(viewer) else None
+            return
+        if self._stream is not None:  # TCP -> UDP: the same C viewer, another transport
+            self._stream.detach()
+            self._stream = None
+        if tcp is None:
+            viewer.set_address(fd, addr)
 
     def _transmit(self, data: bytes) -> bool:
         """Send one packet on the selected path (ICE-TCP connection or UDP to ``addr``)."""
@@ -828,13 +871,13 @@ class Peer:
         waited = 0.0
         while self._burst and not self.closed:
             tcp = self.tcp
-            if tcp is not None and not tcp.queue.fits(tcp.queue.limit // 2):
+            if tcp is not None and not tcp.fits(tcp.limit // 2):
                 # ICE-TCP: pace the burst to what the connection drains; a connection that
                 # drains nothing for TCP_BURST_WAIT gives up the burst (the gate then waits
                 # for the next keyframe), so live packets queued meanwhile stay bounded
                 if waited >= TCP_BURST_WAIT:
                     self._burst = []
-                    tcp.gate.overflowed()
+                    tcp.overflowed()
                     self.dropped["tcp-burst-abandoned"] += 1
                     break
                 await trio.sleep(BURST_PAUSE)

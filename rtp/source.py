@@ -48,7 +48,7 @@ from relay.gop import GOP_MAX_BYTES, GOP_MAX_PACKETS
 
 from . import vp8
 from .errors import ParseError
-from .fanout import fan_out_python, open_engine
+from .fanout import FLAG_KEYFRAME, FLAG_VIDEO, fan_out_python, open_engine
 from .h264 import build_stap_a, nal_types, parameter_sets, parse_sprop, profile_level_id_from_sps
 from .packet import parse_rtp
 from .sdp import SourceTrack, parse_source_sdp
@@ -497,7 +497,9 @@ class Source:
             cache.push(pkt, starts)
         table = self.tables.get(st.kind)
         if table is not None:
-            table.fan_out(pkt.data, pkt.seq, pkt.ts)
+            table.fan_out(pkt.data, pkt.seq, pkt.ts,
+                          (FLAG_VIDEO | (FLAG_KEYFRAME if pkt.keyframe else 0))
+                          if st.media == "video" else 0)
         fan = self.fanout[st.kind]
         if fan:
             fan_out_python(fan, pkt)

@@ -28,7 +28,22 @@ frames go to its ``handle_rtp``, as the UDP mux hands it datagrams (for a viewer
 dropped, ``unexpected-frame``).
 
 A connection closed by its Peer (:meth:`TcpConnection.finish`) first writes what it can of
-its queue without waiting (the Peer's goodbye), then closes.
+its queue without waiting (the Peer's goodbye); what the kernel did not take yet is drained
+by the writer task for at most :data:`FINISH_LINGER` seconds, then the connection closes
+(at once when the listener stops).
+
+**Native writer** (with the C fan-out, :data:`rtp.fanout.STREAMS`): a viewer's C viewer can be
+*attached* to its connection (:meth:`TcpConnection.attach`). From then on the C viewer is the
+connection's only writer: its worker thread protects, frames and writes the media with
+non-blocking ``sendmsg`` (GIL released), queueing in C what the kernel did not take (same
+byte limit, same keyframe gate, counted in the same counters); :meth:`send` hands Python's
+frames (STUN, DTLS, SRTCP) to the same queue (``viewer.send_frame``), so frames never
+interleave. The writer task then waits on an eventfd the worker writes when the C queue
+needs the socket's writability, and flushes it (``viewer.flush()``) as the socket drains.
+:meth:`detach` (an ICE switch away, the Peer closing, the connection closing) takes back
+what is still queued — the Peer's goodbye then follows it on the Python path. The C
+viewer never writes the socket after :meth:`detach` returned, so the socket is detached
+before it is closed.
 """
 
 from __future__ import annotations
@@ -36,11 +51,12 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -56,6 +72,20 @@ log = logging.getLogger(__name__)
 RECV_SIZE = 65536
 #: A reader busy with one connection yields to other tasks after this much work (seconds).
 YIELD_AFTER = 0.002
+#: Seconds a connection closed by its Peer waits at most for the kernel to take the goodbye.
+FINISH_LINGER = 1.0
+
+
+def _frames(data: bytes, head_left: int) -> list[bytes]:
+    """``data`` (framed bytes whose first ``head_left`` bytes end a frame already started)
+    as one chunk per frame, as :class:`SendQueue` keeps them."""
+    out = [data[:head_left]] if head_left else []
+    pos = head_left
+    while pos < len(data):
+        end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        out.append(data[pos:end])
+        pos = end
+    return out
 
 
 class TcpPeer(Protocol):
@@ -91,6 +121,9 @@ class TcpLimits:
 class TcpConnection:
     """One accepted ICE-TCP connection (see the module docstring)."""
 
+    #: a C viewer can write it (:meth:`attach`)
+    native_capable = True
+
     def __init__(self, sock: socket.socket, addr: tuple[str, int], listener: TcpListener
                  ) -> None:
         self.sock = sock
@@ -108,6 +141,130 @@ class TcpConnection:
         self._writable = trio.Event()
         self._scope: trio.CancelScope | None = None
         self._finishing = False
+        self._linger_until = 0.0
+        #: the C viewer writing this connection (:meth:`attach`), its eventfd, and its
+        #: stream counters already folded into ours
+        self._native: Any = None
+        self._efd = -1
+        self._seen: dict[str, int] = {}
+
+    # -- the native writer ----------------------------------------------------------------
+
+    @property
+    def native(self) -> bool:
+        """True while a C viewer writes this connection."""
+        return self._native is not None
+
+    def attach(self, viewer: Any) -> bool:
+        """Make the C ``viewer`` this connection's only writer (see the module docstring):
+        what Python still had queued goes first, in the C queue. False when closed."""
+        if self.closed:
+            return False
+        if self._native is viewer:
+            return True
+        self.detach()
+        efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        chunks = self.queue._chunks
+        pending = b"".join(chunks) if self.queue.bytes else b""
+        head_left = len(chunks[0]) if pending else 0  # chunk = a frame (or the rest of one)
+        try:
+            viewer.attach_stream(self.sock.fileno(), efd, self.queue.limit, self.gate.low_water,
+                                 pending, head_left)
+        except BaseException:
+            os.close(efd)
+            raise
+        self.queue.clear()
+        if self.gate.skipping:
+            viewer.overflowed()
+            self.gate.skipping = False
+        self._native, self._efd = viewer, efd
+        self._seen = {}
+        self._writable.set()  # the writer task switches to the C queue
+        return True
+
+    def detach(self, media: bool = True) -> None:
+        """The C viewer stops writing; what it still had queued comes back to our queue
+        (sent by the writer task, or by :meth:`finish`) — with ``media=False`` (the viewer
+        is closing: its goodbye should not wait behind stale media) only the rest of a frame
+        already started on the wire. Idempotent."""
+        viewer = self._native
+        if viewer is None:
+            return
+        rest, head_left = viewer.detach_stream()
+        self._fold()  # its final counts (it writes nothing after detach_stream)
+        self._native = None
+        self.gate.skipping = bool(viewer.stream_stats()["skipping"])  # counted in C already
+        if rest and not self.closed:
+            for frame in _frames(rest, head_left) if media else [rest[:head_left]]:
+                self.queue.push_tail(frame)
+            self._writable.set()
+        efd, self._efd = self._efd, -1
+        trio.lowlevel.notify_closing(efd)
+        os.close(efd)
+
+    def make_room_for_goodbye(self) -> None:
+        """The Peer is closing: queued media is stale, its goodbye must not wait behind it
+        (or find the queue full). Drops every queued frame but the rest of one already
+        started on the wire (the stream stays framed); the C viewer is detached."""
+        self.detach(media=False)
+        chunks = self.queue._chunks
+        if len(chunks) > 1:
+            head = chunks[0]
+            self.queue.clear()
+            self.queue.push_tail(head)
+
+    def _fold(self) -> None:
+        """Add the C viewer's stream counters (since the last fold) to ours and the
+        listener's."""
+        viewer = self._native
+        if viewer is None:
+            return
+        st = viewer.stream_stats()
+        seen = self._seen
+
+        def delta(key: str) -> int:
+            d = st[key] - seen.get(key, 0)
+            seen[key] = st[key]
+            return int(d)
+
+        self.frames_out += delta("frames")
+        self.bytes_out += delta("bytes_out")
+        skipped = delta("skipped")
+        self.gate.skipped += skipped
+        self.gate.skips += delta("skips")
+        self.listener._dropped["skipped-to-keyframe"] += skipped
+        self.listener._dropped["queue-full"] += delta("queue_full")
+        self.queue.peak = max(self.queue.peak, int(st["peak"]))
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for the kernel (the C queue's while native)."""
+        viewer = self._native
+        return viewer.stream_stats()["queued"] if viewer is not None else self.queue.bytes
+
+    @property
+    def limit(self) -> int:
+        """The queue's byte limit."""
+        return self.queue.limit
+
+    def fits(self, size: int) -> bool:
+        """True if a frame of ``size`` bytes would be queued now."""
+        return self.queued + size <= self.queue.limit
+
+    @property
+    def skipping(self) -> bool:
+        """True while the keyframe gate skips media."""
+        viewer = self._native
+        return bool(viewer.stream_stats()["skipping"]) if viewer is not None \
+            else self.gate.skipping
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters of this connection (the C viewer's folded in)."""
+        self._fold()
+        return {"frames_out": self.frames_out, "bytes_out": self.bytes_out,
+                "queued": self.queued, "peak": self.queue.peak, "skips": self.gate.skips,
+                "skipped": self.gate.skipped, "skipping": self.skipping,
+                "native": self.native}
 
     # -- sending (synchronous) ----------------------------------------------------------
 
@@ -117,12 +274,15 @@ class TcpConnection:
         closed."""
         if self.closed:
             return False
+        viewer = self._native
+        if viewer is not None:
+            return bool(viewer.send_frame(packet))  # in order with the C viewer's media
         framed = encode(packet)
         queue = self.queue
         if queue.bytes:
             if not queue.push(framed):
                 self.gate.overflowed()
-                self.listener.dropped["queue-full"] += 1
+                self.listener._dropped["queue-full"] += 1
                 return False
             self.frames_out += 1
             return True
@@ -149,26 +309,44 @@ class TcpConnection:
     def admit(self, video: bool, keyframe: bool) -> bool:
         """Whether a media packet may go out now (the :class:`KeyframeGate`); a packet
         skipped is counted in the listener's ``dropped["skipped-to-keyframe"]``."""
+        viewer = self._native
+        if viewer is not None:
+            return bool(viewer.admit(video, keyframe))  # the C gate (counted there)
         if self.gate.admit(video, keyframe, self.queue.bytes):
             return True
-        self.listener.dropped["skipped-to-keyframe"] += 1
+        self.listener._dropped["skipped-to-keyframe"] += 1
         return False
+
+    def overflowed(self) -> None:
+        """Skip video to the next keyframe (a burst given up)."""
+        viewer = self._native
+        if viewer is not None:
+            viewer.overflowed()
+        else:
+            self.gate.overflowed()
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def finish(self) -> None:
-        """Close after writing what the kernel takes at once of the queue (the Peer's
-        goodbye). Idempotent."""
+        """Close once the queue (the Peer's goodbye) is written: at once when the kernel
+        takes it, else when the writer task has drained it, within :data:`FINISH_LINGER`
+        seconds at most (then closed anyway). Idempotent."""
         if self.closed or self._finishing:
             return
         self._finishing = True
+        self.detach(media=False)
         self._flush_now()
-        self.close("peer closed")
+        if not self.queue.bytes or self._scope is None:
+            self.close("peer closed")
+            return
+        self._linger_until = trio.current_time() + FINISH_LINGER
+        self._writable.set()
 
     def close(self, reason: str) -> None:
         """Close now (idempotent); the Peer is told, the counters note ``reason``."""
         if self.closed:
             return
+        self.detach()  # before the socket closes: the C viewer never writes it again
         self.closed = True
         self.close_reason = reason
         self.listener.closed[reason] += 1
@@ -221,11 +399,23 @@ class TcpConnection:
         queue = self.queue
         sock = self.sock
         while True:
+            viewer = self._native
+            if viewer is not None:
+                await self._native_writer(viewer)
+                continue
             await self._writable.wait()
             self._writable = trio.Event()
-            while queue.bytes:
-                await trio.lowlevel.wait_writable(sock)
+            while queue.bytes and self._native is None:
+                if self._finishing:
+                    with trio.move_on_at(self._linger_until):
+                        await trio.lowlevel.wait_writable(sock)
+                    if trio.current_time() >= self._linger_until:
+                        break
+                else:
+                    await trio.lowlevel.wait_writable(sock)
                 data = queue.chunk()
+                if not data:
+                    break
                 try:
                     sent = sock.send(data)
                 except BlockingIOError:
@@ -235,6 +425,34 @@ class TcpConnection:
                     return
                 self.bytes_out += sent
                 queue.consume(sent)
+            if self._finishing:
+                self.close("peer closed")  # the goodbye is out (or its time is up)
+                return
+
+    async def _native_writer(self, viewer: Any) -> None:
+        """While ``viewer`` writes the connection: wait until its worker says the C queue
+        needs writability (eventfd), then flush it as the socket drains. Returns when the
+        viewer was detached (its eventfd is closed then)."""
+        efd = self._efd
+        try:
+            await trio.lowlevel.wait_readable(efd)
+        except trio.ClosedResourceError:
+            return  # detached
+        if self._native is not viewer or self._efd != efd:
+            return  # detached (and the eventfd closed) after it woke us
+        try:
+            os.eventfd_read(efd)
+        except BlockingIOError:
+            pass
+        while self._native is viewer:
+            left = viewer.flush()
+            if left < 0:
+                if self._native is viewer:
+                    self.close("send-error")
+                return
+            if left == 0:
+                return
+            await trio.lowlevel.wait_writable(self.sock)
 
     async def _reader(self) -> None:
         sock = self.sock
@@ -283,9 +501,9 @@ class TcpConnection:
             elif 128 <= first <= 191 and (rtp := getattr(peer, "handle_rtp", None)):
                 rtp(frame, self.addr, now)  # SRTP media of a WHIP publisher
             else:
-                self.listener.dropped["unexpected-frame"] += 1
+                self.listener._dropped["unexpected-frame"] += 1
         except ParseError as exc:
-            self.listener.dropped[exc.reason] += 1
+            self.listener._dropped[exc.reason] += 1
         except Exception:  # a bug costs this connection, never the listener
             log.exception("ICE-TCP: closing the connection from %s after an error", self.addr)
             self.close("internal-error")
@@ -344,8 +562,7 @@ class TcpListener:
         self.refused: collections.Counter[str] = collections.Counter()
         #: connections closed by reason (``stun-timeout``, ``not-stun``, ``eof``, …)
         self.closed: collections.Counter[str] = collections.Counter()
-        #: frames not delivered by reason (``queue-full``, STUN/parse reasons)
-        self.dropped: collections.Counter[str] = collections.Counter()
+        self._dropped: collections.Counter[str] = collections.Counter()
         self._sock: socket.socket | None = None
 
     def _bind(self) -> socket.socket:
@@ -457,6 +674,14 @@ class TcpListener:
                 del self._per_ip[conn.addr[0]]
             trio.lowlevel.notify_closing(conn.sock)
             conn.sock.close()
+
+    @property
+    def dropped(self) -> collections.Counter[str]:
+        """Frames not delivered by reason (``queue-full``, ``skipped-to-keyframe``,
+        STUN/parse reasons), the native writers' counts included."""
+        for conn in self.connections:
+            conn._fold()
+        return self._dropped
 
     def stats(self) -> dict[str, object]:
         """Counters for the metrics (JSON-ready)."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from bench.ice_tcp import VIDEO_SDP, MiniViewer, answer_candidates, produce
+from rtp.fanout import STREAMS
 from rtp.forwarder import Forwarder
 from rtp.packet import parse_rtp
 from rtp.rtcp import build_nack, build_pli
@@ -37,9 +39,12 @@ async def viewer(fwd: Forwarder, transport: str) -> MiniViewer:
     return v
 
 
-async def test_a_viewer_plays_over_ice_tcp_with_rtcp() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_viewer_plays_over_ice_tcp_with_rtcp(workers: int) -> None:
+    """Over ICE-TCP: media, a PLI, a NACK repair — with the C fan-out inline on the trio
+    thread (1 worker) and on 2 worker threads."""
     async with trio.open_nursery() as nursery:
-        fwd = await start(nursery)
+        fwd = await start(nursery, fanout_workers=workers)
         v = await viewer(fwd, "tcp")
         with trio.fail_after(5):
             packets = await v.receive_media(60)
@@ -48,9 +53,11 @@ async def test_a_viewer_plays_over_ice_tcp_with_rtcp() -> None:
         stats = peer.stats()
         assert stats["transport"] == "tcp" and stats["state"] == "connected", stats
         track = peer.out["video"]
-        assert not track.native_send and track.native is None and track.fd == -1  # never on the mux socket's sendmmsg
+        assert not track.native_send and track.fd == -1  # never on the mux socket's sendmmsg
         assert track not in fwd.source("cam").fanout["video"]
-        assert peer in fwd.source("cam").listeners
+        # with the C fan-out, the viewer's worker writes the connection (framing, queue, gate)
+        assert peer.native is STREAMS and peer.tcp is not None and peer.tcp.native is STREAMS
+        assert (peer in fwd.source("cam").listeners) is not STREAMS
         # SRTCP over the framed stream: a PLI is counted, a NACK repaired
         ssrc = track.ssrc
         seq = parse_rtp(packets[-1]).sequence
@@ -132,13 +139,14 @@ async def test_abuse_of_the_tcp_port_does_not_disturb_a_udp_viewer() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe(workers: int) -> None:
     """A TCP viewer that stops reading: its queue stays within its byte limit, media is
     skipped (counted) and resumes at a keyframe when it reads again; a UDP viewer beside
     it misses nothing."""
     limits = TcpLimits(queue_bytes=64 * 1024)
     async with trio.open_nursery() as nursery:
-        fwd = await start(nursery, rate=1000, tcp_limits=limits)
+        fwd = await start(nursery, rate=1000, tcp_limits=limits, fanout_workers=workers)
         fast = await viewer(fwd, "udp")
         slow = MiniViewer("tcp")
         peer, answer = await fwd.add_peer("cam", slow.offer())
@@ -162,16 +170,18 @@ async def test_a_slow_tcp_viewer_is_bounded_and_skips_to_a_keyframe() -> None:
 
         nursery.start_soon(watch)
         await trio.sleep(3.0)  # the slow viewer reads nothing
-        assert conn.queue.peak <= limits.queue_bytes
-        assert conn.gate.skips >= 1 and conn.gate.skipped > 100, vars(conn.gate)
+        st = conn.stats()
+        assert st["native"] is STREAMS
+        assert 0 < st["peak"] <= limits.queue_bytes, st  # type: ignore[operator]
+        assert st["skips"] >= 1 and st["skipped"] > 100, st  # type: ignore[operator]
         assert peer.stats()["send_dropped"] > 100
-        assert fwd.tcp.dropped["skipped-to-keyframe"] == conn.gate.skipped  # type: ignore[union-attr]
+        assert fwd.tcp.dropped["skipped-to-keyframe"] == conn.stats()["skipped"]  # type: ignore[union-attr]
         assert fwd.tcp.dropped["queue-full"] >= 1  # type: ignore[union-attr]
         gaps = sum(((b - a) & 0xFFFF) != 1 for a, b in zip(seqs, seqs[1:], strict=False))
         assert gaps == 0 and len(seqs) > 2000
         # it reads again: the stream continues, from a keyframe
         with trio.fail_after(10):
-            while conn.gate.skipping:
+            while conn.skipping:
                 await slow.receive_media(20)
             resumed = False
             while not resumed:
@@ -224,6 +234,7 @@ async def test_ice_restart_keeps_the_session_and_moves_the_path() -> None:
         moved.server = ("127.0.0.1", fwd.tcp.port)  # type: ignore[union-attr]
         moved.srtp = v.srtp
         await moved.open()
+        native = peer._viewer
         with trio.fail_after(5):
             await moved.check()
             later = await moved.receive_media(20)
@@ -231,6 +242,24 @@ async def test_ice_restart_keeps_the_session_and_moves_the_path() -> None:
         assert parse_rtp(later[0]).ssrc == parse_rtp(first[0]).ssrc
         assert peer.stats()["packets_sent"] > sent_before
         assert fwd.source("cam").peers[v.peer_id] is peer
+        # with the C fan-out the same C viewer (same SRTP session) now writes the connection
+        assert (peer._viewer is native and native is not None) is STREAMS
+        # and back to UDP (another restart): the same viewer again, the stream continues
+        frag = fwd.restart_ice(peer, "newfrag2")
+        back = MiniViewer("udp")
+        back.ufrag = "newfrag2"
+        back.r_ufrag = next(x[12:] for x in frag.splitlines() if x.startswith("a=ice-ufrag:"))
+        back.r_pwd = next(x[10:] for x in frag.splitlines() if x.startswith("a=ice-pwd:"))
+        back.server = v.server
+        back.srtp = v.srtp
+        await back.open()
+        with trio.fail_after(5):
+            await back.check()
+            again = await back.receive_media(20)
+        assert peer.stats()["transport"] == "udp" and peer.ice_restarts == 2
+        assert parse_rtp(again[-1]).ssrc == parse_rtp(first[0]).ssrc
+        assert (peer._viewer is native and native is not None) is STREAMS
+        assert not any(c.native for c in peer.tcp_paths.values())  # detached from TCP
         nursery.cancel_scope.cancel()
 
 
@@ -289,3 +318,76 @@ async def test_a_tcp_viewer_is_told_when_the_forwarder_stops() -> None:
         except EOFError:
             pass
     assert byes, "no RTCP BYE over the TCP connection"
+
+
+async def _stalled_tcp_viewer(fwd: Forwarder) -> tuple[MiniViewer, object]:
+    """A TCP viewer whose client stops reading once connected (a 4 KiB receive window)."""
+    slow = MiniViewer("tcp")
+    peer, answer = await fwd.add_peer("cam", slow.offer())
+    slow.accept(answer.sdp)
+    slow.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await slow.sock.connect(slow.server)
+    slow.open = _noop  # type: ignore[method-assign]
+    with trio.fail_after(10):
+        await slow.establish()
+    assert peer.tcp is not None
+    peer.tcp.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return slow, peer
+
+
+async def test_a_stalled_tcp_viewer_closed_still_gets_its_goodbye_after_its_media() -> None:
+    """A TCP viewer whose client reads nothing has bytes waiting in its queue (the C
+    viewer's with the native fan-out) when it is closed: what was queued is handed back,
+    the SRTCP BYE follows it, and the client reads well-framed, decryptable media in order,
+    then the BYE, then the end of the connection (closed once the goodbye is written)."""
+    from rtp.rtcp import Bye, parse_rtcp
+
+    async with trio.open_nursery() as nursery:
+        fwd = await start(nursery, rate=1000)
+        slow, peer = await _stalled_tcp_viewer(fwd)
+        assert peer.native is STREAMS  # type: ignore[attr-defined]
+        conn = peer.tcp  # type: ignore[attr-defined]
+        with trio.fail_after(5):
+            while conn.queued == 0:
+                await trio.sleep(0.05)
+        fwd.close_peer(peer.id)  # type: ignore[attr-defined]
+        assert not conn.native  # the goodbye waits (at most FINISH_LINGER) for the kernel
+        seqs: list[int] = []
+        byes = []
+        with trio.fail_after(10):
+            try:
+                while True:
+                    data = await slow.receive()  # FrameDecoder: a broken frame raises
+                    assert slow.srtp is not None
+                    if not 128 <= data[0] <= 191:
+                        continue  # the DTLS close_notify (after the BYE)
+                    if 192 <= data[1] <= 223:
+                        byes += [p for p in parse_rtcp(slow.srtp.unprotect_rtcp(data))
+                                 if isinstance(p, Bye)]
+                    else:
+                        assert not byes, "media after the BYE"
+                        seqs.append(parse_rtp(slow.srtp.unprotect(data)).sequence)
+            except EOFError:
+                pass
+        assert conn.closed and conn.close_reason == "peer closed"
+        assert byes and seqs  # what the kernel had of the media, then the goodbye
+        assert all(((b - a) & 0xFFFF) < 0x8000 for a, b in zip(seqs, seqs[1:], strict=False))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_forwarder_with_stalled_tcp_viewers_stops_within_100_ms() -> None:
+    """Three TCP viewers that read nothing, their queues full, a Source at 1000 packets/s:
+    cancelling the forwarder ends everything (workers, connections) within 100 ms."""
+    with trio.CancelScope() as outer:
+        async with trio.open_nursery() as nursery:
+            fwd = await start(nursery, rate=1000)
+            for _ in range(3):
+                await _stalled_tcp_viewer(fwd)
+            await trio.sleep(0.5)
+            assert fwd.tcp is not None and all(c.queued > 0 for c in fwd.tcp.connections)
+            start_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+    took = trio.current_time() - start_at
+    assert not outer.cancelled_caught
+    assert took < 0.1, took

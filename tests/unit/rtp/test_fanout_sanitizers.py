@@ -6,7 +6,8 @@ session, buffer overflow or undefined behaviour aborts the run.
 The extension is compiled with the system's gcc into a temporary copy of the ``rtp``
 package; a child Python (with ``libasan`` preloaded, as a sanitized extension in an
 unsanitized interpreter needs) imports ``rtp`` from that copy and runs
-``tests/unit/rtp/test_fanout.py`` and ``test_fanout_workers.py`` there. Leak checking is
+``tests/unit/rtp/test_fanout.py``, ``test_fanout_workers.py`` and ``test_fanout_stream.py``
+(ICE-TCP stream viewers: partial writes, the C queue, detach) there. Leak checking is
 off (CPython itself keeps memory until exit).
 """
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-TESTS = ["tests/unit/rtp/test_fanout.py", "tests/unit/rtp/test_fanout_workers.py"]
+TESTS = ["tests/unit/rtp/test_fanout.py", "tests/unit/rtp/test_fanout_workers.py",
+         "tests/unit/rtp/test_fanout_stream.py"]
 
 RUNNER = """
 import sys

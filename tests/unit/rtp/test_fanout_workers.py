@@ -403,8 +403,10 @@ class FakeTcpConnection:
 
 
 async def test_a_viewer_whose_transport_is_not_the_mux_socket_takes_the_python_path() -> None:
-    """The ICE-TCP contract: a viewer whose path is an ICE-TCP connection (``Peer.tcp``), or
-    whose address has no mux socket (``fileno_for`` -1), stays off the native fan-out; its
+    """The transport contract: a viewer whose path is a connection C cannot write (``Peer.tcp``
+    without ``native_capable``; a real ICE-TCP connection is written by the C viewer, see
+    ``test_fanout_stream.py``), or whose address has no mux socket (``fileno_for`` -1), stays
+    off the native fan-out; its
     packets are protected on the trio thread and handed to its own sender — while a UDP
     viewer of the same Source is native."""
     k = keys(CM)
