@@ -183,7 +183,8 @@ def main() -> None:
                 "PYTHONPATH": str(ROOT), "CORE_CLUSTER_ENABLE": "true",
                 "CORE_CLUSTER_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
                 "CORE_CLUSTER_NODE_ID": name, "CORE_CLUSTER_ADDRESS": f"http://127.0.0.1:{port}",
-                "CORE_CLUSTER_LEASE_SECONDS": str(args.lease)})
+                "CORE_CLUSTER_LEASE_SECONDS": str(args.lease),
+                "CORE_CLUSTER_MAX_CPU_USAGE": "0", "CORE_CLUSTER_MAX_MEMORY_USAGE": "0"})
             nodes.append(Node(name, env, tmp / f"{name}.log"))
         for node in nodes:
             node.start()
