@@ -354,7 +354,10 @@ class EdgeRelay:
         if up is not None:
             up.close(reason)
         if location:
-            await _delete(location)
+            if self._nursery is not None:  # a dead owner must not stall the relay
+                self._nursery.start_soon(_delete, location)
+            else:
+                await _delete(location)
 
 
 class _UpstreamFailed(Exception):

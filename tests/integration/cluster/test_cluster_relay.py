@@ -101,3 +101,61 @@ async def test_edge_relay_one_upstream_per_edge(tmp_path: Path, ffmpeg: str) -> 
                     line = next(ln for ln in text.splitlines()
                                 if ln.startswith("cluster_relay_sessions{"))
                     assert line.endswith(" 0.0"), line
+
+
+async def test_edge_follows_the_process_to_its_new_owner(tmp_path: Path, ffmpeg: str) -> None:
+    """``kill -9`` of the owner: the edge's upstream session moves to the node that takes the
+    process over, and the edge's viewer (same WHEP session) gets video again."""
+    with redis_server(tmp_path / "redis") as (_, rport):
+        nodes = []
+        for name in NAMES:
+            base = server_env(tmp_path / name, ffmpeg)
+            env = node_env(base, node_id=name, api_port=free_port(), redis_port=rport,
+                           lease=3, CORE_CLUSTER_RELAY="true")
+            nodes.append(NodeProcess(name, env, tmp_path / f"{name}.log"))
+        async with started_nodes(nodes):
+            api = Api(api_base(nodes[0]))
+            resp = await api.post("/api/v3/process", webrtc_process("cam"))
+            assert resp.status_code == 200, resp.text
+
+            async def owner_of() -> str | None:
+                return (await api.get("/api/v3/cluster/db/map/process")).json().get("cam")
+            with trio.fail_after(20):
+                while True:
+                    owner = await owner_of()
+                    state = (await api.get("/api/v3/process/cam/state")).json()
+                    if owner and (state.get("webrtc") or {}).get("live"):
+                        break
+                    await trio.sleep(0.2)
+            victim = next(n for n in nodes if n.name == owner)
+            edge, other = [n for n in nodes if n is not victim]
+            # the edge takes no processes: the failover goes to the third node
+            resp = await Api(api_base(edge)).put(f"/api/v3/cluster/node/{edge.name}/state",
+                                                 {"state": "maintenance"})
+            assert resp.status_code == 200, resp.text
+            progress: list[tuple[float, int]] = []
+            killed: list[float] = []
+
+            async def kill_later() -> None:
+                with trio.fail_after(20):
+                    while not progress or progress[-1][1] < 25:
+                        await trio.sleep(0.1)
+                killed.append(progress[-1][0])
+                victim.kill()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_later)
+                result = await run_aiortc_viewer(
+                    ["--whep", f"{api_base(edge)}/api/v3/process/cam/whep", "--duration", "14",
+                     "--video-only"], timeout=60,
+                    on_progress=lambda p: progress.append((p["t"], p["video_frames"])))
+            assert result["error"] is None, result
+            assert killed, "the viewer never got video from the first owner"
+            assert await owner_of() == other.name
+            at_kill = max(f for t, f in progress if t <= killed[0])
+            after = progress[-1][1] - at_kill
+            # lease 3 s + takeover + a new upstream: video again well within the window
+            assert after >= 50, (after, progress[-10:])
+            assert len(await viewers_at(api_base(other), "cam")) == 1  # the edge, still on
+            log = edge.log.read_text()
+            assert "upstream session 2 to " + other.name in log, log[-3000:]
