@@ -327,6 +327,13 @@ class EdgeRelay:
             await _delete(location)
             raise _UpstreamFailed(f"owner {owner[0]}'s answer: {exc}") from None
         described = source_tracks(answer.tracks)
+        changed = [k for k, t in described.items() if k in source.tracks
+                   and source.tracks[k].codec.rtpmap() != t.codec.rtpmap()]
+        if changed and source.peers:  # they cannot decode the new codec: let them re-offer
+            log.info("edge relay %r: the owner now sends other codecs (%s); closing %d "
+                     "viewer(s)", entry.process_id, ", ".join(changed), len(source.peers))
+            for peer_id in list(source.peers):
+                self.forwarder.close_peer(peer_id, "the relayed process changed its codec")
         for kind in described:
             source.state[kind].sprop = []
         source.set_tracks({**source.tracks, **described})
