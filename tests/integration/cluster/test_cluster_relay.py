@@ -69,9 +69,17 @@ async def test_edge_relay_one_upstream_per_edge(tmp_path: Path, ffmpeg: str) -> 
                 results[node.name].append(await run_aiortc_viewer(
                     ["--whep", url, "--duration", str(DURATION), "--video-only"], timeout=40))
 
+            gauges: list[str] = []
+
             async def sample() -> None:
                 await trio.sleep(DURATION / 2 + 1.5)
                 during.append(await viewers_at(api_base(origin), "cam"))
+                async with httpx.AsyncClient() as client:
+                    for edge in edges:
+                        resp = await client.get(f"{api_base(edge)}/metrics")
+                        assert resp.status_code == 200, resp.text[:300]
+                        gauges.extend(ln for ln in resp.text.splitlines()
+                                      if ln.startswith("cluster_relay_sessions{"))
 
             async with trio.open_nursery() as nursery:
                 for node in nodes:
@@ -90,6 +98,8 @@ async def test_edge_relay_one_upstream_per_edge(tmp_path: Path, ffmpeg: str) -> 
             assert len(during[0]) == PER_NODE + len(edges), during[0]
             remotes = {v["remote_address"] for v in during[0]}
             assert len(remotes) == PER_NODE + len(edges), remotes
+            # each edge held one upstream session meanwhile
+            assert len(gauges) == len(edges) and all(g.endswith(" 1.0") for g in gauges), gauges
 
             # the edges' upstream sessions end after their last viewer left (linger 5 s)
             with trio.fail_after(12):
