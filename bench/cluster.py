@@ -17,6 +17,9 @@
 
 The machine may be shared (other work loads it): failover times include the scheduler's
 delays. Everything started is stopped before it returns.
+
+``--relay VIEWERS`` measures only the edge relay instead (:mod:`bench.cluster_relay`: CPU per
+viewer-packet on an edge vs the origin, the origin's cost of one edge vs one viewer).
 """
 
 from __future__ import annotations
@@ -160,7 +163,25 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--relay", type=int, default=0, metavar="VIEWERS",
+                    help="only the edge relay's cost with this many viewers "
+                         "(bench/cluster_relay.py)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per relay phase")
+    ap.add_argument("--size", default="640x360", help="relay: the process's video size")
     args = ap.parse_args()
+    if args.relay:
+        import trio
+
+        from bench import cluster_relay
+        ffmpeg = find_ffmpeg(os.environ.get("CORE_FFMPEG_BINARY", ""))
+        phases = trio.run(cluster_relay.run, ffmpeg, args.relay, args.seconds, args.size)
+        print()
+        print(f"edge relay, 2 nodes, {args.relay} viewers, {args.seconds:g} s per phase, "
+              f"video {args.size}")
+        print(cluster_relay.table(phases, args.seconds))
+        print(f"\n(machine may be shared; command: python -m bench.cluster --relay {args.relay} "
+              f"--seconds {args.seconds:g} --size {args.size})")
+        return
     if args.quick:
         args.kills, args.processes, args.idle, args.window = 2, 6, 50, 3.0
     ffmpeg = find_ffmpeg(os.environ.get("CORE_FFMPEG_BINARY", ""))
@@ -183,7 +204,8 @@ def main() -> None:
                 "PYTHONPATH": str(ROOT), "CORE_CLUSTER_ENABLE": "true",
                 "CORE_CLUSTER_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
                 "CORE_CLUSTER_NODE_ID": name, "CORE_CLUSTER_ADDRESS": f"http://127.0.0.1:{port}",
-                "CORE_CLUSTER_LEASE_SECONDS": str(args.lease)})
+                "CORE_CLUSTER_LEASE_SECONDS": str(args.lease),
+                "CORE_CLUSTER_MAX_CPU_USAGE": "0", "CORE_CLUSTER_MAX_MEMORY_USAGE": "0"})
             nodes.append(Node(name, env, tmp / f"{name}.log"))
         for node in nodes:
             node.start()

@@ -3,7 +3,9 @@
 Datagrams are demultiplexed by their first byte (RFC 7983): STUN (0-3) is routed by the
 local ufrag in its USERNAME, DTLS (20-63) and SRTCP (128-191) by the remote address, which
 a Peer registers once a STUN check from it passed; SRTP media goes to a peer that has a
-``handle_rtp`` method (a WHIP publisher, :mod:`rtp.publisher`). Anything else, or anything from an
+``handle_rtp`` method (a WHIP publisher, :mod:`rtp.publisher`). STUN without a USERNAME from
+a routed address goes to its peer's ``handle_stun_response`` when it has one (the Binding
+responses an edge's upstream session, :mod:`rtp.upstream`, gets from the owner). Anything else, or anything from an
 unknown address, is dropped and counted in :attr:`UdpMux.dropped` by reason.
 
 Sending uses the plain non-blocking socket (no await per packet): when the kernel buffer
@@ -274,6 +276,12 @@ class UdpMux:
                  sock: socket.socket | None = None) -> None:
         username = peek_username(data)
         if username is None:
+            # a response to our own checks (an edge's upstream session, rtp.upstream): by address
+            routed = self._by_addr.get(addr)
+            on_response = getattr(routed, "handle_stun_response", None)
+            if on_response is not None:
+                on_response(data, addr, now)
+                return
             self.dropped["stun-no-username"] += 1
             return
         peer = self._by_ufrag.get(username.split(":", 1)[0])

@@ -84,6 +84,7 @@ from trio_core.whip.subsystem import WhipSubsystem, check_settings
 if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memory)
     from rtp.forwarder import Forwarder
     from trio_core.cluster.node import ClusterNode  # only with cluster.enable (coredis)
+    from trio_core.cluster.relay import EdgeRelay
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -150,6 +151,7 @@ class Services:
     storage_http: StorageHTTP  # the app's ASGI entry: the storage mounts around the app
     warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
     cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
+    relay: EdgeRelay | None = None  # cluster.relay (+ webrtc.enable): the edge relay
 
     def collector(self, name: str) -> Collector | None:
         """The session collector ``name`` (None when sessions are off)."""
@@ -262,6 +264,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     app = create_app(auth, instance=config_store.instance, started_at=started_at,
                      warnings=warnings)
     cluster = None
+    relay = None
     if cluster_on:  # cluster on Redis (issue 20): cluster-wide process routes, /api/v3/cluster
         from trio_core.cluster.subsystem import cluster_node, install_routes
         cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
@@ -287,11 +290,14 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
                                             sessions.collector("hlsingress"))
     app.asgi_app = storage_http  # type: ignore[method-assign]
     if cluster is not None:  # after the process routes' slot; files of other nodes too
-        install_routes(app, cluster, storage_http)
-        if config["cluster.relay"]:
-            warnings.append("cluster.relay: the edge relay is not implemented yet; WHEP viewers "
-                            "of processes on other nodes are redirected (307) to the owner")
+        if config["cluster.relay"] and webrtc is not None:  # the edge relay (issue 20)
+            from trio_core.cluster.relay import EdgeRelay
+            relay = EdgeRelay(cluster, webrtc, auth, viewers)
+        elif config["cluster.relay"]:
+            warnings.append("cluster.relay needs webrtc.enable; WHEP viewers of processes on "
+                            "other nodes are redirected (307) to the owner")
             log.warning("%s", warnings[-1])
+        install_routes(app, cluster, storage_http, relay)
     return Services(
         config=config, lifecycle=Lifecycle(), started_at=started_at, ffmpeg=ffmpeg,
         skills=SkillsCache(ffmpeg, record=pid_records), pid_records=pid_records, store=store, fresh_db=fresh_db,
@@ -300,7 +306,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         history=history, sessions=sessions, forwarder=webrtc,
         forwarder_carried=carry is not None, viewers=viewers,
         storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
-        warnings=warnings, cluster=cluster,
+        warnings=warnings, cluster=cluster, relay=relay,
     )
 
 
@@ -309,7 +315,7 @@ def cluster_collectors(s: Services) -> list[object]:
     if s.cluster is None:
         return []
     from trio_core.cluster.metrics import ClusterMetrics
-    return [ClusterMetrics(s.cluster)]
+    return [ClusterMetrics(s.cluster, s.relay)]
 
 
 def build_subsystems(s: Services) -> list[Subsystem]:
@@ -336,6 +342,9 @@ def build_subsystems(s: Services) -> list[Subsystem]:
             s.forwarder, app=s.app, supervisor=s.supervisor, auth=s.auth, ffmpeg=s.ffmpeg,
             admission=s.viewers, run_forwarder=not s.forwarder_carried,
             ice_servers=config["webrtc.ice_servers"]))
+    if s.relay is not None:  # cluster.relay: the edge relay, ends before the forwarder
+        from trio_core.cluster.subsystem import EdgeRelaySubsystem
+        subsystems.append(EdgeRelaySubsystem(s.relay))
     if s.forwarder is not None and config["whip.enable"]:  # WHIP ingest, {whip} (issue 19)
         subsystems.append(WhipSubsystem(
             config, s.forwarder, app=s.app, auth=s.auth, placeholders=s.placeholders,

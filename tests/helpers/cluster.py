@@ -172,6 +172,10 @@ def node_env(base_env: dict[str, str], *, node_id: str, api_port: int, redis_por
         "CORE_CLUSTER_NODE_ID": node_id,
         "CORE_CLUSTER_ADDRESS": f"http://127.0.0.1:{api_port}",
         "CORE_CLUSTER_LEASE_SECONDS": str(lease),
+        # the nodes share one loaded test machine: placement headroom (measured CPU/memory)
+        # would be noise here; tests/unit/trio_core/cluster/test_placement.py covers it
+        "CORE_CLUSTER_MAX_CPU_USAGE": "0",
+        "CORE_CLUSTER_MAX_MEMORY_USAGE": "0",
         **extra,
     })
     return env

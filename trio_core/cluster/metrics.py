@@ -5,7 +5,9 @@
 * ``cluster_leases_held`` (gauge): process leases this node holds;
 * ``cluster_failovers_total``: processes this node took over from a node that stopped renewing;
 * ``cluster_moves_total``: processes this node handed over on purpose (rebalance, drain, pin);
-* ``cluster_self_fenced_total``: processes this node stopped because it could not renew.
+* ``cluster_self_fenced_total``: processes this node stopped because it could not renew;
+* ``cluster_relay_sessions`` (gauge): upstream sessions this node holds as an edge
+  (``cluster.relay``: one per relayed process; 0 without the relay).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     from trio_core.cluster.node import ClusterNode
+    from trio_core.cluster.relay import EdgeRelay
 
 __all__ = ["ClusterMetrics"]
 
@@ -24,8 +27,9 @@ __all__ = ["ClusterMetrics"]
 class ClusterMetrics:
     """A prometheus_client collector over one node."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: ClusterNode, relay: EdgeRelay | None = None) -> None:
         self.node = node
+        self.relay = relay
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -43,6 +47,8 @@ class ClusterMetrics:
              node.moves),
             (CounterMetricFamily, "cluster_self_fenced", "Processes stopped because the lease "
              "could not be renewed", node.fenced),
+            (GaugeMetricFamily, "cluster_relay_sessions", "Upstream sessions this node holds "
+             "as an edge relay", self.relay.sessions if self.relay is not None else 0),
         ):
             metric = family(name, doc, labels=labels)
             metric.add_metric([node.id], value)

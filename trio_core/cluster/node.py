@@ -47,7 +47,7 @@ import trio
 
 from trio_core import __version__
 from trio_core.cluster.lease import LeaseBook
-from trio_core.cluster.placement import assign
+from trio_core.cluster.placement import Need, assign, headroom
 from trio_core.config.startup_error import StartupError
 from trio_core.engine.hooks import HookAbort, RunContext
 from trio_core.engine.process_config import ConfigError, ProcessConfig
@@ -87,6 +87,8 @@ class ClusterSettings:
     lease_seconds: int
     relay: bool
     name: str = ""
+    max_cpu_usage: int = 0  # percent; 0 = no limit (placement headroom)
+    max_memory_usage: int = 0
 
     @classmethod
     def from_config(cls, config: Config, instance_id: str, name: str = "") -> ClusterSettings:
@@ -97,7 +99,9 @@ class ClusterSettings:
         return cls(redis_url=config["cluster.redis_url"],
                    node_id=config["cluster.node_id"] or instance_id,
                    address=address.rstrip("/"), lease_seconds=config["cluster.lease_seconds"],
-                   relay=config["cluster.relay"], name=name)
+                   relay=config["cluster.relay"], name=name,
+                   max_cpu_usage=config["cluster.max_cpu_usage"],
+                   max_memory_usage=config["cluster.max_memory_usage"])
 
 
 class FenceHook:
@@ -212,16 +216,27 @@ class ClusterNode:
         mem = psutil.virtual_memory()
         cpu = psutil.cpu_percent(interval=None)
         ncpu = psutil.cpu_count() or 1
+        max_cpu, max_mem = self.settings.max_cpu_usage, self.settings.max_memory_usage
+        needs = process_needs(self._records_cache)
+        held = [needs[pid] for pid in self.book.held if pid in needs]
         return {
             "id": self.id, "name": self.settings.name, "token": self.token,
             "address": self.settings.address, "version": __version__, "state": self.state,
             "started_at": self.started_at, "updated_at": time.time(), "beat": self._beat,
             "max_processes": self.supervisor.max_processes,
             "processes": len(self.book.held),
-            "resources": {"ncpu": float(ncpu), "cpu_used": cpu, "cpu_limit": 100.0,
+            "resources": {"ncpu": float(ncpu), "cpu_used": cpu,
+                          "cpu_limit": float(max_cpu or 100),
                           "memory_used_bytes": int(mem.total - mem.available),
-                          "memory_limit_bytes": int(mem.total),
-                          "is_throttling": cpu > 95.0},
+                          "memory_limit_bytes": int(mem.total * (max_mem or 100) / 100),
+                          "memory_total_bytes": int(mem.total),
+                          "is_throttling": cpu > 95.0,
+                          # placement headroom (placement.headroom): thresholds, and the
+                          # limits of the processes this node holds
+                          "max_cpu_usage": max_cpu, "max_memory_usage": max_mem,
+                          "reserved_cpu_usage": round(sum(n.cpu for n in held), 3),
+                          "reserved_memory_mbytes": round(sum(n.memory_mbytes
+                                                              for n in held), 3)},
         }
 
     def last_contact_ms(self) -> float:
@@ -528,9 +543,11 @@ class ClusterNode:
                    if doc.get("state") == "online"}
         pids = sorted(records)
         self.holders = holders = await self.call(db.holders, pids)
+        rooms = {nid: headroom(live[nid].get("resources") or {}) for nid in healthy}
         self.assignment = assignment = assign(
             records, healthy, pins=self._pins_cache,
-            holders={pid: h[0] for pid, h in holders.items()})
+            holders={pid: h[0] for pid, h in holders.items()},
+            rooms=rooms, needs=process_needs(records))
         # what runs here without a lease (lost, deleted) stops
         for pid in self.supervisor.ids():
             if pid not in self.book.held:
@@ -658,3 +675,20 @@ def new_record(config: dict[str, Any], order: str, created_at: float | None = No
             "created_at": int(created_at if created_at is not None else now),
             "updated_at": int(updated_at if updated_at is not None else now),
             "rev": 1, "reload": 0, "restart": 0}
+
+
+def process_needs(records: dict[str, Record]) -> dict[str, Need]:
+    """The ``limits`` (cpu_usage, memory_mbytes) of every process that has any."""
+    out: dict[str, Need] = {}
+    for pid, record in records.items():
+        limits = (record.get("config") or {}).get("limits") or {}
+        if not isinstance(limits, dict):
+            continue
+        try:
+            cpu = float(limits.get("cpu_usage") or 0)
+            memory = float(limits.get("memory_mbytes") or 0)
+        except (TypeError, ValueError):
+            continue
+        if cpu > 0 or memory > 0:
+            out[pid] = Need(cpu, memory)
+    return out

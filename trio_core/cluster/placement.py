@@ -13,6 +13,16 @@ puts a process on a healthy node first, within capacity. A running process stays
 while that node is within its capacity (``holders``): a node joining takes only what the others
 hold beyond their new capacity, the processes ranking it highest first. A process no node can
 take (every node full) is unassigned (None).
+
+Headroom (``rooms``, from each node's heartbeat): a node whose measured CPU or memory use is
+above its threshold (``cluster.max_cpu_usage``/``max_memory_usage``) is *overloaded* and takes
+no new process (what it runs stays); and every process's ``limits`` (``needs``: cpu percent,
+memory MB) count against the node it is placed on — the limits of one node's processes add
+up to at most its ``cpu``/``memory_mbytes`` budget, pins and running processes included (a
+process whose limits no longer fit where it runs moves). When *every* node is overloaded a
+process still goes to its best-ranked node with capacity and budget (an overloaded cluster
+degrades rather than stops running things); a process whose limits fit no node is
+unassigned.
 """
 
 from __future__ import annotations
@@ -20,11 +30,48 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-__all__ = ["BALANCE", "assign", "rank", "score"]
+__all__ = ["BALANCE", "Headroom", "Need", "assign", "headroom", "rank", "score"]
 
 #: a node takes at most this factor of the mean number of processes
 BALANCE = 1.2
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """What a node can take: ``overloaded`` (measured use above its threshold: no new
+    processes), and the budgets the processes' limits share (inf: no limit)."""
+
+    overloaded: bool = False
+    cpu: float = math.inf
+    memory_mbytes: float = math.inf
+
+
+@dataclass(frozen=True)
+class Need:
+    """A process's ``limits``: CPU percent of a machine and memory MB (0: none)."""
+
+    cpu: float = 0.0
+    memory_mbytes: float = 0.0
+
+
+def headroom(resources: Mapping[str, object]) -> Headroom:
+    """A node's :class:`Headroom` from the ``resources`` of its heartbeat document
+    (``cpu_used``, ``memory_used_bytes``, ``memory_total_bytes``, ``max_cpu_usage``,
+    ``max_memory_usage``; missing thresholds = no limit)."""
+    def num(key: str) -> float:
+        value = resources.get(key)
+        return float(value) if isinstance(value, int | float) else 0.0
+    max_cpu, max_mem = num("max_cpu_usage"), num("max_memory_usage")
+    total = num("memory_total_bytes")
+    used_mem = 100.0 * num("memory_used_bytes") / total if total > 0 else 0.0
+    overloaded = (max_cpu > 0 and num("cpu_used") > max_cpu) or (
+        max_mem > 0 and total > 0 and used_mem > max_mem)
+    return Headroom(overloaded=overloaded,
+                    cpu=max_cpu if max_cpu > 0 else math.inf,
+                    memory_mbytes=total * max_mem / 100 / 2**20 if max_mem > 0 and total > 0
+                    else math.inf)
 
 
 def score(process_id: str, node_id: str) -> int:
@@ -41,43 +88,71 @@ def rank(process_id: str, nodes: Iterable[str]) -> list[str]:
 def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
            pins: Mapping[str, str] | None = None,
            holders: Mapping[str, str] | None = None,
-           balance: float = BALANCE) -> dict[str, str | None]:
+           balance: float = BALANCE,
+           rooms: Mapping[str, Headroom] | None = None,
+           needs: Mapping[str, Need] | None = None) -> dict[str, str | None]:
     """The node of every process. ``nodes`` maps each healthy node to its own limit of
     processes (0 = none); ``pins`` maps process ids to a preferred node; ``holders`` maps
     process ids to the node running them now (sticky: kept there while that node is within
-    its capacity, those ranking it highest first)."""
+    its capacity, those ranking it highest first); ``rooms`` the nodes' headroom and
+    ``needs`` the processes' limits (see the module docstring; missing = no limit)."""
     ids = sorted(set(process_ids))
     out: dict[str, str | None] = {}
     if not nodes:
         return dict.fromkeys(ids)
-    capacity = _capacities(len(ids), nodes, balance)
-    load = dict.fromkeys(nodes, 0)
+    rooms = rooms or {}
+    needs = needs or {}
+    free = Headroom()
     pins = pins or {}
     holders = holders or {}
+    capacity = _capacities(len(ids), nodes, balance)
+    taking = {n: lim for n, lim in nodes.items() if not rooms.get(n, free).overloaded}
+    if taking and len(taking) < len(nodes):  # the others share what overloaded nodes keep
+        kept = sum(1 for pid in ids if holders.get(pid) in nodes
+                   and rooms.get(holders[pid], free).overloaded)
+        capacity.update(_capacities(len(ids) - kept, taking, balance))
+    load = dict.fromkeys(nodes, 0)
+    cpu = dict.fromkeys(nodes, 0.0)
+    mem = dict.fromkeys(nodes, 0.0)
+
+    def fits(node: str, pid: str, new: bool) -> bool:
+        room = rooms.get(node, free)
+        need = needs.get(pid)
+        if load[node] >= capacity[node] or (new and room.overloaded):
+            return False
+        return need is None or (cpu[node] + need.cpu <= room.cpu
+                                and mem[node] + need.memory_mbytes <= room.memory_mbytes)
+
+    def take(node: str, pid: str) -> None:
+        out[pid] = node
+        load[node] += 1
+        need = needs.get(pid)
+        if need is not None:
+            cpu[node] += need.cpu
+            mem[node] += need.memory_mbytes
+
     for pid in ids:  # pins first
         pinned = pins.get(pid)
-        if pinned in capacity and load[pinned] < capacity[pinned]:
-            out[pid] = pinned
-            load[pinned] += 1
+        if pinned in capacity and fits(pinned, pid, holders.get(pid) != pinned):
+            take(pinned, pid)
     # then what already runs stays where it is, as far as the capacities allow
     sticky = [pid for pid in ids if pid not in out and holders.get(pid) in capacity]
     sticky.sort(key=lambda pid: (rank(pid, nodes).index(holders[pid]), pid))
     for pid in sticky:
         node = holders[pid]
-        if load[node] < capacity[node]:
-            out[pid] = node
-            load[node] += 1
+        if fits(node, pid, False):
+            take(node, pid)
     for pid in ids:
         if pid in out:
             continue
-        choice = None
-        for node in rank(pid, nodes):
-            if load[node] < capacity[node]:
-                choice = node
-                break
-        if choice is not None:
-            load[choice] += 1
-        out[pid] = choice
+        ranked = rank(pid, nodes)
+        choice = next((n for n in ranked if fits(n, pid, True)), None)
+        if choice is None and all(rooms.get(n, free).overloaded for n in nodes):
+            choice = next((n for n in ranked if fits(n, pid, False)), None)
+        if choice is None:
+            out[pid] = None
+        else:
+            take(choice, pid)
     return {pid: out[pid] for pid in ids}
 
 

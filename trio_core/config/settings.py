@@ -107,6 +107,13 @@ def _parse_fanout_workers(value: Any) -> int:
     return number
 
 
+def _parse_percent(value: Any) -> int:
+    number = _parse_nonneg_int(value)
+    if number > 100:
+        raise ValueError(f"must be 0..100, got {number}")
+    return number
+
+
 def _parse_positive_int(value: Any) -> int:
     number = _parse_int(value)
     if number < 1:
@@ -511,8 +518,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a node's lease on a process lasts without renewal; a dead node's "
             "processes start elsewhere within this + 5 s (>= 2).", _parse_positive_int),
     Setting("cluster.relay", "bool", False,
-            "Edge relay of WHEP viewers of processes running on other nodes (not implemented "
-            "yet: viewers are redirected with 307 to the owner).", _parse_bool),
+            "Edge relay: a node serves WHEP viewers of processes other nodes run from one "
+            "upstream WHEP session per process (off: they get a 307 to the owner); needs "
+            "webrtc.enable.", _parse_bool),
+    Setting("cluster.max_cpu_usage", "int", 90,
+            "A node whose CPU use (percent of the machine) is above this takes no new "
+            "processes, and the processes' limits.cpu_usage on a node add up to at most "
+            "this (0 = no limit; 1..100).", _parse_percent),
+    Setting("cluster.max_memory_usage", "int", 90,
+            "A node whose memory use (percent of the machine) is above this takes no new "
+            "processes, and the processes' limits.memory_mbytes on a node add up to at most "
+            "this share of its memory (0 = no limit; 1..100).", _parse_percent),
     # (end cluster)
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "

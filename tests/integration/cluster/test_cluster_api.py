@@ -67,7 +67,9 @@ def node_config(tmp: Path, ffmpeg: str, node_id: str, redis_port: int, **extra: 
               "cluster.redis_url": f"redis://127.0.0.1:{redis_port}/0",
               "cluster.node_id": node_id, "cluster.lease_seconds": LEASE,
               "webrtc.enable": True, "webrtc.udp_mux_port": 0,
-              "metrics.enable_prometheus": True}
+              "metrics.enable_prometheus": True,
+              # one loaded machine for both nodes: no headroom-driven placement here
+              "cluster.max_cpu_usage": 0, "cluster.max_memory_usage": 0}
     values.update(extra)
     return make_config(tmp / node_id, ffmpeg, **values)
 

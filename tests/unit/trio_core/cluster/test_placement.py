@@ -63,3 +63,59 @@ def test_running_processes_stay_unless_their_node_is_over_capacity() -> None:
     assert max(load.values()) <= 12 and load["n3"] == len(moved) >= 6
     # nothing moves when the holders are within capacity
     assert assign(ids, {"n1": 0, "n2": 0, "n3": 0}, holders=three) == three
+
+
+def test_an_overloaded_node_takes_no_new_processes_but_keeps_its_own() -> None:
+    from trio_core.cluster.placement import Headroom
+    ids = [f"p{i}" for i in range(12)]
+    nodes = {"n1": 0, "n2": 0, "n3": 0}
+    before = assign(ids, nodes)
+    rooms = {"n2": Headroom(overloaded=True)}
+    # nothing new goes to n2 ...
+    placed = assign(ids, nodes, rooms=rooms)
+    assert "n2" not in placed.values() and None not in placed.values()
+    # ... what it runs stays there
+    running = {pid: node for pid, node in before.items() if node == "n2"}
+    assert running
+    kept = assign(ids, nodes, rooms=rooms, holders=running)
+    assert all(kept[pid] == "n2" for pid in running)
+    # a pin to an overloaded node is not honoured for a new process
+    pinned = assign(["q"], nodes, rooms=rooms, pins={"q": "n2"})
+    assert pinned["q"] in ("n1", "n3")
+    # every node overloaded: processes still run (the cluster degrades, it does not stop)
+    everyone = {n: Headroom(overloaded=True) for n in nodes}
+    assert None not in assign(ids, nodes, rooms=everyone).values()
+
+
+def test_limits_count_against_a_nodes_budget() -> None:
+    from trio_core.cluster.placement import Headroom, Need
+    nodes = {"n1": 0, "n2": 0}
+    rooms = {"n1": Headroom(cpu=90, memory_mbytes=1000), "n2": Headroom(cpu=90, memory_mbytes=1000)}
+    # 50 % CPU each: one per node fits, a third fits nowhere
+    needs = {p: Need(cpu=50) for p in ("a", "b", "c")}
+    placed = assign(["a", "b", "c"], nodes, rooms=rooms, needs=needs, balance=10)
+    assert sorted(n for n in placed.values() if n) == ["n1", "n2"]
+    assert list(placed.values()).count(None) == 1
+    # memory likewise; processes without limits are not affected
+    needs = {"m1": Need(memory_mbytes=600), "m2": Need(memory_mbytes=600)}
+    placed = assign(["m1", "m2", "x", "y"], nodes, rooms=rooms, needs=needs, balance=10)
+    assert placed["m1"] != placed["m2"] and placed["x"] and placed["y"]
+    # a running process whose limit grew beyond its node's budget moves
+    rooms = {"n1": Headroom(cpu=40), "n2": Headroom(cpu=90)}
+    moved = assign(["a"], nodes, rooms=rooms, needs={"a": Need(cpu=60)}, holders={"a": "n1"})
+    assert moved == {"a": "n2"}
+
+
+def test_headroom_from_a_heartbeat() -> None:
+    import math
+
+    from trio_core.cluster.placement import headroom
+    gib = 2**30
+    doc = {"cpu_used": 95.0, "memory_used_bytes": 2 * gib, "memory_total_bytes": 8 * gib,
+           "max_cpu_usage": 90, "max_memory_usage": 50}
+    room = headroom(doc)
+    assert room.overloaded and room.cpu == 90 and room.memory_mbytes == 4096
+    assert not headroom({**doc, "cpu_used": 10.0}).overloaded
+    assert headroom({**doc, "cpu_used": 10.0, "memory_used_bytes": 5 * gib}).overloaded
+    off = headroom({"cpu_used": 100.0, "memory_used_bytes": 1, "memory_total_bytes": 2})
+    assert not off.overloaded and off.cpu == math.inf and off.memory_mbytes == math.inf

@@ -26,3 +26,11 @@ def test_defaults_and_checks() -> None:
         assert info.value.key == name
     # off: nothing is checked
     assert load_config(None, env={"CORE_CLUSTER_LEASE_SECONDS": "1"})["cluster.lease_seconds"] == 1
+
+
+def test_headroom_settings() -> None:
+    config = load_config(None, env={})
+    assert config["cluster.max_cpu_usage"] == 90 and config["cluster.max_memory_usage"] == 90
+    assert load_config(None, env={"CORE_CLUSTER_MAX_CPU_USAGE": "0"})["cluster.max_cpu_usage"] == 0
+    with pytest.raises(SettingError, match="0..100"):
+        load_config(None, env={"CORE_CLUSTER_MAX_MEMORY_USAGE": "101"})
