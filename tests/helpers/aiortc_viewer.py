@@ -19,7 +19,8 @@ receives (``t`` = monotonic seconds, ``video_frames``, ``state`` = connectionSta
 tests that act while it watches (``run_aiortc_viewer(..., on_progress=...)``).
 
 Only 127.0.0.1 may be a network target here: aioice's host-address discovery is limited to
-loopback and no STUN server is used.
+loopback (or, with ``--host-address``, to one address on a veth into network namespaces the
+test created) and no STUN server is used.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ async def _viewer(args: argparse.Namespace) -> dict[str, Any]:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
 
-    aioice.ice.get_host_addresses = _loopback_only  # type: ignore[assignment]
+    if args.host_address == "127.0.0.1":
+        aioice.ice.get_host_addresses = _loopback_only  # type: ignore[assignment]
+    else:  # an address of a veth into network namespaces the test created
+        aioice.ice.get_host_addresses = (  # type: ignore[assignment]
+            lambda use_ipv4=True, use_ipv6=True: [args.host_address])
     result: dict[str, Any] = {
         "connected": False, "video_frames": 0, "width": 0, "height": 0, "audio_frames": 0,
         "audio_samples": 0, "first_frame_ms": None, "delete_status": None, "error": None,
@@ -175,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--token", default="")
     ap.add_argument("--video-codec", default="", help="offer only this video codec (vp8, h264)")
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--host-address", default="127.0.0.1",
+                    help="the one local ICE host candidate (an address of a test namespace's veth)")
     ap.add_argument("--connect-timeout", type=float, default=15.0)
     ap.add_argument("--progress", action="store_true", help="print progress lines")
     kinds = ap.add_mutually_exclusive_group()

@@ -1,7 +1,9 @@
-"""Real parts for the cluster tests (issue 20): Debian's ``redis-server`` and ``haproxy``
-started in a temp dir on 127.0.0.1 ports, a TCP proxy the test can freeze (a node's
-partition from Redis), trio-core nodes as child processes, and a /proc census of the FFmpegs
-each node runs (by the process id the test put into each FFmpeg's command line)."""
+"""Real parts for the cluster tests (issue 20): Debian's ``redis-server`` on a 127.0.0.1
+port, a TCP proxy the test can freeze (a node's partition from Redis), trio-core nodes as
+child processes, a /proc census of the FFmpegs each node runs (by the process id the test
+put into each FFmpeg's command line), and (root) a :class:`Lab` of network namespaces: Redis
+and HAProxy in ``lab``, each node in its own namespace on its own address, routed to the
+test's namespace so WHEP redirects and media reach the nodes."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import trio
 
 from tests.helpers.api import free_port
+from tests.helpers.server_process import server_env
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -87,22 +90,6 @@ backend nodes
     http-check expect string true
 {servers}
 """
-
-
-@contextmanager
-def haproxy(tmp: Path, backends: dict[str, int]) -> Iterator[int]:
-    """Debian's HAProxy (foreground) with :func:`haproxy_config`; yields its port."""
-    port = free_port()
-    cfg = tmp / "haproxy.cfg"
-    cfg.write_text(haproxy_config(port, backends))
-    with open(tmp / "haproxy.log", "ab") as log:
-        proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=log, stderr=log)
-    try:
-        wait_port(port)
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 class FreezableProxy:
@@ -381,6 +368,38 @@ class Lab:
             self.ns_run(self.lab, "ip", "link", "set", a, "up")
             self.ns_run(ns, "ip", "addr", "add", f"{self.node_ip[name]}/24", "dev", b)
             self.ns_run(ns, "ip", "link", "set", b, "up")
+            # media to a viewer in this namespace (10.78.X.1) goes through lab
+            self.ns_run(ns, "ip", "route", "add", "default", "via", self.bridge_ip)
+        # this namespace reaches the nodes' own addresses (WHEP redirects, media) via lab
+        self.ns_run(self.lab, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._run("ip", "route", "add", f"10.77.{self.octet}.0/24", "via", self.lab_ip)
+
+    def start_services(self, tmp: Path, *, redis_port: int, lb_port: int,
+                       api_ports: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+        """Redis (``bridge_ip:redis_port``) and HAProxy (``lab_ip:lb_port``, in front of every
+        node's ``node_ip:api_port``) in ``lab``; the caller kills them (:func:`lab_services`)."""
+        with open(tmp / "lab.log", "ab") as log:
+            redis = ns_popen(self.lab, [REDIS, "--port", str(redis_port), "--bind",
+                                        self.bridge_ip, "--protected-mode", "no",  # private ns
+                                        "--save", "", "--dir", str(tmp)], stdout=log, stderr=log)
+            (tmp / "haproxy.cfg").write_text(haproxy_config(
+                lb_port, api_ports, bind=self.lab_ip, hosts=self.node_ip))
+            lb = ns_popen(self.lab, [HAPROXY, "-db", "-f", str(tmp / "haproxy.cfg")],
+                          stdout=log, stderr=log)
+        return [lb, redis]
+
+    def node(self, name: str, tmp: Path, ffmpeg: str, *, api_port: int, redis_port: int,
+             lease: int, webrtc: bool = False) -> NodeProcess:
+        """Node ``name`` in its namespace: API (and WebRTC media) on its own address."""
+        ip = self.node_ip[name]
+        env = server_env(tmp / name, ffmpeg, CORE_WEBRTC_ENABLE=str(webrtc).lower())
+        env = node_env(env, node_id=name, api_port=api_port, redis_port=redis_port, lease=lease)
+        env.update({"CORE_API_ADDRESS": f"{ip}:{api_port}",
+                    "CORE_CLUSTER_ADDRESS": f"http://{ip}:{api_port}",
+                    "CORE_CLUSTER_REDIS_URL": f"redis://{self.bridge_ip}:{redis_port}/0",
+                    "CORE_WEBRTC_BIND_ADDRESS": ip,
+                    "CORE_API_ALLOW_PUBLIC_BIND": "true"})  # a private namespace
+        return NodeProcess(name, env, tmp / f"{name}.log", netns=self.ns[name])
 
     def cut(self, name: str, port: int) -> None:
         ns = self.ns[name]
@@ -408,6 +427,41 @@ def lab(names: list[str]) -> Iterator[Lab]:
         yield net
     finally:
         net.close()
+
+
+@contextmanager
+def lab_services(net: Lab, tmp: Path, *, redis_port: int, lb_port: int,
+                 api_ports: dict[str, int]) -> Iterator[None]:
+    """:meth:`Lab.start_services` for the context's duration."""
+    procs = net.start_services(tmp, redis_port=redis_port, lb_port=lb_port, api_ports=api_ports)
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def totals(per_node: dict[str, Counter[str]]) -> Counter[str]:
+    """FFmpegs per process id over all nodes of a census sample."""
+    out: Counter[str] = Counter()
+    for counts in per_node.values():
+        out.update(counts)
+    return out
+
+
+async def wait_running(census: Census, ids: set[str], timeout: float,
+                       without: str | None = None) -> float:
+    """Seconds until every id in ``ids`` has exactly one FFmpeg (none on ``without``)."""
+    start = trio.current_time()
+    with trio.fail_after(timeout):
+        while True:
+            per_node = census.last
+            total = totals(per_node)
+            if (per_node and set(total) >= ids and all(total[i] == 1 for i in ids)
+                    and (without is None or not per_node.get(without))):
+                return trio.current_time() - start
+            await trio.sleep(0.1)
 
 
 def ns_popen(ns: str, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
