@@ -21,7 +21,9 @@ Contract:
   healthy (online, live) nodes is computed; this node acquires the free leases of processes
   assigned to it (a dead node's leases expire: failover within ``lease_seconds`` + a tick),
   hands over at most one process at a time (cluster-wide ``moving`` token) whose assignment
-  moved to another live node, and stops what it runs without a lease.
+  moved to another live node, and stops what it runs without a lease. A process with a
+  ``#other:output=`` input is placed on ``other``'s node (``process_dependencies``) and
+  added after it, so the reference resolves in the local supervisor.
 * **Shared store.** The local supervisor holds only the processes this node runs; their
   config, order and one-shot commands come from the Redis records (``rev``, ``reload``,
   ``restart`` counters). ``db.json`` is rewritten as a cache of the whole store when it
@@ -36,6 +38,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import secrets
 import signal
 import time
@@ -47,7 +50,7 @@ import trio
 
 from trio_core import __version__
 from trio_core.cluster.lease import LeaseBook
-from trio_core.cluster.placement import Need, assign, headroom
+from trio_core.cluster.placement import Need, assign, dependency_roots, headroom
 from trio_core.config.startup_error import StartupError
 from trio_core.engine.hooks import HookAbort, RunContext
 from trio_core.engine.process_config import ConfigError, ProcessConfig
@@ -65,6 +68,9 @@ __all__ = ["ClusterNode", "ClusterSettings", "FenceHook", "NodeIdClash", "RedisU
            "SystemMetadataStore"]
 
 log = logging.getLogger(__name__)
+
+#: an input reading another process's output (Core's ``#<id>:output=<oid>``)
+_REFERENCE_RE = re.compile(r"^#(.+):output=(.+)", re.DOTALL)
 
 RECONCILE_INTERVAL = 0.5  # at most; lease/10 with shorter leases
 FENCE_INTERVAL = 0.1
@@ -544,10 +550,14 @@ class ClusterNode:
         pids = sorted(records)
         self.holders = holders = await self.call(db.holders, pids)
         rooms = {nid: headroom(live[nid].get("resources") or {}) for nid in healthy}
+        deps = process_dependencies(records)
         self.assignment = assignment = assign(
             records, healthy, pins=self._pins_cache,
             holders={pid: h[0] for pid, h in holders.items()},
-            rooms=rooms, needs=process_needs(records))
+            rooms=rooms, needs=process_needs(records), deps=deps)
+        # a referenced process is added here before the processes reading its outputs
+        roots = dependency_roots(pids, deps)
+        pids.sort(key=lambda pid: (pid != roots[pid], pid))
         # what runs here without a lease (lost, deleted) stops
         for pid in self.supervisor.ids():
             if pid not in self.book.held:
@@ -675,6 +685,23 @@ def new_record(config: dict[str, Any], order: str, created_at: float | None = No
             "created_at": int(created_at if created_at is not None else now),
             "updated_at": int(updated_at if updated_at is not None else now),
             "rev": 1, "reload": 0, "restart": 0}
+
+
+def process_dependencies(records: dict[str, Record]) -> dict[str, str]:
+    """The process whose output each process's inputs read first (``#<id>:output=<oid>``,
+    placement affinity: see :mod:`.placement`)."""
+    out: dict[str, str] = {}
+    for pid, record in records.items():
+        inputs = (record.get("config") or {}).get("input") or []
+        if not isinstance(inputs, list):
+            continue
+        for io in inputs:
+            address = io.get("address") if isinstance(io, dict) else None
+            match = _REFERENCE_RE.match(address) if isinstance(address, str) else None
+            if match is not None and match.group(1) != pid:
+                out[pid] = match.group(1)
+                break
+    return out
 
 
 def process_needs(records: dict[str, Record]) -> dict[str, Need]:

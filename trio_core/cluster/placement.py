@@ -23,6 +23,12 @@ process whose limits no longer fit where it runs moves). When *every* node is ov
 process still goes to its best-ranked node with capacity and budget (an overloaded cluster
 degrades rather than stops running things); a process whose limits fit no node is
 unassigned.
+
+Dependency affinity (``deps``, Core v17's rule for ``#id:`` inputs): a process whose input
+reads another process's output (``#other:output=…``) runs on ``other``'s node, wherever that
+is — it is placed as ``other`` is and moves when ``other`` moves (chains follow their root; a
+cycle, or a reference to a process that does not exist, is placed normally). Followers do not
+count against capacities or budgets: the group goes where its root goes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["BALANCE", "Headroom", "Need", "assign", "headroom", "rank", "score"]
+__all__ = ["BALANCE", "Headroom", "Need", "assign", "dependency_roots", "headroom", "rank", "score"]
 
 #: a node takes at most this factor of the mean number of processes
 BALANCE = 1.2
@@ -90,8 +96,46 @@ def assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
            holders: Mapping[str, str] | None = None,
            balance: float = BALANCE,
            rooms: Mapping[str, Headroom] | None = None,
-           needs: Mapping[str, Need] | None = None) -> dict[str, str | None]:
-    """The node of every process. ``nodes`` maps each healthy node to its own limit of
+           needs: Mapping[str, Need] | None = None,
+           deps: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The node of every process (``deps``: process id -> the process its inputs reference,
+    see the module docstring)."""
+    ids = sorted(set(process_ids))
+    roots = dependency_roots(ids, deps or {})
+    placed = _assign([pid for pid in ids if roots[pid] == pid], nodes, pins=pins,
+                     holders=holders, balance=balance, rooms=rooms, needs=needs)
+    return {pid: placed[roots[pid]] for pid in ids}
+
+
+def dependency_roots(process_ids: Iterable[str], deps: Mapping[str, str]) -> dict[str, str]:
+    """The process each of ``process_ids`` is placed with: itself, or the end of its chain of
+    references (``deps``) within ``process_ids``; a reference to an unknown process ends the
+    chain, and a process whose chain runs into a cycle is its own root."""
+    ids = set(process_ids)
+    roots: dict[str, str] = {}
+    for pid in ids:
+        seen = [pid]
+        cur = pid
+        while True:
+            nxt = deps.get(cur)
+            if nxt is None or nxt not in ids or nxt == cur:
+                break
+            if nxt in seen:  # a cycle: nobody in it follows anybody
+                cur = pid
+                break
+            seen.append(nxt)
+            cur = nxt
+        roots[pid] = cur
+    return roots
+
+
+def _assign(process_ids: Iterable[str], nodes: Mapping[str, int], *,
+            pins: Mapping[str, str] | None = None,
+            holders: Mapping[str, str] | None = None,
+            balance: float = BALANCE,
+            rooms: Mapping[str, Headroom] | None = None,
+            needs: Mapping[str, Need] | None = None) -> dict[str, str | None]:
+    """:func:`assign` without dependencies: The node of every process. ``nodes`` maps each healthy node to its own limit of
     processes (0 = none); ``pins`` maps process ids to a preferred node; ``holders`` maps
     process ids to the node running them now (sticky: kept there while that node is within
     its capacity, those ranking it highest first); ``rooms`` the nodes' headroom and

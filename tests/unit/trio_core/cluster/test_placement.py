@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trio_core.cluster.placement import assign, rank, score
+from trio_core.cluster.node import process_dependencies
+from trio_core.cluster.placement import assign, dependency_roots, rank, score
 
 
 def test_score_is_stable_and_rank_orders_by_it() -> None:
@@ -119,3 +120,51 @@ def test_headroom_from_a_heartbeat() -> None:
     assert headroom({**doc, "cpu_used": 10.0, "memory_used_bytes": 5 * gib}).overloaded
     off = headroom({"cpu_used": 100.0, "memory_used_bytes": 1, "memory_total_bytes": 2})
     assert not off.overloaded and off.cpu == math.inf and off.memory_mbytes == math.inf
+
+
+def test_dependents_follow_the_process_they_reference() -> None:
+    nodes = {"n1": 0, "n2": 0, "n3": 0}
+    ids = [f"ingest{i}" for i in range(6)]
+    free = assign(ids, nodes)
+    # each ingest gets a snapshot and an egress reading its output, and a chain egress->relay
+    deps = {f"snap{i}": f"ingest{i}" for i in range(6)}
+    deps.update({f"egress{i}": f"ingest{i}" for i in range(6)})
+    deps.update({f"relay{i}": f"egress{i}" for i in range(6)})
+    everything = ids + list(deps)
+    placed = assign(everything, nodes, deps=deps)
+    for i in range(6):
+        assert placed[f"ingest{i}"] == free[f"ingest{i}"]  # roots are placed as before
+        assert placed[f"snap{i}"] == placed[f"egress{i}"] == placed[f"relay{i}"] \
+            == placed[f"ingest{i}"]
+    # the root moves (its node left): the dependents move with it
+    gone = placed["ingest0"]
+    rest = {n: 0 for n in nodes if n != gone}
+    after = assign(everything, rest, deps=deps,
+                   holders={p: n for p, n in placed.items() if n and n != gone})
+    assert after["ingest0"] in rest
+    assert after["snap0"] == after["egress0"] == after["relay0"] == after["ingest0"]
+    # a pin of the root carries its dependents; a dependent's own holder does not hold it back
+    target = next(n for n in nodes if n != placed["ingest1"])
+    pinned = assign(everything, nodes, deps=deps, pins={"ingest1": target},
+                    holders={p: n for p, n in placed.items() if n})
+    assert pinned["ingest1"] == pinned["snap1"] == pinned["relay1"] == target
+
+
+def test_dependents_of_unknown_processes_and_cycles_are_placed_normally() -> None:
+    nodes = {"n1": 0, "n2": 0, "n3": 0}
+    ids = [f"p{i}" for i in range(12)]
+    plain = assign(ids, nodes)
+    deps = {"p0": "missing", "p1": "p2", "p2": "p1", "p3": "p3"}
+    assert assign(ids, nodes, deps=deps) == plain
+    assert dependency_roots(ids, deps)["p0"] == "p0"
+    assert dependency_roots(["a", "b", "c"], {"a": "b", "b": "c"}) == {"a": "c", "b": "c", "c": "c"}
+
+
+def test_process_dependencies_reads_core_references() -> None:
+    records = {
+        "probe": {"config": {"input": [{"id": "in", "address": "#ingest:output=output_0"}]}},
+        "self": {"config": {"input": [{"id": "in", "address": "#self:output=o"}]}},
+        "plain": {"config": {"input": [{"id": "in", "address": "rtmp://x/live"}]}},
+        "bad": {"config": {"input": "nonsense"}},
+    }
+    assert process_dependencies(records) == {"probe": "ingest"}
