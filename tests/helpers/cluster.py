@@ -63,8 +63,11 @@ def redis_server(tmp: Path, port: int | None = None, *, persist: bool = False
 
 
 def haproxy_config(port: int, backends: dict[str, int], *, bind: str = "127.0.0.1",
-                   hosts: dict[str, str] | None = None) -> str:
-    """HAProxy in front of the nodes' APIs (health: ``GET /api/v3/cluster/healthy``)."""
+                   hosts: dict[str, str] | None = None, public_check: bool = False) -> str:
+    """HAProxy in front of the nodes' APIs (health: ``GET /api/v3/cluster/healthy``; with
+    ``public_check``, for nodes with API auth on, ``GET /api`` answering 200)."""
+    check = ("    option httpchk GET /api\n    http-check expect status 200" if public_check
+             else "    option httpchk GET /api/v3/cluster/healthy\n    http-check expect string true")
     hosts = hosts or {}
     servers = "\n".join(
         f"    server {name} {hosts.get(name, '127.0.0.1')}:{p} check inter 500 fall 2 rise 1"
@@ -86,10 +89,28 @@ frontend api
 
 backend nodes
     balance roundrobin
-    option httpchk GET /api/v3/cluster/healthy
-    http-check expect string true
+{check}
 {servers}
 """
+
+
+@contextmanager
+def haproxy(tmp: Path, backends: dict[str, int], port: int | None = None, *,
+            public_check: bool = False) -> Iterator[int]:
+    """HAProxy on 127.0.0.1 in front of the loopback nodes' APIs (:func:`haproxy_config`);
+    yields its port once it accepts connections; killed on exit."""
+    port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "haproxy.cfg").write_text(haproxy_config(port, backends, public_check=public_check))
+    with open(tmp / "haproxy.log", "ab") as log:
+        proc = subprocess.Popen([HAPROXY, "-db", "-f", str(tmp / "haproxy.cfg")],
+                                stdout=log, stderr=log)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 class FreezableProxy:

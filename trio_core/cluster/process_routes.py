@@ -12,6 +12,9 @@ process of the cluster.
   one request per owner for a list, the caller's ``Authorization`` forwarded, 2 s deadline).
   A process nobody runs (just created, being moved, no healthy node) shows Core's idle state
   (``exec`` "finished", its order).
+* ``probe`` runs on the node that runs the process's ``#other:output=`` reference (where the
+  reference resolves; affinity keeps the process there too), else on the process's owner, else
+  here (``X-Trio-Core-Cluster-Hop``: the asked node runs it itself; 30 s deadline).
 * Redis unreachable -> 503 "Cluster unavailable" naming the problem.
 
 Cancellation: a cancelled request cancels its Redis call or proxy request; each Redis write
@@ -35,7 +38,7 @@ from trio_core.api.process_routes import (
     _validate,
     not_found,
 )
-from trio_core.cluster.node import RedisUnavailable, new_record
+from trio_core.cluster.node import RedisUnavailable, new_record, process_dependencies
 from trio_core.engine.process import Process
 from trio_core.engine.process_config import generate_id
 from trio_core.engine.supervisor import ProcessNotFound, json_size
@@ -52,6 +55,10 @@ __all__ = ["LOCAL_PREFIX", "cluster_process_blueprint", "OwnerViews"]
 #: where a node answers for the processes it runs itself (the plain process routes)
 LOCAL_PREFIX = "/api/v3/cluster/local/process"
 PROXY_TIMEOUT = 2.0
+#: a probe asked of the node that can resolve its ``#id:`` inputs (FFmpeg's probe takes seconds)
+PROBE_TIMEOUT = 30.0
+#: one node asking another: the asked node answers itself, never forwards again
+HOP_HEADER = "X-Trio-Core-Cluster-Hop"
 
 
 def unavailable(exc: Exception) -> ApiError:
@@ -172,6 +179,23 @@ async def process_views(node: ClusterNode, records: dict[str, Record], filters: 
         result.append(out)
     return result
 
+
+
+async def _probe_on(address: str, process_id: str) -> Any:
+    """The probe of ``process_id`` run by the node at ``address`` (None when it fails)."""
+    import httpx
+    headers = {HOP_HEADER: "1"}
+    if auth := request.headers.get("Authorization"):
+        headers["Authorization"] = auth
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+            resp = await client.get(f"{address}/api/v3/process/{quote(process_id, safe='')}/probe",
+                                    headers=headers)
+        if resp.status_code == 200:
+            return resp.json()
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
 
 
 def cluster_process_blueprint(node: ClusterNode, name: str = "process",
@@ -341,6 +365,16 @@ def cluster_process_blueprint(node: ClusterNode, name: str = "process",
         if record is None:
             return json_response({"streams": [], "log": [f"Unknown process ID ({process_id})"]})
         cfg = _validate(record["config"], "Invalid process config")
+        if not request.headers.get(HOP_HEADER):
+            # a ``#other:output=`` input resolves on other's node (placement affinity): the
+            # probe runs there; a process without references on its own node
+            target = process_dependencies({process_id: record}).get(process_id, process_id)
+            holders = await call(db().holders, [target])
+            owner = OwnerViews(node).owner_address(target, holders)
+            if owner is not None and owner[1]:
+                proxied = await _probe_on(owner[1], process_id)
+                if proxied is not None:
+                    return json_response(proxied)
         async with probes:
             result = await run_probe(sup.resolve(cfg), sup.ffmpeg, record=sup.pid_records,
                                      record_id=f"{process_id} (probe)")

@@ -73,7 +73,8 @@ def install_routes(app: QuartTrio, node: ClusterNode, storage_http: StorageHTTP 
     (``cluster.relay``) WHEP viewers of processes other nodes run are served here
     (:mod:`trio_core.cluster.relay`) instead of redirected."""
     if storage_http is not None:
-        storage_http.remote_files = RemoteFiles(node)
+        storage_http.remote_files = remote = RemoteFiles(node)
+        storage_http.remote_lists = remote.listing
     app.register_blueprint(cluster_process_blueprint(node))
     app.register_blueprint(cluster_process_blueprint(node, name="cluster_process",
                                                      url_prefix="/api/v3/cluster/process"))

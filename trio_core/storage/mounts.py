@@ -153,6 +153,9 @@ class StorageHTTP:
         self.sessions: Middleware | None = None
         #: files of other nodes (set by the cluster subsystem): (storage, name) -> (data, mtime)
         self.remote_files: Callable[[str, str], Awaitable[tuple[bytes, float] | None]] | None = None
+        #: listings of other nodes (set by the cluster subsystem): (storage, glob, authorization)
+        #: -> [(name, size, mtime)]; merged into ``GET /api/v3/fs/{storage}`` (routes.py)
+        self.remote_lists: Callable[[str, str, str], Awaitable[list[tuple[str, int, float]]]] | None = None
 
     # -- dispatch -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

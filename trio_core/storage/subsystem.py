@@ -94,7 +94,7 @@ class StorageSubsystem:
         self.loopback: LoopbackServer | None = None
         self.cleaner = Cleaner({"mem": self.memfs, "disk": self.disk}, supervisor)
         supervisor.add_hook(self.cleaner)
-        app.register_blueprint(fs_blueprint(self.memfs, self.disk))
+        app.register_blueprint(fs_blueprint(self.memfs, self.disk, http))
         install_hls_pages(app)
 
         @app.get("/dashboard")
