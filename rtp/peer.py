@@ -107,6 +107,23 @@ def _not_sending(data: bytes, addr: tuple[str, int]) -> None:
     raise OSError("no socket yet")
 
 
+class _Counter:
+    """One counter of :class:`OutTrack`: what the Python path counted (the ``field``
+    attribute) plus what its C viewer slot counted (``counters()[index]``); setting it sets
+    the Python part so that the sum is the value set."""
+
+    def __init__(self, index: int, field: str, doc: str) -> None:
+        self.index, self.field, self.__doc__ = index, field, doc
+
+    def __get__(self, track: OutTrack | None, owner: type) -> Any:
+        if track is None:
+            return self
+        return getattr(track, self.field) + track._native(self.index)
+
+    def __set__(self, track: OutTrack, value: int) -> None:
+        setattr(track, self.field, value - track._native(self.index))
+
+
 class OutTrack:
     """What this viewer gets for one source track.
 
@@ -169,43 +186,14 @@ class OutTrack:
 
     def _native(self, index: int) -> int:
         viewer = self.native
-        return 0 if viewer is None else viewer.counters(self.slot)[index]
+        return 0 if viewer is None else int(viewer.counters(self.slot)[index])
 
-    @property
-    def packets(self) -> int:
-        """Media packets sent (the kernel took them)."""
-        return self.packets_py + self._native(0)
-
-    @packets.setter
-    def packets(self, value: int) -> None:
-        self.packets_py = value - self._native(0)
-
-    @property
-    def bytes(self) -> int:
-        """Bytes of those packets (SRTP included)."""
-        return self.bytes_py + self._native(1)
-
-    @bytes.setter
-    def bytes(self, value: int) -> None:
-        self.bytes_py = value - self._native(1)
-
-    @property
-    def dropped(self) -> int:
-        """Packets not sent to this viewer (full socket buffer or ring, SRTP refusal, ...)."""
-        return self.dropped_py + self._native(2)
-
-    @dropped.setter
-    def dropped(self, value: int) -> None:
-        self.dropped_py = value - self._native(2)
-
-    @property
-    def retransmitted(self) -> int:
-        """NACK repairs sent (plain or RTX)."""
-        return self.retransmitted_py + self._native(3)
-
-    @retransmitted.setter
-    def retransmitted(self, value: int) -> None:
-        self.retransmitted_py = value - self._native(3)
+    packets = _Counter(0, "packets_py", "Media packets sent (the kernel took them).")
+    bytes = _Counter(1, "bytes_py", "Bytes of those packets (SRTP included).")
+    dropped = _Counter(2, "dropped_py",
+                       "Packets not sent to this viewer (full socket buffer or ring, SRTP "
+                       "refusal, ...).")
+    retransmitted = _Counter(3, "retransmitted_py", "NACK repairs sent (plain or RTX).")
 
     def __repr__(self) -> str:
         return (f"OutTrack({self.kind!r}, pt={self.payload_type}, ssrc={self.ssrc:#x}, "
