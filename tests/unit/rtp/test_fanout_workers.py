@@ -29,6 +29,7 @@ from rtp.rtcp import build_nack, build_pli
 from rtp.sdp import Codec, NegotiatedTrack
 from rtp.source import Source
 from rtp.srtp import SrtpSession, new_tx_context, stream_roc
+from tests.helpers.peer_fakes import DoneDtls, FakeMux
 
 pytestmark = pytest.mark.skipif(not fanout.NATIVE, reason="needs the native fan-out "
                                 "(covered by test_fanout's build check)")
@@ -226,58 +227,6 @@ m=video 40002 RTP/AVP 96\r
 a=rtpmap:96 H264/90000\r
 a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAHtkAoD2wEQAAAwABAAADADIPFi5I,aMuMsg==; profile-level-id=42C01E\r
 """
-
-
-class FakeMux:
-    """The Peer's view of the UDP mux: a real socket, or (``tcp``) a transport that is not
-    the mux socket: ``fileno_for`` -1 and its own sender, which records what it gets."""
-
-    def __init__(self, tcp: bool = False) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.tcp = tcp
-        self.framed: list[bytes] = []
-
-    def tcp_send(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.framed.append(len(data).to_bytes(2, "big") + data)  # RFC 4571 framing
-        self.sock.sendto(data, addr)
-
-    def sendto_for(self, addr: tuple[str, int]) -> Any:
-        return self.tcp_send if self.tcp else self.sock.sendto
-
-    def fileno_for(self, addr: tuple[str, int]) -> int:
-        return -1 if self.tcp else self.sock.fileno()
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> bool:
-        self.sock.sendto(data, addr)
-        return True
-
-    def register(self, peer: Peer) -> None: ...
-    def unregister(self, peer: Peer) -> None: ...
-    def route(self, addr: tuple[str, int], peer: Peer) -> None: ...
-
-
-class DoneDtls:
-    handshake_complete = True
-    closed = False
-    released = True
-    srtp_profile = b"SRTP_AES128_CM_SHA1_80"
-
-    def __init__(self, k: SrtpKeys) -> None:
-        self.keys = k
-
-    def srtp_keys(self) -> SrtpKeys:
-        return self.keys
-
-    def next_timeout(self) -> None:
-        return None
-
-    def datagrams_to_send(self) -> list[bytes]:
-        return []
-
-    def release(self) -> None: ...
-    def close(self) -> None: ...
 
 
 CERT = Certificate.generate()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 import pytest
 import trio
@@ -31,6 +30,7 @@ from rtp.rtcp import build_nack, build_pli
 from rtp.sdp import Codec, NegotiatedTrack
 from rtp.source import Source
 from rtp.srtp import SrtpSession
+from tests.helpers.peer_fakes import DoneDtls, FakeMux
 
 VIDEO_SDP = """v=0\r
 o=- 0 0 IN IP4 127.0.0.1\r
@@ -43,60 +43,6 @@ a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAHtkAoD2wEQAAAwABAAADADI
 """
 PT, RTX_PT = 102, 103
 FRAMES = 300
-
-
-class FakeMux:
-    """The Peer's view of the UDP mux: one real non-blocking socket on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-
-    @property
-    def sendto(self) -> Any:
-        return self.sock.sendto
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def sendto_for(self, addr: tuple[str, int]) -> Any:
-        return self.sock.sendto
-
-    def fileno_for(self, addr: tuple[str, int]) -> int:
-        return self.sock.fileno()
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> bool:
-        self.sock.sendto(data, addr)
-        return True
-
-    def register(self, peer: Peer) -> None: ...
-    def unregister(self, peer: Peer) -> None: ...
-    def route(self, addr: tuple[str, int], peer: Peer) -> None: ...
-
-
-class DoneDtls:
-    """A finished DTLS handshake with known keys (the handshake itself is tested elsewhere)."""
-
-    handshake_complete = True
-    closed = False
-    released = True
-    srtp_profile = b"SRTP_AES128_CM_SHA1_80"
-
-    def __init__(self, keys: SrtpKeys) -> None:
-        self.keys = keys
-
-    def srtp_keys(self) -> SrtpKeys:
-        return self.keys
-
-    def next_timeout(self) -> None:
-        return None
-
-    def datagrams_to_send(self) -> list[bytes]:
-        return []
-
-    def release(self) -> None: ...
-    def close(self) -> None: ...
 
 
 class Browser:
