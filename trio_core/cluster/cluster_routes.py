@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response
 
 from trio_core import __version__
+from trio_core.cluster import compatibility as compat
 from trio_core.cluster.node import RedisUnavailable
 from trio_core.cluster.process_routes import process_views, unavailable
 from trio_core.http.errors import ApiError, bind_json, json_response
@@ -60,7 +61,7 @@ def node_json(node: ClusterNode, node_id: str, doc: dict[str, Any] | None) -> di
     return {
         "id": node_id, "name": str(doc.get("name") or node_id), "public_domains": [],
         "version": str(doc.get("version", "")), "status": status,
-        "error": "" if live else "no heartbeat in the last lease",
+        "error": str(doc.get("error") or "") if live else "no heartbeat in the last lease",
         "voter": True, "leader": False, "address": address,
         "created_at": _rfc3339(float(doc.get("started_at", now))),
         "uptime_seconds": int(now - float(doc.get("started_at", now))) if live else 0,
@@ -103,13 +104,11 @@ def cluster_blueprint(node: ClusterNode) -> Blueprint:
     async def nodes() -> list[dict[str, Any]]:
         live, known = await call(db().nodes)
         wanted = await call(db().node_states)
-        out = []
-        for nid in sorted(set(known) | set(live)):
-            doc = live.get(nid)
-            if doc is not None and nid in wanted:
-                doc = dict(doc, state=wanted[nid])
-            out.append(node_json(node, nid, doc))
-        return out
+        for nid, doc in live.items():
+            if nid in wanted:
+                doc["state"] = wanted[nid]
+        compat.mark_incompatible(live)  # as the reconcile does: degraded, with the difference
+        return [node_json(node, nid, live.get(nid)) for nid in sorted(set(known) | set(live))]
 
     def healthy() -> bool:
         return (node.ready.is_set() and node.db is not None
@@ -137,8 +136,10 @@ def cluster_blueprint(node: ClusterNode) -> Blueprint:
                      "last_contact_ms": float(node.last_contact_ms()),
                      "num_peers": max(0, live - 1), "log_term": 0, "log_index": int(version)},
             "nodes": listed, "version": __version__,
+            # Core: "degraded" when a node is not online (offline, degraded, maintenance)
             "degraded": bool(degraded_error), "degraded_error": degraded_error,
-            "status": "degraded" if degraded_error else "online",
+            "status": "degraded" if degraded_error or any(
+                n["status"] != "online" for n in listed) else "online",
             # trio-core extras (also in the metrics)
             "leases_held": node.leases_held(), "failovers": node.failovers,
             "moves": node.moves, "self_fenced": node.fenced,

@@ -42,13 +42,14 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from trio_core import __version__
+from trio_core.cluster import compatibility as compat
 from trio_core.cluster.lease import LeaseBook
 from trio_core.cluster.placement import Need, assign, dependency_roots, headroom
 from trio_core.config.startup_error import StartupError
@@ -95,6 +96,8 @@ class ClusterSettings:
     name: str = ""
     max_cpu_usage: int = 0  # percent; 0 = no limit (placement headroom)
     max_memory_usage: int = 0
+    #: the settings the compatibility check compares (compatibility.SETTING_NAMES)
+    compat_config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def from_config(cls, config: Config, instance_id: str, name: str = "") -> ClusterSettings:
@@ -107,7 +110,8 @@ class ClusterSettings:
                    address=address.rstrip("/"), lease_seconds=config["cluster.lease_seconds"],
                    relay=config["cluster.relay"], name=name,
                    max_cpu_usage=config["cluster.max_cpu_usage"],
-                   max_memory_usage=config["cluster.max_memory_usage"])
+                   max_memory_usage=config["cluster.max_memory_usage"],
+                   compat_config={key: config[key] for key in compat.SETTING_NAMES})
 
 
 class FenceHook:
@@ -188,6 +192,10 @@ class ClusterNode:
         self.failovers = 0
         self.moves = 0
         self.fenced = 0
+        #: what the compatibility check compares (set before this node registers)
+        self.compat: dict[str, Any] | None = None
+        #: nodes the last reconcile found incompatible: {node id: Core's error text}
+        self.incompatible: dict[str, str] = {}
         supervisor.add_hook(FenceHook(self))
 
     # -- public ------------------------------------------------------------------------------
@@ -229,6 +237,7 @@ class ClusterNode:
             "id": self.id, "name": self.settings.name, "token": self.token,
             "address": self.settings.address, "version": __version__, "state": self.state,
             "started_at": self.started_at, "updated_at": time.time(), "beat": self._beat,
+            "compat": self.compat,
             "max_processes": self.supervisor.max_processes,
             "processes": len(self.book.held),
             "resources": {"ncpu": float(ncpu), "cpu_used": cpu,
@@ -294,6 +303,11 @@ class ClusterNode:
             db = ClusterDB(client)
             self.db = db
             try:
+                if self.compat is None:
+                    from trio_core.ffmpeg.skills import probe_build
+                    build = await probe_build(self.supervisor.ffmpeg, record=self.pid_records)
+                    self.compat = compat.fingerprint(self.settings.compat_config, build,
+                                                     __version__)
                 await self._connect_retrying(db)
                 await self._register(db)
                 await self._seed(db)
@@ -544,6 +558,12 @@ class ClusterNode:
         self.state = wanted.get(self.id, "online")
         for nid, doc in live.items():  # a drained node is not placed on, even before it beats
             doc["state"] = wanted.get(nid, doc.get("state", "online"))
+        # a node that differs from the cluster (Core v17's check) is degraded: not placed on
+        incompatible = compat.mark_incompatible(live)
+        for nid in set(incompatible) - set(self.incompatible):
+            log.warning("cluster: node %r is degraded and takes no processes: %s", nid,
+                        incompatible[nid])
+        self.incompatible = incompatible
         self.live_nodes, self.known_nodes = live, known
         healthy = {nid: int(doc.get("max_processes") or 0) for nid, doc in live.items()
                    if doc.get("state") == "online"}

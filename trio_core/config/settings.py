@@ -529,6 +529,10 @@ SETTINGS: tuple[Setting, ...] = (
             "A node whose memory use (percent of the machine) is above this takes no new "
             "processes, and the processes' limits.memory_mbytes on a node add up to at most "
             "this share of its memory (0 = no limit; 1..100).", _parse_percent),
+    Setting("cluster.debug.disable_ffmpeg_check", "bool", False,
+            "Accept nodes whose FFmpeg build (version, compiler, configuration, libraries) "
+            "differs from the cluster's; off: such a node is shown degraded and takes no "
+            "processes (Core v17). Must be equal on all nodes.", _parse_bool),
     # (end cluster)
     Setting("demo.enable", "bool", None,
             "Create a demo test-pattern process 'demo' at start on a fresh db (no db.json yet) "

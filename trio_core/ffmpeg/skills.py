@@ -220,6 +220,12 @@ async def probe_skills(binary: str, *, record: PidRecorder | None = None) -> dic
     return skills
 
 
+async def probe_build(binary: str, *, record: PidRecorder | None = None) -> dict[str, Any]:
+    """The build of ``binary`` (``ffmpeg -version``: version, compiler, configuration,
+    libraries); empty strings when it cannot be run."""
+    return parse_version(await _run(binary, "-version", record))
+
+
 class SkillsCache:
     """The parsed skills of one FFmpeg binary, probed once and cached.
 
