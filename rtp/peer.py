@@ -51,8 +51,9 @@ import pylibsrtp
 import trio
 
 from .dtls import Certificate, DtlsEndpoint
-from .errors import DtlsError, ParseError
+from .errors import ParseError
 from .fanout import MAX_TRACKS, REFUSALS, STREAMS
+from .ice_dtls import IceDtlsPath
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
 from .rtcp import (
@@ -200,7 +201,7 @@ class OutTrack:
                 f"native={self.native is not None})")
 
 
-class Peer:
+class Peer(IceDtlsPath):
     """One viewer. Created by the Forwarder, run in its Source's nursery.
 
     Args:
@@ -284,6 +285,7 @@ class Peer:
         self.replayed_packets = 0
         self._rtx_sent = 0
         self._dtls_addr: tuple[str, int] | None = None
+        self._dtls_heard = False
         #: live packets queued while a burst (GOP on join, replay for a PLI) goes out
         self._pending: list[SourcePacket] | None = None
         #: the burst: (packet, our sequence number, our timestamp)
@@ -418,36 +420,12 @@ class Peer:
         return True
 
     def tcp_closed(self, conn: TcpConnection) -> None:
-        """The ICE-TCP connection ``conn`` closed: forget it (if it carried the media, the
-        viewer has to find another path — an ICE restart — before consent expires)."""
-        if self.tcp_paths.get(conn.addr) is conn:
-            del self.tcp_paths[conn.addr]
         if self._stream is conn:
             self._stream = None  # it detached the C viewer before closing
-        if self._dtls_via is conn:
-            self._dtls_via = None
+        super().tcp_closed(conn)
 
-    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float,
-                    via: TcpConnection | None = None) -> None:
-        """A DTLS datagram from one of our checked addresses (or ICE-TCP connections)."""
-        if self.closed:
-            return
-        self._dtls_addr = addr
-        self._dtls_via = via
-        try:
-            self.dtls.receive(data, now)
-        except DtlsError as exc:
-            self._flush_dtls()
-            self.event("dtls-failed", logging.WARNING, error=str(exc).replace(" ", "_")[:120])
-            self.close(f"dtls: {exc}")
-            return
-        self._flush_dtls()
-        if self.dtls.closed:
-            self.close(f"dtls: {self.dtls.close_reason or 'closed'}")
-            return
-        if self.dtls.handshake_complete and self.srtp is None:
-            self._connected(now)
-        self._wake()
+    def _dtls_connected(self, now: float, addr: tuple[str, int]) -> None:
+        self._connected(now)
 
     def handle_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """SRTCP from the viewer: receiver reports, NACK, PLI/FIR, BYE."""
@@ -792,24 +770,6 @@ class Peer:
             return False
         return self.mux.send(data, self.addr)
 
-    # -- ICE restart ----------------------------------------------------------------------
-
-    def restart_ice(self, remote_ufrag: str) -> tuple[str, str]:
-        """An ICE restart (WHEP PATCH with the viewer's new ufrag/pwd): new local
-        credentials, registered in the mux's username demux (the old ufrag is forgotten);
-        DTLS/SRTP, the place in the fan-out, counters and the current path stay until
-        checks with the new credentials nominate a new one (an ICE-lite agent never checks,
-        so the viewer's new password is not needed). Returns (ufrag, pwd)."""
-        import secrets
-
-        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
-        old = self.ice
-        self.ice = old.restarted(ufrag, pwd, remote_ufrag)
-        self.mux.rename(self, old.local_ufrag)
-        self.ice_restarts += 1
-        self.event("ice-restart", ufrag=ufrag, remote_ufrag=remote_ufrag)
-        return ufrag, pwd
-
     def _leave_fanout(self) -> None:
         """Take this viewer off the Source's fast path: packets come through :meth:`forward`."""
         for track in self.out.values():
@@ -1028,18 +988,3 @@ class Peer:
                 self.dropped[exc.reason] += 1
                 continue
             self._transmit(out)
-
-    def _flush_dtls(self) -> None:
-        via = self._dtls_via
-        target = self._dtls_addr or self.addr
-        for datagram in self.dtls.datagrams_to_send():
-            if via is not None and not via.closed:
-                via.send(datagram)
-            elif self._dtls_addr is None and self.tcp is not None:
-                self.tcp.send(datagram)
-            elif target is not None:
-                self.mux.send(datagram, target)
-
-    def _wake(self) -> None:
-        if self._wait is not None:
-            self._wait.deadline = trio.current_time()

@@ -51,6 +51,7 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import DtlsError, ParseError
+from .ice_dtls import IceDtlsPath
 from .packet import parse_rtp
 from .rtcp import PSFB, Bye, ReportBlock, SenderReport, build_nack, build_pli, build_rr, parse_rtcp
 from .srtp import SrtpSession
@@ -149,7 +150,7 @@ class _Stream:
                            int(self.jitter), self.lsr, dlsr & 0xFFFFFFFF)
 
 
-class Publisher:
+class Publisher(IceDtlsPath):
     """One WHIP publisher (see the module docstring). Created by the WHIP subsystem.
 
     Args:
@@ -312,56 +313,16 @@ class Publisher:
             self._wake()
         return True
 
-    def tcp_closed(self, conn: TcpConnection) -> None:
-        """The ICE-TCP connection ``conn`` closed: forget it (a publisher whose media came
-        over it has to find another path — an ICE restart — before ``media_timeout``)."""
-        if self.tcp_paths.get(conn.addr) is conn:
-            del self.tcp_paths[conn.addr]
-        if self._dtls_via is conn:
-            self._dtls_via = None
-
-    def restart_ice(self, remote_ufrag: str) -> tuple[str, str]:
-        """An ICE restart (WHIP PATCH with the publisher's new ufrag/pwd): new local
-        credentials, registered in the mux's username demux (the old ufrag is forgotten);
-        DTLS/SRTP, the Source, its viewers and the current path stay until a nominating
-        check with the new credentials moves the path. Returns (ufrag, pwd)."""
-        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
-        old = self.ice
-        self.ice = old.restarted(ufrag, pwd, remote_ufrag)
-        self.mux.rename(self, old.local_ufrag)
-        self.ice_restarts += 1
-        self.event("ice-restart", ufrag=ufrag, remote_ufrag=remote_ufrag)
-        return ufrag, pwd
-
-    def handle_dtls(self, data: bytes, addr: tuple[str, int], now: float,
-                    via: TcpConnection | None = None) -> None:
-        if self.closed:
-            return
-        self._dtls_addr = addr
-        self._dtls_via = via
-        self._dtls_heard = True
-        try:
-            self.dtls.receive(data, now)
-        except DtlsError as exc:
-            self._flush_dtls()
-            self.event("dtls-failed", logging.WARNING, error=str(exc).replace(" ", "_")[:120])
-            self.close(f"dtls: {exc}")
-            return
-        self._flush_dtls()
-        if self.dtls.closed:
-            self.close(f"dtls: {self.dtls.close_reason or 'closed'}")
-            return
-        if self.dtls.handshake_complete and self.srtp is None:
-            self.srtp = SrtpSession(self.dtls.srtp_keys(), rx_window=RX_WINDOW)
-            if self.addr is None:
-                self.addr = addr
-            self.connected_at = now
-            self._next_rtcp = now + 0.2
-            profile = self.dtls.srtp_profile
-            self.event("dtls-connected", role=self.dtls_role,
-                       srtp=profile.decode() if isinstance(profile, bytes) else profile,
-                       after=f"{now - self.created:.3f}s")
-        self._wake()
+    def _dtls_connected(self, now: float, addr: tuple[str, int]) -> None:
+        self.srtp = SrtpSession(self.dtls.srtp_keys(), rx_window=RX_WINDOW)
+        if self.addr is None:
+            self.addr = addr
+        self.connected_at = now
+        self._next_rtcp = now + 0.2
+        profile = self.dtls.srtp_profile
+        self.event("dtls-connected", role=self.dtls_role,
+                   srtp=profile.decode() if isinstance(profile, bytes) else profile,
+                   after=f"{now - self.created:.3f}s")
 
     def handle_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if self.srtp is None or self.closed:
@@ -596,22 +557,3 @@ class Publisher:
         if since is not None:
             deadline = min(deadline, since + self.media_timeout + 0.01)
         return deadline
-
-    def _flush_dtls(self) -> None:
-        for datagram in self.dtls.datagrams_to_send():
-            self._send_dtls(datagram)
-
-    def _send_dtls(self, datagram: bytes) -> None:
-        """DTLS goes back where the publisher's DTLS came from (an ICE-TCP connection or a
-        UDP address), else on the selected path."""
-        via = self._dtls_via
-        if via is not None and not via.closed:
-            via.send(datagram)
-        elif self._dtls_addr is None and self.tcp is not None:
-            self.tcp.send(datagram)
-        elif (self._dtls_addr or self.addr) is not None:
-            self.mux.send(datagram, self._dtls_addr or self.addr)  # type: ignore[arg-type]
-
-    def _wake(self) -> None:
-        if self._wait is not None:
-            self._wait.deadline = trio.current_time()
