@@ -122,6 +122,46 @@ def hls_process() -> dict[str, Any]:
     }
 
 
+#: Chromium with a fake camera and microphone, allowed getUserMedia on the plain-HTTP origin
+PUBLISHER_ARGS = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
+                  "--use-fake-ui-for-media-stream",
+                  f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}"]
+
+
+def start_server(prefix: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """trio-core with WebRTC and WHIP (token :data:`TOKEN`) at HOST:PORT in a new work
+    directory (``prefix``), ``env`` added to its environment; returns it and the directory.
+    The caller waits for its API."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    full = {
+        **os.environ,
+        "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
+        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
+        "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_DEMO_ENABLE": "false",
+        "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN,
+        "CORE_DB_DIR": os.path.join(workdir, "db"),
+        "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
+        **env,
+    }
+    server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=full, cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
+                                  os.path.join(workdir, "server.log"), "wb"))
+    return server, workdir
+
+
+def publish(browser: Any, library: str, result: dict[str, Any], what: str) -> Any:
+    """A new page of ``browser`` publishing its fake camera to ``/whip/cam`` (the answer in
+    ``result["publish"]``); returns once the server counted more than 50 packets."""
+    pub = browser.new_page()
+    pub.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
+    result["publish"] = pub.evaluate(PUBLISH_JS, [f"{ORIGIN}/whip/cam", TOKEN, library])
+    if result["publish"].get("error"):
+        raise RuntimeError(f"publish: {result['publish']['error']}")
+    wait(lambda: any(e["name"] == "cam" and e["packets"] > 50
+                     for e in api("GET", "/api/v3/whip")[1]), 30, what)
+    return pub
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -129,38 +169,17 @@ def main() -> int:
     with open(sys.argv[1], "rb") as f:
         library = base64.b64encode(f.read()).decode()
     network_up()
-    workdir = tempfile.mkdtemp(prefix="trio-core-whip-browser-")
-    env = {
-        **os.environ,
-        "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
-        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
-        "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_DEMO_ENABLE": "false",
-        "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN,
-        "CORE_WHIP_MAX_BITRATE_KBIT": sys.argv[3] if len(sys.argv) > 3 else "2500",
-        "CORE_FFMPEG_BINARY": ffmpeg,
-        "CORE_DB_DIR": os.path.join(workdir, "db"),
-        "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
-    }
+    server, workdir = start_server(
+        "trio-core-whip-browser-", CORE_FFMPEG_BINARY=ffmpeg,
+        CORE_WHIP_MAX_BITRATE_KBIT=sys.argv[3] if len(sys.argv) > 3 else "2500")
     result: dict[str, Any] = {"error": None}
-    server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
-                                  os.path.join(workdir, "server.log"), "wb"))
-    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}"]
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=PUBLISHER_ARGS)
             try:
                 result["browser"] = browser.version
-                pub = browser.new_page()
-                pub.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
-                result["publish"] = pub.evaluate(PUBLISH_JS, [f"{ORIGIN}/whip/cam", TOKEN, library])
-                if result["publish"].get("error"):
-                    raise RuntimeError(f"publish: {result['publish']['error']}")
-                wait(lambda: any(e["name"] == "cam" and e["packets"] > 50
-                                 for e in api("GET", "/api/v3/whip")[1]), 30, "published media")
+                pub = publish(browser, library, result, "published media")
                 view = browser.new_page()
                 view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
                 t_post = time.monotonic()

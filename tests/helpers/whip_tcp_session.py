@@ -14,16 +14,12 @@ are compared over one window before and one window across the restart. Prints on
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 from tests.helpers.browser_session import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     HOST,
     PORT,
     api,
@@ -35,11 +31,12 @@ from tests.helpers.browser_session import (
 from tests.helpers.ice_session import nft
 from tests.helpers.whip_browser_session import (
     PUB_STATS_JS,
-    PUBLISH_JS,
-    TOKEN,
+    PUBLISHER_ARGS,
     UNPUBLISH_JS,
     VIEW_JS,
     VIEW_STATS_JS,
+    publish,
+    start_server,
 )
 
 ORIGIN = f"http://{HOST}:{PORT}"
@@ -92,38 +89,16 @@ def main() -> int:
          "ip saddr 10.200.0.0/24 meta l4proto udp counter drop; "
          "ip daddr 10.200.0.0/24 meta l4proto udp counter drop; "
          "meta nfproto ipv6 meta l4proto udp counter drop; }"])
-    workdir = tempfile.mkdtemp(prefix="trio-core-whip-tcp-")
-    env = {
-        **os.environ,
-        "CORE_API_ADDRESS": f"{HOST}:{PORT}", "CORE_API_ALLOW_PUBLIC_BIND": "true",
-        "CORE_WEBRTC_ENABLE": "true", "CORE_WEBRTC_BIND_ADDRESS": HOST,
-        "CORE_WEBRTC_PUBLIC_IP": HOST, "CORE_WEBRTC_TCP_ADDRESS": f"{HOST}:{TCP_PORT}",
-        "CORE_DEMO_ENABLE": "false", "CORE_WHIP_ENABLE": "true", "CORE_WHIP_TOKEN": TOKEN,
-        "CORE_DB_DIR": os.path.join(workdir, "db"),
-        "CORE_STORAGE_DISK_DIR": os.path.join(workdir, "data"),
-    }
+    server, workdir = start_server("trio-core-whip-tcp-",
+                                   CORE_WEBRTC_TCP_ADDRESS=f"{HOST}:{TCP_PORT}")
     result: dict[str, Any] = {"error": None}
-    server = subprocess.Popen([sys.executable, "-m", "trio_core"], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115
-                                  os.path.join(workdir, "server.log"), "wb"))
-    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            f"--unsafely-treat-insecure-origin-as-secure={ORIGIN}"]
     try:
         wait(lambda: api("GET", "/api")[0] == 200, 30, "the API")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=PUBLISHER_ARGS)
             try:
                 result["browser"] = browser.version
-                pub = browser.new_page()
-                pub.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
-                result["publish"] = pub.evaluate(PUBLISH_JS, [f"{ORIGIN}/whip/cam", TOKEN,
-                                                              library])
-                if result["publish"].get("error"):
-                    raise RuntimeError(f"publish: {result['publish']['error']}")
-                wait(lambda: any(e["name"] == "cam" and e["packets"] > 50
-                                 for e in api("GET", "/api/v3/whip")[1]), 30,
-                     "published media over ICE-TCP")
+                pub = publish(browser, library, result, "published media over ICE-TCP")
                 view = browser.new_page()
                 view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
                 result["view"] = view.evaluate(VIEW_JS, f"{ORIGIN}/whep/cam")
