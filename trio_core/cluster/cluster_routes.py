@@ -32,6 +32,7 @@ from trio_core import __version__
 from trio_core.cluster import compatibility as compat
 from trio_core.cluster.node import RedisUnavailable
 from trio_core.cluster.process_routes import process_views, unavailable
+from trio_core.cluster.redis_url import redacted
 from trio_core.http.errors import ApiError, bind_json, json_response
 from trio_core.http.go_json import core_json_response
 
@@ -125,10 +126,7 @@ def cluster_blueprint(node: ClusterNode) -> Blueprint:
         if not degraded_error and not healthy():
             degraded_error = "this node's heartbeat has not reached Redis within the lease"
         live = sum(1 for n in listed if n["status"] != "offline")
-        redis_url = node.settings.redis_url
-        if "@" in redis_url:  # never show a password
-            scheme, _, rest = redis_url.partition("://")
-            redis_url = f"{scheme}://***@{rest.rpartition('@')[2]}"
+        redis_url = redacted(node.settings.redis_url)  # never show a password
         return json_response({
             "id": node.id, "name": node.settings.name or node.id, "leader": False,
             "public_domains": [], "address": node.settings.address,

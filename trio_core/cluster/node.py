@@ -276,14 +276,15 @@ class ClusterNode:
     # -- run ---------------------------------------------------------------------------------
 
     def _client(self) -> Any:
+        """An async context manager yielding the Redis client (:mod:`.redis_url`)."""
         if self._connect is not None:
             return self._connect(self.settings.redis_url)
-        import coredis
         from coredis.retry import NoRetryPolicy
-        return coredis.Redis.from_url(
-            self.settings.redis_url, decode_responses=True,
-            stream_timeout=self.op_timeout, connect_timeout=self.op_timeout,
-            retry_policy=NoRetryPolicy())
+
+        from trio_core.cluster.redis_url import open_client
+        return open_client(self.settings.redis_url, decode_responses=True,
+                           stream_timeout=self.op_timeout, connect_timeout=self.op_timeout,
+                           retry_policy=NoRetryPolicy())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -298,8 +299,7 @@ class ClusterNode:
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         from trio_core.cluster.redis_db import ClusterDB
-        client = self._client()
-        async with client:
+        async with self._client() as client:
             db = ClusterDB(client)
             self.db = db
             try:
@@ -339,8 +339,9 @@ class ClusterNode:
                     return
                 except RedisError as exc:
                     reason = str(exc)
+            from trio_core.cluster.redis_url import redacted
             log.error("cluster: Redis at %s is unreachable (%s); retrying in 1 s (attempt %d)",
-                      self.settings.redis_url, reason, attempt)
+                      redacted(self.settings.redis_url), reason, attempt)
             await trio.sleep(1.0)
 
     async def _register(self, db: ClusterDB) -> None:

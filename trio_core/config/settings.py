@@ -506,8 +506,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Join a cluster whose shared state lives in Redis (cluster.redis_url); off: a "
             "single node exactly as without a cluster.", _parse_bool),
     Setting("cluster.redis_url", "str", "redis://127.0.0.1:6379/0",
-            "Redis 7 of the cluster: redis://[user:pass@]host:port/db, rediss://, or "
-            "unix:///path/to/redis.sock.", _parse_str),
+            "Redis 7 of the cluster: redis://[user:pass@]host:port/db, rediss://, "
+            "unix:///path/to/redis.sock, or through Sentinels: "
+            "redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db].", _parse_str),
     Setting("cluster.node_id", "str", "",
             "This node's id in the cluster (default: the instance id); two running nodes "
             "with one id refuse to start.", _parse_str),
@@ -723,9 +724,11 @@ def _validate_cluster(cfg: Config) -> None:
         source = cfg.sources.get(name, "")
         raise SettingError(name, message, source[4:] if source.startswith("env:") else None)
 
-    url = cfg["cluster.redis_url"]
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        fail("cluster.redis_url", f"expected redis://, rediss:// or unix://, got {url!r}")
+    from trio_core.cluster.redis_url import parse as parse_redis_url
+    try:
+        parse_redis_url(cfg["cluster.redis_url"])
+    except ValueError as exc:
+        fail("cluster.redis_url", str(exc))
     if cfg["cluster.lease_seconds"] < 2:
         fail("cluster.lease_seconds", f"must be >= 2, got {cfg['cluster.lease_seconds']}")
     node_id = cfg["cluster.node_id"]
