@@ -94,7 +94,7 @@ class Conn:
     def get(self, path: str) -> tuple[int, bytes]:
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         status, close, body, self.buf = _read_response(self.sock, self.buf)
-        if close:  # reconnect (and count it): hypercorn's keep_alive_max_requests
+        if close:  # reconnect (and count it): hypercorn (before issue 23) closed after 1,000
             self.closes += 1
             self.sock.close()
             self.sock = socket.create_connection(("127.0.0.1", self.port))

@@ -94,3 +94,36 @@ async def test_state_route_same_bytes_and_auth(ffmpeg: str, tmp_path: Path) -> N
         # unknown process: the app's 404
         assert (await api.get("/api/v3/process/nope/state")).status_code == 404
         await trio.sleep(0)
+
+
+async def test_public_memfs_put_gets_401_before_100_continue(ffmpeg: str, tmp_path: Path
+                                                             ) -> None:
+    """As Core's Go server: an upload that waits for ``100 Continue`` gets the 401 challenge
+    first (so an FFmpeg outside trio-core retries with its credentials), and ``100 Continue``
+    once the credentials pass."""
+    config = make_config(tmp_path, ffmpeg, **{
+        "storage.memory.auth.enable": True,
+        "storage.memory.auth.username": MEMFS_AUTH[0],
+        "storage.memory.auth.password": MEMFS_AUTH[1]})
+    async with running_server(config) as running:
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        async with stream:
+            await stream.send_all(b"PUT /memfs/up.ts HTTP/1.1\r\nHost: x\r\n"
+                                  b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            with trio.fail_after(5):
+                got = await stream.receive_some(4096)
+            assert got.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+            assert b"www-authenticate: basic realm=Restricted" in got
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        async with stream:
+            await stream.send_all(b"PUT /memfs/up.ts HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                  + BASIC.encode() + b"\r\nExpect: 100-continue\r\n"
+                                  b"Content-Length: 3\r\n\r\n")
+            with trio.fail_after(5):
+                got = await stream.receive_some(4096)
+            assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
+            await stream.send_all(b"abc")
+            with trio.fail_after(5):
+                got = await stream.receive_some(4096)
+            assert got.startswith(b"HTTP/1.1 201 Created\r\n")
+        assert (await Api(running.url).get("/memfs/up.ts")).content == b"abc"

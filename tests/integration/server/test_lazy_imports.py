@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.server_process import ROOT, server_env, server_subprocess
+from trio_core.httpd.lean_imports import PLACEHOLDERS, TYPE_PLACEHOLDERS
 
 
 def mapped(pid: int) -> set[str]:
@@ -43,6 +44,32 @@ def test_start_path_imports_no_webrtc_media_stack_or_jwt() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout.strip()
     assert out == ""
+
+
+def test_start_path_imports_no_hypercorn_protocol_stack() -> None:
+    """trio-core serves with trio_core.httpd: hypercorn's servers and protocol stack (h11, h2,
+    wsproto, which Quart imports for its ``app.run``) stay unloaded (trio_core.httpd.lean_imports);
+    calling a placeholder's ``serve`` would load the real module."""
+    code = ("import sys, trio_core.cli, trio_core.server, trio_core.reload\n"
+            "import quart_trio.app, hypercorn.trio\n"
+            "print(' '.join(m for m in ('h11', 'h2', 'wsproto', 'hypercorn.protocol',"
+            " 'multiprocessing.synchronize') if m in sys.modules),"
+            " getattr(hypercorn.trio, '__placeholder__', False))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.strip()
+    assert out == "True"
+
+
+def test_lean_import_placeholders_load_the_real_module_on_use() -> None:
+    assert "hypercorn.asyncio" in PLACEHOLDERS and "hypercorn.typing" in TYPE_PLACEHOLDERS
+    code = ("import sys, trio_core\n"
+            "mod = sys.modules['hypercorn.asyncio']\n"
+            "assert getattr(mod, '__placeholder__', False)\n"
+            "config_class = mod.Config\n"  # any real name loads the real module
+            "print(type(sys.modules['hypercorn.asyncio']).__name__, 'h11' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.strip()
+    assert out == "module True"
 
 
 @pytest.mark.parametrize("webrtc", [False, True])
