@@ -73,8 +73,6 @@ from trio_core.observability.subsystem import (
     session_registry,
 )
 from trio_core.observability.webrtc_viewers import WebRTCViewers
-from trio_core.rtmp.subsystem import RtmpSubsystem, rtmp_server
-from trio_core.srt.subsystem import SrtSubsystem
 from trio_core.storage.mounts import StorageHTTP
 from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
@@ -86,6 +84,8 @@ if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memor
     from rtp.forwarder import Forwarder
     from trio_core.cluster.node import ClusterNode  # only with cluster.enable (coredis)
     from trio_core.cluster.relay import EdgeRelay
+    from trio_core.rtmp.server import RtmpServer  # only with rtmp.enable (memory)
+    from trio_core.srt.subsystem import SrtSubsystem  # only with srt.enable (memory)
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -331,7 +331,10 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     needs (constructors register their routes and supervisor hooks)."""
     config = s.config
     # settings first: a refused one must not leave a half-built subsystem behind
-    rtmp = rtmp_server(config) if config["rtmp.enable"] else None
+    rtmp: RtmpServer | None = None
+    if config["rtmp.enable"]:  # imported only when enabled (idle memory, issue 23)
+        from trio_core.rtmp.subsystem import rtmp_server
+        rtmp = rtmp_server(config)
     check_settings(config)  # whip.enable needs webrtc.enable
     subsystems: list[Subsystem] = []
     if s.cluster is not None:  # cluster.enable (issue 20): registered in Redis before anything
@@ -358,11 +361,13 @@ def build_subsystems(s: Services) -> list[Subsystem]:
             config, s.forwarder, app=s.app, auth=s.auth, placeholders=s.placeholders,
             collector=lambda: s.collector("whip"), admission=s.viewers))
     if rtmp is not None:  # rtmp.enable: RTMP server, {rtmp} (issue 11)
+        from trio_core.rtmp.subsystem import RtmpSubsystem
         subsystems.append(RtmpSubsystem(
             rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,
             collector=lambda: s.collector("rtmp")))
-    srt = None
+    srt: SrtSubsystem | None = None
     if config["srt.enable"]:  # SRT server, {srt} (issue 11)
+        from trio_core.srt.subsystem import SrtSubsystem
         srt = SrtSubsystem(config, app=s.app, placeholders=s.placeholders,
                            collector=lambda: s.collector("srt"), warnings=s.warnings)
         subsystems.append(srt)
