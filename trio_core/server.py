@@ -43,7 +43,7 @@ import trio
 from quart_trio import QuartTrio
 
 from relay import RelayStats
-from trio_core.api.process_routes import STATE_PREFIX, StateRoute, Views, process_blueprint
+from trio_core.api.process_routes import PROCESS_PREFIX, ProcessPoll, Views, process_blueprint
 from trio_core.api.subsystem import CoreApiSubsystem
 from trio_core.config.bind_policy import check_bind
 from trio_core.config.settings import Config, SettingError
@@ -154,7 +154,7 @@ class Services:
     cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
     relay: EdgeRelay | None = None  # cluster.relay (+ webrtc.enable): the edge relay
     #: requests the HTTP server answers before the app (target prefix, route): see
-    #: :mod:`trio_core.httpd.dispatch` (the state poll, memfs files)
+    #: :mod:`trio_core.httpd.dispatch` (the process list and state polls, memfs files)
     direct_routes: list[tuple[bytes, Direct]] = field(default_factory=list)
 
     def collector(self, name: str) -> Collector | None:
@@ -278,7 +278,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
     else:
         views = Views()  # prerendered process parts, shared by the routes and the direct one
         app.register_blueprint(process_blueprint(supervisor, views))
-        direct = [(STATE_PREFIX, StateRoute(supervisor, views, auth))]
+        direct = [(PROCESS_PREFIX, ProcessPoll(supervisor, views, auth))]
     token_ok = None
     if auth.enabled:
         token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731

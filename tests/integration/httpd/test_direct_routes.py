@@ -93,7 +93,24 @@ async def test_state_route_same_bytes_and_auth(ffmpeg: str, tmp_path: Path) -> N
         assert (await bad.get("/api/v3/process/p1/state")).status_code == 401
         # unknown process: the app's 404
         assert (await api.get("/api/v3/process/nope/state")).status_code == 404
-        await trio.sleep(0)
+        # the list: same bytes as the app's route for the same arguments (the app parses
+        # an escaped query), with and without filters; the app's 401 without a token
+        second = {**process, "id": "p2", "reference": "other"}
+        assert (await api.request("POST", "/api/v3/process", json_body=second)).status_code == 200
+        for direct_query, app_query in (("", "?x=%31"), ("?filter=state,config", "?filter=%73tate,config"),
+                                        ("?reference=other", "?reference=%6Fther"),
+                                        ("?id=p1,p9&filter=metadata", "?id=p%31,p9&filter=metadata"),
+                                        ("?idpattern=p*&refpattern=r", "?idpattern=p%2A&refpattern=r"),
+                                        ("?idpattern=[", "?idpattern=%5B")):
+            direct = await api.get("/api/v3/process" + direct_query)
+            same_answer(direct, await api.get("/api/v3/process" + app_query))
+            assert direct.status_code == 200
+        listed = (await api.get("/api/v3/process?reference=other")).json()
+        assert [p["id"] for p in listed] == ["p2"]
+        assert (await api.get("/api/v3/process?idpattern=[")).json() == []
+        refused = await anonymous.get("/api/v3/process")
+        assert refused.status_code == 401
+        same_answer(refused, await anonymous.get("/api/v3/process?x=%31"))
 
 
 async def test_public_memfs_put_gets_401_before_100_continue(ffmpeg: str, tmp_path: Path
