@@ -213,6 +213,12 @@ class Connection:
         return self._their == _IDLE and not self._buf and not self._responding
 
     @property
+    def unread(self) -> bool:
+        """True when the peer sent (or is sending) request bytes not consumed: closing now
+        could reset the connection before it read our last answer."""
+        return bool(self._buf) or self._their == _BODY
+
+    @property
     def body_complete(self) -> bool:
         """True when the current request's body was read to its end (or it had none)."""
         return self._their == _DONE

@@ -22,7 +22,10 @@ client taking any of a response. Keep-alive is never ended by a count of request
 Graceful stop (:meth:`HttpServer.serve`'s ``shutdown_trigger`` returning): stop accepting,
 close the connections waiting for a request at once, let each connection in a request finish
 its answer (``Connection: close``) for at most ``graceful_timeout`` seconds, then cancel the
-rest; ``serve`` returns when every connection is closed.
+rest; ``serve`` returns when every connection is closed. A connection closed while request
+bytes are still unread (an answer before the body, e.g. 413 or 401) first shuts down its
+sending side and drains what the client sends for up to :data:`LINGER_SECONDS` (a "lingering
+close", as Go's server does), so the client reads the answer instead of a reset.
 
 Cancellation: cancelling ``serve`` closes the listeners and every connection (their handlers
 are cancelled). A handler's exception is logged and answered ``500`` when nothing was sent
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 PIPELINE_HOLD = 64 * 1024  # pipelined bytes read while a handler runs, at most
+LINGER_SECONDS = 1.0  # a closing connection with unread request bytes drains this long, at most
+LINGER_BYTES = 1024 * 1024
 BACKLOG = 1024
 _OVERLOADED_BODY = (b'{"code":503,"message":"Service Unavailable","details":["too many open'
                     b' connections, try again"]}')
@@ -92,7 +97,6 @@ class Channel:
 
     __slots__ = ("client", "conn", "gone", "request", "scope", "server", "server_addr",
                  "sock", "started", "_finished")
-    #: the client went away (or the socket failed): nothing more is sent
 
     def __init__(self, server: HttpServer, sock: socket.socket, client: tuple[str, int],
                  server_addr: tuple[str, int]) -> None:
@@ -105,7 +109,7 @@ class Channel:
         self.request: Request | None = None
         self.started = False  # a response head went out for the current request
         self._finished = False
-        self.gone = False
+        self.gone = False  # the client went away (or the socket failed): nothing more is sent
 
     @property
     def finished(self) -> bool:
@@ -271,6 +275,29 @@ class Channel:
             await self.send_pieces([self.conn.error_response(error)])
         except ClientGone:
             pass
+
+    async def linger(self) -> None:
+        """Close our side and read what the client still sends (up to :data:`LINGER_BYTES`)
+        until it closes too: closing with unread bytes would reset the connection, and the
+        client could lose the answer it has not read yet (an early 413/401). Bounded by the
+        caller's timeout."""
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        left = LINGER_BYTES
+        while left > 0:
+            try:
+                data = sock.recv(READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            left -= len(data)
 
     def close_after_response(self) -> None:
         """End the connection after the current response (e.g. an answer left half-sent)."""
@@ -464,6 +491,9 @@ class HttpServer:
     async def _connection(self, channel: Channel) -> None:
         try:
             await channel.run(self.handler)
+            if channel.conn.unread and not channel.gone:
+                with trio.move_on_after(LINGER_SECONDS):
+                    await channel.linger()
         finally:
             self.channels.discard(channel)
             self.idle.discard(channel)
@@ -472,4 +502,5 @@ class HttpServer:
                 sock.shutdown(socket.SHUT_WR)  # lets the client read everything we sent
             except OSError:
                 pass
+            trio.lowlevel.notify_closing(sock)
             sock.close()

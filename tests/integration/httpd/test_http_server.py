@@ -289,3 +289,22 @@ def test_bind_listeners_ephemeral_port() -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+async def test_early_answer_then_lingering_close() -> None:
+    """A 413 answered at the head while the client sends its body right behind it: the
+    server shuts down its sending side and drains the body (a lingering close, as Go), so
+    the client sends it without a reset and reads the answer and then a clean end."""
+    limits = ServerLimits(connection=Limits(max_body=1000))
+    async with serving(limits) as (port, _server, _stop):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            body = b"x" * 600_000
+            await stream.send_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\n"
+                                  b"Content-Length: %d\r\n\r\n" % len(body))
+            got = b""
+            with trio.fail_after(5):
+                await stream.send_all(body)  # no reset: the server reads it
+                while chunk := await stream.receive_some(65536):
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 413 ") and b"connection: close" in got
