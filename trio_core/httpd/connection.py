@@ -216,7 +216,7 @@ class Connection:
     def unread(self) -> bool:
         """True when the peer sent (or is sending) request bytes not consumed: closing now
         could reset the connection before it read our last answer."""
-        return bool(self._buf) or self._their == _BODY
+        return bool(self._buf) or self._their == _BODY or self._their == _ERROR
 
     @property
     def body_complete(self) -> bool:

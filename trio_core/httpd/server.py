@@ -24,7 +24,7 @@ close the connections waiting for a request at once, let each connection in a re
 its answer (``Connection: close``) for at most ``graceful_timeout`` seconds, then cancel the
 rest; ``serve`` returns when every connection is closed. A connection closed while request
 bytes are still unread (an answer before the body, e.g. 413 or 401) first shuts down its
-sending side and drains what the client sends for up to :data:`LINGER_SECONDS` (a "lingering
+sending side and drains what the client sends for up to :data:`LINGER_SECONDS` (2 s; a "lingering
 close", as Go's server does), so the client reads the answer instead of a reset.
 
 Cancellation: cancelling ``serve`` closes the listeners and every connection (their handlers
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 PIPELINE_HOLD = 64 * 1024  # pipelined bytes read while a handler runs, at most
-LINGER_SECONDS = 1.0  # a closing connection with unread request bytes drains this long, at most
+LINGER_SECONDS = 2.0  # a closing connection with unread request bytes drains this long, at most
 LINGER_BYTES = 1024 * 1024
 BACKLOG = 1024
 _OVERLOADED_BODY = (b'{"code":503,"message":"Service Unavailable","details":["too many open'
