@@ -21,7 +21,8 @@ started fails the start.
 
 Shutdown order, whether triggered by ``Running.shutdown()``, ``shutdown_trigger`` returning
 (the CLI passes SIGINT/SIGTERM), a reload request (:class:`Lifecycle`) or by cancellation:
-hypercorn stops accepting and finishes requests (graceful, bounded), then the supervisor is
+the HTTP server (:mod:`trio_core.httpd`) stops accepting and finishes the requests in flight
+(graceful, at most 3 s), then the supervisor is
 cancelled (stops every FFmpeg, orders unchanged, so they come back on the next start), then
 the subsystems are cancelled. When ``serve`` returns nothing it started is left running —
 except, with a ``carry`` (:func:`trio_core.reload.serve_reloading`), the WebRTC forwarder,
@@ -33,19 +34,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import hypercorn.config
-import hypercorn.trio
 import trio
 from quart_trio import QuartTrio
 
 from relay import RelayStats
-from trio_core.api.process_routes import process_blueprint
+from trio_core.api.process_routes import PROCESS_PREFIX, ProcessPoll, Views, process_blueprint
 from trio_core.api.subsystem import CoreApiSubsystem
 from trio_core.config.bind_policy import check_bind
 from trio_core.config.settings import Config, SettingError
@@ -63,6 +61,9 @@ from trio_core.http.app import add_fallback_index, create_app
 from trio_core.http.auth import Authenticator
 from trio_core.http.login_throttle import LoginThrottle
 from trio_core.http.openapi import ExternalRoute
+from trio_core.httpd.asgi import AsgiHandler, lifespan
+from trio_core.httpd.dispatch import Direct, Dispatch
+from trio_core.httpd.server import HttpServer, ServerLimits, bind_listeners
 from trio_core.observability.hls_sessions import HLSSessions
 from trio_core.observability.monitor import History, Monitor
 from trio_core.observability.sessions import Collector, SessionRegistry
@@ -72,8 +73,6 @@ from trio_core.observability.subsystem import (
     session_registry,
 )
 from trio_core.observability.webrtc_viewers import WebRTCViewers
-from trio_core.rtmp.subsystem import RtmpSubsystem, rtmp_server
-from trio_core.srt.subsystem import SrtSubsystem
 from trio_core.storage.mounts import StorageHTTP
 from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
@@ -85,6 +84,8 @@ if TYPE_CHECKING:  # the WebRTC stack is imported only when webrtc.enable (memor
     from rtp.forwarder import Forwarder
     from trio_core.cluster.node import ClusterNode  # only with cluster.enable (coredis)
     from trio_core.cluster.relay import EdgeRelay
+    from trio_core.rtmp.server import RtmpServer  # only with rtmp.enable (memory)
+    from trio_core.srt.subsystem import SrtSubsystem  # only with srt.enable (memory)
 
 __all__ = ["Lifecycle", "Running", "Services", "Subsystem", "build_services",
            "build_subsystems", "run_restarting", "serve"]
@@ -152,6 +153,9 @@ class Services:
     warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
     cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
     relay: EdgeRelay | None = None  # cluster.relay (+ webrtc.enable): the edge relay
+    #: requests the HTTP server answers before the app (target prefix, route): see
+    #: :mod:`trio_core.httpd.dispatch` (the process list and state polls, memfs files)
+    direct_routes: list[tuple[bytes, Direct]] = field(default_factory=list)
 
     def collector(self, name: str) -> Collector | None:
         """The session collector ``name`` (None when sessions are off)."""
@@ -270,8 +274,11 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         cluster = cluster_node(config, supervisor, instance_id=config_store.instance.id,
                                name=config_store.instance.name, cache=store,
                                pid_records=pid_records, system=system_store)
+        direct: list[tuple[bytes, Direct]] = []
     else:
-        app.register_blueprint(process_blueprint(supervisor))
+        views = Views()  # prerendered process parts, shared by the routes and the direct one
+        app.register_blueprint(process_blueprint(supervisor, views))
+        direct = [(PROCESS_PREFIX, ProcessPoll(supervisor, views, auth))]
     token_ok = None
     if auth.enabled:
         token_ok = lambda token: auth.verify(token, "access") is not None  # noqa: E731
@@ -289,6 +296,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         storage_http.sessions = HLSSessions(sessions.collector("hls"),
                                             sessions.collector("hlsingress"))
     app.asgi_app = storage_http  # type: ignore[method-assign]
+    direct.append((b"/memfs/", storage_http.direct_memfs))
     if cluster is not None:  # after the process routes' slot; files of other nodes too
         if config["cluster.relay"] and webrtc is not None:  # the edge relay (issue 20)
             from trio_core.cluster.relay import EdgeRelay
@@ -306,7 +314,7 @@ async def build_services(config: Config, *, timings: EngineTimings | None = None
         history=history, sessions=sessions, forwarder=webrtc,
         forwarder_carried=carry is not None, viewers=viewers,
         storages=stores, openapi_routes=storage_routes(), app=app, storage_http=storage_http,
-        warnings=warnings, cluster=cluster, relay=relay,
+        warnings=warnings, cluster=cluster, relay=relay, direct_routes=direct,
     )
 
 
@@ -323,7 +331,10 @@ def build_subsystems(s: Services) -> list[Subsystem]:
     needs (constructors register their routes and supervisor hooks)."""
     config = s.config
     # settings first: a refused one must not leave a half-built subsystem behind
-    rtmp = rtmp_server(config) if config["rtmp.enable"] else None
+    rtmp: RtmpServer | None = None
+    if config["rtmp.enable"]:  # imported only when enabled (idle memory, issue 23)
+        from trio_core.rtmp.subsystem import rtmp_server
+        rtmp = rtmp_server(config)
     check_settings(config)  # whip.enable needs webrtc.enable
     subsystems: list[Subsystem] = []
     if s.cluster is not None:  # cluster.enable (issue 20): registered in Redis before anything
@@ -350,11 +361,13 @@ def build_subsystems(s: Services) -> list[Subsystem]:
             config, s.forwarder, app=s.app, auth=s.auth, placeholders=s.placeholders,
             collector=lambda: s.collector("whip"), admission=s.viewers))
     if rtmp is not None:  # rtmp.enable: RTMP server, {rtmp} (issue 11)
+        from trio_core.rtmp.subsystem import RtmpSubsystem
         subsystems.append(RtmpSubsystem(
             rtmp, app=s.app, auth=s.auth, placeholders=s.placeholders,
             collector=lambda: s.collector("rtmp")))
-    srt = None
+    srt: SrtSubsystem | None = None
     if config["srt.enable"]:  # SRT server, {srt} (issue 11)
+        from trio_core.srt.subsystem import SrtSubsystem
         srt = SrtSubsystem(config, app=s.app, placeholders=s.placeholders,
                            collector=lambda: s.collector("srt"), warnings=s.warnings)
         subsystems.append(srt)
@@ -451,24 +464,25 @@ async def ensure_demo(supervisor: Supervisor) -> None:
         log.info("demo process %r created (demo.enable)", DEMO_PROCESS_ID)
 
 
-def hypercorn_config(config: Config) -> hypercorn.config.Config:
-    """Hypercorn settings for ``api.address`` (empty host -> 0.0.0.0).
+def http_limits(config: Config) -> ServerLimits:
+    """The HTTP server's limits (:mod:`trio_core.httpd.server`) from ``api.*`` settings.
 
-    Keep-alive connections are never closed after a number of requests (hypercorn's default
-    ``keep_alive_max_requests`` of 1000 answered the 1000th request with ``Connection: close``;
-    Core never does); the idle keep-alive timeout still applies.
+    Keep-alive connections are never closed after a number of requests (Core never does);
+    the idle keep-alive timeout and the head timeout (slowloris) apply; a graceful stop
+    finishes the requests in flight for at most 3 s.
     """
-    host, port = config.api_host, config.api_port
-    if not host:
-        host = "0.0.0.0"
-    hc = hypercorn.config.Config()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.graceful_timeout = 3.0
-    hc.shutdown_timeout = 3.0
-    hc.keep_alive_max_requests = sys.maxsize
-    return hc
+    return ServerLimits(max_connections=config["api.max_connections"],
+                        idle_timeout=float(config["api.keepalive_timeout_sec"]),
+                        graceful_timeout=3.0)
+
+
+def listener_urls(listeners: Sequence[Any]) -> list[str]:
+    """``http://host:port`` of each listening socket (IPv6 in brackets; wildcard kept)."""
+    urls = []
+    for sock in listeners:
+        host, port = sock.getsockname()[:2]
+        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    return urls
 
 
 async def serve(
@@ -494,7 +508,6 @@ async def serve(
     supervisor = services.supervisor
     running_subsystems = list(subsystems(services))
     add_fallback_index(services.app)
-    hc = hypercorn_config(config)
     stop = services.lifecycle.stop
 
     async def wait_for_stop() -> None:
@@ -523,16 +536,15 @@ async def serve(
             await middle.start(supervisor.run)
             if config["demo.enable"] and services.fresh_db and services.cluster is None:
                 await ensure_demo(supervisor)
-            async with trio.open_nursery() as inner:
-                binds: list[str] = await inner.start(
-                    lambda task_status: hypercorn.trio.serve(
-                        services.app, hc, shutdown_trigger=wait_for_stop, task_status=task_status
-                    )
-                )
-                # hypercorn reports http://0.0.0.0:P for wildcard binds; kept (what we bind)
-                url = binds[0]
-                port = int(url.rsplit(":", 1)[1])
-                task_status.started(Running(url=url, urls=binds, host=config.api_host,
+            listeners = bind_listeners(config.api_host or "0.0.0.0", config.api_port)
+            binds = listener_urls(listeners)  # http://0.0.0.0:P for wildcard binds (as bound)
+            http = HttpServer(Dispatch(AsgiHandler(services.app), services.direct_routes),
+                              http_limits(config))
+            async with lifespan(services.app), trio.open_nursery() as inner:
+                await inner.start(lambda task_status: http.serve(
+                    listeners, shutdown_trigger=wait_for_stop, task_status=task_status))
+                port = listeners[0].getsockname()[1]
+                task_status.started(Running(url=binds[0], urls=binds, host=config.api_host,
                                             port=port, services=services,
                                             subsystems=running_subsystems))
             if carry is not None and services.lifecycle.reload_requested:

@@ -32,6 +32,7 @@ left behind (a cancelled probe kills its FFmpeg).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -46,12 +47,14 @@ from trio_core.engine.process_config import (
 )
 from trio_core.engine.supervisor import DuplicateProcess, MetadataTooLarge, ProcessNotFound
 from trio_core.ffmpeg.probe import run_probe
+from trio_core.http.auth import Authenticator
 from trio_core.http.errors import ApiError, bind_json, json_response
-from trio_core.http.go_json import PrerenderCache, core_json_response
+from trio_core.http.go_json import PrerenderCache, core_dumps_bytes, core_json_response
 from trio_core.util.glob import GlobError, glob_match
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Process, Supervisor
+    from trio_core.httpd.server import Channel
 
 COMMANDS = ("start", "stop", "restart", "reload")
 FILTERS = ("config", "state", "report", "metadata")
@@ -151,11 +154,12 @@ def _validate(merged: dict[str, Any], message: str) -> ProcessConfig:
         raise config_error(exc, message) from None
 
 
-def process_blueprint(supervisor: Supervisor) -> Blueprint:
-    """The process routes bound to ``supervisor``."""
+def process_blueprint(supervisor: Supervisor, views: Views | None = None) -> Blueprint:
+    """The process routes bound to ``supervisor`` (``views``: the prerendered parts, shared
+    with :class:`ProcessPoll`; a new one when None)."""
     bp = Blueprint("process", __name__, url_prefix="/api/v3/process")
     probes = trio.CapacityLimiter(MAX_CONCURRENT_PROBES)
-    views = Views()
+    views = views if views is not None else Views()
 
     def lookup(process_id: str) -> Process:
         try:
@@ -165,35 +169,8 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
 
     @bp.get("")
     async def list_processes() -> Response:
-        filters = _parse_filters(request.args.get("filter"))
-        reference = request.args.get("reference", "")
-        wanted = [i for i in request.args.get("id", "").split(",") if i]
-        idpattern = request.args.get("idpattern", "")
-        refpattern = request.args.get("refpattern", "")
-        result = []
-        patterns = bool(idpattern or refpattern)
-        for n, process_id in enumerate(supervisor.ids()):
-            if patterns or n % LIST_CHECKPOINT_EVERY == 0:
-                await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
-            try:
-                proc = supervisor.get(process_id)
-            except ProcessNotFound:
-                continue  # deleted meanwhile
-            ref = proc.config.reference
-            try:
-                if idpattern and not glob_match(idpattern, process_id):
-                    continue
-                if refpattern and not glob_match(refpattern, ref):
-                    continue
-            except GlobError:
-                return core_json_response([])  # Core: an invalid pattern lists nothing
-            if reference:
-                if ref != reference:
-                    continue
-            elif wanted and process_id not in wanted:
-                continue
-            result.append(process_json(supervisor, proc, filters, views))
-        return core_json_response(result)
+        return Response(await list_body(supervisor, views, request.args),
+                        content_type="application/json")
 
     @bp.post("")
     async def add_process() -> Response:
@@ -279,9 +256,7 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
 
     @bp.get("/<process_id>/state")
     async def get_state(process_id: str) -> Response:
-        state = lookup(process_id).state_json()
-        state["progress"] = views.progress.get(process_id, state["progress"])
-        return core_json_response(state)
+        return Response(state_body(lookup(process_id), views), content_type="application/json")
 
     @bp.get("/<process_id>/report")
     async def get_report(process_id: str) -> Response:
@@ -329,3 +304,125 @@ def process_blueprint(supervisor: Supervisor) -> Blueprint:
         return json_response(value)
 
     return bp
+
+
+async def list_body(supervisor: Supervisor, views: Views, args: Mapping[str, str]) -> bytes:
+    """The JSON of ``GET /api/v3/process`` for the query ``args`` (first value per name):
+    ``filter``, ``reference``, ``id``, ``idpattern``, ``refpattern`` (module docstring).
+    Checkpoints every :data:`LIST_CHECKPOINT_EVERY` processes (every one with patterns)."""
+    filters = _parse_filters(args.get("filter"))
+    reference = args.get("reference", "")
+    wanted = [i for i in args.get("id", "").split(",") if i]
+    idpattern = args.get("idpattern", "")
+    refpattern = args.get("refpattern", "")
+    result = []
+    patterns = bool(idpattern or refpattern)
+    for n, process_id in enumerate(supervisor.ids()):
+        if patterns or n % LIST_CHECKPOINT_EVERY == 0:
+            await trio.lowlevel.checkpoint()  # a costly pattern never stalls other requests
+        try:
+            proc = supervisor.get(process_id)
+        except ProcessNotFound:
+            continue  # deleted meanwhile
+        ref = proc.config.reference
+        try:
+            if idpattern and not glob_match(idpattern, process_id):
+                continue
+            if refpattern and not glob_match(refpattern, ref):
+                continue
+        except GlobError:
+            return core_dumps_bytes([])  # Core: an invalid pattern lists nothing
+        if reference:
+            if ref != reference:
+                continue
+        elif wanted and process_id not in wanted:
+            continue
+        result.append(process_json(supervisor, proc, filters, views))
+    return core_dumps_bytes(result)
+
+
+def state_body(proc: Process, views: Views) -> bytes:
+    """The JSON of ``GET /api/v3/process/{id}/state`` (the progress prerendered per change)."""
+    state = proc.state_json()
+    state["progress"] = views.progress.get(proc.id, state["progress"])
+    return core_dumps_bytes(state)
+
+
+#: the CORS headers the app adds to every ``/api`` answer (after the type and length)
+API_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-headers", b"Authorization, Content-Type"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, PATCH, OPTIONS"),
+    (b"access-control-expose-headers", b"Location, Link"),
+]
+PROCESS_PREFIX = b"/api/v3/process"
+LIST_ARGS = frozenset({"filter", "reference", "id", "idpattern", "refpattern"})
+
+
+class ProcessPoll:
+    """The two requests the Restreamer UI polls, answered by the HTTP server directly (a
+    direct route of :class:`trio_core.httpd.dispatch.Dispatch` for ``/api/v3/process``):
+    ``GET /api/v3/process`` (the list, its query among ``filter``, ``reference``, ``id``,
+    ``idpattern``, ``refpattern`` without percent-escapes) and ``GET
+    /api/v3/process/{id}/state`` (a known process with a plain id). Only for a bodyless
+    ``GET`` that the request may see (auth off, localhost with ``disable_localhost``, or a
+    valid access token): then the same bytes and headers as the app's routes, without the
+    framework's per-request cost (10× the state answer's). Everything else (unknown id, 401,
+    encoded ids or arguments, other arguments, HEAD, other paths) passes to the app, which
+    stays the reference."""
+
+    def __init__(self, supervisor: Supervisor, views: Views, auth: Authenticator) -> None:
+        self.supervisor = supervisor
+        self.views = views
+        self.auth = auth
+
+    async def __call__(self, channel: Channel) -> bool:
+        request = channel.request
+        if request is None or request.method != "GET" or request.has_body:
+            return False
+        path, _, query = request.target.partition(b"?")
+        rest = path[len(PROCESS_PREFIX):]
+        if not rest:
+            args = self._list_args(query)
+            if args is None or not self._allowed(channel):
+                return False
+            body = await list_body(self.supervisor, self.views, args)
+        elif rest.startswith(b"/") and rest.endswith(b"/state"):
+            raw_id = rest[1:-6]
+            if not raw_id or b"/" in raw_id or b"%" in raw_id or not self._allowed(channel):
+                return False
+            try:
+                proc = self.supervisor.get(raw_id.decode("ascii"))
+            except (ProcessNotFound, UnicodeDecodeError):
+                return False
+            body = state_body(proc, self.views)
+        else:
+            return False
+        await channel.respond(200, [(b"content-type", b"application/json"),
+                                    (b"content-length", b"%d" % len(body)), *API_CORS], body)
+        return True
+
+    def _allowed(self, channel: Channel) -> bool:
+        assert channel.request is not None
+        return self.auth.allows(channel.client[0], channel.request.header(b"authorization"))
+
+    @staticmethod
+    def _list_args(query: bytes) -> dict[str, str] | None:
+        """The list's arguments (first value per name), None when the app should parse them."""
+        args: dict[str, str] = {}
+        if not query:
+            return args
+        if b"%" in query or b"+" in query:
+            return None
+        try:
+            text = query.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        for pair in text.split("&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition("=")
+            if name not in LIST_ARGS:
+                return None
+            args.setdefault(name, value)
+        return args

@@ -72,7 +72,7 @@ def system_blueprint(
     @bp.get("/api/v3/config/reload")
     async def reload_config() -> Response:
         response = json_response("OK")
-        # hypercorn finishes this response during the graceful shutdown the reload starts
+        # the HTTP server finishes this response during the graceful stop the reload starts
         request_reload()
         return response
 

@@ -501,6 +501,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Max. simultaneous sessions per collector, 0 = unlimited (509 beyond).",
             _parse_nonneg_int, alt_env=("CORE_SESSIONS_MAXSESSIONS",)),
     # (end metrics)
+    # -- HTTP server (trio_core/httpd): issue 23 --
+    Setting("api.max_connections", "int", 4096,
+            "Max. open HTTP connections on the API port (all clients together; one over it "
+            "is answered 503 + Retry-After and closed).", _parse_positive_int),
+    Setting("api.keepalive_timeout_sec", "int", 60,
+            "Seconds an idle keep-alive HTTP connection is kept open between requests.",
+            _parse_positive_int),
+    # (end httpd)
     # -- cluster on Redis: issue 20 (trio_core/cluster) --
     Setting("cluster.enable", "bool", False,
             "Join a cluster whose shared state lives in Redis (cluster.redis_url); off: a "

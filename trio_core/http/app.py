@@ -13,7 +13,8 @@ start, e.g. SRT enabled without libsrt). With auth on and no valid token it is C
 ``MinimalAbout`` (``app``, ``auths``, ``version.number`` = major only), without ``id``. Subsystems register more blueprints on the returned app
 before it is served; :func:`add_fallback_index` then adds a ``/`` page if nobody claimed it.
 
-The app holds no tasks of its own; hypercorn serves it (see ``trio_core.server``).
+The app holds no tasks of its own; trio-core's HTTP server (:mod:`trio_core.httpd`) serves it
+(see ``trio_core.server``).
 """
 
 from __future__ import annotations

@@ -100,6 +100,19 @@ class Authenticator:
             return True
         return self.disable_localhost and (req.remote_addr or "") in LOOPBACK
 
+    def allows(self, remote_addr: str, authorization: bytes | None) -> bool:
+        """The guard's decision for a request from ``remote_addr`` with this
+        ``Authorization`` header (for routes answered outside the app): auth off,
+        localhost with ``disable_localhost``, or a valid access token."""
+        if not self.enabled or (self.disable_localhost and remote_addr in LOOPBACK):
+            return True
+        if not authorization:
+            return False
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        return self.verify(token.strip(), "access") is not None
+
     # -- tokens -------------------------------------------------------------------------------
     def issue(self, subject: str, usefor: str) -> str:
         """A signed token for ``subject``; ``usefor`` is ``"access"`` or ``"refresh"``."""

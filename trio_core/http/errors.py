@@ -14,7 +14,8 @@ synchronous apart from reading the body (cancellable like any request read).
 
 Every answer of the app, error or not, is sent only after the request body was read to its end
 (an ``after_request`` hook, bounded by ``MAX_CONTENT_LENGTH``): with a body left unread,
-hypercorn + Quart left some keep-alive requests unanswered. A failed ``HEAD`` is answered as
+hypercorn + Quart left some keep-alive requests unanswered (kept under trio-core's own server: it reads the rest
+anyway before the next request). A failed ``HEAD`` is answered as
 Core does: the status alone, without body or Content-Type.
 """
 
@@ -117,7 +118,8 @@ async def _drain_body(response: Response) -> Response:
     ``MAX_CONTENT_LENGTH``; a body over it stays unread, as for the 413 answer).
 
     Answering while the body was still unread (a GET with a body, a 404/405 route, an early 4xx)
-    left about 1 keep-alive request in 10 without any response under hypercorn + Quart."""
+    left about 1 keep-alive request in 10 without any response under hypercorn + Quart (the server
+before issue 23)."""
     try:
         await request.get_data()
     except HTTPException:

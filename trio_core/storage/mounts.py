@@ -53,7 +53,8 @@ import json
 import os
 import stat as stat_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import trio
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -64,6 +65,10 @@ from trio_core.storage.disk import DiskFS
 from trio_core.storage.memfs import MemFS, NoSpace
 from trio_core.storage.mime import DISK_DEFAULT, MEM_DEFAULT, content_type
 from trio_core.storage.paths import BadPath, clean_path
+
+if TYPE_CHECKING:
+    from trio_core.httpd.server import Channel
+    from trio_core.observability.sessions import Collector
 
 __all__ = ["CHUNK", "StorageHTTP"]
 
@@ -94,8 +99,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+_DATES: dict[float, bytes] = {}
+
+
 def _http_date(timestamp: float) -> bytes:
-    return email.utils.formatdate(timestamp, usegmt=True).encode()
+    text = _DATES.get(timestamp)
+    if text is None:
+        if len(_DATES) >= 1024:
+            _DATES.clear()
+        text = _DATES[timestamp] = email.utils.formatdate(timestamp, usegmt=True).encode()
+    return text
+
+
+def _header_size(headers: Headers) -> int:
+    """A header block's size as the HLS session middleware counts it (``k: v\r\n`` each)."""
+    return sum(len(k) + len(v) + 4 for k, v in headers)
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
@@ -156,6 +174,67 @@ class StorageHTTP:
         #: listings of other nodes (set by the cluster subsystem): (storage, glob, authorization)
         #: -> [(name, size, mtime)]; merged into ``GET /api/v3/fs/{storage}`` (routes.py)
         self.remote_lists: Callable[[str, str, str], Awaitable[list[tuple[str, int, float]]]] | None = None
+
+    # -- the direct route (no ASGI) ------------------------------------------------------------
+    async def direct_memfs(self, channel: Channel) -> bool:
+        """``GET``/``HEAD`` of a stored ``/memfs`` file answered by the HTTP server directly
+        (:class:`trio_core.httpd.dispatch.Dispatch`): head and the stored bytes (a
+        ``memoryview``, no copy) in one write, with the HLS session accounting of a segment
+        exactly as the middleware does it. Everything else — a missing file, a ``Range``,
+        a percent-encoded or unclean path, a playlist the session middleware rewrites, a
+        request with a body — returns False untouched: the ASGI path answers it."""
+        request = channel.request
+        if request is None or request.method not in ("GET", "HEAD") or request.has_body:
+            return False
+        raw, _, query = request.target.partition(b"?")
+        if b"%" in raw or b"\\" in raw or b"/." in raw or b"//" in raw:
+            return False
+        origin: str | None = None
+        for key, value in request.headers:
+            if key == b"range" or key == b"x-trio-core-cluster-hop":
+                return False
+            if key == b"origin":
+                origin = value.decode("latin-1")
+        path = raw.decode("latin-1")
+        name = path[len(MEMFS_PREFIX):]
+        if not name or name == "/" or name.endswith("/") or len(name) > 4096:
+            return False
+        egress: Collector | None = None
+        sid = ""
+        ip = channel.client[0]
+        if self.sessions is not None and path.endswith((".m3u8", ".ts")):
+            egress = getattr(self.sessions, "egress", None)
+            if egress is not None:
+                if path.endswith(".m3u8"):
+                    return False  # rewritten per session by the middleware
+                if not egress.collectable(ip):
+                    egress = None
+                elif b"session" in query:
+                    sid = next((v for k, v in parse_qsl(query.decode("latin-1"),
+                                                        keep_blank_values=True)
+                                if k == "session"), "")
+        file = self.memfs.open(name)
+        if file is None:
+            return False
+        data = file.data
+        cors = self._cors_for(origin) if origin else None
+        headers = (cors or []) + [
+            (b"content-type", content_type(name, MEM_DEFAULT).encode()),
+            (b"last-modified", _http_date(file.mtime)), (b"accept-ranges", b"bytes"),
+            (b"content-length", b"%d" % len(data)),
+        ]
+        head = request.method == "HEAD"
+        if egress is None:
+            await channel.respond(200, headers, b"" if head else memoryview(data), len(data))
+            return True
+        try:
+            egress.egress(sid, _header_size(headers))
+            await channel.respond(200, headers, b"" if head else memoryview(data), len(data))
+            if not head:
+                egress.egress(sid, len(data))
+        finally:
+            egress.activate(sid)  # as the middleware: a segment request activates
+        return True
 
     # -- dispatch -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -493,7 +572,9 @@ class StorageHTTP:
 
     def _cors(self, scope: Scope) -> Headers | None:
         """CORS headers for a mount response (None: no Origin, or an origin not allowed)."""
-        origin = _header(scope, b"origin")
+        return self._cors_for(_header(scope, b"origin"))
+
+    def _cors_for(self, origin: str | None) -> Headers | None:
         if not origin:
             return None
         if "*" in self.cors_origins:
