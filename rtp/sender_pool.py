@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["NATIVE", "SINKS", "acquire", "default_workers", "lease", "release"]
+__all__ = ["NATIVE", "SINKS", "acquire", "current", "default_workers", "lease", "release"]
 
 
 def default_workers() -> int:
@@ -75,6 +75,11 @@ def acquire(workers: int | None = None, *, protect: int = 0, dealloc: int = 0) -
             _engine.set_srtp(protect, dealloc)
         _holders += 1
         return _engine
+
+
+def current() -> Any:
+    """The shared engine while someone holds it (for metrics), else None."""
+    return _engine
 
 
 def release(engine: Any) -> None:

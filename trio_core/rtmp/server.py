@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import posixpath
 import ssl
 from collections.abc import Callable
@@ -323,6 +324,8 @@ class RtmpServer:
             self.connections -= 1
             self._release(host)
             self._cleanup(state)
+            if not tls:
+                _discard_unread(sock_stream.socket.fileno())
             with trio.CancelScope(shield=True) as cs:
                 cs.deadline = trio.current_time() + 2.0
                 try:
@@ -555,6 +558,18 @@ class RtmpServer:
                 state.playing = None
             return True
         return True  # ConnectRequested and the like: already answered
+
+
+def _discard_unread(fd: int) -> None:
+    """Read what the peer sent and nobody will read (e.g. a player's acknowledgements
+    after its stream ended): closing a socket with unread bytes makes the kernel reset the
+    connection, and the peer may then lose the end of what we sent it."""
+    for _ in range(64):
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:  # BlockingIOError: nothing (more) to read
+            return
 
 
 def _peer_host(stream: trio.SocketStream) -> str:
