@@ -22,17 +22,20 @@ import json
 import logging
 import math
 import os
+import select
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 import trio
 
-from bench.common import percentile, proc_sample
+from bench.common import percentile, proc_sample, thread_cpu, thread_cpu_pct
 from rtmp.chunk import MessageType
-from rtmp.connection import MediaReceived
+from rtmp.connection import ClientConnection, MediaReceived, StatusReceived, StreamCreated
 from trio_core.rtmp.client import RtmpClient
 from trio_core.rtmp.server import RtmpServer
 
@@ -202,6 +205,191 @@ async def run_step(port: int, server_pid: int, n: int, probes: int, window: floa
     )
 
 
+# --- light players: child processes, epoll + recv_into (the 600-player steps) ----------------
+
+#: players per child process and reader threads per child (``run_step_light``)
+LIGHT_PROCS = 2
+LIGHT_THREADS = 2
+RECV_BUFFER = 1 << 20
+
+
+def _open_player(port: int, app: str = "live", name: str = "bench") -> socket.socket:
+    """One RTMP player, blocking setup (handshake, connect, createStream, play); then
+    non-blocking. Raises OSError/RuntimeError when the server refuses."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        conn = ClientConnection()
+        sock.sendall(conn.start())
+        conn.connect(app, f"rtmp://127.0.0.1:{port}/{app}")
+        conn.create_stream()
+        while True:
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the server closed the connection during setup")
+            for ev in conn.receive_data(data):
+                if isinstance(ev, StreamCreated):
+                    conn.play(ev.stream_id, name)
+                elif isinstance(ev, StatusReceived):
+                    if ev.level == "error":
+                        raise RuntimeError(f"play refused: {ev.code}")
+                    if ev.code == "NetStream.Play.Start":
+                        out = conn.data_to_send()
+                        if out:
+                            sock.sendall(out)
+                        sock.setblocking(False)
+                        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _reader_thread(socks: list[socket.socket], counts: list[int], lost: list[int],
+                   stop: threading.Event) -> None:
+    """Count what every socket receives (epoll, one reused buffer: as cheap as reading gets
+    in Python); a socket the server closes counts as lost."""
+    buf = bytearray(RECV_BUFFER)
+    ep = select.epoll()
+    index = {s.fileno(): i for i, s in enumerate(socks)}
+    for s in socks:
+        ep.register(s.fileno(), select.EPOLLIN)
+    try:
+        while not stop.is_set():
+            for fd, _ in ep.poll(0.2):
+                i = index[fd]
+                try:
+                    n = socks[i].recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    n = 0
+                if n:
+                    counts[i] += n
+                else:
+                    lost[i] = 1
+                    ep.unregister(fd)
+    finally:
+        ep.close()
+
+
+def _players_child(port: int, n: int, threads: int) -> None:
+    """``--light-players N``: N players in this process over ``threads`` reader threads.
+    stdin commands: ``sample`` -> ``<bytes> <lost> <cpu seconds>``; EOF ends it."""
+    socks = []
+    for _ in range(n):
+        socks.append(_open_player(port))
+        if len(socks) % 50 == 0:
+            time.sleep(0.01)
+    counts = [0] * n
+    lost = [0] * n
+    stop = threading.Event()
+    parts = [list(range(i, n, threads)) for i in range(threads)]
+    workers = []
+    for part in parts:
+        sub_counts = [0] * len(part)
+        sub_lost = [0] * len(part)
+        t = threading.Thread(target=_reader_thread,
+                             args=([socks[i] for i in part], sub_counts, sub_lost, stop),
+                             daemon=True)
+        t.start()
+        workers.append((t, part, sub_counts, sub_lost))
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "sample":
+            for _, part, sub_counts, sub_lost in workers:
+                for j, i in enumerate(part):
+                    counts[i], lost[i] = sub_counts[j], sub_lost[j]
+            t = os.times()
+            print(sum(counts), sum(lost), t.user + t.system, flush=True)
+    stop.set()
+    for t, *_ in workers:
+        t.join()
+    for s in socks:
+        s.close()
+
+
+@dataclass
+class LightResult:
+    players: int
+    delivered_mbyte_s: float
+    expected_mbyte_s: float
+    server_cpu_percent: float
+    cpu_ms_per_mbyte: float | None
+    lost: int
+    loadgen_cpu_percent: float  # the player processes (and this one), one core = 100
+    threads: dict[str, float]  # the server's busiest threads: CPU % each
+    load_average: float
+
+
+def run_step_light(port: int, server_pid: int, n: int, window: float, warmup: float,
+                   mbit: float, procs: int = LIGHT_PROCS, threads: int = LIGHT_THREADS
+                   ) -> LightResult:
+    """N byte-counting players in ``procs`` child processes (``threads`` epoll reader
+    threads each, ``recv_into`` a 1 MiB buffer): the server's CPU (and per thread) per
+    delivered MB over ``window`` s, the players' own CPU stated separately."""
+    procs = max(1, min(procs, n))
+    children = []
+    try:
+        for i in range(procs):
+            share = n // procs + (1 if i < n % procs else 0)
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.rtmp", "--light-players", str(share),
+                 "--light-port", str(port), "--light-threads", str(threads)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"a player process failed to start: {line!r}")
+        time.sleep(warmup)
+
+        def sample() -> tuple[int, int, float]:
+            total = lost = 0
+            cpu = 0.0
+            for child in children:
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write("sample\n")
+                child.stdin.flush()
+            for child in children:
+                assert child.stdout is not None
+                b, lo, c = child.stdout.readline().split()
+                total += int(b)
+                lost += int(lo)
+                cpu += float(c)
+            return total, lost, cpu
+
+        b0, _, g0 = sample()
+        s0, t0, me0, w0 = proc_sample(server_pid), thread_cpu(server_pid), os.times(), time.monotonic()
+        time.sleep(window)
+        b1, lost, g1 = sample()
+        s1, t1, me1, w1 = proc_sample(server_pid), thread_cpu(server_pid), os.times(), time.monotonic()
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    assert s0 is not None and s1 is not None, "the server process is gone"
+    elapsed = w1 - w0
+    cpu = s1.cpu - s0.cpu
+    mbytes = (b1 - b0) / 1e6
+    expected = n * (mbit * 1e6 / 8 + AUDIO_RATE * 386) / 1e6
+    mine = me1.user + me1.system - me0.user - me0.system
+    busiest = dict(list(thread_cpu_pct(t0, t1, elapsed).items())[:6])
+    return LightResult(
+        players=n, delivered_mbyte_s=round(mbytes / elapsed, 2), expected_mbyte_s=round(expected, 2),
+        server_cpu_percent=round(100 * cpu / elapsed, 1),
+        cpu_ms_per_mbyte=round(1000 * cpu / mbytes, 2) if mbytes > 0 else None, lost=lost,
+        loadgen_cpu_percent=round(100 * (g1 - g0 + mine) / elapsed, 1), threads=busiest,
+        load_average=os.getloadavg()[0])
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else round(v, 1)
 
@@ -267,7 +455,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=int, default=10, help="players that measure delay")
     ap.add_argument("--json", default="", help="write the results to this JSON file")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--light-players", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--light-port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--light-threads", type=int, default=LIGHT_THREADS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.light_players:
+        _players_child(args.light_port, args.light_players, args.light_threads)
+        return
     if args.serve:
         logging.basicConfig(level=logging.WARNING)
         trio.run(_serve)
