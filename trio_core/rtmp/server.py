@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import posixpath
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +64,8 @@ __all__ = ["RtmpServer"]
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+#: seconds a connection that ends gracefully waits for the peer's close after our last byte
+LINGER = 2.0
 
 
 class SessionSink(Protocol):
@@ -324,11 +326,16 @@ class RtmpServer:
             self.connections -= 1
             self._release(host)
             self._cleanup(state)
-            if not tls:
-                _discard_unread(sock_stream.socket.fileno())
+            # a graceful end (not the server stopping): FIN after the last byte, then wait
+            # (<= LINGER s) for the peer's close, reading what it still sends — closing with
+            # unread bytes makes the kernel reset the connection and throw away what the
+            # peer has not received yet (the end of a player's stream)
+            graceful = not tls and trio.current_effective_deadline() != float("-inf")
             with trio.CancelScope(shield=True) as cs:
-                cs.deadline = trio.current_time() + 2.0
+                cs.deadline = trio.current_time() + LINGER
                 try:
+                    if graceful:
+                        await _linger(sock_stream.socket)
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
@@ -560,16 +567,15 @@ class RtmpServer:
         return True  # ConnectRequested and the like: already answered
 
 
-def _discard_unread(fd: int) -> None:
-    """Read what the peer sent and nobody will read (e.g. a player's acknowledgements
-    after its stream ended): closing a socket with unread bytes makes the kernel reset the
-    connection, and the peer may then lose the end of what we sent it."""
-    for _ in range(64):
-        try:
-            if not os.read(fd, 65536):
-                return
-        except OSError:  # BlockingIOError: nothing (more) to read
-            return
+async def _linger(sock: trio.socket.SocketType) -> None:
+    """Shut our side down and read (discarding) until the peer closes; the caller bounds
+    the time."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while await sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 def _peer_host(stream: trio.SocketStream) -> str:
