@@ -13,6 +13,14 @@ server's RSS growth over the step (from just before its players connected) per p
 players lost (disconnected by the server as too slow).
 ``--quick`` is a smoke run (steps 1,5; 2 s windows). Prints a table; ``--json`` writes results.
 Numbers are for this machine, with the bench's players on the same cores.
+
+:func:`run_step_light` (used by ``python -m bench.core``'s RTMP scenario, up to 600 players
+of 6 Mbit/s ≈ 460 MB/s) keeps the load generator light: the players live in
+:data:`LIGHT_PROCS` child processes (``python -m bench.rtmp --light-players N``), each with
+:data:`LIGHT_THREADS` reader threads on an epoll set, ``recv_into`` one reused 1 MiB buffer
+and only count bytes; the children report bytes, lost players and their own CPU on request
+(stdin ``sample``), so the load generator's CPU is stated next to the server's, and the
+server's CPU is read per thread from ``/proc/<pid>/task/*/stat``.
 """
 
 from __future__ import annotations
@@ -246,68 +254,75 @@ def _open_player(port: int, app: str = "live", name: str = "bench") -> socket.so
         raise
 
 
-def _reader_thread(socks: list[socket.socket], counts: list[int], lost: list[int],
-                   stop: threading.Event) -> None:
-    """Count what every socket receives (epoll, one reused buffer: as cheap as reading gets
-    in Python); a socket the server closes counts as lost."""
-    buf = bytearray(RECV_BUFFER)
-    ep = select.epoll()
-    index = {s.fileno(): i for i, s in enumerate(socks)}
-    for s in socks:
-        ep.register(s.fileno(), select.EPOLLIN)
-    try:
-        while not stop.is_set():
+class _Readers:
+    """``threads`` reader threads, each an epoll set; a socket is read from the moment it is
+    added (players opened later do not hold back the first ones), into one reused buffer
+    per thread (as cheap as reading gets in Python); a socket the server closes counts as
+    lost."""
+
+    def __init__(self, threads: int) -> None:
+        self.counts: list[int] = []
+        self.lost: list[int] = []
+        self.socks: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.polls = [select.epoll() for _ in range(threads)]
+        self.index: list[dict[int, int]] = [{} for _ in range(threads)]
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def add(self, sock: socket.socket) -> None:
+        i = len(self.socks)
+        self.socks.append(sock)
+        self.counts.append(0)
+        self.lost.append(0)
+        k = i % len(self.polls)
+        self.index[k][sock.fileno()] = i
+        self.polls[k].register(sock.fileno(), select.EPOLLIN)
+
+    def _run(self, k: int) -> None:
+        buf = bytearray(RECV_BUFFER)
+        ep, index = self.polls[k], self.index[k]
+        while not self.stop.is_set():
             for fd, _ in ep.poll(0.2):
                 i = index[fd]
                 try:
-                    n = socks[i].recv_into(buf)
+                    n = self.socks[i].recv_into(buf)
                 except BlockingIOError:
                     continue
                 except OSError:
                     n = 0
                 if n:
-                    counts[i] += n
+                    self.counts[i] += n
                 else:
-                    lost[i] = 1
+                    self.lost[i] = 1
                     ep.unregister(fd)
-    finally:
-        ep.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        for ep in self.polls:
+            ep.close()
+        for s in self.socks:
+            s.close()
 
 
 def _players_child(port: int, n: int, threads: int) -> None:
     """``--light-players N``: N players in this process over ``threads`` reader threads.
     stdin commands: ``sample`` -> ``<bytes> <lost> <cpu seconds>``; EOF ends it."""
-    socks = []
-    for _ in range(n):
-        socks.append(_open_player(port))
-        if len(socks) % 50 == 0:
-            time.sleep(0.01)
-    counts = [0] * n
-    lost = [0] * n
-    stop = threading.Event()
-    parts = [list(range(i, n, threads)) for i in range(threads)]
-    workers = []
-    for part in parts:
-        sub_counts = [0] * len(part)
-        sub_lost = [0] * len(part)
-        t = threading.Thread(target=_reader_thread,
-                             args=([socks[i] for i in part], sub_counts, sub_lost, stop),
-                             daemon=True)
-        t.start()
-        workers.append((t, part, sub_counts, sub_lost))
-    print("READY", flush=True)
-    for line in sys.stdin:
-        if line.strip() == "sample":
-            for _, part, sub_counts, sub_lost in workers:
-                for j, i in enumerate(part):
-                    counts[i], lost[i] = sub_counts[j], sub_lost[j]
-            t = os.times()
-            print(sum(counts), sum(lost), t.user + t.system, flush=True)
-    stop.set()
-    for t, *_ in workers:
-        t.join()
-    for s in socks:
-        s.close()
+    readers = _Readers(threads)
+    try:
+        for _ in range(n):
+            readers.add(_open_player(port))
+        print("READY", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "sample":
+                t = os.times()
+                print(sum(readers.counts), sum(readers.lost), t.user + t.system, flush=True)
+    finally:
+        readers.close()
 
 
 @dataclass
@@ -321,6 +336,18 @@ class LightResult:
     loadgen_cpu_percent: float  # the player processes (and this one), one core = 100
     threads: dict[str, float]  # the server's busiest threads: CPU % each
     load_average: float
+
+    @property
+    def busiest_share(self) -> float:
+        """The busiest thread's share of the server's CPU, % (100: all on one thread)."""
+        total = self.server_cpu_percent
+        return round(100 * max(self.threads.values(), default=0.0) / total, 1) if total else 0.0
+
+    @property
+    def spread(self) -> int:
+        """Server threads that carry at least 20 % of its CPU."""
+        total = self.server_cpu_percent
+        return sum(1 for v in self.threads.values() if total and v >= 0.2 * total)
 
 
 def run_step_light(port: int, server_pid: int, n: int, window: float, warmup: float,
