@@ -2441,7 +2441,7 @@ static PyObject *Sink_unit(SinkObject *self, PyObject *args) {
     Py_buffer data;
     int keyframe = 0, control = 0;
     if (!PyArg_ParseTuple(args, "y*|pp", &data, &keyframe, &control)) return NULL;
-    if (sink_closed(self->s) || data.len == 0 || data.len > 0x2000000) {
+    if (sink_closed(self->s) || data.len == 0 || data.len > 0x10000000) {
         PyBuffer_Release(&data);
         Py_RETURN_FALSE;
     }

@@ -112,6 +112,7 @@ class Player(ReaderQueue[bytes]):
         self.sink: Any = None
         self._native_counted = 0  # sink bytes already reported through on_sent
         self._native_skips = 0  # sink skips already folded into the counters
+        self._burst: list[bytes] | None = None  # a join burst being collected (native)
 
     @property
     def max_queue_bytes(self) -> int:
@@ -184,7 +185,9 @@ class Player(ReaderQueue[bytes]):
     def offer_message(self, item: _Cached, keyframe: bool) -> None:
         """Queue a live message; skips to the next keyframe when the queue is full."""
         if self.sink is not None:  # the join burst of a native player (its worker decides)
-            if not self.dropped:
+            if self._burst is not None:
+                self._burst.extend(self.parts(item))
+            elif not self.dropped:
                 self.sink.unit(b"".join(self.parts(item)), keyframe, False)
             return
         head, first, cont = self.parts(item)
@@ -251,6 +254,18 @@ class Player(ReaderQueue[bytes]):
         self._wake.set()
 
     # --- the native sink (the connection owner's side) ---------------------------------------
+
+    def open_burst(self) -> None:
+        """Collect the messages offered until :meth:`close_burst` into one unit (a join
+        burst — the cached GOP — is one command for the pool, not one per message)."""
+        if self.sink is not None:
+            self._burst = []
+
+    def close_burst(self) -> None:
+        """Hand the collected burst to the sink as one unit that starts at a keyframe."""
+        parts, self._burst = self._burst, None
+        if parts and self.sink is not None and not self.dropped:
+            self.sink.unit(b"".join(parts), True, False)
 
     def native_event(self) -> None:
         """The sink needs attention (told by the pool's hub): wake the writer task, and
@@ -408,17 +423,18 @@ class Channel:
             waiting, self._waiting = self._waiting, []
             for player in waiting:
                 self._start(player, item)
+                player.offer_message(item, True)
                 self._started(player)
 
     def _start(self, player: Player, first: _Cached) -> None:
-        """Headers and the first message, rebased to the first message's timestamp."""
+        """The decoder configurations, rebased to the first message's timestamp (the caller
+        offers ``first`` next)."""
         player.started = True
         player.waiting_keyframe = False
         player.base = first.timestamp
         for cfg in (self.video_config, self.audio_config):
             if cfg is not None:
                 player.push_control(player.encode(_Cached(cfg.type_id, first.timestamp, cfg.payload, cfg.first, cfg.cont)))
-        player.offer_message(first, True)
 
     def _started(self, player: Player) -> None:
         """The player takes live messages from now on: in the group when native."""
@@ -436,10 +452,13 @@ class Channel:
             raise RuntimeError("a native player on a channel without a sender pool group")
         first = self.gop.first
         if first is not None:
-            self._start(player, first)
+            self._start(player, first)  # the configurations: control, before the burst
+            player.open_burst()
+            player.offer_message(first, True)
             units = self.gop.units
             for i in range(1, len(units)):
                 player.offer_message(units[i], units[i].keyframe)
+            player.close_burst()
             self._started(player)
         else:
             self._waiting.append(player)
