@@ -11,6 +11,13 @@ that the player's own writer task drains. A player whose connection gave it a so
 ``writev`` of its header and the shared body pieces, from the producer's task (no join, no
 task switch); what the socket does not take waits for the writer task, in order.
 
+A player whose connection has a native sink (``Player.sink``, the RTMP server's sender pool:
+``rtp._fanout``) is written by the pool instead: the channel sends each live message once
+to its ``group`` (the workers build each player's header — stream id, rebased timestamp —
+and apply the slow-player policy below in C), the join burst (configurations, then the cached
+GOP as one unit) and control messages go to the sink in order; ``poll_native`` folds the
+sink's skips, drop and bytes into the player's counters (``relay_*`` metrics, session egress).
+
 Players start at a keyframe: sequence headers first, then the cached GOP, then live
 messages; their timestamps are rebased so that the first keyframe is at 0. A player whose
 queue would exceed ``max_queue_bytes`` (it reads slower than the stream arrives) loses its

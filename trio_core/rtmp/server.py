@@ -7,7 +7,22 @@ every listener and connection, and nothing it started outlives it.
 
 Per connection: a reader task feeds :class:`rtmp.connection.ServerConnection` and acts on its
 events, and a writer task drains the connection's :class:`~trio_core.rtmp.registry.Player`
-queue (also used for control replies), so a publisher never waits for a player. Rules as
+queue (also used for control replies), so a publisher never waits for a player.
+
+**The native sender pool** (issue 23): with the C extension (``rtp.sender_pool.SINKS``) and
+``native=True``, ``run`` holds the process's shared pool (``sender_workers`` threads if it
+makes it; the WebRTC forwarder shares it) for as long as it serves, and every plain-RTMP
+connection is written by a C *sink* on one of its workers: its control replies, its join
+burst and, once started, the channel's live messages (one ``group.send`` per message). The
+connection's writer task then only waits: for the pool's hub (one eventfd per server, read
+by one task that wakes the writer of each sink that reported something) and, while the
+sink's C queue holds bytes, for the socket's writability (``sink.poll()`` flushes); it ends
+the connection when the sink reports a drop (the relay policy, in C), a failed socket or the
+end of the stream. On the way out the sink is closed before the socket (the pool never
+writes an fd after that), then a graceful end lingers for the peer's close (``LINGER`` s);
+when ``run`` ends every connection has ended, the hub's eventfd is closed and the pool is
+released (the last holder joins its threads). RTMPS connections and every connection without
+the extension (or with ``RTP_FANOUT=python``) keep the Python path, with the same bytes. Rules as
 datarhei Core (``rtmp/rtmp.go``): the token (``rtmp.token``) is required for publish and
 play, as ``?token=`` or as the last path element; a publish path must start with
 ``rtmp.app``; one publisher per path (a second one gets ``NetStream.Publish.BadName`` and is
