@@ -17,8 +17,9 @@ same window, one core = 100 %):
   ``/api/v3/process/{id}/state``, sequential on one keep-alive connection and with 8 clients
   (:mod:`bench.api`);
 * ``rtmp``: one 6 Mbit/s H.264+AAC publisher (FFmpeg, ``-c copy`` of a file encoded once per
-  bench) to N players (:func:`bench.rtmp.run_step`, byte-counting players): server CPU per
-  delivered MB, delivered MB/s, players lost;
+  bench) to N players (:func:`bench.rtmp.run_step_light`: byte-counting players in 2 child
+  processes, epoll + ``recv_into``): server CPU per delivered MB, CPU of its busiest thread
+  and threads over 10 % (``/proc/<pid>/task``), delivered MB/s, players lost;
 * ``hls``: FFmpeg writes HLS into memfs (``-method PUT``), R live readers poll and fetch
   (:func:`bench.storage.hls_phase`): CPU per served MB, segment fetch p99, errors;
 * ``idle``: RSS and CPU of the server with 0, 10 and 50 running processes.
@@ -165,15 +166,21 @@ def scenario_rtmp(ctx: Ctx, server: str, workdir: Path) -> tuple[Metrics, Metric
             if publisher.poll() is not None:
                 raise RuntimeError(f"the publisher exited; see {workdir}/publisher.log")
             for n in p.players:
-                r = trio.run(rtmp.run_step, spec.rtmp_port, proc.pid, n, 0, p.rtmp_window,
-                             p.rtmp_warmup, p.mbit)
+                # players in child processes (epoll + recv_into), per-thread server CPU
+                r = rtmp.run_step_light(spec.rtmp_port, proc.pid, n, p.rtmp_window,
+                                        p.rtmp_warmup, p.mbit)
                 key = f"RTMP {p.mbit:g} Mbit/s, {n} players"
                 values = {
                     f"{key}: server CPU ms per delivered MB": r.cpu_ms_per_mbyte or float("nan"),
                     f"{key}: server CPU %": r.server_cpu_percent,
+                    f"{key}: busiest thread's share of server CPU %": r.busiest_share,
+                    f"{key}: server threads with >= 20 % of its CPU": float(r.spread),
                     f"{key}: delivered MB/s": r.delivered_mbyte_s,
+                    f"{key}: delivered / expected": r.delivered_mbyte_s / r.expected_mbyte_s,
                     f"{key}: players lost": float(r.lost),
                 }
+                ctx.notes.append(f"{server}, {key}: server threads CPU % {r.threads}; "
+                                 f"load average {r.load_average:.1f}")
                 out.update(values)
                 gen.update(dict.fromkeys(values, r.loadgen_cpu_percent))
                 time.sleep(1.0)

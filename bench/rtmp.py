@@ -13,6 +13,14 @@ server's RSS growth over the step (from just before its players connected) per p
 players lost (disconnected by the server as too slow).
 ``--quick`` is a smoke run (steps 1,5; 2 s windows). Prints a table; ``--json`` writes results.
 Numbers are for this machine, with the bench's players on the same cores.
+
+:func:`run_step_light` (used by ``python -m bench.core``'s RTMP scenario, up to 600 players
+of 6 Mbit/s ≈ 460 MB/s) keeps the load generator light: the players live in
+:data:`LIGHT_PROCS` child processes (``python -m bench.rtmp --light-players N``), each with
+:data:`LIGHT_THREADS` reader threads on an epoll set, ``recv_into`` one reused 1 MiB buffer
+and only count bytes; the children report bytes, lost players and their own CPU on request
+(stdin ``sample``), so the load generator's CPU is stated next to the server's, and the
+server's CPU is read per thread from ``/proc/<pid>/task/*/stat``.
 """
 
 from __future__ import annotations
@@ -22,17 +30,20 @@ import json
 import logging
 import math
 import os
+import select
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 import trio
 
-from bench.common import percentile, proc_sample
+from bench.common import percentile, proc_sample, thread_cpu, thread_cpu_pct
 from rtmp.chunk import MessageType
-from rtmp.connection import MediaReceived
+from rtmp.connection import ClientConnection, MediaReceived, StatusReceived, StreamCreated
 from trio_core.rtmp.client import RtmpClient
 from trio_core.rtmp.server import RtmpServer
 
@@ -202,6 +213,210 @@ async def run_step(port: int, server_pid: int, n: int, probes: int, window: floa
     )
 
 
+# --- light players: child processes, epoll + recv_into (the 600-player steps) ----------------
+
+#: players per child process and reader threads per child (``run_step_light``)
+LIGHT_PROCS = 2
+LIGHT_THREADS = 2
+RECV_BUFFER = 1 << 20
+
+
+def _open_player(port: int, app: str = "live", name: str = "bench") -> socket.socket:
+    """One RTMP player, blocking setup (handshake, connect, createStream, play); then
+    non-blocking. Raises OSError/RuntimeError when the server refuses."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        conn = ClientConnection()
+        sock.sendall(conn.start())
+        conn.connect(app, f"rtmp://127.0.0.1:{port}/{app}")
+        conn.create_stream()
+        while True:
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the server closed the connection during setup")
+            for ev in conn.receive_data(data):
+                if isinstance(ev, StreamCreated):
+                    conn.play(ev.stream_id, name)
+                elif isinstance(ev, StatusReceived):
+                    if ev.level == "error":
+                        raise RuntimeError(f"play refused: {ev.code}")
+                    if ev.code == "NetStream.Play.Start":
+                        out = conn.data_to_send()
+                        if out:
+                            sock.sendall(out)
+                        sock.setblocking(False)
+                        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+class _Readers:
+    """``threads`` reader threads, each an epoll set; a socket is read from the moment it is
+    added (players opened later do not hold back the first ones), into one reused buffer
+    per thread (as cheap as reading gets in Python); a socket the server closes counts as
+    lost."""
+
+    def __init__(self, threads: int) -> None:
+        self.counts: list[int] = []
+        self.lost: list[int] = []
+        self.socks: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.polls = [select.epoll() for _ in range(threads)]
+        self.index: list[dict[int, int]] = [{} for _ in range(threads)]
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def add(self, sock: socket.socket) -> None:
+        i = len(self.socks)
+        self.socks.append(sock)
+        self.counts.append(0)
+        self.lost.append(0)
+        k = i % len(self.polls)
+        self.index[k][sock.fileno()] = i
+        self.polls[k].register(sock.fileno(), select.EPOLLIN)
+
+    def _run(self, k: int) -> None:
+        buf = bytearray(RECV_BUFFER)
+        ep, index = self.polls[k], self.index[k]
+        while not self.stop.is_set():
+            for fd, _ in ep.poll(0.2):
+                i = index[fd]
+                try:
+                    n = self.socks[i].recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    n = 0
+                if n:
+                    self.counts[i] += n
+                else:
+                    self.lost[i] = 1
+                    ep.unregister(fd)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        for ep in self.polls:
+            ep.close()
+        for s in self.socks:
+            s.close()
+
+
+def _players_child(port: int, n: int, threads: int) -> None:
+    """``--light-players N``: N players in this process over ``threads`` reader threads.
+    stdin commands: ``sample`` -> ``<bytes> <lost> <cpu seconds>``; EOF ends it."""
+    readers = _Readers(threads)
+    try:
+        for _ in range(n):
+            readers.add(_open_player(port))
+        print("READY", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "sample":
+                t = os.times()
+                print(sum(readers.counts), sum(readers.lost), t.user + t.system, flush=True)
+    finally:
+        readers.close()
+
+
+@dataclass
+class LightResult:
+    players: int
+    delivered_mbyte_s: float
+    expected_mbyte_s: float
+    server_cpu_percent: float
+    cpu_ms_per_mbyte: float | None
+    lost: int
+    loadgen_cpu_percent: float  # the player processes (and this one), one core = 100
+    threads: dict[str, float]  # the server's busiest threads: CPU % each
+    load_average: float
+
+    @property
+    def busiest_share(self) -> float:
+        """The busiest thread's share of the server's CPU, % (100: all on one thread)."""
+        total = self.server_cpu_percent
+        return round(100 * max(self.threads.values(), default=0.0) / total, 1) if total else 0.0
+
+    @property
+    def spread(self) -> int:
+        """Server threads that carry at least 20 % of its CPU."""
+        total = self.server_cpu_percent
+        return sum(1 for v in self.threads.values() if total and v >= 0.2 * total)
+
+
+def run_step_light(port: int, server_pid: int, n: int, window: float, warmup: float,
+                   mbit: float, procs: int = LIGHT_PROCS, threads: int = LIGHT_THREADS
+                   ) -> LightResult:
+    """N byte-counting players in ``procs`` child processes (``threads`` epoll reader
+    threads each, ``recv_into`` a 1 MiB buffer): the server's CPU (and per thread) per
+    delivered MB over ``window`` s, the players' own CPU stated separately."""
+    procs = max(1, min(procs, n))
+    children = []
+    try:
+        for i in range(procs):
+            share = n // procs + (1 if i < n % procs else 0)
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.rtmp", "--light-players", str(share),
+                 "--light-port", str(port), "--light-threads", str(threads)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"a player process failed to start: {line!r}")
+        time.sleep(warmup)
+
+        def sample() -> tuple[int, int, float]:
+            total = lost = 0
+            cpu = 0.0
+            for child in children:
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write("sample\n")
+                child.stdin.flush()
+            for child in children:
+                assert child.stdout is not None
+                b, lo, c = child.stdout.readline().split()
+                total += int(b)
+                lost += int(lo)
+                cpu += float(c)
+            return total, lost, cpu
+
+        b0, _, g0 = sample()
+        s0, t0, me0, w0 = proc_sample(server_pid), thread_cpu(server_pid), os.times(), time.monotonic()
+        time.sleep(window)
+        b1, lost, g1 = sample()
+        s1, t1, me1, w1 = proc_sample(server_pid), thread_cpu(server_pid), os.times(), time.monotonic()
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    assert s0 is not None and s1 is not None, "the server process is gone"
+    elapsed = w1 - w0
+    cpu = s1.cpu - s0.cpu
+    mbytes = (b1 - b0) / 1e6
+    expected = n * (mbit * 1e6 / 8 + AUDIO_RATE * 386) / 1e6
+    mine = me1.user + me1.system - me0.user - me0.system
+    busiest = dict(list(thread_cpu_pct(t0, t1, elapsed).items())[:6])
+    return LightResult(
+        players=n, delivered_mbyte_s=round(mbytes / elapsed, 2), expected_mbyte_s=round(expected, 2),
+        server_cpu_percent=round(100 * cpu / elapsed, 1),
+        cpu_ms_per_mbyte=round(1000 * cpu / mbytes, 2) if mbytes > 0 else None, lost=lost,
+        loadgen_cpu_percent=round(100 * (g1 - g0 + mine) / elapsed, 1), threads=busiest,
+        load_average=os.getloadavg()[0])
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else round(v, 1)
 
@@ -267,7 +482,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=int, default=10, help="players that measure delay")
     ap.add_argument("--json", default="", help="write the results to this JSON file")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--light-players", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--light-port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--light-threads", type=int, default=LIGHT_THREADS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.light_players:
+        _players_child(args.light_port, args.light_players, args.light_threads)
+        return
     if args.serve:
         logging.basicConfig(level=logging.WARNING)
         trio.run(_serve)

@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,6 +77,9 @@ typedef int (*srtp_dealloc_fn)(void *ctx);
 typedef struct Engine Engine;
 typedef struct Viewer Viewer;
 typedef struct Table Table;
+typedef struct Sink Sink;
+typedef struct Group Group;
+typedef struct Hub Hub;
 
 typedef struct {
     int refs; /* atomic */
@@ -146,7 +150,11 @@ struct Table {
     Stripe stripes[];
 };
 
-enum { C_LIVE, C_RAW, C_SET_TRACK, C_JOIN, C_LEAVE, C_ADDR, C_CLOSE, C_BARRIER };
+enum { C_LIVE, C_RAW, C_SET_TRACK, C_JOIN, C_LEAVE, C_ADDR, C_CLOSE, C_BARRIER,
+       C_G_LIVE, C_S_UNIT, C_S_JOIN, C_S_LEAVE, C_S_FINISH, C_S_CLOSE };
+/* commands that carry media (dropped, not run, when the engine closes) */
+#define IS_MEDIA(t) ((t) == C_LIVE || (t) == C_RAW || (t) == C_G_LIVE || (t) == C_S_UNIT || \
+                     (t) == C_S_FINISH)
 enum { K_MEDIA, K_RETRANSMISSION, K_RTX };
 enum { F_KEYFRAME = 1, F_VIDEO = 2 }; /* live packet flags (the keyframe gate) */
 #define STREAM_SLACK (65535 + 2) /* room for the unsent tail of one started frame */
@@ -164,7 +172,10 @@ typedef struct {
     Table *t;
     Pkt *pkt;
     Barrier *barrier;
+    Sink *s;  /* RTMP sink commands */
+    Group *g; /* G_LIVE, S_JOIN */
     uint32_t a, b, c, d; /* LIVE: seq, ts, flags; SET_TRACK: pt, ssrc, sd, tsd; RAW: kind, reason */
+    uint32_t e, f;       /* G_LIVE: chunk size, first-chunk length */
     int fd;
     struct sockaddr_in6 addr;
     socklen_t addrlen;
@@ -202,6 +213,7 @@ struct Engine {
     int closed;
     Worker *workers;
     Viewer *open; /* list of open viewers (GIL) */
+    Sink *sinks;  /* list of open sinks (GIL) */
 };
 
 /* -- reference counting (plain memory: any thread may free) ----------------------------- */
@@ -225,10 +237,15 @@ static void viewer_unref(Viewer *v) {
     }
 }
 
+static void sink_unref(Sink *s);
+static void group_unref(Group *g);
+
 static void cmd_release(Cmd *c) {
     pkt_unref(c->pkt);
     table_unref(c->t);
     viewer_unref(c->v);
+    sink_unref(c->s);
+    group_unref(c->g);
 }
 
 /* -- the worker's side (no Python, no GIL) ----------------------------------------------- */
@@ -658,6 +675,493 @@ static void release(Engine *e, Viewer *v) {
     }
 }
 
+/* -- RTMP sinks: byte streams of whole messages (the RTMP relay's players) ----------------
+ *
+ * A Sink is one playing connection's socket (plain TCP) with a byte-bounded queue in C. It
+ * belongs to one worker, like a viewer: everything written to it runs there, in submission
+ * order — live messages of the Group it joined (Group.send: the shared body once per
+ * message, the per-player chunk header built here from the player's stream id and
+ * timestamp base), its own units (Sink.unit: the join burst and control messages, built in
+ * Python) and its changes. Partial writes keep the unsent rest of a message queued (message
+ * boundaries are tracked, so an overflow never cuts one in half). The slow-player policy is
+ * relay.ReaderQueue's: a message that would take the queue past `limit` empties it (the
+ * rest of a message already started on the wire stays) and skips to the next keyframe; the
+ * overflow after `max_skips` skips drops the player. Control units are never skipped; more
+ * than 2 * limit of them drops the player. What Python must act on — the queue turned
+ * non-empty (wait for writability, then Sink.poll), a skip, a drop, a failed socket, the
+ * end of a finished stream — is reported through the Hub: its token is queued and the
+ * Hub's eventfd written, once until Python polls. */
+
+struct Hub {
+    int refs; /* atomic: the Python handle + every sink */
+    int efd;
+    pthread_mutex_t mu;
+    uint64_t *tokens;
+    size_t n, cap;
+    int armed; /* the eventfd was written and take() did not run since */
+};
+
+struct Sink {
+    int refs; /* atomic: the Python handle + queued commands + a group stripe */
+    int worker;
+    int closed;   /* atomic: set by Sink.close */
+    int released; /* its close ran */
+    Hub *hub;
+    uint64_t token;
+    int fd; /* the connection's socket (not owned) */
+    /* worker-owned */
+    uint32_t stream_id, base;
+    Group *group;
+    int index;
+    /* guarded by mu (the worker and the Python thread) */
+    pthread_mutex_t mu;
+    int failed, dropped, finishing, finished, notified, waiting_key;
+    unsigned char *buf;
+    size_t cap, head, len;
+    size_t *lens; /* lengths of the queued messages, oldest first (a ring) */
+    size_t lcap, lhead, lcount;
+    size_t head_done; /* bytes of the oldest queued message already written */
+    size_t limit;
+    unsigned max_skips, skips;
+    /* atomic reads */
+    uint64_t bytes_out, messages, skipped, peak, ring_missed;
+    Sink *prev, *next; /* the engine's open sinks (GIL) */
+};
+
+typedef struct {
+    Sink **e;
+    int n, cap;
+    uint64_t missed; /* atomic: live messages dropped at this stripe's full ring */
+} SinkStripe;
+
+struct Group {
+    int refs;
+    int closed;
+    int nstripes;
+    SinkStripe stripes[];
+};
+
+static int sink_closed(Sink *s) { return __atomic_load_n(&s->closed, __ATOMIC_SEQ_CST); }
+
+static void hub_unref(Hub *h) {
+    if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (h->efd >= 0) close(h->efd);
+        pthread_mutex_destroy(&h->mu);
+        free(h->tokens);
+        free(h);
+    }
+}
+
+static void hub_push(Hub *h, uint64_t token) {
+    pthread_mutex_lock(&h->mu);
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        uint64_t *t = realloc(h->tokens, cap * sizeof(uint64_t));
+        if (t != NULL) {
+            h->tokens = t;
+            h->cap = cap;
+        }
+    }
+    if (h->n < h->cap) h->tokens[h->n++] = token;
+    if (!h->armed && h->efd >= 0) {
+        h->armed = 1;
+        uint64_t one = 1;
+        ssize_t r = write(h->efd, &one, sizeof(one));
+        (void)r;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void sink_unref(Sink *s) {
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s->buf);
+        free(s->lens);
+        hub_unref(s->hub);
+        free(s);
+    }
+}
+
+static void group_unref(Group *g) {
+    if (g && __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        for (int i = 0; i < g->nstripes; i++) free(g->stripes[i].e);
+        free(g);
+    }
+}
+
+/* tell Python (mu held); `force`: a state change it must see even while it is notified */
+static void sink_notify(Sink *s, int force) {
+    if (s->notified && !force) return;
+    s->notified = 1;
+    hub_push(s->hub, s->token);
+}
+
+/* forget the first n queued bytes (written), following the message boundaries */
+static void sink_consume(Sink *s, size_t n) {
+    s->head = s->len > n ? (s->head + n) % s->cap : 0;
+    s->len = s->len > n ? s->len - n : 0;
+    while (n > 0 && s->lcount > 0) {
+        size_t left = s->lens[s->lhead] - s->head_done;
+        if (n < left) {
+            s->head_done += n;
+            return;
+        }
+        n -= left;
+        s->head_done = 0;
+        s->lhead = (s->lhead + 1) % s->lcap;
+        s->lcount--;
+    }
+}
+
+/* room for `need` more bytes and one more message length; 0 when impossible */
+static int sink_room(Sink *s, size_t need) {
+    if (s->lcount == s->lcap) {
+        size_t lcap = s->lcap ? s->lcap * 2 : 64;
+        size_t *l = malloc(lcap * sizeof(size_t));
+        if (l == NULL) return 0;
+        for (size_t i = 0; i < s->lcount; i++) l[i] = s->lens[(s->lhead + i) % s->lcap];
+        free(s->lens);
+        s->lens = l;
+        s->lcap = lcap;
+        s->lhead = 0;
+    }
+    if (s->len + need <= s->cap) return 1;
+    size_t cap = s->cap ? s->cap : 65536;
+    while (cap < s->len + need) cap *= 2;
+    unsigned char *b = malloc(cap);
+    if (b == NULL) return 0;
+    if (s->len) { /* linearise */
+        size_t first = s->cap - s->head < s->len ? s->cap - s->head : s->len;
+        memcpy(b, s->buf + s->head, first);
+        memcpy(b + first, s->buf, s->len - first);
+    }
+    free(s->buf);
+    s->buf = b;
+    s->cap = cap;
+    s->head = 0;
+    return 1;
+}
+
+static void sink_put(Sink *s, const unsigned char *d, size_t n) {
+    if (n == 0) return;
+    size_t tail = (s->head + s->len) % s->cap;
+    size_t first = s->cap - tail < n ? s->cap - tail : n;
+    memcpy(s->buf + tail, d, first);
+    memcpy(s->buf, d + first, n - first);
+    s->len += n;
+    if (s->len > LOAD(&s->peak)) __atomic_store_n(&s->peak, (uint64_t)s->len, __ATOMIC_RELAXED);
+}
+
+/* the queue after an overflow: only the rest of a message already started on the wire */
+static void sink_clear(Sink *s) {
+    if (s->lcount > 0 && s->head_done > 0) {
+        s->len = s->lens[s->lhead] - s->head_done;
+        s->lcount = 1;
+    } else {
+        s->len = s->head = s->lcount = s->head_done = 0;
+    }
+}
+
+static void sink_fail(Sink *s) {
+    s->failed = 1;
+    sink_notify(s, 1);
+}
+
+static void sink_maybe_finished(Sink *s) {
+    if (s->finishing && s->len == 0 && !s->finished) {
+        s->finished = 1;
+        sink_notify(s, 1);
+    }
+}
+
+/* write what the kernel takes of the queue (never blocks; mu held) */
+static void sink_flush_locked(Sink *s) {
+    while (s->len > 0 && !s->failed) {
+        struct iovec iov[2];
+        size_t first = s->cap - s->head < s->len ? s->cap - s->head : s->len;
+        iov[0].iov_base = s->buf + s->head;
+        iov[0].iov_len = first;
+        iov[1].iov_base = s->buf;
+        iov[1].iov_len = s->len - first;
+        struct msghdr m;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = first < s->len ? 2 : 1;
+        ssize_t r = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) sink_fail(s);
+            break;
+        }
+        ADD(&s->bytes_out, (uint64_t)r);
+        sink_consume(s, (size_t)r);
+    }
+    if (s->len == 0) {
+        s->head = 0;
+        if (s->cap > 262144) { /* a congestion is over: give the memory back */
+            free(s->buf);
+            s->buf = NULL;
+            s->cap = 0;
+        }
+        sink_maybe_finished(s);
+    }
+}
+
+/* the dropped player: nothing is written any more (its connection is ended by Python) */
+static void sink_drop(Sink *s) {
+    s->dropped = 1;
+    s->len = s->head = s->lcount = s->head_done = 0;
+    sink_notify(s, 1);
+}
+
+/* one message (iov pieces, `size` bytes in all) for sink s: the policy, then straight to
+ * the kernel when nothing waits, else queued (mu held) */
+static void sink_offer_locked(Sink *s, struct iovec *iov, int n, size_t size, int keyframe,
+                              int control) {
+    if (s->dropped || s->failed || s->fd < 0) return;
+    if (s->len > 0) sink_flush_locked(s);
+    if (s->failed) return;
+    if (!control) {
+        if (s->waiting_key) {
+            if (!keyframe) {
+                ADD(&s->skipped, 1);
+                return;
+            }
+            s->waiting_key = 0;
+        }
+        if (s->len + size > s->limit) {
+            if (s->skips >= s->max_skips) {
+                s->skips++;
+                sink_drop(s);
+                return;
+            }
+            sink_clear(s);
+            s->skips++;
+            sink_notify(s, 1);
+            if (!keyframe) {
+                s->waiting_key = 1;
+                ADD(&s->skipped, 1);
+                return;
+            }
+        }
+    } else if (s->len + size > 2 * s->limit) {
+        sink_drop(s);
+        return;
+    }
+    ADD(&s->messages, 1);
+    size_t done = 0;
+    if (s->len == 0) {
+        struct msghdr m;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = (size_t)n;
+        ssize_t r;
+        do {
+            r = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sink_fail(s);
+                return;
+            }
+            r = 0;
+        }
+        ADD(&s->bytes_out, (uint64_t)r);
+        done = (size_t)r;
+        if (done == size) return;
+    }
+    if (!sink_room(s, size - done)) { /* out of memory: the stream is lost */
+        sink_fail(s);
+        return;
+    }
+    size_t skip = done;
+    for (int i = 0; i < n; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        sink_put(s, (unsigned char *)iov[i].iov_base + skip, l - skip);
+        skip = 0;
+    }
+    if (s->lcount == 0) s->head_done = done;
+    s->lens[(s->lhead + s->lcount) % s->lcap] = size;
+    s->lcount++;
+    sink_notify(s, 0);
+}
+
+/* the RTMP chunk basic header + format-0 message header (+ extended timestamp) */
+static size_t rtmp_header(unsigned char *h, unsigned type_id, unsigned csid, uint32_t ts,
+                          uint32_t length, uint32_t stream_id) {
+    int ext = ts >= 0xFFFFFF;
+    uint32_t t = ext ? 0xFFFFFF : ts;
+    h[0] = (unsigned char)(csid & 0x3F);
+    h[1] = t >> 16;
+    h[2] = (t >> 8) & 0xFF;
+    h[3] = t & 0xFF;
+    h[4] = length >> 16;
+    h[5] = (length >> 8) & 0xFF;
+    h[6] = length & 0xFF;
+    h[7] = (unsigned char)type_id;
+    h[8] = stream_id & 0xFF;
+    h[9] = (stream_id >> 8) & 0xFF;
+    h[10] = (stream_id >> 16) & 0xFF;
+    h[11] = stream_id >> 24;
+    if (!ext) return 12;
+    h[12] = ts >> 24;
+    h[13] = (ts >> 16) & 0xFF;
+    h[14] = (ts >> 8) & 0xFF;
+    h[15] = ts & 0xFF;
+    return 16;
+}
+
+/* a player's timestamp: relative to its base, earlier than the base clamps to 0
+ * (trio_core.rtmp.registry.Player.rebase) */
+static uint32_t rebase(uint32_t ts, uint32_t base) {
+    uint32_t d = ts - base;
+    return d >= 0x80000000u ? 0 : d;
+}
+
+/* one live message to every sink of this worker's stripe. The Pkt holds the first chunk's
+ * data then the shared continuation (format-3 chunks, 1-byte basic headers, no extended
+ * timestamp); a player whose timestamp needs one (>= 2^24-1 ms) gets the message re-chunked
+ * here. a = timestamp, b = type | csid << 8 | keyframe << 16, d = message length,
+ * e = chunk size, f = first chunk length */
+static void run_group_live(Worker *w, Group *g, Cmd *c) {
+    if (__atomic_load_n(&g->closed, __ATOMIC_ACQUIRE)) return;
+    SinkStripe *st = &g->stripes[w->index];
+    uint64_t missed = __atomic_exchange_n(&st->missed, 0, __ATOMIC_RELAXED);
+    Pkt *p = c->pkt;
+    unsigned type_id = c->b & 0xFF, csid = (c->b >> 8) & 0xFF;
+    int keyframe = (c->b >> 16) & 1;
+    uint32_t length = c->d, chunk = c->e, first = c->f;
+    for (int i = 0; i < st->n; i++) {
+        Sink *s = st->e[i];
+        batch_begin(w);
+        if (sink_closed(s)) {
+            batch_end(w);
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (missed && !s->dropped) { /* a message it never got: resume at a keyframe */
+            ADD(&s->ring_missed, missed);
+            if (!s->waiting_key) {
+                s->waiting_key = 1;
+                s->skips++;
+                sink_notify(s, 1);
+            }
+        }
+        uint32_t ts = rebase(c->a, s->base);
+        unsigned char h[16];
+        size_t hl = rtmp_header(h, type_id, csid, ts, length, s->stream_id);
+        if (ts < 0xFFFFFF) {
+            struct iovec iov[2] = {{h, hl}, {p->data, (size_t)p->len}};
+            sink_offer_locked(s, iov, 2, hl + (size_t)p->len, keyframe, 0);
+        } else { /* extended timestamps in every continuation header: re-chunk */
+            size_t chunks = length > first && chunk ? (length - first + chunk - 1) / chunk : 0;
+            size_t total = hl + length + chunks * 5;
+            unsigned char *m = malloc(total);
+            if (m == NULL) {
+                sink_fail(s);
+            } else {
+                size_t o = 0, in = first;
+                memcpy(m, h, hl);
+                o += hl;
+                memcpy(m + o, p->data, first);
+                o += first;
+                for (size_t k = 0; k < chunks; k++) {
+                    size_t take = length - first - k * chunk < chunk ? length - first - k * chunk
+                                                                     : chunk;
+                    m[o++] = (unsigned char)(0xC0 | (csid & 0x3F));
+                    m[o++] = ts >> 24;
+                    m[o++] = (ts >> 16) & 0xFF;
+                    m[o++] = (ts >> 8) & 0xFF;
+                    m[o++] = ts & 0xFF;
+                    in += 1; /* the shared continuation's own basic header */
+                    memcpy(m + o, p->data + in, take);
+                    o += take;
+                    in += take;
+                }
+                struct iovec iov[1] = {{m, o}};
+                sink_offer_locked(s, iov, 1, o, keyframe, 0);
+                free(m);
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+        batch_end(w);
+    }
+}
+
+static void run_sink_unit(Worker *w, Sink *s, Pkt *p, int keyframe, int control) {
+    batch_begin(w);
+    if (!sink_closed(s)) {
+        pthread_mutex_lock(&s->mu);
+        struct iovec iov[1] = {{p->data, (size_t)p->len}};
+        sink_offer_locked(s, iov, 1, (size_t)p->len, keyframe, control);
+        pthread_mutex_unlock(&s->mu);
+    }
+    batch_end(w);
+}
+
+static void sink_leave(Sink *s) {
+    Group *g = s->group;
+    if (g == NULL) return;
+    SinkStripe *st = &g->stripes[s->worker < g->nstripes ? s->worker : 0];
+    int i = s->index;
+    if (i >= 0 && i < st->n && st->e[i] == s) {
+        st->e[i] = st->e[st->n - 1];
+        st->n--;
+        if (i < st->n) st->e[i]->index = i;
+    }
+    s->group = NULL;
+    s->index = -1;
+    group_unref(g);
+    sink_unref(s); /* the stripe's reference */
+}
+
+static void sink_join(Sink *s, Group *g, uint32_t stream_id, uint32_t base) {
+    s->stream_id = stream_id;
+    s->base = base;
+    if (s->group == g) return;
+    if (s->group != NULL) sink_leave(s);
+    SinkStripe *st = &g->stripes[s->worker < g->nstripes ? s->worker : 0];
+    if (st->n == st->cap) {
+        int cap = st->cap ? st->cap * 2 : 16;
+        Sink **e = realloc(st->e, sizeof(Sink *) * (size_t)cap);
+        if (e == NULL) { /* out of memory: the player gets nothing live; drop it */
+            pthread_mutex_lock(&s->mu);
+            sink_drop(s);
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        st->e = e;
+        st->cap = cap;
+    }
+    st->e[st->n] = s;
+    s->index = st->n++;
+    s->group = g;
+    __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void sink_release(Sink *s) {
+    if (s->released) return;
+    s->released = 1;
+    sink_leave(s);
+}
+
+static void run_sink_finish(Sink *s) {
+    pthread_mutex_lock(&s->mu);
+    s->finishing = 1;
+    if (s->dropped || s->failed) {
+        s->finished = 1;
+        sink_notify(s, 1);
+    } else {
+        sink_maybe_finished(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void run(Worker *w, Cmd *c) {
     switch (c->type) {
     case C_LIVE:
@@ -687,6 +1191,24 @@ static void run(Worker *w, Cmd *c) {
         break;
     case C_CLOSE:
         release(w->eng, c->v);
+        break;
+    case C_G_LIVE:
+        run_group_live(w, c->g, c);
+        break;
+    case C_S_UNIT:
+        run_sink_unit(w, c->s, c->pkt, (c->a & 1) != 0, (c->a & 2) != 0);
+        break;
+    case C_S_JOIN:
+        if (!c->s->released) sink_join(c->s, c->g, c->a, c->b);
+        break;
+    case C_S_LEAVE:
+        sink_leave(c->s);
+        break;
+    case C_S_FINISH:
+        run_sink_finish(c->s);
+        break;
+    case C_S_CLOSE:
+        sink_release(c->s);
         break;
     case C_BARRIER:
         pthread_mutex_lock(&c->barrier->mu);
@@ -804,7 +1326,7 @@ static void engine_close(Engine *e) {
                 Cmd *c = &w->ring[w->head];
                 w->head = (w->head + 1) % w->cap;
                 w->count--;
-                if (c->type != C_LIVE && c->type != C_RAW) run(w, c);
+                if (!IS_MEDIA(c->type)) run(w, c);
                 cmd_release(c);
             }
         }
@@ -818,6 +1340,14 @@ static void engine_close(Engine *e) {
         v = next;
     }
     e->open = NULL;
+    for (Sink *s = e->sinks; s != NULL;) { /* sinks never closed: closed now */
+        Sink *next = s->next;
+        __atomic_store_n(&s->closed, 1, __ATOMIC_SEQ_CST);
+        sink_release(s);
+        s->prev = s->next = NULL;
+        s = next;
+    }
+    e->sinks = NULL;
 }
 
 static void engine_free(Engine *e) {
@@ -931,6 +1461,29 @@ static int engine_ok(EngineObject *self) {
 static PyObject *Engine_close(EngineObject *self, PyObject *Py_UNUSED(arg)) {
     if (!engine_ok(self)) return NULL;
     engine_close(self->e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_set_srtp(EngineObject *self, PyObject *args) {
+    /* the libsrtp functions, for an engine made without them (the RTMP relay made the
+     * shared pool first); before any viewer exists, so no worker reads them concurrently */
+    unsigned long long protect = 0, dealloc = 0;
+    if (!engine_ok(self)) return NULL;
+    if (!PyArg_ParseTuple(args, "KK", &protect, &dealloc)) return NULL;
+    Engine *e = self->e;
+    if (e->protect != NULL || e->dealloc != NULL) {
+        if (e->protect == (srtp_protect_fn)(uintptr_t)protect &&
+            e->dealloc == (srtp_dealloc_fn)(uintptr_t)dealloc)
+            Py_RETURN_NONE;
+        PyErr_SetString(PyExc_RuntimeError, "the engine has other SRTP functions already");
+        return NULL;
+    }
+    if (e->open != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_srtp() must come before the first viewer");
+        return NULL;
+    }
+    e->protect = (srtp_protect_fn)(uintptr_t)protect;
+    e->dealloc = (srtp_dealloc_fn)(uintptr_t)dealloc;
     Py_RETURN_NONE;
 }
 
@@ -1081,7 +1634,19 @@ static PyObject *Engine_get_closed(EngineObject *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(self->e->closed);
 }
 
+static PyObject *Engine_hub(EngineObject *self, PyObject *arg);
+static PyObject *Engine_group(EngineObject *self, PyObject *arg);
+static PyObject *Engine_sink(EngineObject *self, PyObject *args, PyObject *kwds);
+
 static PyMethodDef Engine_methods[] = {
+    {"set_srtp", (PyCFunction)Engine_set_srtp, METH_VARARGS,
+     "set_srtp(protect, dealloc): libsrtp's functions for an engine made without them."},
+    {"hub", (PyCFunction)Engine_hub, METH_NOARGS,
+     "hub(): a new Hub (an eventfd and the tokens of sinks that need attention)."},
+    {"group", (PyCFunction)Engine_group, METH_NOARGS,
+     "group(): a new Group (the RTMP players of one published stream)."},
+    {"sink", (PyCFunction)(void (*)(void))Engine_sink, METH_VARARGS | METH_KEYWORDS,
+     "sink(hub, token, fd, limit, max_skips): a new RTMP sink writing socket fd."},
     {"table", (PyCFunction)Engine_table, METH_NOARGS, "table(): a new fan-out table."},
     {"viewer", (PyCFunction)Engine_viewer, METH_VARARGS,
      "viewer(ctx): a new viewer owning the libsrtp outbound session at address ctx."},
@@ -1578,6 +2143,490 @@ static PyTypeObject ViewerType = {
     .tp_getset = Viewer_getset,
 };
 
+/* -- RTMP sinks, Python side ---------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Hub *h;
+} HubObject;
+
+typedef struct {
+    PyObject_HEAD
+    EngineObject *engine;
+    Group *g;
+} GroupObject;
+
+typedef struct {
+    PyObject_HEAD
+    EngineObject *engine;
+    Sink *s;
+} SinkObject;
+
+static PyTypeObject HubType, GroupType, SinkType;
+
+static PyObject *Engine_hub(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    if (!engine_ok(self)) return NULL;
+    Hub *h = calloc(1, sizeof(Hub));
+    if (h == NULL) return PyErr_NoMemory();
+    h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->efd < 0) {
+        free(h);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    h->refs = 1;
+    pthread_mutex_init(&h->mu, NULL);
+    HubObject *obj = PyObject_New(HubObject, &HubType);
+    if (obj == NULL) {
+        hub_unref(h);
+        return NULL;
+    }
+    obj->h = h;
+    return (PyObject *)obj;
+}
+
+static PyObject *Engine_group(EngineObject *self, PyObject *Py_UNUSED(arg)) {
+    if (!engine_ok(self)) return NULL;
+    Engine *e = self->e;
+    Group *g = calloc(1, sizeof(Group) + sizeof(SinkStripe) * (size_t)e->nworkers);
+    if (g == NULL) return PyErr_NoMemory();
+    g->refs = 1;
+    g->nstripes = e->nworkers;
+    GroupObject *obj = PyObject_New(GroupObject, &GroupType);
+    if (obj == NULL) {
+        free(g);
+        return NULL;
+    }
+    Py_INCREF(self);
+    obj->engine = self;
+    obj->g = g;
+    return (PyObject *)obj;
+}
+
+static PyObject *Engine_sink(EngineObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"hub", "token", "fd", "limit", "max_skips", NULL};
+    HubObject *hub;
+    unsigned long long token;
+    int fd;
+    Py_ssize_t limit;
+    unsigned int max_skips;
+    if (!engine_ok(self)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!KinI", kwlist, &HubType, &hub, &token, &fd,
+                                     &limit, &max_skips))
+        return NULL;
+    if (fd < 0 || limit <= 0) {
+        PyErr_SetString(PyExc_ValueError, "sink needs an fd and a positive limit");
+        return NULL;
+    }
+    if (hub->h == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the hub is closed");
+        return NULL;
+    }
+    Engine *e = self->e;
+    Sink *s = calloc(1, sizeof(Sink));
+    if (s == NULL) return PyErr_NoMemory();
+    SinkObject *obj = PyObject_New(SinkObject, &SinkType);
+    if (obj == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->refs = 1;
+    s->fd = fd;
+    s->index = -1;
+    s->token = token;
+    s->limit = (size_t)limit;
+    s->max_skips = max_skips;
+    pthread_mutex_init(&s->mu, NULL);
+    __atomic_add_fetch(&hub->h->refs, 1, __ATOMIC_RELAXED);
+    s->hub = hub->h;
+    int best = 0; /* the least loaded worker (viewers and sinks alike) */
+    for (int i = 1; i < e->nworkers; i++)
+        if (e->workers[i].viewers < e->workers[best].viewers) best = i;
+    s->worker = best;
+    e->workers[best].viewers++;
+    if (e->closed) {
+        s->closed = 1;
+        s->released = 1;
+    } else {
+        s->next = e->sinks;
+        if (e->sinks) e->sinks->prev = s;
+        e->sinks = s;
+    }
+    Py_INCREF(self);
+    obj->engine = self;
+    obj->s = s;
+    return (PyObject *)obj;
+}
+
+/* -- Hub -- */
+
+static PyObject *Hub_fileno(HubObject *self, PyObject *Py_UNUSED(arg)) {
+    if (self->h == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the hub is closed");
+        return NULL;
+    }
+    return PyLong_FromLong(self->h->efd);
+}
+
+static PyObject *Hub_take(HubObject *self, PyObject *Py_UNUSED(arg)) {
+    Hub *h = self->h;
+    if (h == NULL) return PyList_New(0);
+    uint64_t v;
+    pthread_mutex_lock(&h->mu);
+    if (h->efd >= 0) {
+        ssize_t r = read(h->efd, &v, sizeof(v)); /* EAGAIN: nothing new */
+        (void)r;
+    }
+    size_t n = h->n;
+    uint64_t *copy = n ? malloc(n * sizeof(uint64_t)) : NULL;
+    if (n && copy == NULL) {
+        pthread_mutex_unlock(&h->mu);
+        return PyErr_NoMemory();
+    }
+    if (n) memcpy(copy, h->tokens, n * sizeof(uint64_t));
+    h->n = 0;
+    h->armed = 0;
+    pthread_mutex_unlock(&h->mu);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyObject *t = PyLong_FromUnsignedLongLong(copy[i]);
+        if (t == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    free(copy);
+    return list;
+}
+
+static PyObject *Hub_close(HubObject *self, PyObject *Py_UNUSED(arg)) {
+    /* the eventfd closes now (a sink that reports later writes nothing: mu) */
+    Hub *h = self->h;
+    self->h = NULL;
+    if (h != NULL) {
+        pthread_mutex_lock(&h->mu);
+        if (h->efd >= 0) close(h->efd);
+        h->efd = -1;
+        pthread_mutex_unlock(&h->mu);
+    }
+    hub_unref(h);
+    Py_RETURN_NONE;
+}
+
+static void Hub_dealloc(HubObject *self) {
+    hub_unref(self->h);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Hub_methods[] = {
+    {"fileno", (PyCFunction)Hub_fileno, METH_NOARGS,
+     "fileno(): the eventfd that turns readable when sinks need attention"},
+    {"take", (PyCFunction)Hub_take, METH_NOARGS,
+     "take() -> list of the tokens of sinks that need attention (poll them)"},
+    {"close", (PyCFunction)Hub_close, METH_NOARGS,
+     "close(): drop this handle (the eventfd closes with the last sink)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HubType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Hub",
+    .tp_basicsize = sizeof(HubObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Where sinks report what Python must act on (Engine.hub()).",
+    .tp_dealloc = (destructor)Hub_dealloc,
+    .tp_methods = Hub_methods,
+};
+
+/* -- Group -- */
+
+static PyObject *Group_send(GroupObject *self, PyObject *args) {
+    Py_buffer first, cont;
+    unsigned int type_id, csid, ts, length, chunk;
+    int keyframe;
+    if (!PyArg_ParseTuple(args, "y*y*IIIIIp", &first, &cont, &type_id, &csid, &ts, &length,
+                          &chunk, &keyframe))
+        return NULL;
+    Engine *e = self->engine->e;
+    Group *g = self->g;
+    if (g->closed || e->closed || csid < 2 || csid > 63 || type_id > 255 ||
+        (size_t)first.len + (size_t)cont.len > 0x2000000) {
+        PyBuffer_Release(&first);
+        PyBuffer_Release(&cont);
+        Py_RETURN_NONE;
+    }
+    Pkt *p = malloc(sizeof(Pkt) + (size_t)first.len + (size_t)cont.len);
+    if (p == NULL) {
+        PyBuffer_Release(&first);
+        PyBuffer_Release(&cont);
+        return PyErr_NoMemory();
+    }
+    p->refs = 1;
+    p->len = (int)(first.len + cont.len);
+    memcpy(p->data, first.buf, (size_t)first.len);
+    memcpy(p->data + first.len, cont.buf, (size_t)cont.len);
+    Cmd c = {0};
+    c.type = C_G_LIVE;
+    c.a = ts;
+    c.b = type_id | csid << 8 | (keyframe ? 1u : 0u) << 16;
+    c.d = length;
+    c.e = chunk;
+    c.f = (uint32_t)first.len;
+    c.pkt = p; /* the inline runs read it from here; our reference until the end */
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&cont);
+    for (int i = 0; i < e->nworkers; i++) {
+        if (!e->threaded) {
+            run_group_live(&e->workers[i], g, &c);
+            ADD(&e->workers[i].commands, 1);
+            continue;
+        }
+        Cmd ci = c;
+        __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+        ci.g = g;
+        if (!submit(e, i, &ci, 1)) ADD(&g->stripes[i].missed, 1);
+    }
+    pkt_unref(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Group_close(GroupObject *self, PyObject *Py_UNUSED(arg)) {
+    __atomic_store_n(&self->g->closed, 1, __ATOMIC_RELEASE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Group_count(GroupObject *self, PyObject *Py_UNUSED(arg)) {
+    long n = 0;
+    for (int i = 0; i < self->g->nstripes; i++)
+        n += __atomic_load_n(&self->g->stripes[i].n, __ATOMIC_RELAXED);
+    return PyLong_FromLong(n);
+}
+
+static void Group_dealloc(GroupObject *self) {
+    group_unref(self->g); /* messages still queued for it are sent (Group.close skips them) */
+    Py_DECREF(self->engine);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Group_methods[] = {
+    {"send", (PyCFunction)Group_send, METH_VARARGS,
+     "send(first, cont, type_id, csid, timestamp, length, chunk_size, keyframe): one live "
+     "RTMP message to every sink of the group (first: the first chunk's data; cont: the "
+     "format-3 continuation for chunk_size, without extended timestamps)"},
+    {"close", (PyCFunction)Group_close, METH_NOARGS,
+     "close(): queued and later messages of this group are not sent"},
+    {"count", (PyCFunction)Group_count, METH_NOARGS, "count(): sinks in this group"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject GroupType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Group",
+    .tp_basicsize = sizeof(GroupObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The players of one published RTMP stream (Engine.group()).",
+    .tp_dealloc = (destructor)Group_dealloc,
+    .tp_methods = Group_methods,
+};
+
+/* -- Sink -- */
+
+static int sink_submit(SinkObject *self, Cmd *c, int data) {
+    Sink *s = self->s;
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    c->s = s;
+    return submit(self->engine->e, s->worker, c, data);
+}
+
+static PyObject *Sink_unit(SinkObject *self, PyObject *args) {
+    Py_buffer data;
+    int keyframe = 0, control = 0;
+    if (!PyArg_ParseTuple(args, "y*|pp", &data, &keyframe, &control)) return NULL;
+    if (sink_closed(self->s) || data.len == 0 || data.len > 0x10000000) {
+        PyBuffer_Release(&data);
+        Py_RETURN_FALSE;
+    }
+    Pkt *p = malloc(sizeof(Pkt) + (size_t)data.len);
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    p->refs = 1;
+    p->len = (int)data.len;
+    memcpy(p->data, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    Cmd c = {0};
+    c.type = C_S_UNIT;
+    c.pkt = p;
+    c.a = (keyframe ? 1u : 0u) | (control ? 2u : 0u);
+    return PyBool_FromLong(sink_submit(self, &c, 0));
+}
+
+static PyObject *Sink_join(SinkObject *self, PyObject *args) {
+    GroupObject *group;
+    unsigned int stream_id, base;
+    if (!PyArg_ParseTuple(args, "O!II", &GroupType, &group, &stream_id, &base)) return NULL;
+    if (group->engine != self->engine) {
+        PyErr_SetString(PyExc_ValueError, "the group belongs to another engine");
+        return NULL;
+    }
+    if (sink_closed(self->s)) Py_RETURN_NONE;
+    Cmd c = {0};
+    c.type = C_S_JOIN;
+    c.a = stream_id;
+    c.b = base;
+    __atomic_add_fetch(&group->g->refs, 1, __ATOMIC_RELAXED);
+    c.g = group->g;
+    sink_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Sink_leave(SinkObject *self, PyObject *Py_UNUSED(arg)) {
+    Cmd c = {0};
+    c.type = C_S_LEAVE;
+    sink_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Sink_finish(SinkObject *self, PyObject *Py_UNUSED(arg)) {
+    if (sink_closed(self->s)) Py_RETURN_NONE;
+    Cmd c = {0};
+    c.type = C_S_FINISH;
+    sink_submit(self, &c, 0);
+    Py_RETURN_NONE;
+}
+
+/* mark closed, wait until its worker is outside a write, queue the release */
+static void sink_close(SinkObject *self) {
+    Sink *s = self->s;
+    Engine *e = self->engine->e;
+    if (__atomic_exchange_n(&s->closed, 1, __ATOMIC_SEQ_CST)) return;
+    if (s->prev) s->prev->next = s->next;
+    else if (e->sinks == s) e->sinks = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    e->workers[s->worker].viewers--;
+    if (e->threaded && !e->closed) {
+        Worker *w = &e->workers[s->worker];
+        uint64_t seq = __atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST);
+        if (seq & 1) { /* sleep (the GIL released) until that write is over */
+            Py_BEGIN_ALLOW_THREADS
+            pthread_mutex_lock(&w->mu);
+            __atomic_add_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&w->batch_seq, __ATOMIC_SEQ_CST) == seq)
+                pthread_cond_wait(&w->idle, &w->mu);
+            __atomic_sub_fetch(&w->waiters, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&w->mu);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->fd = -1; /* never written again, whoever holds the mutex next */
+    pthread_mutex_unlock(&s->mu);
+    Cmd c = {0};
+    c.type = C_S_CLOSE;
+    sink_submit(self, &c, 0);
+}
+
+static PyObject *Sink_close(SinkObject *self, PyObject *Py_UNUSED(arg)) {
+    sink_close(self);
+    Py_RETURN_NONE;
+}
+
+enum { S_DROPPED = 1, S_FAILED = 2, S_FINISHED = 4, S_CLOSED = 8 };
+
+static int sink_state_locked(Sink *s) {
+    return (s->dropped ? S_DROPPED : 0) | (s->failed ? S_FAILED : 0) |
+           (s->finished ? S_FINISHED : 0) | (s->fd < 0 ? S_CLOSED : 0);
+}
+
+static PyObject *Sink_poll(SinkObject *self, PyObject *Py_UNUSED(arg)) {
+    /* write what the kernel takes of the queue; (queued bytes, state bits, skips) */
+    Sink *s = self->s;
+    pthread_mutex_lock(&s->mu);
+    if (s->fd >= 0 && !s->dropped) sink_flush_locked(s);
+    if (s->len == 0) s->notified = 0; /* the next event tells Python again */
+    size_t queued = s->len;
+    int state = sink_state_locked(s);
+    unsigned skips = s->skips;
+    pthread_mutex_unlock(&s->mu);
+    return Py_BuildValue("(niI)", (Py_ssize_t)queued, state, skips);
+}
+
+static PyObject *Sink_stats(SinkObject *self, PyObject *Py_UNUSED(arg)) {
+    Sink *s = self->s;
+    pthread_mutex_lock(&s->mu);
+    PyObject *d = Py_BuildValue(
+        "{s:n,s:K,s:K,s:K,s:I,s:K,s:K,s:O,s:O,s:O,s:i}", "queued", (Py_ssize_t)s->len, "peak",
+        (unsigned long long)LOAD(&s->peak), "bytes_out", (unsigned long long)LOAD(&s->bytes_out),
+        "messages", (unsigned long long)LOAD(&s->messages), "skips", s->skips, "skipped",
+        (unsigned long long)LOAD(&s->skipped), "ring_missed",
+        (unsigned long long)LOAD(&s->ring_missed), "dropped", s->dropped ? Py_True : Py_False,
+        "failed", s->failed ? Py_True : Py_False, "finished", s->finished ? Py_True : Py_False,
+        "worker", s->worker);
+    pthread_mutex_unlock(&s->mu);
+    return d;
+}
+
+static PyObject *Sink_get_bytes_out(SinkObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(LOAD(&self->s->bytes_out));
+}
+
+static PyObject *Sink_get_queued(SinkObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromSize_t(__atomic_load_n(&self->s->len, __ATOMIC_RELAXED));
+}
+
+static PyObject *Sink_get_worker(SinkObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromLong(self->s->worker);
+}
+
+static PyObject *Sink_get_closed(SinkObject *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(sink_closed(self->s));
+}
+
+static void Sink_dealloc(SinkObject *self) {
+    sink_close(self);
+    sink_unref(self->s);
+    Py_DECREF(self->engine);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Sink_methods[] = {
+    {"unit", (PyCFunction)Sink_unit, METH_VARARGS,
+     "unit(data, keyframe=False, control=False) -> bool queued: one whole RTMP message built "
+     "in Python (a join burst's message, or control: never skipped), in order"},
+    {"join", (PyCFunction)Sink_join, METH_VARARGS,
+     "join(group, stream_id, base): live messages of the group from now on (its chunk "
+     "headers carry stream_id and timestamps relative to base)"},
+    {"leave", (PyCFunction)Sink_leave, METH_NOARGS, "leave(): off its group"},
+    {"finish", (PyCFunction)Sink_finish, METH_NOARGS,
+     "finish(): once everything queued so far is written, poll() reports finished"},
+    {"poll", (PyCFunction)Sink_poll, METH_NOARGS,
+     "poll() -> (queued, state, skips): write what the kernel takes; state bits 1 dropped, "
+     "2 failed, 4 finished, 8 closed"},
+    {"stats", (PyCFunction)Sink_stats, METH_NOARGS, "stats() -> dict of the sink's counters"},
+    {"close", (PyCFunction)Sink_close, METH_NOARGS,
+     "close(): its fd is never written after this returns (idempotent)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Sink_getset[] = {
+    {"bytes_out", (getter)Sink_get_bytes_out, NULL, "bytes the kernel took", NULL},
+    {"queued", (getter)Sink_get_queued, NULL, "bytes queued (a snapshot)", NULL},
+    {"worker", (getter)Sink_get_worker, NULL, "the worker that owns this sink", NULL},
+    {"closed", (getter)Sink_get_closed, NULL, "True after close()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Sink",
+    .tp_basicsize = sizeof(SinkObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One RTMP player's socket, written by its worker (Engine.sink(...)).",
+    .tp_dealloc = (destructor)Sink_dealloc,
+    .tp_methods = Sink_methods,
+    .tp_getset = Sink_getset,
+};
+
 /* -- the kernel floor (bench) -------------------------------------------------------------- */
 
 typedef struct {
@@ -1660,7 +2709,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fanout(void) {
     if (PyType_Ready(&EngineType) < 0 || PyType_Ready(&TableType) < 0 ||
-        PyType_Ready(&ViewerType) < 0)
+        PyType_Ready(&ViewerType) < 0 || PyType_Ready(&HubType) < 0 ||
+        PyType_Ready(&GroupType) < 0 || PyType_Ready(&SinkType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
@@ -1670,6 +2720,9 @@ PyMODINIT_FUNC PyInit__fanout(void) {
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0 ||
         PyModule_AddObject(m, "Table", (PyObject *)&TableType) < 0 ||
         PyModule_AddObject(m, "Viewer", (PyObject *)&ViewerType) < 0 ||
+        PyModule_AddObjectRef(m, "Sink", (PyObject *)&SinkType) < 0 ||
+        PyModule_AddObjectRef(m, "Group", (PyObject *)&GroupType) < 0 ||
+        PyModule_AddObjectRef(m, "Hub", (PyObject *)&HubType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 ||
         PyModule_AddIntConstant(m, "KIND_MEDIA", K_MEDIA) < 0 ||

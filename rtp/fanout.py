@@ -54,13 +54,15 @@ from typing import TYPE_CHECKING, Any
 
 import pylibsrtp
 
+from . import sender_pool
 from .srtp import DEALLOC_ADDRESS, PROTECT_ADDRESS
 
 if TYPE_CHECKING:
     from .media import SourcePacket
 
 __all__ = ["FLAG_KEYFRAME", "FLAG_VIDEO", "MAX_TRACKS", "NATIVE", "REFUSALS", "RING_SLOTS", "STREAMS",
-           "Engine", "default_workers", "fan_out_python", "open_engine"]
+           "Engine", "acquire_engine", "default_workers", "fan_out_python", "open_engine",
+           "release_engine"]
 
 _HEADER = struct.Struct("!BBHII")
 #: Commands a worker's ring holds (live packets may use all but the last 64, kept for
@@ -139,3 +141,17 @@ def open_engine(workers: int | None = None, ring_slots: int = RING_SLOTS) -> Any
     count = default_workers() if workers is None or workers <= 0 else workers
     return _NATIVE_MODULE.Engine(PROTECT_ADDRESS, DEALLOC_ADDRESS, count, ring_slots)
 
+
+
+def acquire_engine(workers: int | None = None) -> Any:
+    """The process's shared native sender pool (:mod:`rtp.sender_pool`, also serving the
+    RTMP relay's players) with libsrtp's functions, or None without the native fan-out.
+    Pair with :func:`release_engine` (the last holder's release joins the threads)."""
+    if not NATIVE:
+        return None
+    return sender_pool.acquire(workers, protect=PROTECT_ADDRESS, dealloc=DEALLOC_ADDRESS)
+
+
+def release_engine(engine: Any) -> None:
+    """Give back an engine of :func:`acquire_engine`."""
+    sender_pool.release(engine)

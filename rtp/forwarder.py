@@ -172,8 +172,10 @@ class Forwarder:
             self._running = False
             self._nursery = None
             engine, self.engine = self.engine, None
-            if engine is not None:
-                engine.close()  # every Source and Peer is closed: join the threads
+            if engine is not None:  # every Source and Peer is closed: the last holder of
+                from .fanout import release_engine  # the shared pool joins its threads
+
+                release_engine(engine)
 
     @property
     def running(self) -> bool:
@@ -243,9 +245,9 @@ class Forwarder:
             from .source import Source
 
             if self.engine is None:  # with the first Source (idle memory), closed by run()
-                from .fanout import open_engine
+                from .fanout import acquire_engine
 
-                self.engine = open_engine(self.fanout_workers)
+                self.engine = acquire_engine(self.fanout_workers)
             source = Source(source_id, kinds, host=host, gop_max_bytes=self.gop_max_bytes,
                             gop_max_packets=self.gop_max_packets, sockets=sockets,
                             engine=self.engine)

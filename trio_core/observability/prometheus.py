@@ -25,6 +25,11 @@ Everything is read at scrape time by custom collectors registered in a per-app
   ``relay_reader_skips_total`` (a reader's queue overflowed: it skipped to the next keyframe),
   ``relay_reader_drops_total`` (a reader dropped as too slow) and ``relay_gop_cache_bytes``.
   A relay without a policy (WebRTC has no reader queue, SRT no GOP cache) has no series for it.
+* :class:`SenderPoolMetrics`: the native sender pool's workers (issue 18, shared with the RTMP
+  players since issue 23) — ``webrtc_fanout_ring_drops_total{worker}``: live packets (WebRTC)
+  and live messages (RTMP) not queued because that worker's ring was full (dropped for every
+  viewer/player of its stripe; each then counts its own drop or skips to the next keyframe),
+  and ``webrtc_fanout_workers``; no series while no pool runs (no compiler, nothing open).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from relay import RelayStats
 from trio_core.observability.monitor import Monitor, Pattern
 from trio_core.observability.webrtc_viewers import WebRTCViewers, peer_counters
 
-__all__ = ["CoreMetrics", "RelayMetrics", "WebRTCMetrics", "build_registry", "exposition"]
+__all__ = ["CoreMetrics", "RelayMetrics", "SenderPoolMetrics", "WebRTCMetrics", "build_registry",
+           "exposition"]
 
 # monitor name -> (prometheus name, help, kind, monitor labels to export in order)
 _CORE: dict[str, tuple[str, str, str, tuple[tuple[str, str], ...]]] = {
@@ -299,6 +305,32 @@ class RelayMetrics:
             yield family
 
 
+class SenderPoolMetrics:
+    """The native sender pool's per-worker ring drops (see the module docstring), read from
+    :func:`rtp.sender_pool.current` at scrape time."""
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from rtp import sender_pool
+
+        engine = sender_pool.current()
+        if engine is None:
+            return
+        stats = engine.stats()
+        workers = GaugeMetricFamily("webrtc_fanout_workers",
+                                    "Threads of the native sender pool (WebRTC fan-out, RTMP players)")
+        workers.add_metric([], len(stats))
+        yield workers
+        drops = CounterMetricFamily(
+            "webrtc_fanout_ring_drops",
+            "Live packets/messages not queued because the worker's ring was full", labels=["worker"])
+        for i, worker in enumerate(stats):
+            drops.add_metric([str(i)], worker["ring_drops"])
+        yield drops
+
+
 def build_registry(monitor: Monitor, core_id: str, viewers: WebRTCViewers | None,
                    process_ids: Callable[[], list[str]],
                    relays: Callable[[], dict[str, RelayStats]] | None = None,
@@ -307,6 +339,7 @@ def build_registry(monitor: Monitor, core_id: str, viewers: WebRTCViewers | None
     subsystems' ``collectors`` (e.g. the cluster's, issue 20)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoreMetrics(monitor, core_id))  # type: ignore[arg-type]
+    registry.register(SenderPoolMetrics())  # type: ignore[arg-type]
     if viewers is not None:
         registry.register(WebRTCMetrics(viewers, process_ids))  # type: ignore[arg-type]
         registry.register(viewers.setup_seconds)

@@ -11,6 +11,13 @@ that the player's own writer task drains. A player whose connection gave it a so
 ``writev`` of its header and the shared body pieces, from the producer's task (no join, no
 task switch); what the socket does not take waits for the writer task, in order.
 
+A player whose connection has a native sink (``Player.sink``, the RTMP server's sender pool:
+``rtp._fanout``) is written by the pool instead: the channel sends each live message once
+to its ``group`` (the workers build each player's header — stream id, rebased timestamp —
+and apply the slow-player policy below in C), the join burst (configurations, then the cached
+GOP as one unit) and control messages go to the sink in order; ``poll_native`` folds the
+sink's skips, drop and bytes into the player's counters (``relay_*`` metrics, session egress).
+
 Players start at a keyframe: sequence headers first, then the cached GOP, then live
 messages; their timestamps are rebased so that the first keyframe is at 0. A player whose
 queue would exceed ``max_queue_bytes`` (it reads slower than the stream arrives) loses its
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 EXTENDED = 0xFFFFFF
 #: pieces per ``writev`` (Linux's IOV_MAX is 1024)
 IOV_MAX = 1024
+#: ``Sink.poll`` state bits (``rtp/_fanout.c``)
+SINK_DROPPED, SINK_FAILED, SINK_FINISHED, SINK_CLOSED = 1, 2, 4, 8
 #: defaults (the ``relay.*`` settings carry the same values)
 DEFAULT_MAX_GOP_BYTES = 32 * 1024 * 1024
 
@@ -93,7 +102,7 @@ class Player(ReaderQueue[bytes]):
         self.remote = remote
         self.started = False  # got its first keyframe (or audio-only start)
         self.base: int | None = None
-        self.bytes_sent = 0
+        self._bytes_py = 0
         self.since = time.time()
         self.conn: Any = None  # the player's ServerConnection (end-of-stream notices)
         self.send_scope: trio.CancelScope | None = None  # the writer's current send
@@ -105,6 +114,12 @@ class Player(ReaderQueue[bytes]):
         self.busy = False  # the writer task holds data it has not sent completely
         self._pending: list[bytes | memoryview] = []  # the unsent rest of a direct send
         self._wake = trio.Event()
+        #: the native sender pool's sink writing this connection (None: the Python path);
+        #: set by the connection owner before anything is queued, closed before the socket
+        self.sink: Any = None
+        self._native_counted = 0  # sink bytes already reported through on_sent
+        self._native_skips = 0  # sink skips already folded into the counters
+        self._burst: list[bytes] | None = None  # a join burst being collected (native)
 
     @property
     def max_queue_bytes(self) -> int:
@@ -114,6 +129,20 @@ class Player(ReaderQueue[bytes]):
     def has_data(self) -> bool:
         """Something is left to send (queued, or the rest of a direct send)."""
         return bool(self.queue or self._pending)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes the kernel took for this player (Python sends and the native sink's)."""
+        return self._bytes_py + (self.sink.bytes_out if self.sink is not None else 0)
+
+    @bytes_sent.setter
+    def bytes_sent(self, value: int) -> None:
+        self._bytes_py = value - (self.sink.bytes_out if self.sink is not None else 0)
+
+    @property
+    def queued_total(self) -> int:
+        """Bytes waiting for this player's socket (the native sink's queue included)."""
+        return self.queued_bytes + (self.sink.queued if self.sink is not None else 0)
 
     @property
     def messages(self) -> int:
@@ -126,6 +155,9 @@ class Player(ReaderQueue[bytes]):
         """Queue bytes that must not be dropped (status messages, replies); wakes the writer.
         A peer that makes us queue more than twice ``max_queue_bytes`` this way without reading
         (e.g. pings while never reading the answers) is dropped."""
+        if data and not self.dropped and self.sink is not None:
+            self.sink.unit(data, False, True)  # in order with the media, never skipped
+            return
         if data and not self.dropped:
             pending = self.queued_bytes + len(data)
             if self.push(len(data), data) is Offer.DROPPED:
@@ -159,6 +191,12 @@ class Player(ReaderQueue[bytes]):
 
     def offer_message(self, item: _Cached, keyframe: bool) -> None:
         """Queue a live message; skips to the next keyframe when the queue is full."""
+        if self.sink is not None:  # the join burst of a native player (its worker decides)
+            if self._burst is not None:
+                self._burst.extend(self.parts(item))
+            elif not self.dropped:
+                self.sink.unit(b"".join(self.parts(item)), keyframe, False)
+            return
         head, first, cont = self.parts(item)
         size = len(head) + len(first) + len(cont)
         outcome = (self.offer(keyframe, size, head, first, cont) if cont
@@ -217,8 +255,72 @@ class Player(ReaderQueue[bytes]):
             self._wake.set()
 
     def close(self) -> None:
+        if not self.closed and self.sink is not None:
+            self.sink.finish()  # the sink reports finished once everything queued is out
         super().close()
         self._wake.set()
+
+    # --- the native sink (the connection owner's side) ---------------------------------------
+
+    def open_burst(self) -> None:
+        """Collect the messages offered until :meth:`close_burst` into one unit (a join
+        burst — the cached GOP — is one command for the pool, not one per message)."""
+        if self.sink is not None:
+            self._burst = []
+
+    def close_burst(self) -> None:
+        """Hand the collected burst to the sink as one unit that starts at a keyframe."""
+        parts, self._burst = self._burst, None
+        if parts and self.sink is not None and not self.dropped:
+            self.sink.unit(b"".join(parts), True, False)
+
+    def native_event(self) -> None:
+        """The sink needs attention (told by the pool's hub): wake the writer task, and
+        abandon its wait for writability when the player was dropped."""
+        self._wake.set()
+        if self.sink is not None and self.send_scope is not None:
+            _, state, _ = self.sink.poll()
+            if state & (SINK_DROPPED | SINK_FAILED):
+                self.send_scope.cancel()
+
+    def poll_native(self) -> tuple[int, int]:
+        """Write what the kernel takes of the sink's queue; fold its skips, drop and bytes
+        into the counters. Returns (bytes still queued, state bits ``SINK_*``)."""
+        queued, state, skips = self.sink.poll()
+        if skips > self._native_skips:
+            new = skips - self._native_skips
+            self._native_skips = skips
+            if state & SINK_DROPPED:
+                new -= 1  # the overflow that dropped it is not a skip
+            if new > 0:
+                self.skips += new
+                if self.counters is not None:
+                    self.counters.skips += new
+                log.info("RTMP: player %s of %s is too slow; skipping to the next keyframe",
+                         self.remote, self.name)
+        if state & SINK_DROPPED and not self.dropped:
+            self.skips += 1
+            self.drop()
+            log.warning("RTMP: player %s of %s dropped (too slow: %d skips)",
+                        self.remote, self.name, self.skips - 1)
+        self.account_native()
+        return queued, state
+
+    def account_native(self) -> None:
+        """Report the sink's new bytes through ``on_sent`` (session egress)."""
+        if self.sink is None:
+            return
+        out = self.sink.bytes_out
+        delta = out - self._native_counted
+        if delta > 0:
+            self._native_counted = out
+            if self.on_sent is not None:
+                self.on_sent(delta)
+
+    async def wait_native(self) -> None:
+        """Wait until the hub reports something for this player's sink."""
+        await self._wake.wait()
+        self._wake = trio.Event()
 
     # --- consumer side (the player's writer task) -------------------------------------------
 
@@ -254,6 +356,9 @@ class Channel:
     video_codec: str = ""
     audio_codec: str = ""
     players: list[Player] = field(default_factory=list)
+    #: the native sender pool's group of this channel's started native players (None: the
+    #: Python path only); made by the registry while a pool is available
+    group: Any = None
     gop: GopCache[_Cached] = field(init=False)
     bytes_in: int = 0
     messages_in: int = 0
@@ -261,6 +366,9 @@ class Channel:
 
     def __post_init__(self) -> None:
         self.gop = GopCache(self.max_gop_bytes)
+        self._live: list[Player] = []  # started players on the Python path
+        self._waiting: list[Player] = []  # players waiting for their first keyframe
+        self._native = 0  # started players in the group
 
     @property
     def gop_bytes(self) -> int:
@@ -312,37 +420,66 @@ class Channel:
         if has_video:  # audio-only streams cache nothing: players start at once
             self.gop.push(item, keyframe)
         start = keyframe or not has_video
-        for player in self.players:
-            if not player.started:
-                if start:
-                    self._start(player, item)
-                continue
+        if self._native:  # every started native player: once, its worker does the rest
+            csid = VIDEO_CSID if type_id == MessageType.VIDEO else AUDIO_CSID
+            self.group.send(item.first, item.cont, type_id, csid, timestamp & 0xFFFFFFFF,
+                            len(payload), self.chunk_size, start)
+        for player in self._live:
             player.offer_message(item, start)
+        if start and self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for player in waiting:
+                self._start(player, item)
+                player.offer_message(item, True)
+                self._started(player)
 
     def _start(self, player: Player, first: _Cached) -> None:
-        """Headers and the first message, rebased to the first message's timestamp."""
+        """The decoder configurations, rebased to the first message's timestamp (the caller
+        offers ``first`` next)."""
         player.started = True
         player.waiting_keyframe = False
         player.base = first.timestamp
         for cfg in (self.video_config, self.audio_config):
             if cfg is not None:
                 player.push_control(player.encode(_Cached(cfg.type_id, first.timestamp, cfg.payload, cfg.first, cfg.cont)))
-        player.offer_message(first, True)
+
+    def _started(self, player: Player) -> None:
+        """The player takes live messages from now on: in the group when native."""
+        if player.sink is not None and self.group is not None:
+            player.sink.join(self.group, player.stream_id, (player.base or 0) & 0xFFFFFFFF)
+            self._native += 1
+        else:
+            self._live.append(player)
 
     def add_player(self, player: Player) -> None:
         """Attach a player; it starts on the cached GOP when there is one, else on the next
         keyframe (audio-only streams: the next audio message)."""
         self.players.append(player)
+        if player.sink is not None and self.group is None:
+            raise RuntimeError("a native player on a channel without a sender pool group")
         first = self.gop.first
         if first is not None:
-            self._start(player, first)
+            self._start(player, first)  # the configurations: control, before the burst
+            player.open_burst()
+            player.offer_message(first, True)
             units = self.gop.units
             for i in range(1, len(units)):
                 player.offer_message(units[i], units[i].keyframe)
+            player.close_burst()
+            self._started(player)
+        else:
+            self._waiting.append(player)
 
     def remove_player(self, player: Player) -> None:
         if player in self.players:
             self.players.remove(player)
+            if player in self._waiting:
+                self._waiting.remove(player)
+            elif player in self._live:
+                self._live.remove(player)
+            elif player.sink is not None and player.started:
+                player.sink.leave()
+                self._native -= 1
 
     def close(self, on_player: Callable[[Player], None] | None = None) -> None:
         """The publisher is gone: every player ends (after its queue is flushed)."""
@@ -351,6 +488,10 @@ class Channel:
                 on_player(player)
             player.close()
         self.players.clear()
+        self._live.clear()
+        self._waiting.clear()
+        self._native = 0
+        self.group = None  # messages still queued for it are sent, then the finish
         self.gop.clear()
 
 
@@ -363,6 +504,9 @@ class StreamRegistry:
         self.paths: PathRegistry[Channel, Player] = PathRegistry()
         self.chunk_size = chunk_size
         self.max_gop_bytes = max_gop_bytes
+        #: the native sender pool (``rtp._fanout.Engine``) while the server holds one: new
+        #: channels get a group on it
+        self.engine: Any = None
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -372,7 +516,8 @@ class StreamRegistry:
     def publish(self, path: str, remote: str = "") -> Channel | None:
         """A new channel for ``path``, or None when it is already being published."""
         channel = Channel(path, remote=remote, chunk_size=self.chunk_size,
-                          max_gop_bytes=self.max_gop_bytes)
+                          max_gop_bytes=self.max_gop_bytes,
+                          group=self.engine.group() if self.engine is not None else None)
         try:
             self.paths.publish(path, channel)
         except Refused:

@@ -7,7 +7,22 @@ every listener and connection, and nothing it started outlives it.
 
 Per connection: a reader task feeds :class:`rtmp.connection.ServerConnection` and acts on its
 events, and a writer task drains the connection's :class:`~trio_core.rtmp.registry.Player`
-queue (also used for control replies), so a publisher never waits for a player. Rules as
+queue (also used for control replies), so a publisher never waits for a player.
+
+**The native sender pool** (issue 23): with the C extension (``rtp.sender_pool.SINKS``) and
+``native=True``, ``run`` holds the process's shared pool (``sender_workers`` threads if it
+makes it; the WebRTC forwarder shares it) for as long as it serves, and every plain-RTMP
+connection is written by a C *sink* on one of its workers: its control replies, its join
+burst and, once started, the channel's live messages (one ``group.send`` per message). The
+connection's writer task then only waits: for the pool's hub (one eventfd per server, read
+by one task that wakes the writer of each sink that reported something) and, while the
+sink's C queue holds bytes, for the socket's writability (``sink.poll()`` flushes); it ends
+the connection when the sink reports a drop (the relay policy, in C), a failed socket or the
+end of the stream. On the way out the sink is closed before the socket (the pool never
+writes an fd after that), then a graceful end lingers for the peer's close (``LINGER`` s);
+when ``run`` ends every connection has ended, the hub's eventfd is closed and the pool is
+released (the last holder joins its threads). RTMPS connections and every connection without
+the extension (or with ``RTP_FANOUT=python``) keep the Python path, with the same bytes. Rules as
 datarhei Core (``rtmp/rtmp.go``): the token (``rtmp.token``) is required for publish and
 play, as ``?token=`` or as the last path element; a publish path must start with
 ``rtmp.app``; one publisher per path (a second one gets ``NetStream.Publish.BadName`` and is
@@ -30,6 +45,7 @@ from __future__ import annotations
 import hmac
 import logging
 import posixpath
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,13 +64,23 @@ from rtmp.connection import (
 )
 from rtmp.errors import RtmpError
 from trio_core.rtmp.paths import StreamRequest, resolve_request
-from trio_core.rtmp.registry import DEFAULT_MAX_GOP_BYTES, Channel, Player, StreamRegistry
+from trio_core.rtmp.registry import (
+    DEFAULT_MAX_GOP_BYTES,
+    SINK_DROPPED,
+    SINK_FAILED,
+    SINK_FINISHED,
+    Channel,
+    Player,
+    StreamRegistry,
+)
 
 __all__ = ["RtmpServer"]
 
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+#: seconds a connection that ends gracefully waits for the peer's close after our last byte
+LINGER = 2.0
 
 
 class SessionSink(Protocol):
@@ -103,7 +129,8 @@ class RtmpServer:
         unlimited_addresses: frozenset[str] = frozenset(),
         max_connections: int = 1000, max_queue_bytes: int = 8 * 1024 * 1024, max_skips: int = 3,
         chunk_size: int = 4096, max_message_size: int = 8 * 1024 * 1024,
-        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
+        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES, sender_workers: int | None = None,
+        native: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -133,6 +160,15 @@ class RtmpServer:
         #: returns the session collector to account publishers and players in (or None);
         #: asked once per accepted publish/play, so it may appear after the server started
         self.sessions: Callable[[], SessionSink | None] = lambda: None
+        #: plain-RTMP players are written by the native sender pool when it is available
+        #: (``native``; the pool is shared with the WebRTC fan-out: ``sender_workers``
+        #: threads if this server makes it, see :mod:`rtp.sender_pool`)
+        self.native = native
+        self.sender_workers = sender_workers
+        self.engine: Any = None  # the pool while run() holds it
+        self._hub: Any = None
+        self._sinks: dict[int, Player] = {}  # by token
+        self._next_token = 0
 
     def channels(self) -> list[str]:
         """Paths currently being published (what ``GET /api/v3/rtmp`` lists)."""
@@ -162,14 +198,23 @@ class RtmpServer:
         readers = queued = 0
         for player in self.registry.players():
             readers += 1
-            queued += player.queued_bytes
+            queued += player.queued_total
         return RelayStats(readers=readers, queued_bytes=queued,
                           skips=self.relay_counters.skips, drops=self.relay_counters.drops,
                           gop_bytes=sum(ch.gop_bytes for ch in self.registry.channels.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[RtmpServer] = trio.TASK_STATUS_IGNORED) -> None:
         listeners: list[trio.SocketListener] = []
+        engine = None
+        if self.native:
+            from rtp import sender_pool
+
+            if sender_pool.SINKS:
+                engine = sender_pool.acquire(self.sender_workers)
         try:
+            if engine is not None:
+                self._hub = engine.hub()
+                self.engine = self.registry.engine = engine
             plain = await trio.open_tcp_listeners(self.port, host=self.host or None)
             listeners += plain
             self.ports = [lst.socket.getsockname()[1] for lst in plain]
@@ -179,15 +224,45 @@ class RtmpServer:
                 listeners += tls
                 self.tls_ports = [lst.socket.getsockname()[1] for lst in tls]
             async with trio.open_nursery() as nursery:
+                if self._hub is not None:
+                    nursery.start_soon(self._hub_loop, self._hub)
                 for lst in plain:
                     nursery.start_soon(self._accept_loop, lst, False, nursery)
                 for lst in tls:
                     nursery.start_soon(self._accept_loop, lst, True, nursery)
                 task_status.started(self)
         finally:
+            # every connection ended (its sink closed before its socket): the pool goes
+            self.engine = self.registry.engine = None
+            hub, self._hub = self._hub, None
+            if hub is not None:
+                trio.lowlevel.notify_closing(hub.fileno())
+                hub.close()
+            if engine is not None:
+                from rtp import sender_pool
+
+                sender_pool.release(engine)
             with trio.CancelScope(shield=True):  # close every listener, even when cancelled
                 for lst in listeners:
                     await lst.aclose()
+
+    async def _hub_loop(self, hub: Any) -> None:
+        """Wake the writer of each native player whose sink needs attention (its queue
+        turned non-empty, a skip, a drop, a failed socket, the end of its stream), and
+        report the sinks' bytes to the session collector about once a second."""
+        fd = hub.fileno()
+        account_at = trio.current_time() + 1.0
+        while True:
+            with trio.move_on_at(account_at):
+                await trio.lowlevel.wait_readable(fd)
+            for token in hub.take():
+                player = self._sinks.get(token)
+                if player is not None:
+                    player.native_event()
+            if trio.current_time() >= account_at:
+                account_at = trio.current_time() + 1.0
+                for player in self._sinks.values():
+                    player.account_native()
 
     async def _accept_loop(self, listener: trio.SocketListener, tls: bool,
                            nursery: trio.Nursery) -> None:
@@ -239,22 +314,43 @@ class RtmpServer:
         out = Player("", 0, self.chunk_size, max_queue_bytes=self.max_queue_bytes,
                      max_skips=self.max_skips, remote=remote, counters=self.relay_counters)
         state = _Conn(remote, conn, out)
-        if not tls:  # players that keep up get their messages by direct writev (Player._kick)
+        writer = self._writer
+        token = -1
+        if not tls and self.engine is not None and self._hub is not None:
+            # the native sender pool writes this connection (its worker, GIL released)
+            token = self._next_token = self._next_token + 1
+            out.sink = self.engine.sink(self._hub, token, sock_stream.socket.fileno(),
+                                        self.max_queue_bytes, self.max_skips)
+            out.on_sent = state.egress
+            self._sinks[token] = out
+            writer = self._native_writer
+        elif not tls:  # players that keep up get their messages by direct writev (Player._kick)
             out.fd = sock_stream.socket.fileno()
             out.on_sent = state.egress
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guarded, state, self._writer, stream, nursery.cancel_scope)
+                nursery.start_soon(self._guarded, state, writer, stream, nursery.cancel_scope)
                 await self._guarded(state, self._reader, stream)
                 out.close()  # let the writer flush what is queued, then end
         finally:
             out.fd = None  # before the socket closes: no direct send to a reused fd number
+            if out.sink is not None:  # nor a write by the pool: it never writes after this
+                out.sink.close()
+                out.account_native()
+                self._sinks.pop(token, None)
             self.connections -= 1
             self._release(host)
             self._cleanup(state)
+            # a graceful end (not the server stopping): FIN after the last byte, then wait
+            # (<= LINGER s) for the peer's close, reading what it still sends — closing with
+            # unread bytes makes the kernel reset the connection and throw away what the
+            # peer has not received yet (the end of a player's stream)
+            graceful = not tls and trio.current_effective_deadline() != float("-inf")
             with trio.CancelScope(shield=True) as cs:
-                cs.deadline = trio.current_time() + 2.0
+                cs.deadline = trio.current_time() + LINGER
                 try:
+                    if graceful:
+                        await _linger(sock_stream.socket)
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
@@ -335,6 +431,31 @@ class RtmpServer:
                 if out.closed and not out.has_data:
                     break
         finally:
+            cancel_scope.cancel()
+
+    async def _native_writer(self, state: _Conn, stream: trio.abc.Stream,
+                             cancel_scope: trio.CancelScope) -> None:
+        """The writer of a connection the sender pool writes: flushes the sink's queue when
+        the socket is writable again (the hub says when it is non-empty), ends the
+        connection when the player was dropped, its socket failed, or its stream finished
+        (the publisher left, everything was written)."""
+        out = state.out
+        sock = stream.socket  # type: ignore[attr-defined]
+        try:
+            while True:
+                queued, flags = out.poll_native()
+                if flags & (SINK_DROPPED | SINK_FAILED):
+                    break
+                if queued:
+                    with trio.CancelScope() as out.send_scope, trio.fail_after(self.idle_timeout):
+                        await trio.lowlevel.wait_writable(sock)
+                    out.send_scope = None
+                    continue
+                if flags & SINK_FINISHED:
+                    break
+                await out.wait_native()
+        finally:
+            out.send_scope = None
             cancel_scope.cancel()
 
     async def _reader(self, state: _Conn, stream: trio.abc.Stream) -> None:
@@ -459,6 +580,17 @@ class RtmpServer:
                 state.playing = None
             return True
         return True  # ConnectRequested and the like: already answered
+
+
+async def _linger(sock: trio.socket.SocketType) -> None:
+    """Shut our side down and read (discarding) until the peer closes; the caller bounds
+    the time."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while await sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 def _peer_host(stream: trio.SocketStream) -> str:

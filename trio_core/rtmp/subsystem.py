@@ -76,7 +76,9 @@ def rtmp_server(config: Config) -> RtmpServer:
                       max_gop_bytes=config["relay.gop_max_bytes"],
                       setup_timeout=float(config["rtmp.setup_timeout"] or 10),
                       max_connections_per_address=config["rtmp.max_connections_per_address"],
-                      unlimited_addresses=OWN_ADDRESSES)
+                      unlimited_addresses=OWN_ADDRESSES,
+                      # plain-RTMP players on the native sender pool, shared with WebRTC
+                      sender_workers=config["webrtc.fanout_workers"] or None)
 
 
 class RtmpSubsystem:

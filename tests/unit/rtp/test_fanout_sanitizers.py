@@ -7,7 +7,9 @@ The extension is compiled with the system's gcc into a temporary copy of the ``r
 package; a child Python (with ``libasan`` preloaded, as a sanitized extension in an
 unsanitized interpreter needs) imports ``rtp`` from that copy and runs
 ``tests/unit/rtp/test_fanout.py``, ``test_fanout_workers.py`` and ``test_fanout_stream.py``
-(ICE-TCP stream viewers: partial writes, the C queue, detach) there. Leak checking is
+(ICE-TCP stream viewers: partial writes, the C queue, detach) and ``test_fanout_sinks.py``
+(RTMP sinks, issue 23: chunk headers built in C, partial writes, skip/drop, close, engine
+close with open sinks, the shared pool) there. Leak checking is
 off (CPython itself keeps memory until exit).
 """
 
@@ -24,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 TESTS = ["tests/unit/rtp/test_fanout.py", "tests/unit/rtp/test_fanout_workers.py",
-         "tests/unit/rtp/test_fanout_stream.py"]
+         "tests/unit/rtp/test_fanout_stream.py", "tests/unit/rtp/test_fanout_sinks.py"]
 
 RUNNER = """
 import sys
