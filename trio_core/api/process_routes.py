@@ -49,7 +49,13 @@ from trio_core.engine.supervisor import DuplicateProcess, MetadataTooLarge, Proc
 from trio_core.ffmpeg.probe import run_probe
 from trio_core.http.auth import Authenticator
 from trio_core.http.errors import ApiError, bind_json, json_response
-from trio_core.http.go_json import PrerenderCache, core_dumps_bytes, core_json_response
+from trio_core.http.go_json import (
+    JSON_CONTENT_TYPE,
+    JSON_CONTENT_TYPE_BYTES,
+    PrerenderCache,
+    core_dumps_bytes,
+    core_json_response,
+)
 from trio_core.util.glob import GlobError, glob_match
 
 if TYPE_CHECKING:
@@ -170,7 +176,7 @@ def process_blueprint(supervisor: Supervisor, views: Views | None = None) -> Blu
     @bp.get("")
     async def list_processes() -> Response:
         return Response(await list_body(supervisor, views, request.args),
-                        content_type="application/json")
+                        content_type=JSON_CONTENT_TYPE)
 
     @bp.post("")
     async def add_process() -> Response:
@@ -256,7 +262,7 @@ def process_blueprint(supervisor: Supervisor, views: Views | None = None) -> Blu
 
     @bp.get("/<process_id>/state")
     async def get_state(process_id: str) -> Response:
-        return Response(state_body(lookup(process_id), views), content_type="application/json")
+        return Response(state_body(lookup(process_id), views), content_type=JSON_CONTENT_TYPE)
 
     @bp.get("/<process_id>/report")
     async def get_report(process_id: str) -> Response:
@@ -331,21 +337,21 @@ async def list_body(supervisor: Supervisor, views: Views, args: Mapping[str, str
             if refpattern and not glob_match(refpattern, ref):
                 continue
         except GlobError:
-            return core_dumps_bytes([])  # Core: an invalid pattern lists nothing
+            return b"[]\n"  # Core: an invalid pattern lists nothing
         if reference:
             if ref != reference:
                 continue
         elif wanted and process_id not in wanted:
             continue
         result.append(process_json(supervisor, proc, filters, views))
-    return core_dumps_bytes(result)
+    return core_dumps_bytes(result) + b"\n"
 
 
 def state_body(proc: Process, views: Views) -> bytes:
     """The JSON of ``GET /api/v3/process/{id}/state`` (the progress prerendered per change)."""
     state = proc.state_json()
     state["progress"] = views.progress.get(proc.id, state["progress"])
-    return core_dumps_bytes(state)
+    return core_dumps_bytes(state) + b"\n"
 
 
 #: the CORS headers the app adds to every ``/api`` answer (after the type and length)
@@ -398,7 +404,7 @@ class ProcessPoll:
             body = state_body(proc, self.views)
         else:
             return False
-        await channel.respond(200, [(b"content-type", b"application/json"),
+        await channel.respond(200, [(b"content-type", JSON_CONTENT_TYPE_BYTES),
                                     (b"content-length", b"%d" % len(body)), *API_CORS], body)
         return True
 

@@ -102,7 +102,7 @@ def create_app(
 
     @app.get("/ping")
     async def ping() -> Response:
-        return Response("pong", content_type="text/plain")
+        return Response("pong", content_type="text/plain; charset=UTF-8")
 
     @app.after_request
     async def cors(response: Response) -> Response:

@@ -31,6 +31,8 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from trio_core.http.go_json import JSON_CONTENT_TYPE
+
 log = logging.getLogger(__name__)
 
 
@@ -51,8 +53,8 @@ class ApiError(Exception):
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response (compact, UTF-8)."""
     return Response(
-        json.dumps(payload, separators=(",", ":")), status=status,
-        content_type="application/json", headers=headers,
+        json.dumps(payload, separators=(",", ":")) + "\n", status=status,
+        content_type=JSON_CONTENT_TYPE, headers=headers,
     )
 
 
@@ -93,10 +95,9 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        headers = {}
-        if status == 405 and getattr(error, "valid_methods", None):
-            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-        return error_response(status, error.name, error.description or "", headers)
+        if status in (404, 405):  # Core (echo): no such route, or not with this method
+            return error_response(404, "Not Found", "Not Found")
+        return error_response(status, error.name, error.description or "")
 
     @app.errorhandler(Exception)
     async def _internal(error: Exception) -> Response:

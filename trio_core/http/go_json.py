@@ -32,8 +32,13 @@ from quart import Response
 
 from trio_core.ffmpeg.progress import Fixed3
 
-__all__ = ["PrerenderCache", "Prerendered", "core_dumps", "core_dumps_bytes",
+__all__ = ["JSON_CONTENT_TYPE", "JSON_CONTENT_TYPE_BYTES", "PrerenderCache", "Prerendered", "core_dumps", "core_dumps_bytes",
            "core_json_response", "reference_dumps"]
+
+#: Core's JSON answers (echo's ``c.JSON``) carry this Content-Type, and their body ends with a
+#: newline (Go's ``json.Encoder``); clients (core_client) compare the type exactly
+JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+JSON_CONTENT_TYPE_BYTES = JSON_CONTENT_TYPE.encode()
 
 _MAX_DEPTH = 32  # progress/state objects are shallow; deeper values are left untouched
 
@@ -129,6 +134,6 @@ def reference_dumps(payload: Any, *, marked: tuple[str, ...] | None = None) -> s
 
 def core_json_response(payload: Any, status: int = 200, *,
                        marked: tuple[str, ...] | None = None) -> Response:
-    """A JSON response rendered by :func:`core_dumps`."""
-    return Response(core_dumps_bytes(payload, marked=marked), status=status,
-                    content_type="application/json")
+    """A JSON response rendered by :func:`core_dumps` (Core's type, newline-terminated)."""
+    return Response(core_dumps_bytes(payload, marked=marked) + b"\n", status=status,
+                    content_type=JSON_CONTENT_TYPE)

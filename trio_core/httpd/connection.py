@@ -532,7 +532,7 @@ class Connection:
         self._their = _ERROR
         phrase = _status_line(error.status)[13:-2].decode("latin-1")
         body = json.dumps({"code": error.status, "message": phrase, "details": [error.message]},
-                          separators=(",", ":")).encode()
+                          separators=(",", ":")).encode() + b"\n"
         return (_status_line(error.status) + http_date()
-                + b"content-type: application/json\r\ncontent-length: %d\r\n"
+                + b"content-type: application/json; charset=UTF-8\r\ncontent-length: %d\r\n"
                   b"connection: close\r\n\r\n" % len(body) + body)

@@ -64,12 +64,13 @@ LINGER_SECONDS = 2.0  # a closing connection with unread request bytes drains th
 LINGER_BYTES = 1024 * 1024
 BACKLOG = 1024
 _OVERLOADED_BODY = (b'{"code":503,"message":"Service Unavailable","details":["too many open'
-                    b' connections, try again"]}')
-OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                    b' connections, try again"]}\n')
+OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\n"
+              b"content-type: application/json; charset=UTF-8\r\n"
               b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
               % len(_OVERLOADED_BODY) + _OVERLOADED_BODY)
-INTERNAL_ERROR = (500, [(b"content-type", b"application/json")],
-                  b'{"code":500,"message":"Internal Server Error","details":["internal error"]}')
+INTERNAL_ERROR = (500, [(b"content-type", b"application/json; charset=UTF-8")],
+                  b'{"code":500,"message":"Internal Server Error","details":["internal error"]}\n')
 
 
 @dataclass(frozen=True)

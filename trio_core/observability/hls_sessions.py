@@ -324,7 +324,7 @@ async def _error(scope: Scope, send: Send, status: int, message: str, detail: st
     """Core's error handler: JSON ``{code, message, details}``; no body for HEAD."""
     body = b"" if scope.get("method") == "HEAD" else json.dumps(
         {"code": status, "message": message, "details": [detail]},
-        separators=(",", ":")).encode()
+        separators=(",", ":")).encode() + b"\n"
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        (b"content-type", b"application/json; charset=UTF-8"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -214,8 +214,7 @@ def widget_blueprint(supervisor: Any, registry: SessionRegistry, auth: Any,
         try:
             process = supervisor.get(process_id)
         except KeyError:
-            raise ApiError(404, "Unknown process ID", f"no process with id {process_id!r}"
-                           ) from None
+            raise ApiError(404, "Unknown process ID", "unknown process") from None  # as Core
         state = process.state_json()
         reference = process.config.reference
         before()

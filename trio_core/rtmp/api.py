@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response
 
 from trio_core.http.auth import Authenticator
+from trio_core.http.errors import json_response
 from trio_core.rtmp.server import RtmpServer
 
 __all__ = ["rtmp_blueprint"]
@@ -17,6 +18,6 @@ def rtmp_blueprint(server: RtmpServer, auth: Authenticator) -> Blueprint:
     @bp.get("/api/v3/rtmp")
     @auth.require_auth()
     async def list_channels() -> Response:
-        return jsonify([{"name": name} for name in server.channels()])
+        return json_response([{"name": name} for name in server.channels()])
 
     return bp

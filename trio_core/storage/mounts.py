@@ -60,6 +60,7 @@ import trio
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect
 
+from trio_core.http.go_json import JSON_CONTENT_TYPE_BYTES
 from trio_core.http.login_throttle import LoginThrottle, Throttled
 from trio_core.storage.disk import DiskFS
 from trio_core.storage.memfs import MemFS, NoSpace
@@ -604,8 +605,9 @@ class StorageHTTP:
             await self._respond(send, status, headers)
             return
         body = json.dumps({"code": status, "message": message, "details": [detail]},
-                          separators=(",", ":")).encode()
-        await self._respond(send, status, headers + [(b"content-type", b"application/json")], body)
+                          separators=(",", ":")).encode() + b"\n"
+        await self._respond(send, status, headers + [(b"content-type", JSON_CONTENT_TYPE_BYTES)],
+                            body)
 
     @staticmethod
     async def _respond(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:

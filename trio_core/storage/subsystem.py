@@ -111,9 +111,9 @@ class StorageSubsystem:
             await self.http(scope, receive, send)
             return
         if scope["type"] == "http":
-            body = b'{"code":404,"message":"Not Found","details":["only /memfs here"]}'
+            body = b'{"code":404,"message":"Not Found","details":["only /memfs here"]}\n'
             await send({"type": "http.response.start", "status": 404, "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", b"application/json; charset=UTF-8"),
                 (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
 

@@ -74,7 +74,8 @@ async def test_memfs_http(tmp_path: Path, ffmpeg: str) -> None:
         resp = await api.request("HEAD", "/memfs/seg_1.ts")
         assert resp.status_code == 200 and resp.headers["content-length"] == str(len(payload))
         assert (await api.get("/memfs/seg_1.ts", headers={"Range": "bytes=9999999-"})).status_code == 416
-        assert (await api.get("/memfs/unknown.bin")).headers["content-type"] == "application/json"
+        assert (await api.get("/memfs/unknown.bin")).headers["content-type"] == \
+            "application/json; charset=UTF-8"
         body = assert_error(await api.get("/memfs/nope.ts"), 404)
         assert body["message"] == "File not found" and body["details"] == ["/nope.ts"]
         # CORS (storage.cors.origins default *)
