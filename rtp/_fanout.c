@@ -115,6 +115,54 @@ typedef struct {
     uint64_t peak, frames, bytes_out, skips, skipped, queue_full;
 } Stream;
 
+/* The circular byte queue of a stream transport (Stream) and of an RTMP sink (Sink): both
+ * have `unsigned char *buf; size_t cap, head, len; uint64_t peak`. DEFINE_BYTE_RING(T, name)
+ * defines, for T:
+ *   name_grow(q, need, first_cap, max): room for `need` more bytes, growing (doubling from
+ *     first_cap, at most max) and linearising; 0 when impossible;
+ *   name_put(q, d, n): append n bytes (room made before), tracking the peak;
+ *   name_iov(q, iov): the queued bytes as 1 or 2 iovecs, oldest first (the count). */
+#define DEFINE_BYTE_RING(T, name)                                                            \
+    static int name##_grow(T *q, size_t need, size_t first_cap, size_t max) {                \
+        if (q->len + need <= q->cap) return 1;                                               \
+        if (q->len + need > max) return 0;                                                   \
+        size_t cap = q->cap ? q->cap : first_cap;                                            \
+        while (cap < q->len + need) cap *= 2;                                                \
+        if (cap > max) cap = max;                                                            \
+        unsigned char *b = malloc(cap);                                                      \
+        if (b == NULL) return 0;                                                             \
+        if (q->len) { /* linearise */                                                        \
+            size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;            \
+            memcpy(b, q->buf + q->head, first);                                              \
+            memcpy(b + first, q->buf, q->len - first);                                       \
+        }                                                                                    \
+        free(q->buf);                                                                        \
+        q->buf = b;                                                                          \
+        q->cap = cap;                                                                        \
+        q->head = 0;                                                                         \
+        return 1;                                                                            \
+    }                                                                                        \
+    static void name##_put(T *q, const unsigned char *d, size_t n) {                         \
+        if (n == 0) return;                                                                  \
+        size_t tail = (q->head + q->len) % q->cap;                                           \
+        size_t first = q->cap - tail < n ? q->cap - tail : n;                                \
+        memcpy(q->buf + tail, d, first);                                                     \
+        memcpy(q->buf, d + first, n - first);                                                \
+        q->len += n;                                                                         \
+        if (q->len > LOAD(&q->peak))                                                         \
+            __atomic_store_n(&q->peak, (uint64_t)q->len, __ATOMIC_RELAXED);                  \
+    }                                                                                        \
+    static int name##_iov(T *q, struct iovec iov[2]) {                                       \
+        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;                \
+        iov[0].iov_base = q->buf + q->head;                                                  \
+        iov[0].iov_len = first;                                                              \
+        iov[1].iov_base = q->buf;                                                            \
+        iov[1].iov_len = q->len - first;                                                     \
+        return first < q->len ? 2 : 1;                                                       \
+    }
+
+DEFINE_BYTE_RING(Stream, stream_ring)
+
 struct Viewer {
     int refs; /* atomic: the Python handle + queued commands */
     int worker;
@@ -324,35 +372,10 @@ static void stream_consume(Stream *q, size_t n) {
 
 /* make room for `need` more bytes (growing up to limit + STREAM_SLACK); 0 when impossible */
 static int stream_room(Stream *q, size_t need) {
-    if (q->len + need <= q->cap) return 1;
-    size_t max = q->limit + STREAM_SLACK;
-    if (q->len + need > max) return 0;
-    size_t cap = q->cap ? q->cap : 16384;
-    while (cap < q->len + need) cap *= 2;
-    if (cap > max) cap = max;
-    unsigned char *b = malloc(cap);
-    if (b == NULL) return 0;
-    if (q->len) { /* linearise */
-        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
-        memcpy(b, q->buf + q->head, first);
-        memcpy(b + first, q->buf, q->len - first);
-    }
-    free(q->buf);
-    q->buf = b;
-    q->cap = cap;
-    q->head = 0;
-    return 1;
+    return stream_ring_grow(q, need, 16384, q->limit + STREAM_SLACK);
 }
 
-static void stream_append(Stream *q, const unsigned char *d, size_t n) {
-    if (n == 0) return;
-    size_t tail = (q->head + q->len) % q->cap;
-    size_t first = q->cap - tail < n ? q->cap - tail : n;
-    memcpy(q->buf + tail, d, first);
-    memcpy(q->buf, d + first, n - first);
-    q->len += n;
-    if (q->len > LOAD(&q->peak)) __atomic_store_n(&q->peak, (uint64_t)q->len, __ATOMIC_RELAXED);
-}
+static void stream_append(Stream *q, const unsigned char *d, size_t n) { stream_ring_put(q, d, n); }
 
 /* tell Python (its writer task waits on wake_fd) that the queue needs the socket's
  * writability, or that the connection failed; once until the queue was emptied */
@@ -374,15 +397,10 @@ static void stream_fail(Stream *q) {
 static void stream_flush_locked(Stream *q) {
     while (q->len > 0 && !q->failed) {
         struct iovec iov[2];
-        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
-        iov[0].iov_base = q->buf + q->head;
-        iov[0].iov_len = first;
-        iov[1].iov_base = q->buf;
-        iov[1].iov_len = q->len - first;
         struct msghdr m;
         memset(&m, 0, sizeof(m));
         m.msg_iov = iov;
-        m.msg_iovlen = first < q->len ? 2 : 1;
+        m.msg_iovlen = (size_t)stream_ring_iov(q, iov);
         ssize_t r = sendmsg(q->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR) continue;
@@ -728,6 +746,8 @@ struct Sink {
     Sink *prev, *next; /* the engine's open sinks (GIL) */
 };
 
+DEFINE_BYTE_RING(Sink, sink_ring)
+
 typedef struct {
     Sink **e;
     int n, cap;
@@ -825,32 +845,10 @@ static int sink_room(Sink *s, size_t need) {
         s->lcap = lcap;
         s->lhead = 0;
     }
-    if (s->len + need <= s->cap) return 1;
-    size_t cap = s->cap ? s->cap : 65536;
-    while (cap < s->len + need) cap *= 2;
-    unsigned char *b = malloc(cap);
-    if (b == NULL) return 0;
-    if (s->len) { /* linearise */
-        size_t first = s->cap - s->head < s->len ? s->cap - s->head : s->len;
-        memcpy(b, s->buf + s->head, first);
-        memcpy(b + first, s->buf, s->len - first);
-    }
-    free(s->buf);
-    s->buf = b;
-    s->cap = cap;
-    s->head = 0;
-    return 1;
+    return sink_ring_grow(s, need, 65536, SIZE_MAX / 2);
 }
 
-static void sink_put(Sink *s, const unsigned char *d, size_t n) {
-    if (n == 0) return;
-    size_t tail = (s->head + s->len) % s->cap;
-    size_t first = s->cap - tail < n ? s->cap - tail : n;
-    memcpy(s->buf + tail, d, first);
-    memcpy(s->buf, d + first, n - first);
-    s->len += n;
-    if (s->len > LOAD(&s->peak)) __atomic_store_n(&s->peak, (uint64_t)s->len, __ATOMIC_RELAXED);
-}
+static void sink_put(Sink *s, const unsigned char *d, size_t n) { sink_ring_put(s, d, n); }
 
 /* the queue after an overflow: only the rest of a message already started on the wire */
 static void sink_clear(Sink *s) {
@@ -878,15 +876,10 @@ static void sink_maybe_finished(Sink *s) {
 static void sink_flush_locked(Sink *s) {
     while (s->len > 0 && !s->failed) {
         struct iovec iov[2];
-        size_t first = s->cap - s->head < s->len ? s->cap - s->head : s->len;
-        iov[0].iov_base = s->buf + s->head;
-        iov[0].iov_len = first;
-        iov[1].iov_base = s->buf;
-        iov[1].iov_len = s->len - first;
         struct msghdr m;
         memset(&m, 0, sizeof(m));
         m.msg_iov = iov;
-        m.msg_iovlen = first < s->len ? 2 : 1;
+        m.msg_iovlen = (size_t)sink_ring_iov(s, iov);
         ssize_t r = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR) continue;
