@@ -236,18 +236,7 @@ def process_blueprint(supervisor: Supervisor, views: Views | None = None) -> Blu
 
     @bp.put("/<process_id>/command")
     async def command(process_id: str) -> Response:
-        body = await bind_json()
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid JSON", "expect type 'object' for the command")
-        cmd = body.get("command")
-        if cmd is not None and not isinstance(cmd, str):
-            raise ApiError(400, "Invalid JSON", "command: expect type 'string'")
-        if not cmd:
-            raise ApiError(400, "Invalid JSON", "Key: 'Command.Command' Error:Field validation "
-                                                "for 'Command' failed on the 'required' tag")
-        if cmd not in COMMANDS:
-            raise ApiError(400, "Unknown command provided",
-                           "Known commands are: start, stop, reload, restart")
+        cmd = await read_command()
         try:
             await supervisor.command(process_id, cmd)
         except ProcessNotFound:
@@ -310,6 +299,24 @@ def process_blueprint(supervisor: Supervisor, views: Views | None = None) -> Blu
         return json_response(value)
 
     return bp
+
+
+async def read_command() -> str:
+    """The command of a ``PUT /api/v3/process/{id}/command`` body, checked as Core checks it
+    (400 ``Invalid JSON`` / ``Unknown command provided``)."""
+    body = await bind_json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid JSON", "expect type 'object' for the command")
+    cmd = body.get("command")
+    if cmd is not None and not isinstance(cmd, str):
+        raise ApiError(400, "Invalid JSON", "command: expect type 'string'")
+    if not cmd:
+        raise ApiError(400, "Invalid JSON", "Key: 'Command.Command' Error:Field validation "
+                                            "for 'Command' failed on the 'required' tag")
+    if cmd not in COMMANDS:
+        raise ApiError(400, "Unknown command provided",
+                       "Known commands are: start, stop, reload, restart")
+    return cmd
 
 
 async def list_body(supervisor: Supervisor, views: Views, args: Mapping[str, str]) -> bytes:

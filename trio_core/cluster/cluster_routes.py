@@ -30,8 +30,7 @@ from quart import Blueprint, Response
 
 from trio_core import __version__
 from trio_core.cluster import compatibility as compat
-from trio_core.cluster.node import RedisUnavailable
-from trio_core.cluster.process_routes import process_views, unavailable
+from trio_core.cluster.process_routes import process_views, redis_access
 from trio_core.cluster.redis_url import redacted
 from trio_core.http.errors import ApiError, bind_json, json_response
 from trio_core.http.go_json import core_json_response
@@ -89,18 +88,7 @@ def node_json(node: ClusterNode, node_id: str, doc: dict[str, Any] | None) -> di
 def cluster_blueprint(node: ClusterNode) -> Blueprint:
     """The ``/api/v3/cluster`` routes of ``node`` (see the module docstring)."""
     bp = Blueprint("cluster", __name__, url_prefix="/api/v3/cluster")
-
-    async def call(fn: Any, *args: Any) -> Any:
-        try:
-            return await node.call(fn, *args)
-        except RedisUnavailable as exc:
-            raise unavailable(exc) from None
-
-    def db() -> Any:
-        try:
-            return node.require_db()
-        except RedisUnavailable as exc:
-            raise unavailable(exc) from None
+    call, db = redis_access(node)
 
     async def nodes() -> list[dict[str, Any]]:
         live, known = await call(db().nodes)

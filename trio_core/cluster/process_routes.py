@@ -24,7 +24,7 @@ is one atomic command (or MULTI), so nothing is half-applied.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -32,11 +32,11 @@ import trio
 from quart import Blueprint, Response, request
 
 from trio_core.api.process_routes import (
-    COMMANDS,
     _decode,
     _parse_filters,
     _validate,
     not_found,
+    read_command,
 )
 from trio_core.cluster.node import RedisUnavailable, new_record, process_dependencies
 from trio_core.engine.process import Process
@@ -198,12 +198,9 @@ async def _probe_on(address: str, process_id: str) -> Any:
     return None
 
 
-def cluster_process_blueprint(node: ClusterNode, name: str = "process",
-                              url_prefix: str = "/api/v3/process") -> Blueprint:
-    """The cluster-wide process routes (see the module docstring)."""
-    bp = Blueprint(name, __name__, url_prefix=url_prefix)
-    sup = node.supervisor
-    probes = trio.CapacityLimiter(4)
+def redis_access(node: ClusterNode) -> tuple[Callable[..., Awaitable[Any]], Callable[[], Any]]:
+    """``call(fn, *args)`` (``node.call``) and ``db()`` (``node.require_db``) for route
+    handlers: Redis out of reach or not connected yet -> 503 (:func:`unavailable`)."""
 
     async def call(fn: Any, *args: Any) -> Any:
         try:
@@ -216,6 +213,17 @@ def cluster_process_blueprint(node: ClusterNode, name: str = "process",
             return node.require_db()
         except RedisUnavailable as exc:
             raise unavailable(exc) from None
+
+    return call, db
+
+
+def cluster_process_blueprint(node: ClusterNode, name: str = "process",
+                              url_prefix: str = "/api/v3/process") -> Blueprint:
+    """The cluster-wide process routes (see the module docstring)."""
+    bp = Blueprint(name, __name__, url_prefix=url_prefix)
+    sup = node.supervisor
+    probes = trio.CapacityLimiter(4)
+    call, db = redis_access(node)
 
     async def record_of(process_id: str) -> Record:
         record = await call(db().record, process_id)
@@ -318,18 +326,7 @@ def cluster_process_blueprint(node: ClusterNode, name: str = "process",
 
     @bp.put("/<process_id>/command")
     async def command(process_id: str) -> Response:
-        body = await bind_json()
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid JSON", "expect type 'object' for the command")
-        cmd = body.get("command")
-        if cmd is not None and not isinstance(cmd, str):
-            raise ApiError(400, "Invalid JSON", "command: expect type 'string'")
-        if not cmd:
-            raise ApiError(400, "Invalid JSON", "Key: 'Command.Command' Error:Field validation "
-                                                "for 'Command' failed on the 'required' tag")
-        if cmd not in COMMANDS:
-            raise ApiError(400, "Unknown command provided",
-                           "Known commands are: start, stop, reload, restart")
+        cmd = await read_command()
         record = await call(db().record, process_id)
         if record is None:
             raise ApiError(400, "Command failed", "unknown process")
