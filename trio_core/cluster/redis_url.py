@@ -92,24 +92,25 @@ async def open_client(url: str, **options: Any) -> AsyncIterator[Any]:
         async with coredis.Redis.from_url(url, **options) as client:
             yield client
         return
-    primary_options = dict(options, db=target.db)
-    if target.username is not None:
-        primary_options["username"] = target.username
-    if target.password is not None:
-        primary_options["password"] = target.password
-    if target.tls:
-        primary_options["ssl_context"] = __import__("ssl").create_default_context()
+    import ssl
+
     from coredis.connection import TCPLocation
 
-    retry_policy = options.pop("retry_policy", None)
-    primary_options.pop("retry_policy", None)
-    sentinel_options = {k: v for k, v in options.items()
+    # the Sentinel client takes the retry policy and decode_responses for itself and the
+    # primary; the timeouts go to both; the credentials, db and TLS to the primary only
+    shared = {k: v for k, v in options.items() if k in ("retry_policy", "decode_responses")}
+    primary = {k: v for k, v in options.items() if k not in shared}
+    sentinel_options = {k: v for k, v in primary.items()
                         if k in ("stream_timeout", "connect_timeout")}
-    extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
-    async with coredis.Sentinel([TCPLocation(host, port) for host, port in target.sentinels],
-                                sentinel_kwargs=sentinel_options,
-                                decode_responses=options.get("decode_responses", False),
-                                **extra) as sentinel:
-        primary_options.pop("decode_responses", None)
-        async with sentinel.primary_for(target.service, **primary_options) as client:
+    primary["db"] = target.db
+    if target.username is not None:
+        primary["username"] = target.username
+    if target.password is not None:
+        primary["password"] = target.password
+    if target.tls:
+        primary["ssl_context"] = ssl.create_default_context()
+    locations = [TCPLocation(host, port) for host, port in target.sentinels]
+    async with coredis.Sentinel(locations, sentinel_kwargs=sentinel_options,
+                                **shared) as sentinel:
+        async with sentinel.primary_for(target.service, **primary) as client:
             yield client

@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from trio_core.http.go_json import JSON_CONTENT_TYPE_BYTES
 from trio_core.observability.sessions import Collector, SessionLimit
 
 __all__ = ["SESSION_ID", "HLSSessions", "anonymize_ip", "new_session_id", "rewrite_playlist"]
@@ -326,5 +327,5 @@ async def _error(scope: Scope, send: Send, status: int, message: str, detail: st
         {"code": status, "message": message, "details": [detail]},
         separators=(",", ":")).encode() + b"\n"
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json; charset=UTF-8"), (b"content-length", str(len(body)).encode())]})
+        (b"content-type", JSON_CONTENT_TYPE_BYTES), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

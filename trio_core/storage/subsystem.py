@@ -32,6 +32,7 @@ from quart_trio import QuartTrio
 
 from trio_core.config.settings import Config
 from trio_core.engine.placeholders import Placeholders
+from trio_core.http.go_json import JSON_CONTENT_TYPE_BYTES
 from trio_core.storage.cleanup import Cleaner
 from trio_core.storage.disk import DiskFS
 from trio_core.storage.loopback import LoopbackServer
@@ -113,7 +114,7 @@ class StorageSubsystem:
         if scope["type"] == "http":
             body = b'{"code":404,"message":"Not Found","details":["only /memfs here"]}\n'
             await send({"type": "http.response.start", "status": 404, "headers": [
-                (b"content-type", b"application/json; charset=UTF-8"),
+                (b"content-type", JSON_CONTENT_TYPE_BYTES),
                 (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
 
