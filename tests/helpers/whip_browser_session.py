@@ -162,6 +162,21 @@ def publish(browser: Any, library: str, result: dict[str, Any], what: str) -> An
     return pub
 
 
+def play(browser: Any, result: dict[str, Any], interval: float) -> tuple[Any, int]:
+    """A new page of ``browser`` playing ``/whep/cam`` (the answer in ``result["view"]``);
+    returns it once a frame was decoded, and the milliseconds from the POST to that frame
+    (polled every ``interval`` seconds)."""
+    view = browser.new_page()
+    view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
+    t_post = time.monotonic()
+    result["view"] = view.evaluate(VIEW_JS, f"{ORIGIN}/whep/cam")
+    if result["view"].get("error"):
+        raise RuntimeError(f"view: {result['view']['error']}")
+    wait(lambda: view.evaluate(VIEW_STATS_JS)["framesDecoded"] > 0, 20,
+         "the first decoded frame", interval=interval)
+    return view, round((time.monotonic() - t_post) * 1000)
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -180,15 +195,7 @@ def main() -> int:
             try:
                 result["browser"] = browser.version
                 pub = publish(browser, library, result, "published media")
-                view = browser.new_page()
-                view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
-                t_post = time.monotonic()
-                result["view"] = view.evaluate(VIEW_JS, f"{ORIGIN}/whep/cam")
-                if result["view"].get("error"):
-                    raise RuntimeError(f"view: {result['view']['error']}")
-                wait(lambda: view.evaluate(VIEW_STATS_JS)["framesDecoded"] > 0, 20,
-                     "the first decoded frame", interval=0.02)
-                result["first_frame_ms"] = round((time.monotonic() - t_post) * 1000)
+                view, result["first_frame_ms"] = play(browser, result, interval=0.02)
                 time.sleep(1)
                 p0, v0, t0 = pub.evaluate(PUB_STATS_JS), view.evaluate(VIEW_STATS_JS), time.monotonic()
                 time.sleep(5)

@@ -33,8 +33,8 @@ from tests.helpers.whip_browser_session import (
     PUB_STATS_JS,
     PUBLISHER_ARGS,
     UNPUBLISH_JS,
-    VIEW_JS,
     VIEW_STATS_JS,
+    play,
     publish,
     start_server,
 )
@@ -99,13 +99,7 @@ def main() -> int:
             try:
                 result["browser"] = browser.version
                 pub = publish(browser, library, result, "published media over ICE-TCP")
-                view = browser.new_page()
-                view.goto(f"{ORIGIN}/api", wait_until="domcontentloaded")
-                result["view"] = view.evaluate(VIEW_JS, f"{ORIGIN}/whep/cam")
-                if result["view"].get("error"):
-                    raise RuntimeError(f"view: {result['view']['error']}")
-                wait(lambda: view.evaluate(VIEW_STATS_JS)["framesDecoded"] > 0, 20,
-                     "the first decoded frame", interval=0.05)
+                view, _ = play(browser, result, interval=0.05)
                 time.sleep(1)
                 result["steady"] = window(pub, view, 4)
                 result["protocols"] = {"pub": pub.evaluate(PROTOCOL_JS, "pub"),
