@@ -1,10 +1,13 @@
 """Stand-ins for a Peer's neighbours in unit tests of ``rtp.peer`` and the fan-out: the UDP
-mux (one real non-blocking socket, or a transport that is not the mux socket) and a finished
-DTLS handshake with known keys (the handshake itself is tested elsewhere)."""
+mux (one real non-blocking socket, or a transport that is not the mux socket), a finished
+DTLS handshake with known keys (the handshake itself is tested elsewhere), and one real TCP
+connection (an ICE-TCP viewer's or an RTMP player's) for the native stream sends."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,3 +75,23 @@ class DoneDtls:
 
     def release(self) -> None: ...
     def close(self) -> None: ...
+
+
+@contextmanager
+def tcp_pair(sndbuf: int = 0, rcvbuf: int = 0) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(server side, non-blocking; client side, blocking) of one real TCP connection."""
+    lst = socket.create_server(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    client.connect(lst.getsockname())
+    server, _ = lst.accept()
+    lst.close()
+    if sndbuf:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    server.setblocking(False)
+    try:
+        yield server, client
+    finally:
+        server.close()
+        client.close()

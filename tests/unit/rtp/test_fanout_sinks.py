@@ -25,6 +25,7 @@ import pytest
 
 from rtmp.chunk import ChunkReader, continuation, message_header
 from rtp import sender_pool
+from tests.helpers.peer_fakes import tcp_pair
 
 pytestmark = pytest.mark.skipif(not sender_pool.SINKS, reason="needs the C fan-out (a compiler)")
 
@@ -43,26 +44,6 @@ def engine(workers: int = 2) -> Iterator[Any]:
         yield eng
     finally:
         eng.close()
-
-
-@contextmanager
-def tcp_pair(sndbuf: int = 0, rcvbuf: int = 0) -> Iterator[tuple[socket.socket, socket.socket]]:
-    """(server side, non-blocking; client side, blocking) of one real TCP connection."""
-    lst = socket.create_server(("127.0.0.1", 0))
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    client.connect(lst.getsockname())
-    server, _ = lst.accept()
-    lst.close()
-    if sndbuf:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    server.setblocking(False)
-    try:
-        yield server, client
-    finally:
-        server.close()
-        client.close()
 
 
 def payload(i: int, size: int) -> bytes:

@@ -29,6 +29,7 @@ from rtp.dtls import SrtpKeys
 from rtp.packet import parse_rtp
 from rtp.srtp import SrtpSession, new_tx_context
 from rtp.tcp_framing import FrameDecoder
+from tests.helpers.peer_fakes import tcp_pair
 
 pytestmark = pytest.mark.skipif(not fanout.STREAMS, reason="needs the C fan-out (a compiler)")
 
@@ -53,26 +54,6 @@ def engine(workers: int = 2) -> Iterator[Any]:
         yield eng
     finally:
         eng.close()
-
-
-@contextmanager
-def tcp_pair(sndbuf: int = 0, rcvbuf: int = 0) -> Iterator[tuple[socket.socket, socket.socket]]:
-    """(server side, non-blocking; client side, blocking) of one real TCP connection."""
-    lst = socket.create_server(("127.0.0.1", 0))
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    client.connect(lst.getsockname())
-    server, _ = lst.accept()
-    lst.close()
-    if sndbuf:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    server.setblocking(False)
-    try:
-        yield server, client
-    finally:
-        server.close()
-        client.close()
 
 
 @contextmanager
