@@ -2,7 +2,7 @@
 
 The viewer steps (``bench/runner.py``) measure trio-core's forwarder behind a thin harness, as
 Janus and aiortc are measured: the same tee'd RTP in, SRTP out. What a user meets is more:
-``trio-core`` (hypercorn + quart-trio) supervising an FFmpeg process whose WebRTC legs the
+``trio-core`` (trio_core.httpd + trio_core.web) supervising an FFmpeg process whose WebRTC legs the
 server adds itself, and ``POST /api/v3/process/{id}/whep`` answering through the API layer.
 
 ``run_product`` starts the real server (``python -m trio_core``, demo off, WebRTC on

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
-from quart_trio import QuartTrio
 
 from relay import RelayStats
 from trio_core.api.process_routes import PROCESS_PREFIX, ProcessPoll, Views, process_blueprint
@@ -77,6 +76,7 @@ from trio_core.storage.mounts import StorageHTTP
 from trio_core.storage.openapi import storage_routes
 from trio_core.storage.subsystem import Storages, StorageSubsystem, storages
 from trio_core.util.log_ring import LogRing
+from trio_core.web import App
 from trio_core.webrtc.subsystem import ForwarderCarry, WebRTCSubsystem, forwarder
 from trio_core.whip.subsystem import WhipSubsystem, check_settings
 
@@ -148,7 +148,7 @@ class Services:
     viewers: WebRTCViewers  # the WHEP admission and viewer accounting
     storages: Storages
     openapi_routes: list[ExternalRoute]  # routes answered below the app (storage mounts)
-    app: QuartTrio
+    app: App
     storage_http: StorageHTTP  # the app's ASGI entry: the storage mounts around the app
     warnings: list[str]  # problems subsystems found at start (GET /api implementation.warnings)
     cluster: ClusterNode | None = None  # cluster.enable: this node's member of the cluster
@@ -178,7 +178,7 @@ class Running:
         return self.services.supervisor
 
     @property
-    def app(self) -> QuartTrio:
+    def app(self) -> App:
         return self.services.app
 
     def subsystem(self, kind: type[S]) -> S:

@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart import Blueprint, Response, request
 
 from trio_core.engine.process_config import (
     ConfigError,
@@ -57,6 +56,7 @@ from trio_core.http.go_json import (
     core_json_response,
 )
 from trio_core.util.glob import GlobError, glob_match
+from trio_core.web import Blueprint, Response, request
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Process, Supervisor

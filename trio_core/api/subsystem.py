@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart_trio import QuartTrio
 
 from trio_core.api.system_routes import system_blueprint
 from trio_core.config.v3_mapping import CoreConfigStore
 from trio_core.ffmpeg.skills import SkillsCache
 from trio_core.util.log_ring import LogRing
+from trio_core.web import App
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Supervisor
@@ -36,7 +36,7 @@ __all__ = ["CoreApiSubsystem"]
 class CoreApiSubsystem:
     """See the module docstring."""
 
-    def __init__(self, app: QuartTrio, supervisor: Supervisor, *, skills: SkillsCache,
+    def __init__(self, app: App, supervisor: Supervisor, *, skills: SkillsCache,
                  config_store: CoreConfigStore, log_ring: LogRing,
                  request_reload: Callable[[str | None], None]) -> None:
         self.log_ring = log_ring

@@ -21,13 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from quart import Blueprint, Response, request
-
 from trio_core.config.v3_mapping import ConfigRejected, CoreConfigStore
 from trio_core.engine.supervisor import MetadataTooLarge
 from trio_core.ffmpeg.skills import SkillsCache
 from trio_core.http.errors import ApiError, bind_json, json_response, read_json
 from trio_core.util.log_ring import LogRing
+from trio_core.web import Blueprint, Response, request
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Supervisor

@@ -26,14 +26,13 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from quart import Blueprint, Response
-
 from trio_core import __version__
 from trio_core.cluster import compatibility as compat
 from trio_core.cluster.process_routes import process_views, redis_access
 from trio_core.cluster.redis_url import redacted
 from trio_core.http.errors import ApiError, bind_json, json_response
 from trio_core.http.go_json import core_json_response
+from trio_core.web import Blueprint, Response
 
 if TYPE_CHECKING:
     from trio_core.cluster.node import ClusterNode

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import trio
-from quart import Blueprint, Response, request
 
 from trio_core.api.process_routes import (
     _decode,
@@ -45,6 +44,7 @@ from trio_core.engine.supervisor import ProcessNotFound, json_size
 from trio_core.ffmpeg.probe import run_probe
 from trio_core.http.errors import ApiError, bind_json, json_response
 from trio_core.http.go_json import core_json_response
+from trio_core.web import Blueprint, Response, request
 
 if TYPE_CHECKING:
     from trio_core.cluster.node import ClusterNode

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin
 
 import trio
-from quart import Request, Response
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.errors import ApiError
+from trio_core.web import Request, Response
 
 if TYPE_CHECKING:
     from rtp.forwarder import Forwarder

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import trio
-from quart import Response, request
 
 from trio_core.api.process_routes import process_blueprint
 from trio_core.cluster.cluster_routes import cluster_blueprint
@@ -35,16 +34,16 @@ from trio_core.cluster.process_routes import (
 )
 from trio_core.cluster.remote_files import RemoteFiles
 from trio_core.config.startup_error import StartupError
+from trio_core.web import Response, request
 
 if TYPE_CHECKING:
-    from quart_trio import QuartTrio
-
     from trio_core.cluster.relay import EdgeRelay
     from trio_core.config.settings import Config
     from trio_core.engine.pid_records import PidRecords
     from trio_core.engine.store import Store
     from trio_core.engine.supervisor import Supervisor
     from trio_core.storage.mounts import StorageHTTP
+    from trio_core.web import App
 
 __all__ = ["ClusterSubsystem", "EdgeRelaySubsystem", "SystemMetadataStore", "cluster_node",
            "install_routes"]
@@ -66,7 +65,7 @@ def cluster_node(config: Config, supervisor: Supervisor, *, instance_id: str, na
     return ClusterNode(settings, supervisor, cache=cache, pid_records=pid_records, system=system)
 
 
-def install_routes(app: QuartTrio, node: ClusterNode, storage_http: StorageHTTP | None = None,
+def install_routes(app: App, node: ClusterNode, storage_http: StorageHTTP | None = None,
                    relay: EdgeRelay | None = None) -> None:
     """The cluster's routes on ``app`` (in place of the single-node process routes); with
     ``storage_http``, files other nodes have are served through this one; with ``relay``

@@ -1,6 +1,6 @@
-"""The quart-trio application factory.
+"""The application factory.
 
-``create_app(auth, instance=…, started_at=…)`` returns a :class:`QuartTrio` app with
+``create_app(auth, instance=…, started_at=…)`` returns a :class:`~trio_core.web.App` with
 ``GET /api`` (about), ``GET /ping``, ``POST /api/login`` (+ refresh), JSON errors everywhere,
 CORS ``*`` on ``/api``; the composition root (:mod:`trio_core.server`) registers the
 ``/api/v3`` routes on it.
@@ -24,13 +24,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from quart import Response, request
-from quart_trio import QuartTrio
-
 from trio_core import NAME, __version__
 from trio_core.config.identity import Instance
 from trio_core.http.auth import Authenticator
 from trio_core.http.errors import install_error_handlers, json_response
+from trio_core.web import App, Response, request
 
 CORE_APP = "datarhei-core"  # Core's app.Name: what clients check in GET /api
 CORE_VERSION = "16.16.0"  # the Core API level implemented
@@ -55,7 +53,7 @@ def create_app(
     auth: Authenticator | None = None, *, name: str = NAME,
     instance: Instance | None = None, started_at: float | None = None,
     warnings: list[str] | None = None,
-) -> QuartTrio:
+) -> App:
     """Build the app; ``auth`` None = authentication disabled.
 
     ``instance`` is the identity shown in ``GET /api`` (a fresh random one when None),
@@ -65,7 +63,7 @@ def create_app(
     """
     auth = auth or Authenticator(enabled=False)
     instance = instance or Instance(str(uuid.uuid4()), name)
-    app = QuartTrio(__name__)
+    app = App(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 2
     started = time.time() if started_at is None else started_at
@@ -124,7 +122,7 @@ _INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>trio-core</t
 """
 
 
-def add_fallback_index(app: QuartTrio) -> None:
+def add_fallback_index(app: App) -> None:
     """Serve a minimal ``/`` page unless a subsystem already registered ``/``."""
     if any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         return

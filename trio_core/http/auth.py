@@ -38,10 +38,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from quart import Blueprint, Quart, Request, Response, current_app, request
-
 from trio_core.http.errors import ApiError, json_content_problem, json_response, parse_json
 from trio_core.http.login_throttle import LoginThrottle, Throttled
+from trio_core.web import App, Blueprint, Request, Response, current_app, request
 
 ISSUER = "datarhei-core"  # Core signs with its app name as issuer (realm)
 LOCAL_VALIDATOR = "localjwt"  # what Core lists in GET /api "auths" for user/password login
@@ -202,7 +201,7 @@ class Authenticator:
         if self.bearer_subject(request) is None:
             raise unauthorized()
 
-    def install(self, app: Quart) -> None:
+    def install(self, app: App) -> None:
         """Register the guard and the login blueprint on ``app``."""
         app.before_request(self._guard)
         app.register_blueprint(self.login_blueprint())

@@ -28,10 +28,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from trio_core.http.go_json import JSON_CONTENT_TYPE
+from trio_core.web import App, Response, request
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ MAX_JSON_DEPTH = 64  # objects/arrays nested deeper than this are refused
 MAX_INT_DIGITS = 40  # no API value needs an integer longer than this
 
 
-def install_error_handlers(app: Quart) -> None:
+def install_error_handlers(app: App) -> None:
     """Answer ApiError, HTTP errors and uncaught exceptions with the JSON error body; every
     answer (error or not) first reads what is left of the request body (:func:`_drain_body`)."""
 

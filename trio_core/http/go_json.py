@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from quart import Response
 
 from trio_core.ffmpeg.progress import Fixed3
+from trio_core.web import Response
 
 __all__ = ["JSON_CONTENT_TYPE", "JSON_CONTENT_TYPE_BYTES", "PrerenderCache", "Prerendered", "core_dumps", "core_dumps_bytes",
            "core_json_response", "reference_dumps"]

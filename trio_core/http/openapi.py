@@ -10,7 +10,7 @@ requirement (``ApiKeyAuth`` bearer JWT under ``/api/v3`` unless the view is publ
 more with :func:`doc` (summary, tags, parameters, request and response schemas), which the
 document then carries; views of other modules are described by :data:`KNOWN_OPERATIONS`
 (keyed by endpoint name) so that their files need no change. Routes answered below the
-Quart app (the storage mounts' ASGI layer: ``/memfs/*``, ``/api/v3/fs/{storage}/{path}``,
+App app (the storage mounts' ASGI layer: ``/memfs/*``, ``/api/v3/fs/{storage}/{path}``,
 the disk mount) are :class:`ExternalRoute` entries the composition root collects and hands
 to :func:`swagger_blueprint`.
 
@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from quart import Blueprint, Quart, Response, current_app, redirect, send_from_directory
 from werkzeug.exceptions import NotFound
 
 from trio_core import __version__
 from trio_core.http.auth import AUTH_ATTR
 from trio_core.http.errors import json_response
+from trio_core.web import App, Blueprint, Response, current_app, redirect, send_from_directory
 
 __all__ = ["DOC_ATTR", "KNOWN_OPERATIONS", "SCHEMAS", "ExternalRoute", "build_openapi", "doc",
            "swagger_blueprint"]
@@ -220,7 +220,7 @@ def _error_response(status: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ExternalRoute:
-    """A route answered below the Quart app (an ASGI layer such as the storage mounts),
+    """A route answered below the App app (an ASGI layer such as the storage mounts),
     documented like a view: ``rule`` in werkzeug syntax, ``declared`` as :func:`doc`'s
     keywords; ``security_scheme`` names the scheme instead of the derived ``ApiKeyAuth``
     (``"BasicAuth"`` for memfs writes)."""
@@ -232,7 +232,7 @@ class ExternalRoute:
     security_scheme: str | None = None
 
 
-def build_openapi(app: Quart, external: Sequence[ExternalRoute] = (), *,
+def build_openapi(app: App, external: Sequence[ExternalRoute] = (), *,
                   title: str = "trio-core API") -> dict[str, Any]:
     """The OpenAPI 3.0 document of every route registered on ``app`` right now (its URL
     map) plus the routes answered below it (``external``)."""

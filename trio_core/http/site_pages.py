@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from quart import Response
-from quart_trio import QuartTrio
+from trio_core.web import App, Response
 
 __all__ = ["install_pages", "page"]
 
@@ -19,7 +18,7 @@ def page(name: str) -> str:
     return resources.files("trio_core").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def install_pages(app: QuartTrio) -> None:
+def install_pages(app: App) -> None:
     """Register ``/`` and ``/player/<process_id>`` on ``app`` (files read once)."""
     index_html = page("index.html")
     player_html = page("player.html")

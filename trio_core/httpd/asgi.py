@@ -5,10 +5,10 @@
 ``extensions`` as given) and runs the app in the connection's task. ``receive`` returns the
 body piece by piece as the app asks for it (the next piece is read from the socket only then:
 backpressure; ``100 Continue`` goes out on the first ``receive`` of a body the client holds
-back); once the body ended it waits until the request is over (Quart's reader task is
-cancelled by Quart) or the client closes the connection (a handler whose client left is
-cancelled by Quart, as under any ASGI server), and after the response it returns
-``http.disconnect``. ``send`` collects
+back); once the body ended it waits until the request is over (the app cancels its watcher
+once it answered) or the client closes the connection (the app cancels a handler whose
+client left, as under any ASGI server: :mod:`trio_core.web.app`), and after the response it
+returns ``http.disconnect``. ``send`` collects
 the response: head and body pieces are written in **one** ``sendmsg`` when the app finishes
 within :data:`FLUSH_BYTES` (a missing ``Content-Length`` is then filled in); larger or
 streamed bodies go out as they come (chunked when no length was given). What the app sends
@@ -16,7 +16,8 @@ after the client went away is dropped (the app is not failed by it; the connecti
 after the request). ``HEAD`` bodies are dropped by the connection.
 
 :func:`lifespan` runs the ASGI ``lifespan`` protocol (startup before serving, shutdown after)
-for apps that use it (Quart: ``before_serving`` / ``after_serving``, the app's nursery).
+for apps that use it (trio_core.web's app acknowledges both; an app without it is served
+all the same).
 
 Cancellation: the app runs inside the connection's scope; a timeout or a forced stop cancels
 it like any trio code.
@@ -68,7 +69,7 @@ class _Exchange:
         channel = self.channel
         if self.body_done:
             if not (channel.finished or channel.gone):
-                await channel.wait_disconnect()  # Quart cancels this once it answered
+                await channel.wait_disconnect()  # the app cancels this once it answered
             return _DISCONNECT
         piece = await channel.read_body()
         if piece is None:

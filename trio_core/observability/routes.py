@@ -30,12 +30,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from quart import Blueprint, Response, request
-
 from trio_core.http.errors import ApiError, json_response, read_json
 from trio_core.http.openapi import doc
 from trio_core.observability.monitor import History, Monitor, Pattern, Snapshot, series_json
 from trio_core.observability.sessions import SessionRegistry
+from trio_core.web import Blueprint, Response, request
 
 __all__ = ["metrics_blueprint", "prometheus_blueprint", "session_blueprint",
            "widget_blueprint"]

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart_trio import QuartTrio
 
 from relay import RelayStats
 from trio_core.config.settings import Config, SettingError
@@ -55,6 +54,7 @@ from trio_core.observability.routes import (
 )
 from trio_core.observability.sessions import SessionRegistry
 from trio_core.observability.webrtc_viewers import WebRTCSource, WebRTCViewers
+from trio_core.web import App
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Supervisor
@@ -112,7 +112,7 @@ class ObservabilitySubsystem:
     """See module docstring. Attributes: ``monitor``, ``history`` (None unless
     ``metrics.enable``), ``sessions`` (None unless ``sessions.enable``), ``viewers``."""
 
-    def __init__(self, config: Config, *, app: QuartTrio, supervisor: Supervisor,
+    def __init__(self, config: Config, *, app: App, supervisor: Supervisor,
                  auth: Authenticator, monitor: Monitor, history: History | None,
                  sessions: SessionRegistry | None, viewers: WebRTCViewers, started_at: float,
                  openapi_routes: Sequence[ExternalRoute],

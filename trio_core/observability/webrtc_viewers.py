@@ -32,18 +32,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from quart import g
-
 from trio_core.http.errors import ApiError
 from trio_core.observability.monitor import Description, Value
 from trio_core.observability.sessions import Collector, SessionLimit
+from trio_core.web import g
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram
-    from quart import Request
 
     from rtp.forwarder import Forwarder
     from rtp.peer import Peer
+    from trio_core.web import Request
 
 __all__ = ["WebRTCSource", "WebRTCViewers"]
 

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
-
 from trio_core.http.auth import Authenticator
 from trio_core.http.errors import json_response
 from trio_core.rtmp.server import RtmpServer
+from trio_core.web import Blueprint, Response
 
 __all__ = ["rtmp_blueprint"]
 

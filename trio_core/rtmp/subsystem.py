@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from quart_trio import QuartTrio
 
 from trio_core.config.settings import Config
 from trio_core.config.startup_error import StartupError
@@ -33,6 +32,7 @@ from trio_core.rtmp.api import rtmp_blueprint
 from trio_core.rtmp.paths import placeholder_template
 from trio_core.rtmp.server import RtmpServer
 from trio_core.util.addresses import is_loopback_host, parse_address
+from trio_core.web import App
 
 __all__ = ["RtmpSubsystem", "rtmp_server"]
 
@@ -84,7 +84,7 @@ def rtmp_server(config: Config) -> RtmpServer:
 class RtmpSubsystem:
     """Push ingest over RTMP(S) for processes (``{rtmp,name=…}``)."""
 
-    def __init__(self, server: RtmpServer, *, app: QuartTrio, auth: Authenticator,
+    def __init__(self, server: RtmpServer, *, app: App, auth: Authenticator,
                  placeholders: Placeholders, collector: Callable[[], Collector | None]) -> None:
         self.server = server
         self.host = server.host

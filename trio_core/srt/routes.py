@@ -9,10 +9,9 @@ cannot be loaded, :func:`srt_unavailable_blueprint` answers ``503`` with the rea
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
-
 from trio_core.http.errors import ApiError, json_response
 from trio_core.srt.server import SrtServer
+from trio_core.web import Blueprint, Response
 
 __all__ = ["srt_blueprint", "srt_unavailable_blueprint"]
 

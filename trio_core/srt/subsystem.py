@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from quart_trio import QuartTrio
 
 from trio_core.config.settings import Config
 from trio_core.engine.placeholders import Placeholders, Template
@@ -42,6 +41,7 @@ from trio_core.srt.routes import srt_blueprint, srt_unavailable_blueprint
 from trio_core.srt.server import SrtServer
 from trio_core.srt.sessions import SrtSessions
 from trio_core.util.addresses import loopback_for, url_host
+from trio_core.web import App
 
 __all__ = ["SrtSubsystem", "passphrase_query_value", "placeholder_template"]
 
@@ -91,7 +91,7 @@ def placeholder_template(host: str, port: int, *, token: str = "", passphrase: s
 class SrtSubsystem:
     """SRT ingest/egress beside the supervisor (see module docstring)."""
 
-    def __init__(self, config: Config, *, app: QuartTrio, placeholders: Placeholders,
+    def __init__(self, config: Config, *, app: App, placeholders: Placeholders,
                  collector: Callable[[], Collector | None], warnings: list[str]) -> None:
         self.config = config
         self.placeholders = placeholders

@@ -1,4 +1,4 @@
-"""HTTP access to the storages, as an ASGI layer in front of the Quart app.
+"""HTTP access to the storages, as an ASGI layer in front of the API app.
 
 Handled here (everything else goes to the wrapped app unchanged):
 
@@ -145,7 +145,7 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 class StorageHTTP:
-    """The ASGI layer; ``app`` is the wrapped ASGI app (Quart's ``asgi_app``).
+    """The ASGI layer; ``app`` is the wrapped ASGI app (the app's ``asgi_app``).
 
     ``memfs_credentials`` = (user, password) for writes to /memfs, None = open.
     ``api_token_ok(token)`` checks an API bearer token; None = API auth off.

@@ -1,4 +1,4 @@
-"""OpenAPI descriptions of the routes :class:`~.mounts.StorageHTTP` answers below the Quart
+"""OpenAPI descriptions of the routes :class:`~.mounts.StorageHTTP` answers below the API
 app (they are not in ``app.url_map``, so the generator would not see them): the file API
 ``/api/v3/fs/{storage}/{filepath}`` (Core's ``filesystem-3-*-file`` operations), the memfs
 mount ``/memfs/{path}`` and the disk mount ``/{path}``."""

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from quart import Response
-from quart_trio import QuartTrio
-
 from trio_core.http.errors import ApiError
+from trio_core.web import App, Response
 
 __all__ = ["install_hls_pages"]
 
@@ -25,7 +23,7 @@ def _static(name: str) -> bytes | None:
         return None
 
 
-def install_hls_pages(app: QuartTrio) -> None:
+def install_hls_pages(app: App) -> None:
     page = _static("hls.html") or b""
     library = _static("hls.min.js")
     headers = {"Cache-Control": "no-cache"}

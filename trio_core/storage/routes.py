@@ -1,4 +1,4 @@
-"""``GET /api/v3/fs`` and ``GET /api/v3/fs/{storage}`` (Core's listing routes; Quart).
+"""``GET /api/v3/fs`` and ``GET /api/v3/fs/{storage}`` (Core's listing routes; App).
 
 The file routes ``/api/v3/fs/{storage}/{path}`` are served by :mod:`.mounts` (they stream).
 Both listing routes sit under ``/api/v3`` and so get the API's JWT guard.
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quart import Blueprint, Response, request
-
 from trio_core.http.errors import ApiError, json_response
 from trio_core.storage.disk import DiskFS
 from trio_core.storage.memfs import FileInfo, MemFS
 from trio_core.storage.mounts import StorageHTTP
 from trio_core.util.glob import GlobError, compile_glob
+from trio_core.web import Blueprint, Response, request
 
 __all__ = ["fs_blueprint"]
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart import Response, current_app
-from quart_trio import QuartTrio
 
 from trio_core.config.settings import Config
 from trio_core.engine.placeholders import Placeholders
@@ -41,6 +39,7 @@ from trio_core.storage.mounts import StorageHTTP
 from trio_core.storage.pages import install_hls_pages
 from trio_core.storage.routes import fs_blueprint
 from trio_core.util.addresses import loopback_for, url_host
+from trio_core.web import App, Response, current_app
 
 if TYPE_CHECKING:
     from trio_core.engine.supervisor import Supervisor
@@ -85,7 +84,7 @@ def storages(config: Config) -> Storages:
 class StorageSubsystem:
     """Owns the storages; see the module docstring."""
 
-    def __init__(self, stores: Storages, http: StorageHTTP, *, app: QuartTrio,
+    def __init__(self, stores: Storages, http: StorageHTTP, *, app: App,
                  supervisor: Supervisor, placeholders: Placeholders) -> None:
         self.memfs = stores.memfs
         self.disk = stores.disk

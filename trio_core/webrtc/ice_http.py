@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from quart import Response, request
 from werkzeug.datastructures import Headers
 
 from rtp.errors import SdpError
 from rtp.sdp import MAX_SDPFRAG_BYTES, parse_sdpfrag
 from trio_core.http.errors import ApiError
+from trio_core.web import Response, request
 from trio_core.webrtc.ice_servers import link_headers
 
 #: the largest SDP offer a WHEP or WHIP POST may carry

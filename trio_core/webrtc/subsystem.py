@@ -34,12 +34,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart_trio import QuartTrio
 
 from rtp.admission import AdmissionLimits
 from trio_core.config.settings import Config
 from trio_core.http.auth import Authenticator
 from trio_core.http.site_pages import install_pages
+from trio_core.web import App
 from trio_core.webrtc.hook import WebRTCHook
 from trio_core.webrtc.whep import Admission, whep_blueprint
 
@@ -195,7 +195,7 @@ class ForwarderCarry:
 class WebRTCSubsystem:
     """WHEP playback of every process with ``webrtc.enabled``."""
 
-    def __init__(self, forwarder: Forwarder, *, app: QuartTrio, supervisor: Supervisor,
+    def __init__(self, forwarder: Forwarder, *, app: App, supervisor: Supervisor,
                  auth: Authenticator, ffmpeg: str, admission: Admission | None,
                  run_forwarder: bool = True, ice_servers: list[dict[str, Any]] | None = None
                  ) -> None:

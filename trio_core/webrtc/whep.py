@@ -44,12 +44,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
-from quart import Blueprint, Request, Response, request
 from werkzeug.datastructures import Headers
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError
+from trio_core.web import Blueprint, Request, Response, request
 from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, read_offer
 from trio_core.webrtc.ice_http import with_links as _with_links
 

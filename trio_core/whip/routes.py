@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import trio
-from quart import Blueprint, Request, Response, request
 
 from rtp.errors import NoCommonCodec, Overloaded, SdpError, SourceNotReady
 from trio_core.http.auth import Authenticator, unauthorized
 from trio_core.http.errors import ApiError, json_response
+from trio_core.web import Blueprint, Request, Response, request
 from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, read_offer, with_links
 from trio_core.webrtc.whep import CORS_HEADERS, RETRY_AFTER, Admission
 from trio_core.whip.channels import Busy, WhipChannels, check_name, source_id

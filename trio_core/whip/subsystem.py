@@ -22,13 +22,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart_trio import QuartTrio
 
 from trio_core.config.settings import Config
 from trio_core.config.startup_error import StartupError
 from trio_core.engine.placeholders import Placeholders
 from trio_core.http.auth import Authenticator
 from trio_core.observability.sessions import Collector
+from trio_core.web import App
 from trio_core.webrtc.whep import Admission
 from trio_core.whip.channels import WhipChannels
 from trio_core.whip.feeds import SdpFeeds
@@ -58,7 +58,7 @@ def _session_id(publisher_id: str) -> str:
 class WhipSubsystem:
     """WHIP ingest (see the module docstring)."""
 
-    def __init__(self, config: Config, forwarder: Forwarder, *, app: QuartTrio,
+    def __init__(self, config: Config, forwarder: Forwarder, *, app: App,
                  auth: Authenticator, placeholders: Placeholders,
                  collector: Callable[[], Collector | None],
                  admission: Admission | None = None) -> None:

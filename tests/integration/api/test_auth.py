@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jwt
 import trio
-from quart import Blueprint, Response
 
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process
 from trio_core.http.auth import Authenticator
 from trio_core.server import Services, serve
+from trio_core.web import Blueprint, Response
 
 AUTH = {"api.auth.enable": True, "api.auth.username": "admin", "api.auth.password": "s3cret"}
 

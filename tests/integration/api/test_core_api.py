@@ -20,7 +20,6 @@ import httpx
 import jwt
 import pytest
 import trio
-from quart import Blueprint, Response
 
 from tests.helpers.api import Api, assert_error, make_config, running_server, tiny_process, wait_for
 from trio_core.api.subsystem import CoreApiSubsystem
@@ -29,6 +28,7 @@ from trio_core.config import v3_mapping as core_config
 from trio_core.config.settings import SETTINGS
 from trio_core.reload import serve_reloading
 from trio_core.server import Running, Services, serve
+from trio_core.web import Blueprint, Response
 
 AUTH = {"api.auth.enable": True, "api.auth.username": "admin", "api.auth.password": "s3cret"}
 

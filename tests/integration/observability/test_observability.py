@@ -19,7 +19,6 @@ import pytest
 import trio
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
-from quart import Blueprint
 
 from tests.helpers.aiortc_viewer import run_aiortc_viewer
 from tests.helpers.api import Api, assert_error, make_config, wait_for
@@ -28,6 +27,7 @@ from trio_core.http.openapi import _path
 from trio_core.observability.hls_sessions import SESSION_ID
 from trio_core.observability.routes import MAX_QUERY_METRICS
 from trio_core.server import Running, Services, build_subsystems, serve
+from trio_core.web import Blueprint
 
 OPEN = {"sessions.ip_ignorelist": []}  # count sessions from 127.0.0.1 too (Core ignores it)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.server_process import ROOT, server_env, server_subprocess
-from trio_core.httpd.lean_imports import PLACEHOLDERS, TYPE_PLACEHOLDERS
 
 
 def mapped(pid: int) -> set[str]:
@@ -46,30 +45,16 @@ def test_start_path_imports_no_webrtc_media_stack_or_jwt() -> None:
     assert out == ""
 
 
-def test_start_path_imports_no_hypercorn_protocol_stack() -> None:
-    """trio-core serves with trio_core.httpd: hypercorn's servers and protocol stack (h11, h2,
-    wsproto, which Quart imports for its ``app.run``) stay unloaded (trio_core.httpd.lean_imports);
-    calling a placeholder's ``serve`` would load the real module."""
+def test_start_path_imports_no_framework_it_does_not_run() -> None:
+    """The API runs on trio_core.web over trio_core.httpd (werkzeug's sans-IO parts): no
+    Quart/Flask stack (Jinja2, Click, aiofiles, Blinker) and no hypercorn protocol stack is
+    loaded — they cost 13 MB of idle RSS before issue 23."""
     code = ("import sys, trio_core.cli, trio_core.server, trio_core.reload\n"
-            "import quart_trio.app, hypercorn.trio\n"
-            "print(' '.join(m for m in ('h11', 'h2', 'wsproto', 'hypercorn.protocol',"
-            " 'multiprocessing.synchronize') if m in sys.modules),"
-            " getattr(hypercorn.trio, '__placeholder__', False))")
+            "print(' '.join(m for m in ('quart', 'quart_trio', 'flask', 'jinja2', 'click',"
+            " 'aiofiles', 'blinker', 'hypercorn', 'h2', 'wsproto') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout.strip()
-    assert out == "True"
-
-
-def test_lean_import_placeholders_load_the_real_module_on_use() -> None:
-    assert "hypercorn.asyncio" in PLACEHOLDERS and "hypercorn.typing" in TYPE_PLACEHOLDERS
-    code = ("import sys, trio_core\n"
-            "mod = sys.modules['hypercorn.asyncio']\n"
-            "assert getattr(mod, '__placeholder__', False)\n"
-            "config_class = mod.Config\n"  # any real name loads the real module
-            "print(type(sys.modules['hypercorn.asyncio']).__name__, 'h11' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.strip()
-    assert out == "module True"
+    assert out == ""
 
 
 @pytest.mark.parametrize("webrtc", [False, True])
@@ -80,4 +65,4 @@ async def test_idle_server_does_not_map_what_it_does_not_use(
     async with server_subprocess(env, tmp_path / "server.log") as (proc, _url):
         libs, rss = mapped(proc.pid), vm_rss_mb(proc.pid)
     assert libs == set(), libs
-    assert rss < 56, rss  # bench.memory: 48-49 MB (issue 23); 54 MB before it, 76 / 73 before that
+    assert rss < 45, rss  # bench.memory: 38-39 MB (issue 23: trio_core.web); 49 on Quart, 76 before

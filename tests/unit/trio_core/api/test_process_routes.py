@@ -1,21 +1,21 @@
-"""trio_core.api.process_routes on a Supervisor without FFmpeg (Quart's test client): Core's
+"""trio_core.api.process_routes on a Supervisor without FFmpeg (the app's test client): Core's
 answers for unknown processes, unknown commands and the list filters."""
 
 from __future__ import annotations
 
 import trio
-from quart_trio import QuartTrio
 
 from trio_core.api.process_routes import COMMANDS, FILTERS, process_blueprint
 from trio_core.engine.supervisor import Supervisor
 from trio_core.http.errors import install_error_handlers
+from trio_core.web import App
 
 
 async def test_unknown_processes_and_commands_and_an_empty_list() -> None:
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(ffmpeg="ffmpeg")
         await nursery.start(supervisor.run)
-        app = QuartTrio(__name__)
+        app = App(__name__)
         install_error_handlers(app)
         app.register_blueprint(process_blueprint(supervisor))
         client = app.test_client()

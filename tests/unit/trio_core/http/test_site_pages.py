@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from quart_trio import QuartTrio
-
 from trio_core.http.site_pages import install_pages, page
+from trio_core.web import App
 
 
 async def test_index_and_player_pages() -> None:
-    app = QuartTrio(__name__)
+    app = App(__name__)
     install_pages(app)
     client = app.test_client()
     index = await client.get("/")

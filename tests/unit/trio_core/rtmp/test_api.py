@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from quart_trio import QuartTrio
-
 from trio_core.http.auth import Authenticator
 from trio_core.http.errors import install_error_handlers
 from trio_core.rtmp.api import rtmp_blueprint
+from trio_core.web import App
 
 
 class Paths:
@@ -14,8 +13,8 @@ class Paths:
         return ["live/a", "live/b"]
 
 
-def app_with(auth: Authenticator) -> QuartTrio:
-    app = QuartTrio(__name__)
+def app_with(auth: Authenticator) -> App:
+    app = App(__name__)
     install_error_handlers(app)
     auth.install(app)
     app.register_blueprint(rtmp_blueprint(Paths(), auth))  # type: ignore[arg-type]

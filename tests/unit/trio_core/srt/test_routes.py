@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart_trio import QuartTrio
-
 from trio_core.srt.routes import srt_blueprint
+from trio_core.web import App
 
 
 class Channels:
@@ -15,7 +14,7 @@ class Channels:
 
 
 async def test_lists_the_channels() -> None:
-    app = QuartTrio(__name__)
+    app = App(__name__)
     app.register_blueprint(srt_blueprint(Channels()))  # type: ignore[arg-type]
     resp = await app.test_client().get("/api/v3/srt")
     assert resp.status_code == 200

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-from quart_trio import QuartTrio
-
 from trio_core.storage.pages import install_hls_pages
+from trio_core.web import App
 
 
 async def test_hls_player_and_library() -> None:
-    app = QuartTrio(__name__)
+    app = App(__name__)
     install_hls_pages(app)
     client = app.test_client()
     player = await client.get("/hls/cam")

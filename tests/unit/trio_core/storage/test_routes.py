@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quart_trio import QuartTrio
-
 from trio_core.http.errors import install_error_handlers
 from trio_core.storage.disk import DiskFS
 from trio_core.storage.memfs import FileInfo, MemFS
 from trio_core.storage.routes import fs_blueprint, sort_files
+from trio_core.web import App
 
 
 def test_sort_files_as_core() -> None:
@@ -27,7 +26,7 @@ async def test_listing_mounts_and_files(tmp_path: Path) -> None:
     memfs.write("/live/b.m3u8", b"1")
     memfs.write("/other.txt", b"123")
     (tmp_path / "index.html").write_text("x")
-    app = QuartTrio(__name__)
+    app = App(__name__)
     install_error_handlers(app)
     app.register_blueprint(fs_blueprint(memfs, DiskFS(str(tmp_path))))
     client = app.test_client()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Response
-from quart_trio import QuartTrio
-
 from rtp.stun import IceLite
 from trio_core.http.errors import install_error_handlers
+from trio_core.web import App, Response
 from trio_core.webrtc.ice_http import SDPFRAG, etag, ice_patch, with_links
 
 
@@ -24,8 +22,8 @@ class Session:
         return "a=ice-lite\r\na=ice-ufrag:srv2\r\na=ice-pwd:" + "q" * 22 + "\r\n"
 
 
-def app_with(session: Session) -> QuartTrio:
-    app = QuartTrio(__name__)
+def app_with(session: Session) -> App:
+    app = App(__name__)
     install_error_handlers(app)
 
     @app.route("/s", methods=["PATCH"])
