@@ -59,6 +59,7 @@ class BuildPyWithWebAssets(build_py):
 
 
 setup(
-    ext_modules=[Extension("rtp._fanout", ["rtp/_fanout.c"], optional=True)],
+    ext_modules=[Extension("rtp._fanout", ["rtp/_fanout.c"], depends=["rtp/srtp_gcm.h"],
+                           optional=True)],
     cmdclass={"build_py": BuildPyWithWebAssets},
 )

@@ -57,6 +57,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "srtp_gcm.h"
+
 typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 typedef int (*srtp_dealloc_fn)(void *ctx);
 
@@ -173,6 +175,7 @@ struct Viewer {
     struct sockaddr_in6 addr; /* or a sockaddr_in */
     socklen_t addrlen;
     void *ctx; /* libsrtp session, freed exactly once */
+    Gcm *gcm;  /* AES-GCM without libsrtp (srtp_gcm.h) for its RTP when set; freed with ctx */
     Slot slots[MAX_SLOTS];
     uint64_t rtx_sent;            /* atomic */
     uint64_t refused[N_REASONS];  /* atomic: viewer packets SRTP refused, by reason */
@@ -519,6 +522,12 @@ static void build_live(unsigned char *b, const unsigned char *src, int size, con
     memcpy(b + 12, src + 12, (size_t)(size - 12));
 }
 
+/* SRTP-protect a viewer's RTP packet in place: its GCM context, else its libsrtp session */
+static int protect_rtp(Engine *e, Viewer *v, unsigned char *b, int *len) {
+    if (v->gcm != NULL) return gcm_protect(v->gcm, b, len);
+    return e->protect(v->ctx, b, len);
+}
+
 /* a live packet to a viewer on a stream: gate, protect, frame, write (scratch: b) */
 static void stream_live(Worker *w, Viewer *v, Slot *s, unsigned char *b, const unsigned char *src,
                         int size, uint32_t seq, uint32_t ts, unsigned flags) {
@@ -537,7 +546,7 @@ static void stream_live(Worker *w, Viewer *v, Slot *s, unsigned char *b, const u
     }
     build_live(b, src, size, s, seq, ts);
     int len = size;
-    if (w->eng->protect(v->ctx, b, &len) != 0) {
+    if (protect_rtp(w->eng, v, b, &len) != 0) {
         pthread_mutex_unlock(&q->mu);
         ADD(&s->dropped, 1);
         return;
@@ -584,7 +593,7 @@ static void run_live(Worker *w, Table *t, Pkt *p, uint32_t seq, uint32_t ts, uns
         unsigned char *b = w->bufs[w->n];
         build_live(b, src, size, s, seq, ts);
         int len = size;
-        if (protect(v->ctx, b, &len) != 0) {
+        if (protect_rtp(w->eng, v, b, &len) != 0) {
             ADD(&s->dropped, 1);
             continue;
         }
@@ -611,7 +620,7 @@ static void run_raw(Worker *w, Viewer *v, int slot, Pkt *p, unsigned kind, unsig
     unsigned char *b = w->bufs[0];
     memcpy(b, p->data, (size_t)p->len);
     int len = p->len;
-    if (w->eng->protect(v->ctx, b, &len) != 0) {
+    if (protect_rtp(w->eng, v, b, &len) != 0) {
         ADD(&v->refused[reason % N_REASONS], 1);
         batch_end(w);
         return;
@@ -691,6 +700,8 @@ static void release(Engine *e, Viewer *v) {
         if (e->dealloc != NULL) e->dealloc(v->ctx);
         v->ctx = NULL;
     }
+    gcm_free(v->gcm);
+    v->gcm = NULL;
 }
 
 /* -- RTMP sinks: byte streams of whole messages (the RTMP relay's players) ----------------
@@ -1525,11 +1536,19 @@ bad:
 
 static PyObject *Engine_viewer(EngineObject *self, PyObject *args) {
     unsigned long long ctx;
+    const char *key = NULL, *salt = NULL;
+    Py_ssize_t key_len = 0, salt_len = 0;
     if (!engine_ok(self)) return NULL;
-    if (!PyArg_ParseTuple(args, "K", &ctx)) return NULL;
+    if (!PyArg_ParseTuple(args, "K|y#y#", &ctx, &key, &key_len, &salt, &salt_len)) return NULL;
+    if (key != NULL && (key_len != GCM_KEY || salt == NULL || salt_len != GCM_SALT)) {
+        PyErr_SetString(PyExc_ValueError, "an AES-128-GCM session key is 16 bytes, its salt 12");
+        return NULL;
+    }
     Engine *e = self->e;
     Viewer *v = calloc(1, sizeof(Viewer));
     if (v == NULL) return PyErr_NoMemory();
+    if (key != NULL) /* NULL without libcrypto's functions: libsrtp protects its RTP */
+        v->gcm = gcm_new((const unsigned char *)key, (const unsigned char *)salt);
     ViewerObject *obj = PyObject_New(ViewerObject, &ViewerType);
     if (obj == NULL) {
         free(v);
@@ -1642,7 +1661,9 @@ static PyMethodDef Engine_methods[] = {
      "sink(hub, token, fd, limit, max_skips): a new RTMP sink writing socket fd."},
     {"table", (PyCFunction)Engine_table, METH_NOARGS, "table(): a new fan-out table."},
     {"viewer", (PyCFunction)Engine_viewer, METH_VARARGS,
-     "viewer(ctx): a new viewer owning the libsrtp outbound session at address ctx."},
+     "viewer(ctx[, gcm_key, gcm_salt]): a new viewer owning the libsrtp outbound session at "
+     "address ctx; with an AES-128-GCM session key and salt (and gcm_install done) its RTP is "
+     "protected by srtp_gcm.h instead of libsrtp (ctx still freed with it)."},
     {"sync", (PyCFunction)Engine_sync, METH_NOARGS,
      "sync(): wait until every command queued so far has run."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS,
@@ -1905,6 +1926,20 @@ static PyObject *Viewer_close(ViewerObject *self, PyObject *Py_UNUSED(arg)) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Viewer_roc(ViewerObject *self, PyObject *args) {
+    /* the caller makes sure the worker is done with the viewer (engine.sync after leave) */
+    unsigned int ssrc;
+    if (!PyArg_ParseTuple(args, "I", &ssrc)) return NULL;
+    Viewer *v = self->v;
+    int64_t roc = v->gcm != NULL ? gcm_roc(v->gcm, ssrc) : -1;
+    if (roc < 0) Py_RETURN_NONE;
+    return PyLong_FromLongLong(roc);
+}
+
+static PyObject *Viewer_get_gcm(ViewerObject *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->v->gcm != NULL);
+}
+
 
 /* -- the stream transport, Python side (the GIL held; `mu` taken briefly) ------------------ */
 
@@ -2092,6 +2127,8 @@ static PyMethodDef Viewer_methods[] = {
      "(kind 0 media, 1 retransmission, 2 RTX; reason: index of the refusal counter)"},
     {"close", (PyCFunction)Viewer_close, METH_NOARGS,
      "close(): nothing is sent for this viewer after this returns (idempotent)"},
+    {"roc", (PyCFunction)Viewer_roc, METH_VARARGS,
+     "roc(ssrc) -> int | None: the rollover counter of an RTP stream its GCM context sent"},
     {"attach_stream", (PyCFunction)Viewer_attach_stream, METH_VARARGS,
      "attach_stream(fd, wake_fd, limit, low_water, pending): from now on this viewer's packets "
      "go RFC 4571-framed on the stream socket fd (non-blocking writes; `pending` framed bytes "
@@ -2123,6 +2160,8 @@ static PyGetSetDef Viewer_getset[] = {
     {"rtx_sent", (getter)Viewer_get_rtx_sent, NULL, "RTX packets sent", NULL},
     {"worker", (getter)Viewer_get_worker, NULL, "the worker that owns this viewer", NULL},
     {"closed", (getter)Viewer_get_closed, NULL, "True after close()", NULL},
+    {"gcm", (getter)Viewer_get_gcm, NULL,
+     "True when its RTP is protected by the fan-out's AES-GCM (srtp_gcm.h), not libsrtp", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2130,7 +2169,7 @@ static PyTypeObject ViewerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rtp._fanout.Viewer",
     .tp_basicsize = sizeof(ViewerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One viewer's fan-out state (Engine.viewer(ctx)).",
+    .tp_doc = "One viewer's fan-out state (Engine.viewer(ctx[, gcm_key, gcm_salt])).",
     .tp_dealloc = (destructor)Viewer_dealloc,
     .tp_methods = Viewer_methods,
     .tp_getset = Viewer_getset,
@@ -2684,7 +2723,40 @@ static PyObject *floor_send(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyLong_FromLong(total);
 }
 
+static PyObject *gcm_install(PyObject *Py_UNUSED(module), PyObject *args) {
+    unsigned long long f[7];
+    if (!PyArg_ParseTuple(args, "KKKKKKK", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]))
+        return NULL;
+    for (int i = 0; i < 7; i++)
+        if (f[i] == 0) {
+            PyErr_SetString(PyExc_ValueError, "gcm_install needs all seven functions");
+            return NULL;
+        }
+    if (!gcm_available()) { /* once: viewers made since may already use them */
+        gcm_fns.ctx_free = (void (*)(void *))(uintptr_t)f[1];
+        gcm_fns.cipher = (const void *(*)(void))(uintptr_t)f[2];
+        gcm_fns.init = (int (*)(void *, const void *, void *, const unsigned char *,
+                                const unsigned char *, int))(uintptr_t)f[3];
+        gcm_fns.update = (int (*)(void *, unsigned char *, int *, const unsigned char *,
+                                  int))(uintptr_t)f[4];
+        gcm_fns.final = (int (*)(void *, unsigned char *, int *))(uintptr_t)f[5];
+        gcm_fns.ctrl = (int (*)(void *, int, int, void *))(uintptr_t)f[6];
+        gcm_fns.ctx_new = (void *(*)(void))(uintptr_t)f[0]; /* last: gcm_available() */
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *gcm_installed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg)) {
+    return PyBool_FromLong(gcm_available());
+}
+
 static PyMethodDef methods[] = {
+    {"gcm_install", gcm_install, METH_VARARGS,
+     "gcm_install(EVP_CIPHER_CTX_new, _free, EVP_aes_128_gcm, EVP_CipherInit_ex, "
+     "EVP_CipherUpdate, EVP_CipherFinal_ex, EVP_CIPHER_CTX_ctrl): libcrypto's functions by "
+     "address, for viewers made with a GCM session key (once; later calls are ignored)"},
+    {"gcm_installed", gcm_installed, METH_NOARGS,
+     "gcm_installed() -> bool: whether gcm_install ran"},
     {"floor_addrs", floor_addrs, METH_VARARGS,
      "floor_addrs([(host, port), ...]) -> bytes: resolved addresses for floor_send (bench)"},
     {"floor_send", floor_send, METH_VARARGS,

@@ -52,7 +52,7 @@ import trio
 
 from .dtls import Certificate, DtlsEndpoint
 from .errors import ParseError
-from .fanout import MAX_TRACKS, REFUSALS, STREAMS
+from .fanout import MAX_TRACKS, REFUSALS, STREAMS, viewer_keys
 from .ice_dtls import IceDtlsPath
 from .packet import parse_rtp, rewrite
 from .resend import SeqMap
@@ -672,7 +672,7 @@ class Peer(IceDtlsPath):
             ctx = new_tx_context(keys)
         except pylibsrtp.Error:
             return  # the Python path reports the refusal per packet
-        viewer = engine.viewer(ctx)  # owns ctx from here: freed exactly once, by C
+        viewer = engine.viewer(ctx, *viewer_keys(keys))  # owns ctx: freed exactly once, by C
         if tcp is None:
             viewer.set_address(fd, self.addr)
         for slot, track in enumerate(self.out.values()):
@@ -709,7 +709,9 @@ class Peer(IceDtlsPath):
         _ = self.dropped  # fold the viewer's SRTP refusals into ours
         for track in self.out.values():
             for ssrc in (track.ssrc, track.rtx_ssrc):
-                roc = stream_roc(self._viewer_ctx, ssrc) if ssrc else None
+                if not ssrc:
+                    continue
+                roc = viewer.roc(ssrc) if viewer.gcm else stream_roc(self._viewer_ctx, ssrc)
                 if roc:
                     carry_roc(self.srtp, ssrc, roc)
             packets, nbytes, dropped, retransmitted = viewer.counters(track.slot)[:4]

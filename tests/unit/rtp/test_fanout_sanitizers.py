@@ -26,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 TESTS = ["tests/unit/rtp/test_fanout.py", "tests/unit/rtp/test_fanout_workers.py",
+         "tests/unit/rtp/test_srtp_gcm.py",
          "tests/unit/rtp/test_fanout_stream.py", "tests/unit/rtp/test_fanout_sinks.py"]
 
 RUNNER = """
