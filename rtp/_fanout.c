@@ -35,7 +35,9 @@
  *
  * The per-packet work is what rtp.fanout.fan_out_python does, counter for counter: write the
  * 12-byte RTP header (viewer PT with the producer's marker bit, seq + offset, ts + offset,
- * viewer SSRC; everything after the header kept), srtp_protect in place, one sendmmsg per
+ * viewer SSRC; everything after the header kept), SRTP-protect in place (AEAD_AES_128_GCM
+ * viewers: srtp_gcm.h, libcrypto's EVP keyed once, the same bytes as libsrtp; others: libsrtp's
+ * srtp_protect), one sendmmsg per
  * batch of up to 64 datagrams on one socket. `packets`/`bytes` count what the kernel took,
  * `dropped` what it did not, an unusable viewer (no keys, no address), an SRTP refusal, a
  * packet too long, or a full ring.
