@@ -369,7 +369,9 @@ def swagger_blueprint(external: Sequence[ExternalRoute] = ()) -> Blueprint:
     @doc(summary="The OpenAPI document of this API", tags=["docs"],
          responses={200: {"type": "object"}})
     async def swagger_doc() -> Response:
-        return json_response(build_openapi(current_app, external))
+        response = json_response(build_openapi(current_app, external))
+        response.headers["Content-Type"] = "application/json; charset=utf-8"  # Core's, lower case
+        return response
 
     @bp.get("/api/swagger/")
     @bp.get("/api/swagger")

@@ -98,6 +98,7 @@ async def test_openapi_lists_every_route_and_validates(ffmpeg: str, tmp_path: Pa
         api = Api(srv.url)
         resp = await api.get("/api/swagger/doc.json")
         assert resp.status_code == 200
+        assert resp.headers["Content-Type"] == "application/json; charset=utf-8"  # Core's
         spec = resp.json()
         validate(spec)  # raises on an invalid OpenAPI document
         rules = list(srv.app.url_map.iter_rules())
