@@ -27,7 +27,7 @@ def test_quick_bench_against_trio_core(tmp_path: Path, ffmpeg: str) -> None:
     out_md = tmp_path / "RESULTS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--servers", "kernel-floor,trio-core",
-         "--workers", "1,2", "--steps", "1,3",
+         "--workers", "1,2", "--steps", "3",
          "--window", "2", "--no-pin", "--no-netns", "--results", str(out_md),
          "--json", str(out_json)],
         cwd=ROOT,
