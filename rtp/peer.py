@@ -711,7 +711,8 @@ class Peer(IceDtlsPath):
             for ssrc in (track.ssrc, track.rtx_ssrc):
                 if not ssrc:
                     continue
-                roc = viewer.roc(ssrc) if viewer.gcm else stream_roc(self._viewer_ctx, ssrc)
+                gcm = getattr(viewer, "gcm", False)  # an extension built before srtp_gcm.h
+                roc = viewer.roc(ssrc) if gcm else stream_roc(self._viewer_ctx, ssrc)
                 if roc:
                     carry_roc(self.srtp, ssrc, roc)
             packets, nbytes, dropped, retransmitted = viewer.counters(track.slot)[:4]
