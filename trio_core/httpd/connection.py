@@ -372,15 +372,22 @@ class Connection:
                        expect and http_version == "1.1" and (chunked or bool(content_length)))
 
     # -- request body -------------------------------------------------------------------------
+    def _take_remaining(self) -> bytes:
+        """Take what is buffered of the current length-framed piece (a Content-Length body or
+        a chunk's data), at most what is left of it."""
+        buf = self._buf
+        n = min(len(buf), self._remaining)
+        data = bytes(buf[:n]) if n < len(buf) else bytes(buf)
+        del buf[:n]
+        self._remaining -= n
+        return data
+
     def _body_event(self) -> Data | _Sentinel | None:
         buf = self._buf
         if self._framing == _LENGTH:
             if not buf:
                 return None
-            n = min(len(buf), self._remaining)
-            data = bytes(buf[:n]) if n < len(buf) else bytes(buf)
-            del buf[:n]
-            self._remaining -= n
+            data = self._take_remaining()
             end = self._remaining == 0
             if end:
                 self._their = _DONE
@@ -409,10 +416,7 @@ class Connection:
             elif framing == _CHUNK_DATA:
                 if not buf:
                     return None
-                n = min(len(buf), self._remaining)
-                data = bytes(buf[:n]) if n < len(buf) else bytes(buf)
-                del buf[:n]
-                self._remaining -= n
+                data = self._take_remaining()
                 if self._remaining == 0:
                     self._framing = _CHUNK_CRLF
                 return Data(data, False)

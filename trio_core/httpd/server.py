@@ -205,16 +205,9 @@ class Channel:
         :data:`PIPELINE_HOLD` bytes are held the socket is not watched any more (then this
         waits until cancelled). For a handler that should stop when its client has left
         (the ASGI ``http.disconnect``); cancel it when the answer is done."""
-        sock = self.sock
         conn = self.conn
         while conn.buffered < PIPELINE_HOLD:
-            try:
-                data = sock.recv(READ_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            except OSError:
-                data = b""
+            data = await self._recv()
             conn.receive_data(data)
             if not data:
                 self.gone = True
@@ -289,16 +282,22 @@ class Channel:
             return
         left = LINGER_BYTES
         while left > 0:
-            try:
-                data = sock.recv(READ_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            except OSError:
-                return
+            data = await self._recv()
             if not data:
                 return
             left -= len(data)
+
+    async def _recv(self) -> bytes:
+        """What the socket has (waiting until it has something); b"" at its end or on an
+        error. No deadline of its own: the caller's scope bounds it."""
+        sock = self.sock
+        while True:
+            try:
+                return sock.recv(READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+            except OSError:
+                return b""
 
     def close_after_response(self) -> None:
         """End the connection after the current response (e.g. an answer left half-sent)."""
